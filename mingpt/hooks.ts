@@ -1,0 +1,149 @@
+/**
+ * Hook points: named places in the forward pass where an experiment may look at an activation
+ * (cache it) or change it (patch, ablate). The idea and the names come from TransformerLens.
+ *
+ * In the model, a hook point is one line that reads like an identity function:
+ *
+ *     x = this.hooks.point(this.names.resid_post, x, [B, T, C]);
+ *
+ * With no hook attached (the normal case) it returns `x` at once: a run without hooks costs the
+ * same as a model without hook support. Hooks are attached for one run only
+ * (`model.run_with_hooks`, `model.run_with_cache`) and removed afterwards, even if the run throws.
+ *
+ * The points, per layer l (shapes with batch B, time T, channels C, heads nh, head size hs):
+ *   hook_embed, hook_pos_embed                  (B, T, C)   token and position embeddings
+ *   blocks.l.hook_resid_pre                     (B, T, C)   residual stream entering block l
+ *   blocks.l.attn.hook_pattern                  (B, nh, T, T) attention probabilities (query t, key t2)
+ *   blocks.l.attn.hook_z                        (B, T, nh, hs) each head's output before c_proj
+ *   blocks.l.hook_attn_out                      (B, T, C)   attention output (after c_proj)
+ *   blocks.l.hook_resid_mid                     (B, T, C)   residual stream after attention
+ *   blocks.l.mlp.hook_post                      (B, T, 4C)  MLP hidden activations after GELU
+ *   blocks.l.hook_mlp_out                       (B, T, C)   MLP output
+ *   blocks.l.hook_resid_post                    (B, T, C)   block output (the assignment's "embedding")
+ *   ln_final.hook_in                            (B, T, C)   input of the final layer norm
+ */
+import ndarray from 'ndarray';
+import type { NdArray } from 'ndarray';
+import ops from 'ndarray-ops';
+
+/** An activation as hooks see it: a contiguous Float32Array with its shape. */
+export type Activation = NdArray<Float32Array>;
+
+/**
+ * A hook receives the activation and its name. It may read it, change it in place, or return a
+ * replacement of the same shape.
+ */
+export type HookFn = (act: Activation, name: string) => Activation | void;
+
+/** Hooks to attach for one run: by exact name, or a predicate over names (like TransformerLens's filters). */
+export type HookSpec = Array<[string | ((name: string) => boolean), HookFn]>;
+
+/** The hook-point registry a model carries. Empty (and free) except during a hooked run. */
+export class HookPoints {
+  private active: Array<[string | ((name: string) => boolean), HookFn]> | null = null;
+
+  /** The identity function of the forward pass; calls the attached hooks whose name matches. */
+  point(name: string, x: Float32Array, shape: number[]): Float32Array {
+    if (this.active === null) return x; // the common case: nothing to do
+    for (const [sel, fn] of this.active) {
+      if (typeof sel === 'string' ? sel !== name : !sel(name)) continue;
+      const act = ndarray(x, shape);
+      const res = fn(act, name);
+      if (res) {
+        if (res.size !== act.size || res.shape.some((d, i) => d !== shape[i]))
+          throw new Error(`hook on ${name} returned shape [${res.shape}], expected [${shape}]`);
+        x = contiguous(res);
+      }
+    }
+    return x;
+  }
+
+  /** Run `body` with `hooks` attached; they are detached afterwards whatever happens. */
+  with<R>(hooks: HookSpec, body: () => R): R {
+    if (this.active !== null) throw new Error('hooks are already attached: nested hooked runs are not supported');
+    this.active = hooks;
+    try {
+      return body();
+    } finally {
+      this.active = null;
+    }
+  }
+}
+
+/** The data of an ndarray as a fresh contiguous row-major Float32Array (a copy only when needed). */
+export function contiguous(a: Activation): Float32Array {
+  const isPlain =
+    a.offset === 0 && a.data.length === a.size && a.stride.every((s, i) => s === a.shape.slice(i + 1).reduce((p, d) => p * d, 1));
+  if (isPlain) return a.data;
+  const out = ndarray(new Float32Array(a.size), a.shape.slice());
+  ops.assign(out, a);
+  return out.data;
+}
+
+/** A deep copy of an activation (the "detach().clone()" of the assignment). */
+export function clone(a: Activation): Activation {
+  const out = ndarray(new Float32Array(a.size), a.shape.slice());
+  ops.assign(out, a);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Selecting part of an activation: a position (or a range of positions) and, for per-head
+// activations, a head. Which axis is "position" depends on the hook point's layout.
+
+/** Which positions: one index, or a half-open range [from, to). */
+export type PositionSel = number | [number, number];
+export interface Selection {
+  position?: PositionSel;
+  head?: number;
+}
+
+/** The axes of time (query time for patterns) and head in a hook point's layout. */
+export function axesOf(name: string): { pos: number; head: number | null } {
+  if (name.endsWith('attn.hook_pattern')) return { pos: 2, head: 1 }; // (B, nh, T, T)
+  if (name.endsWith('attn.hook_z')) return { pos: 1, head: 2 };       // (B, T, nh, hs)
+  return { pos: 1, head: null };                                     // (B, T, ...)
+}
+
+/** A view of `a` restricted to the selection (no copy: an ndarray view). */
+export function select(a: Activation, name: string, sel: Selection): Activation {
+  const { pos, head } = axesOf(name);
+  let v = a;
+  if (sel.position !== undefined) {
+    const [from, to] = typeof sel.position === 'number' ? [sel.position, sel.position + 1] : sel.position;
+    if (from < 0 || to > a.shape[pos] || from >= to)
+      throw new Error(`position ${JSON.stringify(sel.position)} is outside 0..${a.shape[pos] - 1} for ${name}`);
+    v = v.hi(...v.shape.map((d, i) => (i === pos ? to : d))).lo(...v.shape.map((_, i) => (i === pos ? from : 0)));
+  }
+  if (sel.head !== undefined) {
+    if (head === null) throw new Error(`${name} has no head axis; heads can be selected on attn.hook_z and attn.hook_pattern`);
+    v = v.hi(...v.shape.map((d, i) => (i === head ? sel.head! + 1 : d))).lo(...v.shape.map((_, i) => (i === head ? sel.head! : 0)));
+  }
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ready-made hooks for the common experiments.
+
+/** Replace the selected part of the activation with the same part of `source` (a cached run). */
+export function patchHook(source: Activation, sel: Selection = {}): HookFn {
+  return (act, name) => {
+    if (source.shape.some((d, i) => d !== act.shape[i]))
+      throw new Error(`cannot patch ${name}: source shape [${source.shape}] differs from [${act.shape}]`);
+    ops.assign(select(act, name, sel), select(source, name, sel));
+  };
+}
+
+/** Set the selected part of the activation to zero (zero-ablation). */
+export function zeroHook(sel: Selection = {}): HookFn {
+  return (act, name) => {
+    ops.assigns(select(act, name, sel), 0);
+  };
+}
+
+/** Store a deep copy of the activation in `cache` under its name. */
+export function cacheHook(cache: Map<string, Activation>): HookFn {
+  return (act, name) => {
+    cache.set(name, clone(act));
+  };
+}

@@ -1,0 +1,520 @@
+/**
+ * Full definition of a GPT Language Model, all of it in this single file: the TypeScript port of
+ * minGPT's mingpt/model.py. Read the two side by side; classes, methods and names match.
+ *
+ * References:
+ * 1) the official GPT-2 TensorFlow implementation released by OpenAI:
+ *    https://github.com/openai/gpt-2/blob/master/src/model.py
+ * 2) huggingface/transformers PyTorch implementation:
+ *    https://github.com/huggingface/transformers/blob/main/src/transformers/models/gpt2/modeling_gpt2.py
+ * 3) Andrej Karpathy's minGPT (MIT): https://github.com/karpathy/minGPT
+ *
+ * What differs from minGPT, and why:
+ * - There is no autograd here: this port runs the forward pass only (inference and
+ *   interpretability experiments), so dropout is the identity and there is no training code.
+ * - Tensors are plain Float32Arrays in row-major order; the loops live in ./kernels.ts, so the
+ *   math below reads top to bottom. Shapes are written next to every tensor.
+ * - The forward pass carries hook points (./hooks.ts) and the assignment's save/patch flags.
+ */
+import ndarray from 'ndarray';
+import type { NdArray } from 'ndarray';
+import { CfgNode, rng as globalRng, type RNG } from './utils.ts';
+import {
+  matmulForward, layernormForward, geluForward, residualForward, softmaxRows,
+  attentionPatternForward, attentionValuesForward,
+} from './kernels.ts';
+import { HookPoints, cacheHook, patchHook, type Activation, type HookSpec, type Selection } from './hooks.ts';
+import { Checkpoint } from './checkpoint.ts';
+import { ensurePretrained } from './pretrained.ts';
+
+// -----------------------------------------------------------------------------------------------
+// Building blocks. Each layer holds Float32Array views into the model's single parameter buffer.
+
+/** Hands out consecutive slices of one big buffer, so all parameters live in one place (llm.c). */
+class ParamAllocator {
+  offset = 0;
+  readonly named: Array<[string, Float32Array, number[]]> = [];
+  constructor(readonly buffer: Float32Array) {}
+  take(name: string, shape: number[]): Float32Array {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const view = this.buffer.subarray(this.offset, this.offset + n);
+    this.offset += n;
+    this.named.push([name, view, shape]);
+    return view;
+  }
+}
+
+/** nn.Linear: y = x Wᵀ + b, with W stored (out_features, in_features). */
+export class Linear {
+  readonly weight: Float32Array; // (out_features, in_features)
+  readonly bias: Float32Array | null; // (out_features)
+  constructor(p: ParamAllocator, name: string, readonly in_features: number, readonly out_features: number, bias = true) {
+    this.weight = p.take(`${name}.weight`, [out_features, in_features]);
+    this.bias = bias ? p.take(`${name}.bias`, [out_features]) : null;
+  }
+  /** x (BT, in) -> (BT, out) */
+  forward(x: Float32Array, BT: number): Float32Array {
+    const y = new Float32Array(BT * this.out_features);
+    matmulForward(y, x, this.weight, this.bias, BT, this.in_features, this.out_features);
+    return y;
+  }
+}
+
+/** nn.LayerNorm over the last axis. */
+export class LayerNorm {
+  readonly weight: Float32Array; // (C)
+  readonly bias: Float32Array; // (C)
+  constructor(p: ParamAllocator, name: string, readonly C: number, readonly eps: number) {
+    this.weight = p.take(`${name}.weight`, [C]);
+    this.bias = p.take(`${name}.bias`, [C]);
+  }
+  /** x (BT, C) -> (BT, C) */
+  forward(x: Float32Array, BT: number): Float32Array {
+    const y = new Float32Array(BT * this.C);
+    layernormForward(y, x, this.weight, this.bias, BT, this.C, this.eps);
+    return y;
+  }
+}
+
+/**
+ * Implementation of the GELU activation function currently in Google BERT repo (identical to OpenAI GPT).
+ * Reference: Gaussian Error Linear Units (GELU) paper: https://arxiv.org/abs/1606.08415
+ */
+export class NewGELU {
+  forward(x: Float32Array): Float32Array {
+    const y = new Float32Array(x.length);
+    geluForward(y, x, x.length);
+    return y;
+  }
+}
+
+/** Names of one block's hook points, built once so the forward pass does no string work. */
+function blockHookNames(l: number) {
+  const b = `blocks.${l}`;
+  return {
+    resid_pre: `${b}.hook_resid_pre`, pattern: `${b}.attn.hook_pattern`, z: `${b}.attn.hook_z`,
+    attn_out: `${b}.hook_attn_out`, resid_mid: `${b}.hook_resid_mid`, mlp_post: `${b}.mlp.hook_post`,
+    mlp_out: `${b}.hook_mlp_out`, resid_post: `${b}.hook_resid_post`,
+  };
+}
+type BlockHookNames = ReturnType<typeof blockHookNames>;
+
+/**
+ * A vanilla multi-head masked self-attention layer with a projection at the end.
+ * It is possible to use torch.nn.MultiheadAttention here but minGPT spells it out, and so do we.
+ */
+export class CausalSelfAttention {
+  readonly c_attn: Linear; // key, query, value projections for all heads, but in a batch
+  readonly c_proj: Linear; // output projection
+  readonly n_head: number;
+  readonly n_embd: number;
+  constructor(p: ParamAllocator, name: string, config: CfgNode, private hooks: HookPoints, private names: BlockHookNames) {
+    if (config.n_embd % config.n_head !== 0) throw new Error(`n_embd ${config.n_embd} is not divisible by n_head ${config.n_head}`);
+    this.c_attn = new Linear(p, `${name}.c_attn`, config.n_embd, 3 * config.n_embd);
+    this.c_proj = new Linear(p, `${name}.c_proj`, config.n_embd, config.n_embd);
+    // (minGPT registers a causal "bias" mask buffer here; our kernel applies the mask directly)
+    this.n_head = config.n_head;
+    this.n_embd = config.n_embd;
+  }
+
+  /** x (B, T, C) -> (B, T, C) */
+  forward(x: Float32Array, B: number, T: number): Float32Array {
+    const C = this.n_embd, nh = this.n_head, hs = C / nh;
+    // calculate query, key, values for all heads in batch: q, k, v side by side
+    const qkv = this.c_attn.forward(x, B * T); // (B, T, 3C) = [q | k | v], each (B, T, nh, hs)
+    // causal self-attention; Self-attend: (B, nh, T, hs) x (B, nh, hs, T) -> (B, nh, T, T)
+    let att: Float32Array = new Float32Array(B * nh * T * T); // (B, nh, T, T)
+    attentionPatternForward(att, qkv, B, T, C, nh); // softmax(q·kᵀ/√hs), future masked to 0
+    att = this.hooks.point(this.names.pattern, att, [B, nh, T, T]);
+    // (minGPT applies attn_dropout here; at inference it is the identity)
+    let z: Float32Array = new Float32Array(B * T * C); // (B, nh, T, T) x (B, nh, T, hs) -> laid out (B, T, nh, hs)
+    attentionValuesForward(z, att, qkv, B, T, C, nh);
+    z = this.hooks.point(this.names.z, z, [B, T, nh, hs]);
+    // output projection
+    return this.c_proj.forward(z, B * T); // (B, T, C)
+  }
+}
+
+/** an unassuming Transformer block */
+export class Block {
+  readonly ln_1: LayerNorm;
+  readonly attn: CausalSelfAttention;
+  readonly ln_2: LayerNorm;
+  readonly mlp: { c_fc: Linear; c_proj: Linear; act: NewGELU };
+  readonly names: BlockHookNames;
+  constructor(p: ParamAllocator, name: string, readonly layer: number, config: CfgNode, private hooks: HookPoints) {
+    const C = config.n_embd, eps = config.layer_norm_epsilon;
+    this.names = blockHookNames(layer);
+    this.ln_1 = new LayerNorm(p, `${name}.ln_1`, C, eps);
+    this.attn = new CausalSelfAttention(p, `${name}.attn`, config, hooks, this.names);
+    this.ln_2 = new LayerNorm(p, `${name}.ln_2`, C, eps);
+    this.mlp = {
+      c_fc: new Linear(p, `${name}.mlp.c_fc`, C, 4 * C),
+      c_proj: new Linear(p, `${name}.mlp.c_proj`, 4 * C, C),
+      act: new NewGELU(),
+    };
+  }
+
+  /** MLP forward: x (B, T, C) -> (B, T, 4C) -> GELU -> (B, T, C) */
+  mlpf(x: Float32Array, B: number, T: number): Float32Array {
+    const m = this.mlp;
+    let h: Float32Array = m.act.forward(m.c_fc.forward(x, B * T)); // (B, T, 4C)
+    h = this.hooks.point(this.names.mlp_post, h, [B, T, 4 * m.c_fc.in_features]);
+    return m.c_proj.forward(h, B * T); // (B, T, C)
+  }
+
+  /** x (B, T, C) -> (B, T, C):  x = x + attn(ln_1(x));  x = x + mlpf(ln_2(x)) */
+  forward(x: Float32Array, B: number, T: number): Float32Array {
+    const h = this.hooks, n = this.names, shape = [B, T, this.ln_1.C], N = x.length;
+    x = h.point(n.resid_pre, x, shape);
+    const attn_out = h.point(n.attn_out, this.attn.forward(this.ln_1.forward(x, B * T), B, T), shape);
+    const mid = new Float32Array(N);
+    residualForward(mid, x, attn_out, N);
+    x = h.point(n.resid_mid, mid, shape);
+    const mlp_out = h.point(n.mlp_out, this.mlpf(this.ln_2.forward(x, B * T), B, T), shape);
+    const post = new Float32Array(N);
+    residualForward(post, x, mlp_out, N);
+    return h.point(n.resid_post, post, shape);
+  }
+}
+
+// -----------------------------------------------------------------------------------------------
+
+/** Token ids: one sequence (T) or a batch of equal-length sequences (B, T). */
+export type Idx = number[] | number[][];
+
+/** The assignment's patch flag: after block `layer`, replace position `position` by the saved clean value. */
+export interface PatchFlag {
+  layer: number;
+  position: number;
+  /** the vector to write (C); defaults to `model.activations[layer][position]` from a `save` run */
+  value?: Float32Array;
+}
+
+export interface ForwardOptions {
+  /** next-token targets (B, T) for the loss; -1 entries are ignored (as minGPT's ignore_index=-1) */
+  targets?: Idx;
+  /** keep a deep copy of every block's output at every position in `model.activations` (batch row 0) */
+  save?: boolean;
+  /** replace one block output at one position before the next block sees it (all batch rows) */
+  patch?: PatchFlag;
+  /** hooks for this run only (see ./hooks.ts); `run_with_hooks` is the friendlier door */
+  hooks?: HookSpec;
+}
+
+export interface ForwardResult {
+  logits: NdArray<Float32Array>; // (B, T, vocab_size)
+  loss: number | null; // mean cross-entropy over the targets, when targets were given
+}
+
+/** GPT Language Model */
+export class GPT {
+  readonly config: CfgNode;
+  readonly block_size: number;
+  /** every parameter, one contiguous buffer (a SharedArrayBuffer, so workers can share it) */
+  readonly params: Float32Array;
+  /** [minGPT name, view into params, shape] for each parameter tensor */
+  readonly named_parameters: Array<[string, Float32Array, number[]]>;
+  readonly transformer: { wte: Float32Array; wpe: Float32Array; h: Block[]; ln_f: LayerNorm };
+  readonly lm_head: { weight: Float32Array }; // (vocab_size, C); tied to wte unless a checkpoint brings its own
+  readonly hooks = new HookPoints();
+
+  /** With `save`: activations[layer][position] is the block's output (C) at that position. */
+  activations: Float32Array[][] = [];
+  /** The logits (vocab_size) of the last position of the latest forward (batch row 0). */
+  lastLogits: Float32Array = new Float32Array(0);
+
+  static get_default_config(): CfgNode {
+    return new CfgNode({
+      // either model_type or (n_layer, n_head, n_embd) must be given in the config
+      model_type: 'gpt',
+      n_layer: null,
+      n_head: null,
+      n_embd: null,
+      // these options must be filled in externally
+      vocab_size: null,
+      block_size: null,
+      // dropout hyperparameters (kept for minGPT compatibility; inference only here, so unused)
+      embd_pdrop: 0.1,
+      resid_pdrop: 0.1,
+      attn_pdrop: 0.1,
+      // torch.nn.LayerNorm's default, and GPT-2's layer_norm_epsilon
+      layer_norm_epsilon: 1e-5,
+    });
+  }
+
+  /** The architectures minGPT knows by name. */
+  static readonly MODEL_TYPES: Record<string, { n_layer: number; n_head: number; n_embd: number }> = {
+    // names follow the huggingface naming conventions
+    // GPT-1
+    'openai-gpt': { n_layer: 12, n_head: 12, n_embd: 768 }, // 117M params
+    // GPT-2 configs
+    gpt2: { n_layer: 12, n_head: 12, n_embd: 768 }, // 124M params
+    'gpt2-medium': { n_layer: 24, n_head: 16, n_embd: 1024 }, // 350M params
+    'gpt2-large': { n_layer: 36, n_head: 20, n_embd: 1280 }, // 774M params
+    'gpt2-xl': { n_layer: 48, n_head: 25, n_embd: 1600 }, // 1558M params
+    // Gophers
+    'gopher-44m': { n_layer: 8, n_head: 16, n_embd: 512 },
+    // (there are a number more...)
+    // I made these tiny models up
+    'gpt-mini': { n_layer: 6, n_head: 6, n_embd: 192 },
+    'gpt-micro': { n_layer: 4, n_head: 4, n_embd: 128 },
+    'gpt-nano': { n_layer: 3, n_head: 3, n_embd: 48 },
+  };
+
+  /**
+   * @param init   fill the weights with minGPT's random initialisation (skip when loading a checkpoint)
+   * @param tie_lm_head  share lm_head.weight with wte.weight (GPT-2's own tying; saves vocab × C floats)
+   */
+  constructor(config: CfgNode, opts: { init?: boolean; tie_lm_head?: boolean; rng?: RNG } = {}) {
+    if (config.vocab_size == null || config.block_size == null) throw new Error('config.vocab_size and config.block_size must be set');
+    const type_given = config.model_type != null && config.model_type in GPT.MODEL_TYPES;
+    const params_given = config.n_layer != null && config.n_head != null && config.n_embd != null;
+    if (type_given === params_given)
+      throw new Error(`give exactly one of a known model_type or (n_layer, n_head, n_embd); model_type=${config.model_type}`);
+    if (type_given) config.merge_from_dict(GPT.MODEL_TYPES[config.model_type]); // translate from model_type to detailed configuration
+    this.config = config;
+    this.block_size = config.block_size;
+
+    const { n_layer: L, n_embd: C, vocab_size: V, block_size: T } = config as unknown as { n_layer: number; n_embd: number; vocab_size: number; block_size: number };
+    const tie = opts.tie_lm_head ?? true;
+    const total = V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C + (tie ? 0 : V * C);
+    const p = new ParamAllocator(new Float32Array(new SharedArrayBuffer(total * 4)));
+    this.transformer = {
+      wte: p.take('transformer.wte.weight', [V, C]),
+      wpe: p.take('transformer.wpe.weight', [T, C]),
+      // (drop: dropout on the embeddings, identity at inference)
+      h: Array.from({ length: L }, (_, l) => new Block(p, `transformer.h.${l}`, l, config, this.hooks)),
+      ln_f: new LayerNorm(p, 'transformer.ln_f', C, config.layer_norm_epsilon),
+    };
+    this.lm_head = { weight: tie ? this.transformer.wte : p.take('lm_head.weight', [V, C]) };
+    if (p.offset !== total) throw new Error(`internal: parameter layout used ${p.offset} of ${total} floats`);
+    this.params = p.buffer;
+    this.named_parameters = p.named;
+
+    if (opts.init ?? true) this._init_weights(opts.rng ?? globalRng);
+  }
+
+  /**
+   * minGPT's initialisation: N(0, 0.02) for weights and embeddings, zeros for biases, ones for
+   * layer-norm gains, and a special scaled init to the residual projections, per the GPT-2 paper.
+   */
+  private _init_weights(rng: RNG): void {
+    const n_layer = this.config.n_layer as number;
+    for (const [name, w] of this.named_parameters) {
+      if (/ln_\w+\.weight$/.test(name)) w.fill(1);
+      else if (name.endsWith('.bias')) w.fill(0);
+      else {
+        const std = name.endsWith('c_proj.weight') ? 0.02 / Math.sqrt(2 * n_layer) : 0.02;
+        for (let i = 0; i < w.length; i++) w[i] = std * rng.randn();
+      }
+    }
+  }
+
+  /** Number of parameters; like minGPT, lm_head is not counted (it is tied to wte in GPT-2). */
+  num_params(): number {
+    return this.named_parameters.filter(([n]) => n !== 'lm_head.weight').reduce((a, [, w]) => a + w.length, 0);
+  }
+
+  /**
+   * Load a GPT-2-layout checkpoint in the Hugging Face safetensors format: a directory with
+   * model.safetensors and config.json, or the .safetensors file with config.json beside it.
+   * (minGPT's from_pretrained does this from the transformers library's model; same mapping.)
+   */
+  static from_safetensors(fileOrDir: string): GPT {
+    const ckpt = Checkpoint.open(fileOrDir);
+    try {
+      const hp = ckpt.hparams;
+      const config = GPT.get_default_config();
+      config.model_type = null;
+      config.merge_from_dict({
+        n_layer: hp.n_layer, n_head: hp.n_head, n_embd: hp.n_embd,
+        vocab_size: hp.vocab_size, block_size: hp.block_size, layer_norm_epsilon: hp.layer_norm_epsilon,
+      });
+      // GPT-2 ties lm_head to wte; a checkpoint that stores its own lm_head gets its own copy
+      const model = new GPT(config, { init: false, tie_lm_head: !ckpt.has('lm_head.weight') });
+      // the Conv1D-vs-Linear transpose, the "transformer." prefix and dtype conversion are the
+      // checkpoint reader's job; here every parameter is asked for by name and shape
+      for (const [name, view, shape] of model.named_parameters) ckpt.readInto(name, view, shape);
+      return model;
+    } finally {
+      ckpt.close();
+    }
+  }
+
+  /**
+   * GPT-2 weights by name ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'): taken from weights/<name>/
+   * or the Hugging Face cache, or downloaded from the Hub into weights/<name>/ on first use.
+   */
+  static async from_pretrained(model_type: string): Promise<GPT> {
+    const where = await ensurePretrained(model_type);
+    const model = GPT.from_safetensors(where);
+    model.config.model_type = model_type;
+    return model;
+  }
+
+  /**
+   * idx (B, T) token ids -> logits (B, T, vocab_size), and the loss when targets are given.
+   * `save`, `patch` and `hooks` are the instruments of the experiments; without them this is
+   * exactly minGPT's forward.
+   */
+  forward(idx: Idx, opts: ForwardOptions = {}): ForwardResult {
+    const rows = toRows(idx);
+    const B = rows.length, T = rows[0].length;
+    const { n_embd: C, vocab_size: V } = this.config as unknown as { n_embd: number; vocab_size: number };
+    if (T > this.block_size) throw new Error(`Cannot forward sequence of length ${T}, block size is only ${this.block_size}`);
+
+    const hooks: HookSpec = [...(opts.hooks ?? []), ...this.flagHooks(opts, T)];
+    const run = () => {
+      const { wte, wpe, h, ln_f } = this.transformer;
+      // forward the GPT model itself
+      let tok_emb: Float32Array = new Float32Array(B * T * C); // token embeddings of shape (B, T, C)
+      let pos_emb: Float32Array = new Float32Array(B * T * C); // position embeddings of shape (B, T, C), the same row for every b
+      for (let b = 0; b < B; b++) {
+        for (let t = 0; t < T; t++) {
+          const id = rows[b][t];
+          if (!(id >= 0 && id < V)) throw new Error(`token id ${id} at [${b}, ${t}] is outside the vocabulary 0..${V - 1}`);
+          tok_emb.set(wte.subarray(id * C, (id + 1) * C), (b * T + t) * C);
+          pos_emb.set(wpe.subarray(t * C, (t + 1) * C), (b * T + t) * C);
+        }
+      }
+      tok_emb = this.hooks.point('hook_embed', tok_emb, [B, T, C]);
+      pos_emb = this.hooks.point('hook_pos_embed', pos_emb, [B, T, C]);
+      let x: Float32Array = new Float32Array(B * T * C); // (B, T, C)
+      residualForward(x, tok_emb, pos_emb, x.length);
+      // (minGPT: self.transformer.drop(tok_emb + pos_emb); dropout is the identity at inference)
+      for (const block of h) x = block.forward(x, B, T); // (B, T, C)
+      x = this.hooks.point('ln_final.hook_in', x, [B, T, C]);
+      x = ln_f.forward(x, B * T); // (B, T, C)
+      const logits: Float32Array = new Float32Array(B * T * V); // (B, T, vocab_size)
+      matmulForward(logits, x, this.lm_head.weight, null, B * T, C, V);
+      return logits;
+    };
+    const logits = hooks.length ? this.hooks.with(hooks, run) : run();
+
+    this.lastLogits = logits.slice((T - 1) * V, T * V); // batch row 0, last position
+    // if we are given some desired targets also calculate the loss
+    const loss = opts.targets === undefined ? null : crossEntropy(logits, toRows(opts.targets), B, T, V);
+    return { logits: ndarray(logits, [B, T, V]), loss };
+  }
+
+  /** The assignment's `save` and `patch` flags, expressed as hooks on the block outputs. */
+  private flagHooks(opts: ForwardOptions, T: number): HookSpec {
+    const hooks: HookSpec = [];
+    const L = this.config.n_layer as number;
+    if (opts.save) {
+      this.activations = Array.from({ length: L }, () => []);
+      for (let l = 0; l < L; l++) {
+        hooks.push([this.transformer.h[l].names.resid_post, (act) => {
+          const C = act.shape[2];
+          // a deep copy (.slice), not a view: later runs must not overwrite what we keep
+          for (let t = 0; t < T; t++) this.activations[l][t] = act.data.slice(t * C, (t + 1) * C);
+        }]);
+      }
+    }
+    if (opts.patch) {
+      const { layer, position } = opts.patch;
+      if (!(layer >= 0 && layer < L)) throw new Error(`patch layer ${layer} is outside 0..${L - 1}`);
+      if (!(position >= 0 && position < T)) throw new Error(`patch position ${position} is outside 0..${T - 1}`);
+      const value = opts.patch.value ?? this.activations[layer]?.[position];
+      if (!value) throw new Error(`nothing saved for layer ${layer}, position ${position}: run forward with { save: true } first`);
+      hooks.push([this.transformer.h[layer].names.resid_post, (act) => {
+        const [B, , C] = act.shape;
+        for (let b = 0; b < B; b++) act.data.set(value, (b * T + position) * C);
+      }]);
+    }
+    return hooks;
+  }
+
+  /** forward() with hooks attached for this one run (TransformerLens's run_with_hooks). */
+  run_with_hooks(idx: Idx, hooks: HookSpec, opts: Omit<ForwardOptions, 'hooks'> = {}): ForwardResult {
+    return this.forward(idx, { ...opts, hooks });
+  }
+
+  /**
+   * forward() that keeps a deep copy of every hook point whose name passes `names`
+   * (all of them by default; for a big model, pass a filter to spare memory).
+   */
+  run_with_cache(
+    idx: Idx, names: (name: string) => boolean = () => true, opts: Omit<ForwardOptions, 'hooks'> = {},
+  ): ForwardResult & { cache: Map<string, Activation> } {
+    const cache = new Map<string, Activation>();
+    const res = this.forward(idx, { ...opts, hooks: [[names, cacheHook(cache)]] });
+    return { ...res, cache };
+  }
+
+  /** Patch the hook point `name` with its value in `cache` (a clean run), on a selection. */
+  run_with_patch(idx: Idx, cache: Map<string, Activation>, name: string, sel: Selection = {}): ForwardResult {
+    const source = cache.get(name);
+    if (!source) throw new Error(`the cache holds no activation named ${name}`);
+    return this.forward(idx, { hooks: [[name, patchHook(source, sel)]] });
+  }
+
+  /**
+   * Take a conditioning sequence of indices idx (B, T) and complete the sequence max_new_tokens
+   * times, feeding the predictions back into the model each time. Returns the (B, T + max_new_tokens)
+   * ids. With do_sample false this is greedy decoding.
+   */
+  generate(idx: Idx, max_new_tokens: number, temperature = 1.0, do_sample = false, top_k: number | null = null, rng: RNG = globalRng): number[][] {
+    const seqs = toRows(idx).map((r) => r.slice());
+    const V = this.config.vocab_size as number;
+    for (let n = 0; n < max_new_tokens; n++) {
+      // if the sequence context is growing too long we must crop it at block_size
+      const idx_cond = seqs.map((s) => (s.length <= this.block_size ? s : s.slice(-this.block_size)));
+      // forward the model to get the logits for the index in the sequence
+      const { logits } = this.forward(idx_cond);
+      const T = idx_cond[0].length;
+      for (let b = 0; b < seqs.length; b++) {
+        // pluck the logits at the final step and scale by desired temperature
+        const l = logits.data.slice((b * T + T - 1) * V, (b * T + T) * V);
+        for (let i = 0; i < V; i++) l[i] /= temperature;
+        // optionally crop the logits to only the top k options
+        if (top_k !== null) {
+          const kth = Float32Array.from(l).sort().reverse()[Math.min(top_k, V) - 1];
+          for (let i = 0; i < V; i++) if (l[i] < kth) l[i] = -Infinity;
+        }
+        // apply softmax to convert logits to (normalized) probabilities
+        softmaxRows(l, 1, V);
+        // either sample from the distribution or take the most likely element
+        seqs[b].push(do_sample ? rng.multinomial(l) : argmax(l));
+      }
+    }
+    return seqs;
+  }
+}
+
+// -----------------------------------------------------------------------------------------------
+
+function toRows(idx: Idx): number[][] {
+  if (idx.length === 0) throw new Error('cannot run the model on an empty sequence');
+  const rows = Array.isArray(idx[0]) ? (idx as number[][]) : [idx as number[]];
+  const T = rows[0].length;
+  if (T === 0) throw new Error('cannot run the model on an empty sequence');
+  if (rows.some((r) => r.length !== T)) throw new Error('all sequences in a batch must have the same length');
+  return rows;
+}
+
+export function argmax(a: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if (a[i] > a[best]) best = i;
+  return best;
+}
+
+/** Mean cross-entropy of logits (B, T, V) against targets (B, T); -1 targets are skipped. */
+function crossEntropy(logits: Float32Array, targets: number[][], B: number, T: number, V: number): number {
+  let total = 0, count = 0;
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const y = targets[b][t];
+      if (y === -1) continue;
+      const o = (b * T + t) * V;
+      let max = -Infinity;
+      for (let i = 0; i < V; i++) if (logits[o + i] > max) max = logits[o + i];
+      let sum = 0;
+      for (let i = 0; i < V; i++) sum += Math.exp(logits[o + i] - max);
+      total += Math.log(sum) + max - logits[o + y];
+      count++;
+    }
+  }
+  return total / count;
+}
