@@ -24,7 +24,7 @@ import {
   attentionPatternForward, attentionValuesForward,
 } from './kernels.ts';
 import { HookPoints, cacheHook, patchHook, type Activation, type HookSpec, type Selection } from './hooks.ts';
-import { Checkpoint } from './checkpoint.ts';
+import { Checkpoint, CheckpointError } from './checkpoint.ts';
 import { ensurePretrained } from './pretrained.ts';
 
 // -----------------------------------------------------------------------------------------------
@@ -336,6 +336,10 @@ export class GPT {
       // the Conv1D-vs-Linear transpose, the "transformer." prefix and dtype conversion are the
       // checkpoint reader's job; here every parameter is asked for by name and shape
       for (const [name, view, shape] of model.named_parameters) ckpt.readInto(name, view, shape);
+      // like minGPT's from_pretrained, insist that the two sets of names match exactly
+      const unused = ckpt.unusedTensors();
+      if (unused.length)
+        throw new CheckpointError(`${ckpt.file}: tensors the GPT-2 layout has no place for: ${unused.slice(0, 5).join(', ')}${unused.length > 5 ? ` (and ${unused.length - 5} more)` : ''}`);
       return model;
     } finally {
       ckpt.close();

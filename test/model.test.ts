@@ -1,0 +1,244 @@
+/**
+ * mingpt/model.ts against the PyTorch reference (test/fixtures/gpt2-tiny/reference.json, produced
+ * by an independent PyTorch implementation: see test/fixtures/README.md), plus the hook mechanism.
+ * Tests that need the real GPT-2 weights skip unless weights/gpt2 or the Hugging Face cache has them.
+ */
+import { test, suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { GPT } from '../mingpt/model.ts';
+import { BPETokenizer, tokenStrings } from '../mingpt/bpe.ts';
+import { softmaxRows } from '../mingpt/kernels.ts';
+import { zeroHook, patchHook } from '../mingpt/hooks.ts';
+import { findInHFCache } from '../mingpt/pretrained.ts';
+import { set_seed } from '../mingpt/utils.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const FIXTURE = path.join(here, 'fixtures', 'gpt2-tiny');
+const reference = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'reference.json'), 'utf8'));
+const model = GPT.from_safetensors(FIXTURE);
+const bpe = new BPETokenizer();
+
+function close(actual: number, expected: number, tol: number, what: string) {
+  assert.ok(Math.abs(actual - expected) <= tol, `${what}: ${actual} vs reference ${expected} (tolerance ${tol})`);
+}
+
+const ref = suite('gpt2-tiny vs the PyTorch reference');
+
+ref('config comes from config.json', () => {
+  const c = model.config;
+  assert.equal([c.n_layer, c.n_head, c.n_embd, c.vocab_size, c.block_size], [3, 4, 32, 50257, 64]);
+});
+
+reference.cases.forEach((c: any, i: number) => {
+  const label = `case ${i} (${c.corrupt.slice(0, 14)}…)`;
+
+  ref(`${label}: token ids of both texts and the target tokens`, () => {
+    assert.equal(bpe.encode(c.clean), c.clean_ids);
+    assert.equal(bpe.encode(c.corrupt), c.corrupt_ids);
+    assert.equal(bpe.encode(c.clean_token), [c.clean_token_id]);
+    assert.equal(bpe.encode(c.corrupt_token), [c.corrupt_token_id]);
+    assert.equal(tokenStrings(c.clean_ids), c.clean_tokens);
+  });
+
+  ref(`${label}: clean run's top-20 ids and probabilities (1e-4)`, () => {
+    model.forward(c.clean_ids);
+    const probs = model.lastLogits.slice();
+    softmaxRows(probs, 1, probs.length);
+    const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]).slice(0, 20);
+    assert.equal(order, c.clean_top20.map((r: any) => r.id));
+    c.clean_top20.forEach((r: any, k: number) => close(probs[r.id], r.prob, 1e-4, `P(${JSON.stringify(r.token)})`));
+  });
+
+  ref(`${label}: last-position logits and last block output (1e-3)`, () => {
+    const { logits } = model.forward(c.clean_ids, { save: true });
+    const T = c.clean_ids.length, V = 50257;
+    c.clean_last_logits_first8.forEach((v: number, k: number) => close(logits.get(0, T - 1, k), v, 1e-3, `logit[${k}]`));
+    close(model.lastLogits.reduce((a, b) => a + b, 0), c.clean_last_logits_sum, 1e-2, 'sum of the last logits'); // a sum of 50257 float32s
+    assert.is(model.lastLogits.length, V);
+    c.clean_residual_last_layer_last_pos_first8.forEach((v: number, k: number) =>
+      close(model.activations[2][T - 1][k], v, 1e-3, `block 2 output [${k}]`));
+  });
+
+  ref(`${label}: clean and corrupted logit differences (1e-3)`, () => {
+    model.forward(c.clean_ids);
+    close(model.lastLogits[c.corrupt_token_id] - model.lastLogits[c.clean_token_id], c.clean_logit_diff, 1e-3, 'clean diff');
+    model.forward(c.corrupt_ids);
+    close(model.lastLogits[c.corrupt_token_id] - model.lastLogits[c.clean_token_id], c.corrupt_logit_diff, 1e-3, 'corrupt diff');
+  });
+
+  ref(`${label}: the whole patch matrix from the save/patch flags (1e-3)`, () => {
+    model.forward(c.clean_ids, { save: true });
+    for (let layer = 0; layer < 3; layer++) {
+      for (let position = 0; position < c.clean_ids.length; position++) {
+        model.forward(c.corrupt_ids, { patch: { layer, position } });
+        const d = model.lastLogits[c.corrupt_token_id] - model.lastLogits[c.clean_token_id];
+        close(d, c.patch_matrix[layer][position], 1e-3, `matrix[${layer}][${position}]`);
+      }
+    }
+  });
+
+  ref(`${label}: greedy generation of 10 tokens equals the reference exactly`, () => {
+    const out = model.generate([c.clean_ids], 10, 1.0, false);
+    assert.equal(out[0].slice(c.clean_ids.length), c.clean_greedy10);
+  });
+});
+ref.run();
+
+// -----------------------------------------------------------------------------------------------
+const hooks = suite('hook points');
+const c0 = reference.cases[0];
+
+hooks('patching blocks.l.hook_resid_post through a hook equals the save/patch flags', () => {
+  const { cache } = model.run_with_cache(c0.clean_ids, (n) => n.endsWith('hook_resid_post'));
+  model.forward(c0.clean_ids, { save: true });
+  for (const [layer, position] of [[0, 1], [1, 1], [2, 10], [1, 4]]) {
+    const viaFlags = model.forward(c0.corrupt_ids, { patch: { layer, position } }).logits.data;
+    const viaHook = model.run_with_patch(c0.corrupt_ids, cache, `blocks.${layer}.hook_resid_post`, { position }).logits.data;
+    assert.equal(viaHook, viaFlags, `layer ${layer} position ${position}`);
+  }
+});
+
+hooks('an identity hook on every point leaves the logits bit-identical', () => {
+  const plain = model.forward(c0.clean_ids).logits.data;
+  let calls = 0;
+  const hooked = model.run_with_hooks(c0.clean_ids, [[() => true, () => { calls++; }]]).logits.data;
+  assert.equal(hooked, plain);
+  // 2 embedding points + 8 per block × 3 blocks + the final layer norm's input
+  assert.is(calls, 2 + 8 * 3 + 1);
+});
+
+hooks('a zeroing hook changes the logits, and only from its position on', () => {
+  const T = c0.clean_ids.length, V = 50257;
+  const plain = model.forward(c0.clean_ids).logits.data;
+  const ablated = model.run_with_hooks(c0.clean_ids, [['blocks.1.hook_mlp_out', zeroHook({ position: 5 })]]).logits.data;
+  for (let t = 0; t < T; t++) {
+    const same = plain.subarray(t * V, (t + 1) * V).every((v, i) => v === ablated[t * V + i]);
+    assert.is(same, t < 5, `position ${t} should ${t < 5 ? 'be unchanged' : 'change'}`);
+  }
+});
+
+hooks('run_with_cache gives every point with its documented shape; patterns are causal distributions', () => {
+  const T = c0.clean_ids.length;
+  const { cache } = model.run_with_cache([c0.clean_ids, c0.corrupt_ids]);
+  assert.equal(cache.get('hook_embed')!.shape, [2, T, 32]);
+  assert.equal(cache.get('blocks.0.attn.hook_pattern')!.shape, [2, 4, T, T]);
+  assert.equal(cache.get('blocks.0.attn.hook_z')!.shape, [2, T, 4, 8]);
+  assert.equal(cache.get('blocks.2.mlp.hook_post')!.shape, [2, T, 128]);
+  assert.equal(cache.get('ln_final.hook_in')!.shape, [2, T, 32]);
+  assert.is(cache.size, 2 + 8 * 3 + 1);
+  const p = cache.get('blocks.1.attn.hook_pattern')!;
+  for (let h = 0; h < 4; h++) for (let t = 0; t < T; t++) {
+    let sum = 0;
+    for (let t2 = 0; t2 < T; t2++) {
+      if (t2 > t) assert.is(p.get(1, h, t, t2), 0);
+      sum += p.get(1, h, t, t2);
+    }
+    close(sum, 1, 1e-5, `row sum head ${h} t ${t}`);
+  }
+  // the final layer norm's input is the last block's output
+  assert.equal(cache.get('ln_final.hook_in')!.data, cache.get('blocks.2.hook_resid_post')!.data);
+});
+
+hooks('per-head patching of hook_z touches only that head', () => {
+  const { cache } = model.run_with_cache(c0.clean_ids, (n) => n === 'blocks.0.attn.hook_z');
+  const seen: Float32Array[] = [];
+  model.run_with_hooks(c0.corrupt_ids, [
+    ['blocks.0.attn.hook_z', patchHook(cache.get('blocks.0.attn.hook_z')!, { head: 2, position: [1, 4] })],
+    ['blocks.0.attn.hook_z', (act) => { seen.push(act.data.slice()); }],
+  ]);
+  const clean = cache.get('blocks.0.attn.hook_z')!;
+  const { cache: corrupt } = model.run_with_cache(c0.corrupt_ids, (n) => n === 'blocks.0.attn.hook_z');
+  const cor = corrupt.get('blocks.0.attn.hook_z')!;
+  const T = c0.clean_ids.length;
+  for (let t = 0; t < T; t++) for (let h = 0; h < 4; h++) for (let i = 0; i < 8; i++) {
+    const fromClean = h === 2 && t >= 1 && t < 4;
+    const expected = (fromClean ? clean : cor).get(0, t, h, i);
+    assert.is(seen[0][((t * 4) + h) * 8 + i], expected, `t=${t} h=${h}`);
+  }
+});
+
+hooks('hooks are detached after a run, also after a hook throws', () => {
+  assert.throws(() => model.run_with_hooks(c0.clean_ids, [['blocks.0.hook_resid_pre', () => { throw new Error('boom'); }]]), /boom/);
+  const a = model.forward(c0.clean_ids).logits.data;
+  const b = model.forward(c0.clean_ids).logits.data;
+  assert.equal(a, b);
+});
+hooks.run();
+
+// -----------------------------------------------------------------------------------------------
+const gpt = suite('GPT class');
+
+gpt('get_default_config knows every minGPT model type; gpt2 has 124,439,808 parameters', () => {
+  for (const t of ['openai-gpt', 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', 'gopher-44m', 'gpt-mini', 'gpt-micro', 'gpt-nano'])
+    assert.ok(GPT.MODEL_TYPES[t], t);
+  const config = GPT.get_default_config();
+  config.merge_from_dict({ model_type: 'gpt2', vocab_size: 50257, block_size: 1024 });
+  const m = new GPT(config, { init: false });
+  assert.is(m.num_params(), 124439808); // the parameter count Hugging Face reports for GPT-2 small
+});
+
+gpt('a batch of two sequences gives the same logits as two single runs', () => {
+  const both = model.forward([c0.clean_ids, c0.corrupt_ids]).logits.data;
+  const a = model.forward(c0.clean_ids).logits.data, b = model.forward(c0.corrupt_ids).logits.data;
+  assert.equal(both.subarray(0, a.length), a);
+  assert.equal(both.subarray(a.length), b);
+});
+
+gpt('loss is the mean of −log softmax at the targets, ignoring −1', () => {
+  const ids = c0.clean_ids.slice(0, 6);
+  const targets = [...c0.clean_ids.slice(1, 6), -1];
+  const { logits, loss } = model.forward(ids, { targets });
+  let sum = 0;
+  for (let t = 0; t < 5; t++) {
+    const row = logits.data.slice(t * 50257, (t + 1) * 50257);
+    softmaxRows(row, 1, 50257);
+    sum += -Math.log(row[targets[t]]);
+  }
+  close(loss!, sum / 5, 1e-4, 'loss');
+});
+
+gpt('sampling is reproducible under set_seed, and top_k = 1 sampling is greedy', () => {
+  set_seed(7);
+  const a = model.generate(c0.clean_ids, 5, 1.0, true);
+  set_seed(7);
+  const b = model.generate(c0.clean_ids, 5, 1.0, true);
+  assert.equal(a, b);
+  assert.equal(model.generate(c0.clean_ids, 5, 1.0, true, 1), model.generate(c0.clean_ids, 5));
+});
+
+gpt('bad input is refused with a message', () => {
+  assert.throws(() => model.forward([]), /empty/);
+  assert.throws(() => model.forward(new Array(65).fill(1)), /block size/);
+  assert.throws(() => model.forward([50257]), /vocabulary/);
+  assert.throws(() => model.forward([[1, 2], [3]]), /same length/);
+  assert.throws(() => model.forward([1, 2], { patch: { layer: 0, position: 5 } }), /position 5/);
+});
+gpt.run();
+
+// -----------------------------------------------------------------------------------------------
+// The real GPT-2 small: facts from the assignment's table and from TransformerLens's acceptance test.
+const real = suite('real GPT-2 small (skipped unless its weights are on this machine)');
+const local = [path.join(here, '..', 'weights', 'gpt2')].find((d) => fs.existsSync(path.join(d, 'model.safetensors'))) ?? findInHFCache('gpt2');
+const realTest = local ? real : real.skip;
+
+realTest('the assignment\'s table: P(" was") = 0.1634, P(" Jones") = 0.1396 after the Michelle Jones sentence', () => {
+  const m = GPT.from_safetensors(local!);
+  m.forward(bpe.encode('Michelle Jones was a top-notch student. Michelle'));
+  const probs = m.lastLogits.slice();
+  softmaxRows(probs, 1, probs.length);
+  close(probs[373], 0.1634, 1e-4, 'P( was)');
+  close(probs[5437], 0.1396, 1e-4, 'P( Jones)');
+  close(probs[338], 0.0806, 1e-4, "P('s)");
+  close(probs[2492], 0.0050, 1e-4, 'P( wasn)');
+});
+
+realTest('TransformerLens acceptance: loss on "<|endoftext|>Hello world!" is 5.331855773925781', () => {
+  const m = GPT.from_safetensors(local!);
+  const ids = [50256, ...bpe.encode('Hello world!')];
+  const { loss } = m.forward(ids.slice(0, -1), { targets: ids.slice(1) });
+  close(loss!, 5.331855773925781, 1e-4, 'loss');
+});
+real.run();
