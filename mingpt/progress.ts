@@ -1,0 +1,124 @@
+/**
+ * A small progress bar for downloads and long sweeps, on stderr:
+ *
+ *   model.safetensors [########............]  41%  215.4 MiB / 522.7 MiB  38.2 MiB/s  ETA 8s
+ *
+ * On a terminal it redraws one line in place (`\r`), at most ~10 times a second. When stderr is
+ * not a terminal (CI, a pipe, a log file) it prints a plain line every ~10% instead, so logs stay
+ * short. Silent when MINGPT_QUIET is set (or with `quiet: true`).
+ */
+
+export interface ProgressOptions {
+  /** the amount that means "finished"; 0 or NaN when unknown (then no percent or ETA is shown) */
+  total: number;
+  label: string;
+  /** 'B' shows amounts as bytes (KiB, MiB, GiB); '' (default) as plain counts */
+  unit?: 'B' | '';
+  quiet?: boolean;
+  /** where to draw (default process.stderr); tests pass a fake */
+  stream?: { write(s: string): unknown; isTTY?: boolean };
+  /** environment read for MINGPT_QUIET (default process.env) */
+  env?: NodeJS.ProcessEnv;
+}
+
+const BAR_WIDTH = 20;
+const REDRAW_MS = 100;
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
+}
+
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}
+
+export class ProgressBar {
+  readonly total: number;
+  readonly label: string;
+  private readonly unit: 'B' | '';
+  private readonly silent: boolean;
+  private readonly stream: { write(s: string): unknown; isTTY?: boolean };
+  private readonly tty: boolean;
+  private readonly start = Date.now();
+  private doneCount = 0;
+  private lastDraw = 0;
+  private lastDecile = -1;
+  private finished = false;
+
+  constructor(opts: ProgressOptions) {
+    this.total = opts.total;
+    this.label = opts.label;
+    this.unit = opts.unit ?? '';
+    this.stream = opts.stream ?? process.stderr;
+    this.tty = !!this.stream.isTTY;
+    this.silent = !!opts.quiet || !!(opts.env ?? process.env).MINGPT_QUIET;
+  }
+
+  /** Adds n to the amount done. */
+  tick(n = 1): void {
+    this.update(this.doneCount + n);
+  }
+
+  /** Sets the amount done. */
+  update(done: number): void {
+    if (this.finished) return;
+    this.doneCount = done;
+    if (this.silent) return;
+    const known = this.total > 0;
+    if (this.tty) {
+      const now = Date.now();
+      if (now - this.lastDraw >= REDRAW_MS || (known && done >= this.total)) {
+        this.lastDraw = now;
+        this.stream.write(`\r${this.line()}\x1b[K`);
+      }
+    } else if (known) {
+      const decile = Math.min(10, Math.floor((10 * done) / this.total));
+      if (decile > this.lastDecile && decile < 10) { // the 100% line is printed by done()
+        this.lastDecile = decile;
+        this.stream.write(this.line() + '\n');
+      }
+    }
+  }
+
+  /** Draws the final state and ends the line. */
+  done(): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.silent) return;
+    this.stream.write(this.tty ? `\r${this.line()}\x1b[K\n` : this.line() + '\n');
+  }
+
+  private amount(n: number): string {
+    return this.unit === 'B' ? formatBytes(n) : String(n);
+  }
+
+  private line(): string {
+    const elapsed = (Date.now() - this.start) / 1000;
+    const rate = elapsed > 0 ? this.doneCount / elapsed : NaN;
+    const rateStr = Number.isFinite(rate) ? `${this.amount(Math.round(rate))}/s` : '';
+    const parts = [this.label];
+    if (this.total > 0) {
+      const frac = Math.min(1, this.doneCount / this.total);
+      const filled = Math.round(frac * BAR_WIDTH);
+      parts.push(`[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}]`);
+      parts.push(`${String(Math.floor(frac * 100)).padStart(3)}%`);
+      parts.push(`${this.amount(this.doneCount)} / ${this.amount(this.total)}`);
+      if (rateStr) parts.push(rateStr);
+      if (this.finished) parts.push(`in ${formatDuration(elapsed)}`);
+      else if (rate > 0) parts.push(`ETA ${formatDuration((this.total - this.doneCount) / rate)}`);
+    } else {
+      parts.push(this.amount(this.doneCount));
+      if (rateStr) parts.push(rateStr);
+      if (this.finished) parts.push(`in ${formatDuration(elapsed)}`);
+    }
+    return parts.join('  ');
+  }
+}
