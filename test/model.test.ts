@@ -14,6 +14,8 @@ import { softmaxRows } from '../mingpt/kernels.ts';
 import { zeroHook, patchHook } from '../mingpt/hooks.ts';
 import { findInHFCache } from '../mingpt/pretrained.ts';
 import { set_seed } from '../mingpt/utils.ts';
+import { openSafetensors, writeSafetensors, type TensorToWrite, type Dtype } from '../mingpt/safetensors.ts';
+import os from 'node:os';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FIXTURE = path.join(here, 'fixtures', 'gpt2-tiny');
@@ -217,6 +219,59 @@ gpt('bad input is refused with a message', () => {
   assert.throws(() => model.forward([1, 2], { patch: { layer: 0, position: 5 } }), /position 5/);
 });
 gpt.run();
+
+
+// -----------------------------------------------------------------------------------------------
+const load = suite('GPT.from_safetensors on other layouts of the same weights');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mingpt-model-test-'));
+load.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+/** Rewrite the fixture: rename keys, change dtype, add or drop tensors. */
+function variant(dir: string, opts: { prefix?: boolean; lmHead?: boolean; dtype?: Dtype; extra?: string; dropBuffers?: boolean }) {
+  const src = openSafetensors(path.join(FIXTURE, 'model.safetensors'));
+  const out: Record<string, TensorToWrite> = {};
+  for (const [name, info] of src.tensors) {
+    if (opts.dropBuffers && name.endsWith('.attn.bias')) continue;
+    const data = new Float32Array(info.shape.reduce((a, b) => a * b, 1));
+    src.readF32(name, data);
+    out[(opts.prefix ? 'transformer.' : '') + name] = { dtype: opts.dtype ?? 'F32', shape: info.shape, data };
+    if (opts.lmHead && name === 'wte.weight') out['lm_head.weight'] = { dtype: opts.dtype ?? 'F32', shape: info.shape, data };
+  }
+  if (opts.extra) out[opts.extra] = { dtype: 'F32', shape: [32], data: new Float32Array(32) };
+  src.close();
+  fs.mkdirSync(dir, { recursive: true });
+  writeSafetensors(path.join(dir, 'model.safetensors'), out);
+  fs.copyFileSync(path.join(FIXTURE, 'config.json'), path.join(dir, 'config.json'));
+  return dir;
+}
+const fixtureLogits = () => model.forward(c0.clean_ids).logits.data;
+
+load('GPT2LMHeadModel layout (transformer. prefix, own lm_head.weight, no attn.bias) gives bit-identical logits', () => {
+  const m = GPT.from_safetensors(variant(path.join(tmp, 'lmhead'), { prefix: true, lmHead: true, dropBuffers: true }));
+  assert.ok(m.lm_head.weight !== m.transformer.wte, 'a stored lm_head gets its own memory');
+  assert.equal(m.forward(c0.clean_ids).logits.data, fixtureLogits());
+});
+
+load('the .safetensors file path works as well as its directory', () => {
+  const m = GPT.from_safetensors(path.join(FIXTURE, 'model.safetensors'));
+  assert.equal(m.forward(c0.clean_ids).logits.data, fixtureLogits());
+});
+
+for (const [dtype, tol] of [['F16', 0.05], ['BF16', 0.3]] as const) {
+  load(`an ${dtype} copy gives logits within ${tol} of the F32 ones (rounding of the stored weights)`, () => {
+    const m = GPT.from_safetensors(variant(path.join(tmp, dtype), { dtype }));
+    const a = m.forward(c0.clean_ids).logits.data, b = fixtureLogits();
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+    assert.ok(worst > 0 && worst < tol, `largest difference ${worst}`);
+  });
+}
+
+load('a checkpoint with a tensor the GPT-2 layout has no place for is refused, naming it', () => {
+  const dir = variant(path.join(tmp, 'extra'), { extra: 'h.3.ln_1.weight' });
+  assert.throws(() => GPT.from_safetensors(dir), (e: Error) => e.message.includes('h.3.ln_1.weight') && e.message.includes(dir));
+});
+load.run();
 
 // -----------------------------------------------------------------------------------------------
 // The real GPT-2 small: facts from the assignment's table and from TransformerLens's acceptance test.
