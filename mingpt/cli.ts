@@ -1,0 +1,308 @@
+/**
+ * Small helpers shared by the command-line scripts (generate.ts, the other assignments).
+ *
+ * - parseArgs: `--name value`, `--name=value` and `--flag`, with a generated --help text;
+ * - UsageError / fail(): say what is wrong in one clear message and exit non-zero;
+ * - atomicWrite: write to a temporary file beside the target, then rename it into place;
+ * - OutputWriter: keep every output of a run, and put them into the output folder only
+ *   once all of them were produced, so a failed run leaves nothing half-written behind.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+
+// -----------------------------------------------------------------------------
+// errors
+
+/** The command line itself is wrong (unknown option, missing value, bad number). Exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** Something the user gave us cannot be used (text too long, token splits...). Exit code 1. */
+export class InputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InputError';
+  }
+}
+
+/** Print `error: message` on stderr and exit with a non-zero code. */
+export function fail(message: string, code = 1): never {
+  process.stderr.write(`error: ${message.trimEnd()}\n`);
+  process.exit(code);
+}
+
+// -----------------------------------------------------------------------------
+// argument parsing
+
+export type OptionType = 'string' | 'int' | 'number' | 'boolean';
+
+export interface OptionSpec {
+  type: OptionType;
+  help: string;
+  /** value used when the option is absent; shown in --help */
+  default?: string | number | boolean;
+  /** placeholder in --help, e.g. FILE; defaults to the option name in capitals */
+  metavar?: string;
+  /** allowed values for a string option */
+  choices?: readonly string[];
+  /** smallest allowed value for int / number options */
+  min?: number;
+  /** largest allowed value for int / number options */
+  max?: number;
+  /** one-letter alias, e.g. 'h' for --help */
+  short?: string;
+}
+
+export interface CommandSpec {
+  /** e.g. "npx tsx generate.ts" */
+  usage: string;
+  /** a paragraph printed under the usage line */
+  description?: string;
+  options: Record<string, OptionSpec>;
+  /** free text printed at the end of --help (examples) */
+  epilog?: string;
+}
+
+export type ParsedValue = string | number | boolean | undefined;
+
+/** Edit distance, used only to suggest the option the user probably meant. */
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return row[b.length];
+}
+
+function convert(name: string, spec: OptionSpec, raw: string): ParsedValue {
+  if (spec.type === 'string') {
+    if (spec.choices && !spec.choices.includes(raw)) {
+      throw new UsageError(`--${name} must be one of ${spec.choices.join(', ')} (got "${raw}")`);
+    }
+    return raw;
+  }
+  const value = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(value)) {
+    throw new UsageError(`--${name} expects a number (got "${raw}")`);
+  }
+  if (spec.type === 'int' && !Number.isInteger(value)) {
+    throw new UsageError(`--${name} expects a whole number (got "${raw}")`);
+  }
+  if (spec.min !== undefined && value < spec.min) {
+    throw new UsageError(`--${name} must be at least ${spec.min} (got ${raw})`);
+  }
+  if (spec.max !== undefined && value > spec.max) {
+    throw new UsageError(`--${name} must be at most ${spec.max} (got ${raw})`);
+  }
+  return value;
+}
+
+/**
+ * Parse `argv` (without node and the script) against `spec`. Returns every option's value,
+ * defaults filled in, plus `help: true` when --help / -h was given (the caller prints
+ * helpText(spec) and exits 0). Throws UsageError for anything it does not understand.
+ */
+export function parseArgs(argv: readonly string[], spec: CommandSpec): Record<string, ParsedValue> & { help: boolean } {
+  const values: Record<string, ParsedValue> = {};
+  for (const [name, opt] of Object.entries(spec.options)) values[name] = opt.default;
+  const seen = new Set<string>();
+  let help = false;
+  const names = Object.keys(spec.options);
+  const byShort = new Map(Object.entries(spec.options).filter(([, o]) => o.short).map(([n, o]) => [o.short!, n]));
+
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--help' || arg === '-h') {
+      help = true;
+      continue;
+    }
+    let name: string | undefined;
+    let inline: string | undefined;
+    if (arg.startsWith('--')) {
+      const eq = arg.indexOf('=');
+      name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
+      inline = eq >= 0 ? arg.slice(eq + 1) : undefined;
+    } else if (/^-[A-Za-z]$/.test(arg) && byShort.has(arg[1])) {
+      name = byShort.get(arg[1]);
+    }
+    if (name === undefined) {
+      throw new UsageError(
+        arg.startsWith('-')
+          ? `unknown option ${arg}`
+          : `unexpected argument "${arg}" (every input is given with an option, e.g. --clean "some text"; ` +
+              `put quotes around text that contains spaces)`,
+      );
+    }
+    const opt = spec.options[name];
+    if (!opt) {
+      const near = names
+        .map((n) => ({ n, d: editDistance(name!, n) }))
+        .filter(({ d }) => d <= 2)
+        .sort((a, b) => a.d - b.d)[0];
+      throw new UsageError(`unknown option --${name}` + (near ? ` (did you mean --${near.n}?)` : ''));
+    }
+    if (seen.has(name)) throw new UsageError(`--${name} was given twice`);
+    seen.add(name);
+
+    if (opt.type === 'boolean') {
+      if (inline !== undefined) throw new UsageError(`--${name} is a switch and takes no value`);
+      values[name] = true;
+      continue;
+    }
+    let raw = inline;
+    if (raw === undefined) {
+      // The next word is the value, even when it starts with '-' ("-1", "- a list"), except
+      // when it is itself one of our options: then the value was forgotten.
+      const next = argv[i + 1];
+      const looksLikeOption = next !== undefined && /^--[A-Za-z]/.test(next) && names.includes(next.slice(2).split('=')[0]);
+      if (next === undefined || looksLikeOption || next === '--help') {
+        throw new UsageError(`--${name} needs a value (${opt.metavar ?? name.toUpperCase()})`);
+      }
+      raw = next;
+      i++;
+    }
+    values[name] = convert(name, opt, raw);
+  }
+  return Object.assign(values, { help });
+}
+
+/** Quote a default for --help so that leading spaces and empty strings stay visible. */
+function showDefault(value: string | number | boolean): string {
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}
+
+/** The --help text: usage line, description, one entry per option, epilog. */
+export function helpText(spec: CommandSpec): string {
+  const lines: string[] = [`usage: ${spec.usage} [options]`, ''];
+  if (spec.description) lines.push(spec.description.trim(), '');
+  lines.push('options:');
+  const entries: [string, string][] = [];
+  for (const [name, opt] of Object.entries(spec.options)) {
+    const flag = (opt.short ? `-${opt.short}, ` : '') + `--${name}` + (opt.type === 'boolean' ? '' : ` ${opt.metavar ?? name.toUpperCase()}`);
+    let text = opt.help;
+    if (opt.choices) text += ` (one of: ${opt.choices.join(', ')})`;
+    if (opt.default !== undefined && opt.type !== 'boolean') text += ` [default: ${showDefault(opt.default)}]`;
+    entries.push([flag, text]);
+  }
+  entries.push(['-h, --help', 'print this help and exit']);
+  const width = Math.min(30, Math.max(...entries.map(([f]) => f.length)) + 2);
+  for (const [flag, text] of entries) {
+    if (flag.length + 2 > width) lines.push(`  ${flag}`, `  ${' '.repeat(width)}${text}`);
+    else lines.push(`  ${flag.padEnd(width)}${text}`);
+  }
+  if (spec.epilog) lines.push('', spec.epilog.trimEnd());
+  return lines.join('\n') + '\n';
+}
+
+// -----------------------------------------------------------------------------
+// writing files
+
+let tmpCounter = 0;
+/** A temporary name beside `target`, ending in .partial (ignored by git). */
+function tmpNameFor(target: string): string {
+  const dir = path.dirname(target);
+  return path.join(dir, `.${path.basename(target)}.${process.pid}.${tmpCounter++}.partial`);
+}
+
+function removeQuietly(file: string): void {
+  try {
+    fs.rmSync(file, { force: true });
+  } catch {
+    // nothing more we can do; the .partial name makes the leftover recognisable
+  }
+}
+
+/**
+ * Write `data` to `target` so that readers see either the old file or the complete new one:
+ * write a temporary file in the same folder, flush it, then rename it over the target.
+ * The folder must exist.
+ */
+export function atomicWrite(target: string, data: string | Uint8Array): void {
+  const tmp = tmpNameFor(target);
+  try {
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      fs.writeFileSync(fd, data);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, target);
+  } catch (err) {
+    removeQuietly(tmp);
+    throw err;
+  }
+}
+
+/**
+ * Collects the files of one run and writes them together at the end.
+ *
+ *   const out = new OutputWriter('out/');
+ *   out.add('patching.json', json);      // nothing touches the disk yet
+ *   out.add('heatmap.svg', svg);
+ *   const written = out.commit();          // now: create out/, write every file to a
+ *                                          // temporary name, then rename them all
+ *
+ * If the run fails before commit(), the output folder is not even created. If writing fails
+ * during commit(), the temporary files are removed, and so is the folder when commit made it.
+ */
+export class OutputWriter {
+  readonly dir: string;
+  private files = new Map<string, string | Uint8Array>();
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  add(name: string, data: string | Uint8Array): void {
+    if (name.includes('/') || name.includes('\\') || name.startsWith('.')) {
+      throw new Error(`OutputWriter.add: "${name}" must be a plain file name`);
+    }
+    this.files.set(name, data);
+  }
+
+  names(): string[] {
+    return [...this.files.keys()];
+  }
+
+  /** Write everything; returns the paths written, in the order they were added. */
+  commit(): string[] {
+    const existed = fs.existsSync(this.dir);
+    if (existed && !fs.statSync(this.dir).isDirectory()) {
+      throw new InputError(`the output path ${this.dir} exists and is not a folder`);
+    }
+    for (const name of this.files.keys()) {
+      const target = path.join(this.dir, name);
+      if (fs.existsSync(target) && !fs.statSync(target).isFile()) {
+        throw new InputError(`cannot write ${target}: something that is not a file is in the way`);
+      }
+    }
+    const created = existed ? undefined : fs.mkdirSync(this.dir, { recursive: true });
+    const staged: [string, string][] = [];
+    try {
+      for (const [name, data] of this.files) {
+        const target = path.join(this.dir, name);
+        const tmp = tmpNameFor(target);
+        staged.push([tmp, target]);
+        fs.writeFileSync(tmp, data);
+      }
+    } catch (err) {
+      for (const [tmp] of staged) removeQuietly(tmp);
+      if (created) fs.rmSync(created, { recursive: true, force: true });
+      throw err;
+    }
+    // Every file is complete on disk; the renames are quick and each one is atomic.
+    for (const [tmp, target] of staged) fs.renameSync(tmp, target);
+    return staged.map(([, target]) => target);
+  }
+}

@@ -1,0 +1,283 @@
+/**
+ * Charts as vega-lite specs, and three ways to show them without a browser at hand:
+ *
+ * - renderSvg(spec): vega's headless renderer in Node, no canvas and no browser needed;
+ * - renderPng(svg): the SVG rasterised by resvg (@resvg/resvg-js), or null when that
+ *   optional package is not installed;
+ * - chartHtml(spec, title) / writeChartHtml(path, spec, title): one HTML file with the vega,
+ *   vega-lite and vega-embed browser bundles inlined, so the interactive chart (tooltips,
+ *   export menu) opens offline by double-click.
+ *
+ * The render functions take any vega-lite spec; patchingHeatmapSpec builds the one chart of
+ * the activation-patching assignment.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { compile, type TopLevelSpec } from 'vega-lite';
+import { parse, View } from 'vega';
+import { atomicWrite } from './cli.ts';
+import { visibleToken } from './terminal.ts';
+
+export type { TopLevelSpec };
+
+const VEGA_LITE_SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
+
+// -----------------------------------------------------------------------------
+// the activation-patching heatmap
+
+export interface PatchingChartInput {
+  /** matrix[layer][position] */
+  matrix: readonly (readonly number[])[];
+  /** the clean text's tokens, one per position, as decoded strings (" Jones") */
+  tokens: readonly string[];
+  cleanText: string;
+  corruptText: string;
+  cleanToken: string;
+  corruptToken: string;
+  /** model name or checkpoint path, shown in the title */
+  model: string;
+  /** logit(corrupt) − logit(clean) without any patch, for the subtitle and tooltip */
+  cleanLogitDiff?: number;
+  corruptLogitDiff?: number;
+}
+
+function shorten(text: string, max: number): string {
+  return text.length <= max ? text : text.slice(0, max - 1) + '…';
+}
+
+/** The label of position i on the x axis, e.g. "1: ␣Jones"; unique even when tokens repeat. */
+export function positionLabel(i: number, token: string): string {
+  return `${i}: ${visibleToken(token)}`;
+}
+
+/**
+ * The heatmap of the assignment as a vega-lite spec with the data inline.
+ * Rows are layers (layer 0 on top, as information flows downwards through the blocks),
+ * columns are positions in sentence order. Colour: blue where the patched run prefers the
+ * clean token, orange where it prefers the corrupted token, white at zero; the scale is
+ * symmetric so that equal distances from zero get equal colour strength.
+ */
+export function patchingHeatmapSpec(input: PatchingChartInput): TopLevelSpec {
+  const { matrix, tokens } = input;
+  const nLayer = matrix.length;
+  const nPos = tokens.length;
+  const q = (t: string) => JSON.stringify(t);
+  const labels = tokens.map((t, i) => positionLabel(i, t));
+  const values = matrix.flatMap((row, layer) =>
+    row.map((value, position) => ({
+      layer,
+      position,
+      label: labels[position],
+      token: q(tokens[position]),
+      value,
+      ...(input.corruptLogitDiff !== undefined ? { change: value - input.corruptLogitDiff } : {}),
+    })),
+  );
+  const maxAbs = Math.max(0, ...matrix.flat().filter(Number.isFinite).map(Math.abs)) || 1;
+  const showText = nPos <= 32 && nLayer <= 48;
+  const diffName = `logit(${q(input.corruptToken)}) − logit(${q(input.cleanToken)})`;
+
+  const subtitle = [
+    `clean: ${q(shorten(input.cleanText, 80))} → ${q(input.cleanToken)}`,
+    `corrupt: ${q(shorten(input.corruptText, 80))} → ${q(input.corruptToken)}`,
+  ];
+  if (input.corruptLogitDiff !== undefined && input.cleanLogitDiff !== undefined) {
+    subtitle.push(`without patching: ${input.corruptLogitDiff.toFixed(2)} (corrupted run), ${input.cleanLogitDiff.toFixed(2)} (clean run)`);
+  }
+
+  const tooltip = [
+    { field: 'layer', type: 'ordinal', title: 'layer' },
+    { field: 'position', type: 'ordinal', title: 'position' },
+    { field: 'token', type: 'nominal', title: 'token' },
+    { field: 'value', type: 'quantitative', title: 'logit difference', format: '.3f' },
+    ...(input.corruptLogitDiff !== undefined
+      ? [{ field: 'change', type: 'quantitative', title: 'change from unpatched', format: '+.3f' }]
+      : []),
+  ];
+
+  const spec = {
+    $schema: VEGA_LITE_SCHEMA,
+    title: {
+      text: `Activation patching on ${shorten(input.model, 40)}: patch one block output from the clean run`,
+      subtitle,
+      anchor: 'start',
+      subtitleFontSize: 11,
+      offset: 12,
+    },
+    data: { values },
+    width: { step: showText ? 46 : 22 },
+    height: { step: 24 },
+    encoding: {
+      x: {
+        field: 'label',
+        type: 'ordinal',
+        sort: labels,
+        title: 'position: token (clean text)',
+        axis: { labelAngle: -40, labelAlign: 'right', labelLimit: 140, domain: false, ticks: false },
+      },
+      y: {
+        field: 'layer',
+        type: 'ordinal',
+        sort: 'ascending',
+        title: 'layer (block output)',
+        axis: { domain: false, ticks: false },
+      },
+    },
+    layer: [
+      {
+        mark: { type: 'rect', stroke: 'white', strokeWidth: 0.5 },
+        encoding: {
+          color: {
+            field: 'value',
+            type: 'quantitative',
+            scale: { type: 'linear', scheme: 'blueorange', domain: [-maxAbs, maxAbs], domainMid: 0, clamp: true },
+            legend: {
+              orient: 'bottom',
+              direction: 'horizontal',
+              gradientLength: Math.max(240, Math.min(480, nPos * 30)),
+              titleLimit: 800,
+              title: [`${diffName} in the patched corrupted run`, `← ${q(input.cleanToken)} favoured | ${q(input.corruptToken)} favoured →`],
+            },
+          },
+          tooltip,
+        },
+      },
+      ...(showText
+        ? [
+            {
+              mark: { type: 'text', fontSize: 10 },
+              encoding: {
+                text: { field: 'value', type: 'quantitative', format: '.2f' },
+                color: {
+                  condition: { test: `abs(datum.value) > ${0.55 * maxAbs}`, value: 'white' },
+                  value: 'black',
+                },
+                tooltip,
+              },
+            },
+          ]
+        : []),
+    ],
+    config: { view: { stroke: null }, axis: { labelFontSize: 11, titleFontSize: 12 } },
+  };
+  return spec as TopLevelSpec;
+}
+
+// -----------------------------------------------------------------------------
+// rendering in Node
+
+/** The Vega spec that a vega-lite spec compiles to (throws on an invalid spec). */
+export function compileVegaLite(spec: TopLevelSpec) {
+  return compile(spec).spec;
+}
+
+/** Render any vega-lite spec to an SVG string with vega's headless renderer. */
+export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  const view = new View(parse(compileVegaLite(spec)), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+/**
+ * Rasterise an SVG to PNG (twice the SVG's size, for sharp text) with resvg, a well-kept
+ * Rust renderer shipped as prebuilt binaries. Returns null when @resvg/resvg-js is not
+ * installed, so callers can skip the PNG and say so.
+ */
+export async function renderPng(svg: string, scale = 2): Promise<Uint8Array | null> {
+  let Resvg: typeof import('@resvg/resvg-js').Resvg;
+  try {
+    ({ Resvg } = await import('@resvg/resvg-js'));
+  } catch {
+    return null;
+  }
+  // vega writes font-family "sans-serif"; name a sans font each platform has, so the text
+  // does not fall back to a serif face.
+  const sansSerifFamily = process.platform === 'linux' ? 'DejaVu Sans' : 'Arial';
+  const resvg = new Resvg(svg, {
+    fitTo: { mode: 'zoom', value: scale },
+    background: 'white',
+    font: { loadSystemFonts: true, sansSerifFamily, defaultFontFamily: sansSerifFamily, monospaceFamily: process.platform === 'linux' ? 'DejaVu Sans Mono' : 'Courier New' },
+  });
+  return resvg.render().asPng();
+}
+
+// -----------------------------------------------------------------------------
+// a self-contained HTML page
+
+/** The folder of an installed package, found the way Node resolves `import name`. */
+function packageDir(name: string): string {
+  let dir = path.dirname(fileURLToPath(import.meta.resolve(name)));
+  while (!fs.existsSync(path.join(dir, 'package.json')) || JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).name !== name) {
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error(`cannot find the folder of the package ${name}`);
+    dir = up;
+  }
+  return dir;
+}
+
+/** The browser bundle a package publishes for CDNs (its "unpkg" field), read from node_modules. */
+function browserBundle(name: string): string {
+  const dir = packageDir(name);
+  const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
+  const file = pkg.unpkg ?? pkg.jsdelivr;
+  if (!file) throw new Error(`the package ${name} names no browser bundle (unpkg field)`);
+  return fs
+    .readFileSync(path.join(dir, file), 'utf8')
+    .replace(/\n\/\/# sourceMappingURL=\S+\s*$/, '\n') // the .map file is not next to our page
+    .replace(/<\/(script)/gi, '<\\/$1'); // a "</script" inside the code would end our <script> tag
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+/**
+ * One HTML page that shows `spec` interactively with no network: vega, vega-lite and
+ * vega-embed are copied into the page (about 850 kB), the spec and its data too.
+ */
+export function chartHtml(spec: TopLevelSpec, title: string, opts: { description?: string } = {}): string {
+  const bundles = ['vega', 'vega-lite', 'vega-embed'].map((name) => `<script>/* ${name} */\n${browserBundle(name)}</script>`);
+  // JSON is valid JavaScript; escaping '<' keeps "</script>" inside strings harmless.
+  const specJson = JSON.stringify(spec).replace(/</g, '\\u003c');
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)}</title>
+<style>
+  body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
+  h1 { font-size: 18px; margin: 0 0 8px; }
+  p.description { max-width: 60em; color: #444; }
+  #chart-error { color: #b00020; white-space: pre-wrap; }
+</style>
+</head>
+<body>
+<h1>${escapeHtml(title)}</h1>
+${opts.description ? `<p class="description">${escapeHtml(opts.description)}</p>\n` : ''}<div id="chart"></div>
+<pre id="chart-error"></pre>
+<noscript>This chart needs JavaScript.</noscript>
+${bundles.join('\n')}
+<script>
+  const spec = ${specJson};
+  vegaEmbed('#chart', spec, {
+    renderer: 'svg',
+    // Only the export menu: the other actions open the online Vega editor.
+    actions: { export: true, source: false, compiled: false, editor: false },
+  }).catch((err) => {
+    document.getElementById('chart-error').textContent = 'The chart could not be drawn: ' + err;
+  });
+</script>
+</body>
+</html>
+`;
+}
+
+/** Write chartHtml(spec, title) to `file` atomically. */
+export function writeChartHtml(file: string, spec: TopLevelSpec, title: string, opts: { description?: string } = {}): void {
+  atomicWrite(file, chartHtml(spec, title, opts));
+}

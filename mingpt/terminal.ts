@@ -1,0 +1,311 @@
+/**
+ * Plain-text output for the terminal: a token listing, a top-N table, and a coloured heatmap
+ * with a legend. Colours are used only when the stream is a terminal and NO_COLOR is not set
+ * (FORCE_COLOR turns them on, or off with FORCE_COLOR=0); otherwise everything is plain text
+ * that reads well in a log file.
+ */
+
+// -----------------------------------------------------------------------------
+// when to colour
+
+export type ColorDepth = 0 | 8 | 24; // none, xterm-256 palette, 24-bit RGB
+
+interface StreamLike {
+  isTTY?: boolean;
+  getColorDepth?: (env?: Record<string, string | undefined>) => number;
+}
+
+/**
+ * How many colours to use on `stream`. Node's own convention: FORCE_COLOR wins (0 or "false"
+ * means no colour), then NO_COLOR (any non-empty value), then whether the stream is a TTY.
+ */
+export function colorDepth(stream: StreamLike = process.stdout, env: Record<string, string | undefined> = process.env): ColorDepth {
+  const force = env.FORCE_COLOR;
+  const richest = (): ColorDepth => {
+    if (env.COLORTERM === 'truecolor' || env.COLORTERM === '24bit') return 24;
+    const depth = stream.isTTY && stream.getColorDepth ? stream.getColorDepth(env) : 8;
+    return depth >= 24 ? 24 : 8;
+  };
+  if (force !== undefined) {
+    if (force === '0' || force.toLowerCase() === 'false') return 0;
+    if (force === '3') return 24;
+    return richest();
+  }
+  if (env.NO_COLOR) return 0;
+  if (!stream.isTTY) return 0;
+  // A terminal that reports fewer than 256 colours would turn our palette to mush.
+  if (stream.getColorDepth && stream.getColorDepth(env) < 8) return 0;
+  return richest();
+}
+
+// -----------------------------------------------------------------------------
+// ANSI helpers
+
+type RGB = [number, number, number];
+
+const ESC = '\x1b[';
+const RESET = `${ESC}0m`;
+
+/** The xterm-256 palette index closest to an RGB colour (6×6×6 cube or the grey ramp). */
+function xterm256(rgb: RGB): number {
+  const level = (v: number) => (v < 48 ? 0 : v < 115 ? 1 : Math.floor((v - 35) / 40));
+  const cubeValue = (l: number) => (l === 0 ? 0 : 55 + 40 * l);
+  const [r, g, b] = rgb.map(level);
+  const cube: RGB = [cubeValue(r), cubeValue(g), cubeValue(b)];
+  const mean = (rgb[0] + rgb[1] + rgb[2]) / 3;
+  const greyIndex = Math.max(0, Math.min(23, Math.round((mean - 8) / 10)));
+  const grey = 8 + 10 * greyIndex;
+  const dist = (c: RGB) => (c[0] - rgb[0]) ** 2 + (c[1] - rgb[1]) ** 2 + (c[2] - rgb[2]) ** 2;
+  return dist([grey, grey, grey]) < dist(cube) ? 232 + greyIndex : 16 + 36 * r + 6 * g + b;
+}
+
+function bg(rgb: RGB, depth: ColorDepth): string {
+  return depth === 24 ? `${ESC}48;2;${rgb[0]};${rgb[1]};${rgb[2]}m` : `${ESC}48;5;${xterm256(rgb)}m`;
+}
+
+function fg(rgb: RGB, depth: ColorDepth): string {
+  return depth === 24 ? `${ESC}38;2;${rgb[0]};${rgb[1]};${rgb[2]}m` : `${ESC}38;5;${xterm256(rgb)}m`;
+}
+
+export function bold(text: string, depth: ColorDepth): string {
+  return depth ? `${ESC}1m${text}${RESET}` : text;
+}
+
+export function dim(text: string, depth: ColorDepth): string {
+  return depth ? `${ESC}2m${text}${RESET}` : text;
+}
+
+/** Remove ANSI colour codes (for measuring and for tests). */
+export function stripAnsi(text: string): string {
+  return text.replace(/\x1b\[[0-9;]*m/g, '');
+}
+
+// -----------------------------------------------------------------------------
+// the diverging palette
+
+/**
+ * Vega's "blueorange" scheme sampled at 11 evenly spaced points, so the terminal and the
+ * vega-lite chart use the same colours: blue for negative values, orange for positive.
+ */
+const BLUE_ORANGE: RGB[] = [
+  [19, 75, 133], [47, 120, 179], [93, 162, 203], [157, 202, 225], [210, 229, 239],
+  [242, 240, 235],
+  [252, 224, 186], [251, 191, 116], [232, 147, 47], [197, 105, 13], [153, 74, 7],
+];
+
+/** Colour for t in [-1, 1]: -1 darkest blue, 0 near white, +1 darkest orange. */
+export function divergingColor(t: number): RGB {
+  const x = (Math.max(-1, Math.min(1, Number.isFinite(t) ? t : 0)) + 1) / 2 * (BLUE_ORANGE.length - 1);
+  const i = Math.min(BLUE_ORANGE.length - 2, Math.floor(x));
+  const f = x - i;
+  const a = BLUE_ORANGE[i], b = BLUE_ORANGE[i + 1];
+  return [0, 1, 2].map((k) => Math.round(a[k] + (b[k] - a[k]) * f)) as RGB;
+}
+
+/** Black or white, whichever reads better on `rgb`. */
+function textOn(rgb: RGB): RGB {
+  const luminance = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2];
+  return luminance > 140 ? [0, 0, 0] : [255, 255, 255];
+}
+
+// -----------------------------------------------------------------------------
+// tokens
+
+/**
+ * A token as the reader should see it: spaces become '␣', newlines '↵', tabs '⇥', and other
+ * control characters a \x.. escape. " Jones" prints as "␣Jones".
+ */
+export function visibleToken(token: string): string {
+  return token
+    .replace(/ /g, '␣')
+    .replace(/\n/g, '↵')
+    .replace(/\r/g, '␍')
+    .replace(/\t/g, '⇥')
+    .replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/**
+ * Columns a string takes in a terminal: East Asian wide and full-width characters (and
+ * most emoji) count 2, combining marks 0. An approximation, good enough to align tables.
+ */
+export function displayWidth(text: string): number {
+  let width = 0;
+  for (const ch of stripAnsi(text)) {
+    const cp = ch.codePointAt(0)!;
+    if ((cp >= 0x300 && cp <= 0x36f) || cp === 0x200b || cp === 0x200d || (cp >= 0xfe00 && cp <= 0xfe0f)) continue;
+    const wide =
+      (cp >= 0x1100 && cp <= 0x115f) || (cp >= 0x2e80 && cp <= 0xa4cf) || (cp >= 0xac00 && cp <= 0xd7a3) ||
+      (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0xfe30 && cp <= 0xfe4f) || (cp >= 0xff00 && cp <= 0xff60) ||
+      (cp >= 0xffe0 && cp <= 0xffe6) || (cp >= 0x1f300 && cp <= 0x1faff) || (cp >= 0x20000 && cp <= 0x3fffd);
+    width += wide ? 2 : 1;
+  }
+  return width;
+}
+
+function padEndW(text: string, width: number): string {
+  return text + ' '.repeat(Math.max(0, width - displayWidth(text)));
+}
+
+function padStartW(text: string, width: number): string {
+  return ' '.repeat(Math.max(0, width - displayWidth(text))) + text;
+}
+
+/** Cut `text` to at most `width` columns, marking the cut with '…'. */
+export function truncateW(text: string, width: number): string {
+  if (displayWidth(text) <= width) return text;
+  let out = '';
+  for (const ch of text) {
+    if (displayWidth(out + ch) > width - 1) break;
+    out += ch;
+  }
+  return out + '…';
+}
+
+/**
+ * Tokens as `index:token` pairs separated by spaces, wrapped at `width` columns. Positions in
+ * `highlight` are shown bold (with colour) so a reader spots where two texts differ.
+ */
+export function formatTokenList(tokens: readonly string[], opts: { highlight?: ReadonlySet<number>; color?: ColorDepth; width?: number } = {}): string {
+  const width = opts.width ?? 100;
+  const lines: string[] = [];
+  let line = '';
+  tokens.forEach((tok, i) => {
+    const plain = `${i}:${visibleToken(tok)}`;
+    const shown = opts.highlight?.has(i) && opts.color ? `${ESC}1;4m${plain}${RESET}` : plain;
+    if (line && displayWidth(line) + 1 + displayWidth(plain) > width) {
+      lines.push(line);
+      line = '';
+    }
+    line += (line ? ' ' : '') + shown;
+  });
+  if (line || lines.length === 0) lines.push(line);
+  return lines.join('\n');
+}
+
+// -----------------------------------------------------------------------------
+// top-N table
+
+export interface TopRow {
+  rank: number;
+  id: number;
+  token: string;
+  prob: number;
+}
+
+/**
+ * The next-token table of the assignment: rank, token id, token, probability, plus a small
+ * bar for the probability. `marks` adds a note after chosen ids (e.g. "← clean token").
+ */
+export function formatTopTable(rows: readonly TopRow[], opts: { color?: ColorDepth; marks?: ReadonlyMap<number, string> } = {}): string {
+  const depth = opts.color ?? 0;
+  const tokenCells = rows.map((r) => `"${visibleToken(r.token)}"`);
+  const tokW = Math.max(5, ...tokenCells.map(displayWidth));
+  const idW = Math.max(8, ...rows.map((r) => String(r.id).length));
+  const maxProb = Math.max(1e-12, ...rows.map((r) => r.prob));
+  const barWidth = 20;
+  const header = `${'rank'.padStart(4)}  ${'token id'.padStart(idW)}  ${padEndW('token', tokW)}  ${'probability'.padStart(11)}`;
+  const lines = [bold(header, depth)];
+  rows.forEach((r, i) => {
+    const cells = Math.round((r.prob / maxProb) * barWidth);
+    const bar = '█'.repeat(cells);
+    const mark = opts.marks?.get(r.id);
+    let line = `${String(r.rank).padStart(4)}  ${String(r.id).padStart(idW)}  ${padEndW(tokenCells[i], tokW)}  ${r.prob.toFixed(4).padStart(11)}  ${dim(bar, depth)}`;
+    if (mark) line = `${line}${' '.repeat(barWidth - cells)}  ${bold(mark, depth)}`;
+    lines.push(line.trimEnd());
+  });
+  return lines.join('\n');
+}
+
+// -----------------------------------------------------------------------------
+// heatmap
+
+export interface HeatmapOptions {
+  /** one label per row, e.g. "layer 0" */
+  rowLabels: readonly string[];
+  /** one label per column, e.g. the tokens */
+  columnLabels: readonly string[];
+  /** what a negative value means, e.g. "␣Jones favoured" */
+  negativeLabel?: string;
+  /** what a positive value means */
+  positiveLabel?: string;
+  color?: ColorDepth;
+  /** terminal width in columns (default 100) */
+  width?: number;
+  /** decimals shown in the cells (default 2) */
+  digits?: number;
+}
+
+function formatValue(v: number, digits: number): string {
+  if (!Number.isFinite(v)) return String(v);
+  const s = v.toFixed(digits);
+  if (Number(s) === 0) return (0).toFixed(digits); // no "-0.00"
+  return v > 0 ? `+${s}` : s;
+}
+
+/**
+ * A matrix as a heatmap: rows top to bottom, columns left to right, each cell coloured on a
+ * diverging scale centred on zero (blue negative, orange positive), with a legend. When the
+ * cells are wide enough they also show the value. Without colour it prints the numbers.
+ */
+export function formatHeatmap(matrix: readonly (readonly number[])[], opts: HeatmapOptions): string {
+  const depth = opts.color ?? 0;
+  const width = opts.width ?? 100;
+  const digits = opts.digits ?? 2;
+  const nCols = opts.columnLabels.length;
+  const rowW = Math.max(...opts.rowLabels.map(displayWidth)) + 1;
+  const flat = matrix.flat().filter(Number.isFinite);
+  const maxAbs = Math.max(0, ...flat.map(Math.abs)) || 1;
+  const valueW = Math.max(...flat.map((v) => formatValue(v, digits).length), digits + 3) + 1;
+
+  // Widest layout that fits: values in the cells, then colour-only blocks, then 1 column each.
+  // Without colour the numbers are the only content, so keep them whatever the width.
+  // Cells wide enough for the column labels too, when the terminal has room for them.
+  const labelW = Math.max(0, ...opts.columnLabels.map((l) => displayWidth(visibleToken(l))));
+  const roomy = Math.max(valueW, Math.min(labelW + 1, 11));
+  let cellW = rowW + nCols * roomy <= width ? roomy : valueW;
+  let showValues = true;
+  if (depth && rowW + nCols * cellW > width) {
+    showValues = false;
+    cellW = rowW + nCols * 3 <= width ? 3 : rowW + nCols * 2 <= width ? 2 : 1;
+  }
+  // Token labels fit above the cells when the cells are wide; otherwise they are listed below.
+  const labelsAbove = cellW >= 5;
+
+  const lines: string[] = [];
+  const indexHeader = ' '.repeat(rowW) + opts.columnLabels.map((_, j) => padStartW(String(j), cellW)).join('');
+  if (cellW > String(nCols - 1).length) lines.push(dim(indexHeader.trimEnd(), depth)); // only when indices do not touch
+  if (labelsAbove) {
+    lines.push(' '.repeat(rowW) + opts.columnLabels.map((l) => padStartW(truncateW(visibleToken(l), cellW - 1), cellW)).join(''));
+  }
+  matrix.forEach((row, i) => {
+    let line = padEndW(opts.rowLabels[i], rowW);
+    for (const v of row) {
+      const text = showValues ? padStartW(formatValue(v, digits), cellW - 1) + ' ' : ' '.repeat(cellW);
+      if (depth) {
+        const rgb = divergingColor(v / maxAbs);
+        line += bg(rgb, depth) + fg(textOn(rgb), depth) + text + RESET;
+      } else {
+        line += text;
+      }
+    }
+    lines.push(depth ? line : line.trimEnd());
+  });
+  if (!labelsAbove) {
+    lines.push('columns: ' + formatTokenList(opts.columnLabels, { width: Math.max(40, width - 9) }).replace(/\n/g, '\n         '));
+  }
+
+  // Legend: a colour ramp from -max to +max, with what each end means.
+  const neg = opts.negativeLabel ? ` ${opts.negativeLabel}` : '';
+  const pos = opts.positiveLabel ? ` ${opts.positiveLabel}` : '';
+  const lo = formatValue(-maxAbs, digits), hi = formatValue(maxAbs, digits);
+  if (depth) {
+    const steps = 21;
+    let ramp = '';
+    for (let k = 0; k < steps; k++) ramp += bg(divergingColor((2 * k) / (steps - 1) - 1), depth) + ' ';
+    ramp += RESET;
+    lines.push('', `legend: ←${neg} ${lo} ${ramp} ${hi}${pos} →`);
+  } else {
+    lines.push('', `legend: negative (${lo} … 0) =${neg || ' below zero'}; positive (0 … ${hi}) =${pos || ' above zero'}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,121 @@
+// The heatmap's HTML page in a real browser: headless Chromium (Debian's `chromium` package),
+// with every network request refused, must draw the chart (one SVG cell per layer × position),
+// report no error, and show a tooltip when a cell is hovered. Skipped, with a message, when no
+// Chromium is installed (.ci/run installs it). The data is the fixture's case 0 from
+// test/fixtures/gpt2-tiny/reference.json, so the page is the one the CLI writes for it.
+//
+// MINGPT_SCREENSHOT=path.png keeps a screenshot of the hovered page for a person to look at.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { chartHtml, patchingHeatmapSpec } from '../../mingpt/plot.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const reference = JSON.parse(fs.readFileSync(path.join(root, 'test/fixtures/gpt2-tiny/reference.json'), 'utf8'));
+
+/** The first Chromium on PATH (or $CHROMIUM), or null. */
+function findChromium(): string | null {
+  const names = [process.env.CHROMIUM, 'chromium', 'chromium-browser', 'google-chrome'].filter(Boolean) as string[];
+  for (const name of names) {
+    const r = spawnSync('sh', ['-c', `command -v "${name}"`], { encoding: 'utf8' });
+    if (r.status === 0 && r.stdout.trim()) return r.stdout.trim();
+  }
+  return null;
+}
+
+const chromium = findChromium();
+if (!chromium) console.warn('  (test/browser: no chromium on PATH; the browser tests are skipped. Install it with: apt-get install -y chromium)');
+const browserTest = chromium ? test : test.skip;
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'browser-test-'));
+process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const ref = reference.cases[0];
+const L = ref.patch_matrix.length, T = ref.clean_ids.length;
+const spec = patchingHeatmapSpec({
+  matrix: ref.patch_matrix,
+  tokens: ref.clean_tokens,
+  cleanText: ref.clean,
+  corruptText: ref.corrupt,
+  cleanToken: ref.clean_token,
+  corruptToken: ref.corrupt_token,
+  model: 'gpt2-tiny',
+  cleanLogitDiff: ref.clean_logit_diff,
+  corruptLogitDiff: ref.corrupt_logit_diff,
+});
+
+// Once the chart is drawn, move the mouse onto the cell at layer 1, position 1 so the tooltip
+// shows, then mark the page done. (Vega finds the hovered item from the event's target.) A
+// MutationObserver waits for the cells; a setTimeout loop would eat Chromium's virtual time.
+const hoverScript = `<script>
+new MutationObserver((_, observer) => {
+  const cells = [...document.querySelectorAll('#chart .mark-rect.role-mark path')];
+  const cell = cells.find((p) => /layer: 1; position: 1;/.test(p.getAttribute('aria-label') || ''));
+  if (!cell) return;
+  observer.disconnect();
+  const r = cell.getBoundingClientRect();
+  for (const type of ['pointerover', 'mouseover', 'pointermove', 'mousemove']) {
+    cell.dispatchEvent(new MouseEvent(type, { bubbles: true, clientX: r.x + r.width / 2, clientY: r.y + r.height / 2 }));
+  }
+  document.body.setAttribute('data-hovered', 'yes');
+}).observe(document.getElementById('chart'), { childList: true, subtree: true });
+</script>`;
+
+const page = path.join(tmp, 'heatmap.html');
+// the observer must be in place before vega-embed runs: put it right after the chart's <div>
+fs.writeFileSync(page, chartHtml(spec, 'Activation patching (browser test)').replace('<div id="chart"></div>', `<div id="chart"></div>\n${hoverScript}`));
+
+/** Chromium, headless, offline: every host resolves to nothing and the proxy is a dead port. */
+function runChromium(extra: string[]): { stdout: string; stderr: string; status: number | null } {
+  const r = spawnSync(
+    chromium!,
+    [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--host-resolver-rules=MAP * ~NOTFOUND', '--proxy-server=127.0.0.1:9',
+      `--user-data-dir=${fs.mkdtempSync(path.join(tmp, 'profile-'))}`,
+      '--window-size=1200,800', '--virtual-time-budget=10000',
+      ...extra,
+      pathToFileURL(page).href,
+    ],
+    { encoding: 'utf8', timeout: 90_000, maxBuffer: 64 * 1024 * 1024 },
+  );
+  return { stdout: r.stdout ?? '', stderr: r.stderr ?? '', status: r.status };
+}
+
+let dom = '';
+browserTest('chromium draws the chart offline: one SVG cell per layer × position, no error', () => {
+  const r = runChromium(['--dump-dom']);
+  assert.is(r.status, 0, r.stderr.slice(-2000));
+  dom = r.stdout;
+  const chart = dom.slice(dom.indexOf('<div id="chart"'));
+  const group = chart.match(/<g class="mark-rect role-mark[^"]*"[^>]*>(.*?)<\/g>/s);
+  assert.ok(group, 'no heatmap cells in the rendered page');
+  assert.is((group[1].match(/<path\b/g) ?? []).length, L * T);
+  assert.match(dom, /<pre id="chart-error"><\/pre>/, 'the page reported an error');
+  assert.match(chart, `${ref.clean_tokens.length - 1}: ␣Michelle`, 'the x axis labels');
+});
+
+browserTest('hovering a cell shows a tooltip with layer, position, token and value', () => {
+  assert.match(dom, 'data-hovered="yes"', 'the hover script never found the cell');
+  const tip = dom.match(/<div[^>]*id="vg-tooltip-element"[^>]*>(.*?)<\/div>/s);
+  assert.ok(tip, 'no tooltip element in the page');
+  const text = tip[1].replace(/<[^>]+>/g, ' ').replace(/&quot;/g, '"').replace(/−/g, '-').replace(/\s+/g, ' '); // d3-format writes U+2212 for minus
+  assert.match(text, /layer 1 position 1 token " Jones"/);
+  assert.match(text, ref.patch_matrix[1][1].toFixed(3));
+});
+
+browserTest('chromium takes a screenshot of the page', () => {
+  const shot = process.env.MINGPT_SCREENSHOT ? path.resolve(process.env.MINGPT_SCREENSHOT) : path.join(tmp, 'heatmap.png');
+  const r = runChromium([`--screenshot=${shot}`]);
+  assert.is(r.status, 0, r.stderr.slice(-2000));
+  const png = fs.readFileSync(shot);
+  assert.is(png.subarray(1, 4).toString('latin1'), 'PNG');
+  assert.ok(png.length > 20_000, `a ${png.length}-byte screenshot is too small to hold the chart`);
+});
+
+test.run();

@@ -1,0 +1,168 @@
+// Tests for mingpt/plot.ts: the activation-patching heatmap spec, vega's headless SVG, the PNG,
+// and the self-contained HTML page. Expected values come from the definitions in the issue
+// (layer 0 on top, positions in sentence order, a diverging scale centred on zero, one cell per
+// layer × position) and from vega's blueorange scheme (blue for low values, orange for high).
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { compile } from 'vega-lite';
+import { chartHtml, patchingHeatmapSpec, positionLabel, renderPng, renderSvg, writeChartHtml, type TopLevelSpec } from '../mingpt/plot.ts';
+
+// A small matrix with a repeated token (" the" at 1 and 3), negative and positive values.
+const tokens = ['The', ' the', ' cat', ' the', ' end'];
+const matrix = [
+  [0, -2, 0.5, 0, 1],
+  [0, -1, 0.25, 3, -0.5],
+];
+const input = {
+  matrix,
+  tokens,
+  cleanText: 'The the cat the end',
+  corruptText: 'The the dog the end',
+  cleanToken: ' Jones',
+  corruptToken: ' Smith',
+  model: 'test-model',
+  cleanLogitDiff: -2.5,
+  corruptLogitDiff: 1.5,
+};
+
+/** The <path> elements of the heatmap's rect mark: vega puts them in one <g class="mark-rect role-mark ..."> */
+function heatmapCells(svg: string): string[] {
+  const group = svg.match(/<g class="mark-rect role-mark[^"]*"[^>]*>(.*?)<\/g>/s);
+  assert.ok(group, 'the SVG has no rect mark group');
+  return group[1].match(/<path [^>]*>/g) ?? [];
+}
+
+const fillOf = (cell: string) => cell.match(/fill="rgb\((\d+), (\d+), (\d+)\)"/)!.slice(1).map(Number);
+const yOf = (cell: string) => Number(cell.match(/ d="M[-\d.]+,([-\d.]+)/)![1]);
+const xOf = (cell: string) => Number(cell.match(/ d="M([-\d.]+),/)![1]);
+const labelOf = (cell: string) => cell.match(/aria-label="([^"]*)"/)![1];
+
+test('position labels keep repeated tokens apart and show the leading space', () => {
+  assert.is(positionLabel(1, ' the'), '1: ␣the');
+  assert.is.not(positionLabel(1, ' the'), positionLabel(3, ' the'));
+});
+
+test('the spec compiles with vega-lite and encodes what the issue asks for', () => {
+  const spec = patchingHeatmapSpec(input) as any;
+  compile(spec); // throws on an invalid spec
+  assert.is(spec.data.values.length, 2 * 5, 'one datum per layer × position');
+  assert.equal(spec.encoding.x.sort, ['0: The', '1: ␣the', '2: ␣cat', '3: ␣the', '4: ␣end'], 'x in sentence order, labels unique');
+  assert.is(spec.encoding.x.type, 'ordinal');
+  assert.is(spec.encoding.y.field, 'layer');
+  assert.is(spec.encoding.y.sort, 'ascending');
+  const color = spec.layer[0].encoding.color;
+  assert.is(color.scale.domainMid, 0);
+  assert.is(color.scale.scheme, 'blueorange');
+  assert.equal(color.scale.domain, [-3, 3], 'symmetric around zero, from the largest |value|');
+  assert.match(JSON.stringify(color.legend.title), '← \\" Jones\\" favoured | \\" Smith\\" favoured →');
+  const tooltipFields = spec.layer[0].encoding.tooltip.map((t: { field: string }) => t.field);
+  for (const f of ['layer', 'position', 'token', 'value']) assert.ok(tooltipFields.includes(f), `tooltip lacks ${f}`);
+  const title = JSON.stringify(spec.title);
+  for (const s of ['The the cat the end', 'The the dog the end', 'Jones', 'Smith', 'test-model']) assert.ok(title.includes(s), `title lacks ${s}`);
+});
+
+test('a datum carries layer, position, token (quoted, spaces kept) and its value', () => {
+  const spec = patchingHeatmapSpec(input) as any;
+  const d = spec.data.values.find((v: { layer: number; position: number }) => v.layer === 1 && v.position === 3);
+  assert.equal(d, { layer: 1, position: 3, label: '3: ␣the', token: '" the"', value: 3, change: 1.5 });
+});
+
+test('renderSvg: one cell per layer × position, layer 0 on top, positions left to right', async () => {
+  const svg = await renderSvg(patchingHeatmapSpec(input));
+  assert.ok(svg.startsWith('<svg'), 'not an SVG');
+  const cells = heatmapCells(svg);
+  assert.is(cells.length, 10);
+  const at = (layer: number, position: number) => {
+    const c = cells.filter((x) => labelOf(x).includes(`layer: ${layer};`) && labelOf(x).includes(`position: ${position};`));
+    assert.is(c.length, 1, `exactly one cell for layer ${layer}, position ${position}`);
+    return c[0];
+  };
+  assert.ok(yOf(at(0, 0)) < yOf(at(1, 0)), 'layer 0 above layer 1');
+  for (let p = 0; p < 4; p++) assert.ok(xOf(at(0, p)) < xOf(at(0, p + 1)), `position ${p} left of ${p + 1}`);
+});
+
+test('renderSvg: negative cells are blue, positive orange, zero near white', async () => {
+  const cells = heatmapCells(await renderSvg(patchingHeatmapSpec(input)));
+  const cell = (layer: number, position: number) => cells.find((x) => labelOf(x).includes(`layer: ${layer};`) && labelOf(x).includes(`position: ${position};`))!;
+  const [r1, , b1] = fillOf(cell(0, 1)); // -2
+  assert.ok(b1 > r1 + 50, `value -2 should be blue, got rgb ${fillOf(cell(0, 1))}`);
+  const [r2, , b2] = fillOf(cell(1, 3)); // +3, the darkest orange
+  assert.ok(r2 > b2 + 100, `value +3 should be orange, got rgb ${fillOf(cell(1, 3))}`);
+  const zero = fillOf(cell(0, 0));
+  assert.ok(zero.every((c) => c > 220), `value 0 should be near white, got rgb ${zero}`);
+});
+
+test('renderSvg: a grid too wide for numbers still has every cell', async () => {
+  const T = 40, L = 12;
+  const big = patchingHeatmapSpec({
+    ...input,
+    tokens: Array.from({ length: T }, (_, i) => (i % 2 ? ' a' : ' b')),
+    matrix: Array.from({ length: L }, (_, l) => Array.from({ length: T }, (_, p) => Math.sin(l + p))),
+  });
+  const svg = await renderSvg(big);
+  assert.is(heatmapCells(svg).length, L * T);
+  assert.not.match(svg, 'mark-text role-mark', 'no value labels on a 40-column grid');
+});
+
+test('renderSvg takes any vega-lite spec', async () => {
+  const bar: TopLevelSpec = {
+    data: { values: [{ a: 'x', b: 1 }, { a: 'y', b: 2 }] },
+    mark: 'bar',
+    encoding: { x: { field: 'a', type: 'nominal' }, y: { field: 'b', type: 'quantitative' } },
+  };
+  const svg = await renderSvg(bar);
+  assert.match(svg, /class="mark-rect role-mark/);
+});
+
+test('renderPng: a PNG twice the size of the SVG', async () => {
+  const svg = await renderSvg(patchingHeatmapSpec(input));
+  const png = await renderPng(svg);
+  if (png === null) {
+    console.warn('  (renderPng returned null: @resvg/resvg-js is not installed; PNG test skipped)');
+    return;
+  }
+  const buf = Buffer.from(png);
+  assert.equal([...buf.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'PNG signature');
+  const svgW = Number(svg.match(/width="(\d+)"/)![1]);
+  assert.is(buf.readUInt32BE(16), 2 * svgW, 'width from the IHDR chunk');
+});
+
+test('chartHtml: one offline page, no external script or stylesheet', () => {
+  const html = chartHtml(patchingHeatmapSpec(input), 'A title');
+  assert.ok(html.startsWith('<!DOCTYPE html>'));
+  assert.not.match(html, /<script[^>]+src=/i, 'no <script src>');
+  assert.not.match(html, /<link[^>]+href=/i, 'no <link href>');
+  assert.not.match(html, /sourceMappingURL=/, 'source map comments stripped');
+  const opens = html.match(/<script\b/gi)!.length, closes = html.match(/<\/script>/gi)!.length;
+  assert.is(opens, 4, 'vega, vega-lite, vega-embed and the page script');
+  assert.is(closes, opens, 'no stray </script> inside a bundle');
+  assert.match(html, 'vegaEmbed(');
+  assert.match(html, 'The the cat the end');
+  assert.ok(html.length > 500_000, 'the three bundles are inlined');
+});
+
+test('chartHtml: text in the spec or title cannot break out of the page', () => {
+  const spec = patchingHeatmapSpec({ ...input, cleanText: 'a </script><b>bold</b>' });
+  const html = chartHtml(spec, '<i>title</i> & co');
+  assert.not.match(html, '</script><b>');
+  assert.match(html, '&lt;i&gt;title&lt;/i&gt; &amp; co');
+  const json = html.match(/const spec = (.*);\n/)![1];
+  assert.equal(JSON.parse(json), JSON.parse(JSON.stringify(spec)), 'the spec survives the escaping');
+});
+
+test('writeChartHtml writes the page atomically (no temporary file left)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'plot-test-'));
+  try {
+    const file = path.join(dir, 'chart.html');
+    writeChartHtml(file, patchingHeatmapSpec(input), 'Chart');
+    assert.equal(fs.readdirSync(dir), ['chart.html']);
+    assert.match(fs.readFileSync(file, 'utf8'), '<title>Chart</title>');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.run();
