@@ -54,7 +54,7 @@ The matrix shows which activations carry the information that tells the two text
     'corrupt-token': { type: 'string', default: DEFAULTS.corruptToken, metavar: 'TOKEN', help: 'the answer the corrupted text points to; exactly one token' },
     top: { type: 'int', default: 20, min: 1, max: 1000, metavar: 'N', help: 'how many most probable next tokens to list' },
     out: { type: 'string', default: 'out/', metavar: 'DIR', help: 'folder for the results (created when missing)' },
-    engine: { type: 'string', default: 'fast', choices: ['fast', 'reference'], metavar: 'NAME', help: "patching engine: 'reference' does one full forward pass per cell, 'fast' only recomputes what a patch changes (same numbers)" },
+    engine: { type: 'string', default: 'fast', choices: ['fast', 'reference'], help: "patching engine: 'reference' does one full forward pass per cell, 'fast' only recomputes what a patch changes (same numbers)" },
   },
   epilog: `
 writes into --out: patching.json (all numbers), heatmap.vl.json (vega-lite spec), heatmap.svg,
@@ -64,8 +64,9 @@ examples:
   npx tsx generate.ts
   npx tsx generate.ts --corrupt "Jessica Jones was a top-notch student. Michelle"
   npx tsx generate.ts --weights test/fixtures/gpt2-tiny --out /tmp/tiny
-  npx tsx generate.ts --clean "The Eiffel Tower is in the city of" --corrupt "The Colosseum is in the city of" \\
-      --clean-token " Paris" --corrupt-token " Rome"`,
+  npx tsx generate.ts --clean "The capital of France is" --corrupt "The capital of Italy is" \\
+      --clean-token " Paris" --corrupt-token " Rome"
+more pairs to try, and how to read the heatmap: assignments/activation-patching/README.md`,
 };
 
 interface Options {

@@ -181,26 +181,44 @@ function showDefault(value: string | number | boolean): string {
   return typeof value === 'string' ? JSON.stringify(value) : String(value);
 }
 
+/** Join `words` into lines of at most `width` columns (a word longer than that gets its own line). */
+function wrap(words: readonly string[], width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of words) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line ? `${line} ${word}` : word;
+    }
+  }
+  return line ? [...lines, line] : lines;
+}
+
 /** The --help text: usage line, description, one entry per option, epilog. */
-export function helpText(spec: CommandSpec): string {
+export function helpText(spec: CommandSpec, width = 100): string {
   const lines: string[] = [`usage: ${spec.usage} [options]`, ''];
   if (spec.description) lines.push(spec.description.trim(), '');
   lines.push('options:');
-  const entries: [string, string][] = [];
+  const entries: [string, string[]][] = [];
   for (const [name, opt] of Object.entries(spec.options)) {
-    const flag = (opt.short ? `-${opt.short}, ` : '') + `--${name}` + (opt.type === 'boolean' ? '' : ` ${opt.metavar ?? name.toUpperCase()}`);
-    let text = opt.help;
-    if (opt.choices) text += ` (one of: ${opt.choices.join(', ')})`;
-    if (opt.default !== undefined && opt.type !== 'boolean') text += ` [default: ${showDefault(opt.default)}]`;
-    entries.push([flag, text]);
+    const metavar = opt.metavar ?? (opt.choices ? opt.choices.join('|') : name.toUpperCase());
+    const flag = (opt.short ? `-${opt.short}, ` : '') + `--${name}` + (opt.type === 'boolean' ? '' : ` ${metavar}`);
+    const words = opt.help.split(/\s+/).filter(Boolean);
+    // the default stays in one piece: a quoted " Jones" must not be split at its space
+    if (opt.default !== undefined && opt.type !== 'boolean') words.push(`[default: ${showDefault(opt.default)}]`);
+    entries.push([flag, words]);
   }
-  entries.push(['-h, --help', 'print this help and exit']);
-  const width = Math.min(30, Math.max(...entries.map(([f]) => f.length)) + 2);
-  for (const [flag, text] of entries) {
-    if (flag.length + 2 > width) lines.push(`  ${flag}`, `  ${' '.repeat(width)}${text}`);
-    else lines.push(`  ${flag.padEnd(width)}${text}`);
+  entries.push(['-h, --help', ['print', 'this', 'help', 'and', 'exit']]);
+  const flagW = Math.min(30, Math.max(...entries.map(([f]) => f.length)) + 2);
+  const indent = ' '.repeat(2 + flagW);
+  for (const [flag, words] of entries) {
+    const body = wrap(words, Math.max(30, width - indent.length));
+    if (flag.length + 2 > flagW) lines.push(`  ${flag}`, ...body.map((l) => indent + l));
+    else lines.push(`  ${flag.padEnd(flagW)}${body[0]}`, ...body.slice(1).map((l) => indent + l));
   }
-  if (spec.epilog) lines.push('', spec.epilog.trimEnd());
+  if (spec.epilog) lines.push('', spec.epilog.trim());
   return lines.join('\n') + '\n';
 }
 
