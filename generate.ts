@@ -281,17 +281,17 @@ export function readingAid(r: ReadingAidInput): string[] {
     out.push(
       (firstDiff === 1 ? 'Position 0 comes' : `Positions ${ranges([...Array(firstDiff).keys()])} come`) +
         ` before the first token that differs, at position ${tok(firstDiff)}. What a block computes there depends only on the tokens so far, ` +
-        `which are the same in both texts, so the patch copies identical numbers and changes nothing: ${firstDiff === 1 ? 'that column stays' : 'those columns stay'} pale.`,
+        `which are the same in both texts, so the patch copies identical numbers and changes nothing: ${firstDiff === 1 ? 'that column keeps' : 'those columns keep'} the corrupted run's value.`,
     );
   }
 
   // which columns matter, and in which layers
-  const strong = 0.5, pale = 0.05;
-  const paleCols: number[] = [];
+  const strong = 0.5, faint = 0.05;
+  const faintCols: number[] = [];
   const strongCols: { p: number; layers: number[] }[] = [];
   for (let p = 0; p < T; p++) {
     const rec = matrix.map((_, l) => recovery(l, p));
-    if (rec.every((x) => Math.abs(x) < pale)) paleCols.push(p);
+    if (rec.every((x) => Math.abs(x) < faint)) faintCols.push(p);
     const layers = rec.flatMap((x, l) => (x >= strong ? [l] : []));
     if (layers.length) strongCols.push({ p, layers });
   }
@@ -302,10 +302,10 @@ export function readingAid(r: ReadingAidInput): string[] {
     if (last < L - 1) sentence += `; after layer ${last} this position has apparently passed on what it carries`;
     out.push(sentence + '.');
   }
-  const paleAfter = paleCols.filter((p) => firstDiff < 0 || p >= firstDiff);
-  if (paleAfter.length) {
+  const faintAfter = faintCols.filter((p) => firstDiff < 0 || p >= firstDiff);
+  if (faintAfter.length) {
     out.push(
-      `Patching position${paleAfter.length > 1 ? 's' : ''} ${ranges(paleAfter)} moves the difference by less than ${100 * pale}% of the gap at every layer.`,
+      `Patching position${faintAfter.length > 1 ? 's' : ''} ${ranges(faintAfter)} moves the difference by less than ${100 * faint}% of the gap at every layer.`,
     );
   }
 
