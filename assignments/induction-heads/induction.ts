@@ -1,0 +1,565 @@
+/**
+ * The induction-heads experiment (README.md beside this file explains it).
+ *
+ *   npx tsx assignments/induction-heads/induction.ts                       # GPT-2 small
+ *   npx tsx assignments/induction-heads/induction.ts --weights out/handmade
+ *   npx tsx assignments/induction-heads/induction.ts --help
+ *
+ * In order:
+ *   1. a seeded batch of [BOS, n random tokens, the same n tokens again];
+ *   2. one forward pass: log P(correct next token) at every position, first half vs second half;
+ *   3. from the same pass's attention patterns, every head's induction, previous-token and
+ *      duplicate-token score;
+ *   4. detection: heads whose score stands out (mean + k·std over all heads), and precision,
+ *      recall and F1 against the heads we know about (the literature for GPT-2 small, the
+ *      construction for the handmade model);
+ *   5. each layer's MLP output removed (zero or mean) at the second-half positions;
+ *   6. the two-head circuit: everything but one previous-token head and one induction head removed;
+ *   7. induction.json and the charts, written together at the end (a failed run writes nothing).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { GPT } from '../../mingpt/model.ts';
+import { tokenStrings } from '../../mingpt/bpe.ts';
+import { CheckpointError } from '../../mingpt/checkpoint.ts';
+import { SafetensorsError } from '../../mingpt/safetensors.ts';
+import { PretrainedError } from '../../mingpt/pretrained.ts';
+import { ProgressBar } from '../../mingpt/progress.ts';
+import { InputError, OutputWriter, UsageError, fail, helpText, parseArgs, type CommandSpec } from '../../mingpt/cli.ts';
+import {
+  GPT2_SMALL_HEADS, SCORE_KINDS, detectHeads, evaluateDetection, headName, parseHeadName, parseTokenRange, repeatedTokens,
+  type Detection, type Evaluation, type LabelledHeads, type ScoreKind,
+} from './scores.ts';
+import { circuitSpec, cleanRun, halves, runAblated, summarize, type AblationMode, type CleanRun, type HalfSummary } from './circuit.ts';
+
+const SCRIPT = 'npx tsx assignments/induction-heads/induction.ts';
+const EOT = 50256; // GPT-2's <|endoftext|>, used as BOS
+const GPT2_VOCAB = 50257;
+
+// -----------------------------------------------------------------------------------------------
+// the command line
+
+export const COMMAND: CommandSpec = {
+  usage: SCRIPT,
+  description: `
+Induction heads on repeated random tokens: how much better the model predicts the second copy
+of a random sequence than the first, which heads attend like induction, previous-token and
+duplicate-token heads, whether the MLPs matter, and how much two heads alone can do.`,
+  options: {
+    model: { type: 'string', default: 'gpt2', metavar: 'NAME', help: 'pretrained GPT-2 to use: gpt2, gpt2-medium, gpt2-large, gpt2-xl' },
+    weights: { type: 'string', metavar: 'PATH', help: 'use a local GPT-2-layout checkpoint instead: a folder with model.safetensors and config.json' },
+    'seq-len': { type: 'int', default: 50, min: 2, metavar: 'N', help: 'random tokens in each copy; BOS + 2·N must fit in the context' },
+    batch: { type: 'int', default: 8, min: 1, max: 1024, metavar: 'B', help: 'how many random sequences' },
+    seed: { type: 'int', default: 0, min: 0, metavar: 'S', help: 'seed of the random tokens' },
+    'token-range': { type: 'string', metavar: 'LO,HI', help: "draw the random tokens from the ids [LO, HI) (default: the checkpoint's token_range if its config.json has one, else 256,50256: GPT-2 tokens other than the 256 single bytes and <|endoftext|>)" },
+    k: { type: 'number', default: 1, min: 0, metavar: 'K', help: 'detection threshold: mean + K·std of the scores over all heads' },
+    'min-score': { type: 'number', default: 0.1, min: 0, max: 1, metavar: 'S', help: 'detection floor: a head is never flagged with a score at or below S' },
+    labels: { type: 'string', default: 'auto', choices: ['auto', 'gpt2-small', 'none'], metavar: 'WHICH', help: "heads to grade detection against: 'auto' takes config.json's known_heads (the handmade model) or, for --model gpt2, the heads reported for GPT-2 small" },
+    circuit: { type: 'string', metavar: 'PREV,IND', help: 'the two heads of the circuit, e.g. 4.11,5.5 (default: the top previous-token head below the top induction head)' },
+    'circuit-ablation': { type: 'string', default: 'mean', choices: ['mean', 'zero'], metavar: 'HOW', help: 'how the rest of the model is removed for the two-head circuit (the other is reported too)' },
+    out: { type: 'string', default: 'out/induction', metavar: 'DIR', help: 'folder for induction.json and the charts (created when missing)' },
+  },
+  epilog: `
+writes into --out: induction.json (every number), and for each chart a vega-lite spec (.vl.json),
+an SVG and an HTML page that opens offline: logprob (log-prob by position), scores (layer × head
+heatmaps), attention (patterns of the top heads), mlp_ablation.
+
+examples:
+  ${SCRIPT}
+  npx tsx assignments/induction-heads/handmade.ts --out out/handmade
+  ${SCRIPT} --weights out/handmade --out out/induction-handmade
+  ${SCRIPT} --weights test/fixtures/gpt2-tiny --seq-len 20 --batch 4`,
+};
+
+export interface Options {
+  model?: string;
+  weights?: string;
+  seqLen: number;
+  batch: number;
+  seed: number;
+  tokenRange?: [number, number];
+  k: number;
+  minScore: number;
+  labels: 'auto' | 'gpt2-small' | 'none';
+  circuit?: [string, string];
+  circuitAblation: AblationMode;
+  out: string;
+}
+
+/** The options, or 'help'. Throws UsageError for anything wrong on the command line itself. */
+export function readOptions(argv: readonly string[]): Options | 'help' {
+  const a = parseArgs(argv, COMMAND);
+  if (a.help) return 'help';
+  const weights = a.weights as string | undefined;
+  if (weights !== undefined && argv.some((x) => x === '--model' || x.startsWith('--model='))) throw new UsageError('give either --model or --weights, not both');
+  if (weights === '') throw new UsageError('--weights needs a path');
+  if ((a.out as string) === '') throw new UsageError('--out needs a folder');
+  let circuit: [string, string] | undefined;
+  if (a.circuit !== undefined) {
+    const parts = (a.circuit as string).split(',');
+    if (parts.length !== 2) throw new UsageError(`--circuit expects two heads PREV,IND, e.g. 4.11,5.5; got "${a.circuit}"`);
+    const [p, i] = parts.map(parseHeadName);
+    if (!(p.layer < i.layer)) throw new UsageError(`--circuit ${a.circuit}: the previous-token head must sit in an earlier layer than the induction head, whose keys it prepares`);
+    circuit = [headName(p.layer, p.head), headName(i.layer, i.head)];
+  }
+  return {
+    model: weights === undefined ? (a.model as string) : undefined,
+    weights,
+    seqLen: a['seq-len'] as number,
+    batch: a.batch as number,
+    seed: a.seed as number,
+    tokenRange: a['token-range'] === undefined ? undefined : parseTokenRange(a['token-range'] as string),
+    k: a.k as number,
+    minScore: a['min-score'] as number,
+    labels: a.labels as Options['labels'],
+    circuit,
+    circuitAblation: a['circuit-ablation'] as AblationMode,
+    out: a.out as string,
+  };
+}
+
+// -----------------------------------------------------------------------------------------------
+// the model and what its config.json says about it
+
+export interface ModelInfo {
+  model: GPT;
+  name: string;
+  /** the raw config.json of a --weights checkpoint (null for --model) */
+  config: Record<string, unknown> | null;
+}
+
+function configPath(weights: string): string {
+  return fs.existsSync(weights) && fs.statSync(weights).isDirectory() ? path.join(weights, 'config.json') : path.join(path.dirname(weights), 'config.json');
+}
+
+export async function loadModel(o: Pick<Options, 'model' | 'weights'>): Promise<ModelInfo> {
+  if (o.weights !== undefined) {
+    const model = GPT.from_safetensors(o.weights); // checks config.json and every tensor
+    const config = JSON.parse(fs.readFileSync(configPath(o.weights), 'utf8')) as Record<string, unknown>;
+    return { model, name: o.weights, config };
+  }
+  return { model: await GPT.from_pretrained(o.model!), name: o.model!, config: null };
+}
+
+export interface Setup {
+  lo: number;
+  hi: number;
+  bos: number;
+  /** where the token range came from, for the report */
+  rangeSource: string;
+  labels: LabelledHeads | null;
+}
+
+const isIdPair = (v: unknown): v is [number, number] => Array.isArray(v) && v.length === 2 && v.every((x) => Number.isInteger(x) && x >= 0);
+const isHeadList = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+
+/** Token range, BOS and labels for this model, with every check that needs the model. Throws InputError. */
+export function setup(info: ModelInfo, o: Options): Setup {
+  const { model, config } = info;
+  const V = model.config.vocab_size as number;
+  const T = 2 * o.seqLen + 1;
+  if (T > model.block_size) {
+    throw new InputError(`--seq-len ${o.seqLen} needs BOS + 2 × ${o.seqLen} = ${T} positions, but ${info.name} has a context of ${model.block_size}; use --seq-len ${Math.floor((model.block_size - 1) / 2)} or less`);
+  }
+  // BOS: config.json's bos_token_id, else GPT-2's <|endoftext|>
+  let bos = EOT;
+  if (config && config.bos_token_id !== undefined) {
+    if (!(Number.isInteger(config.bos_token_id) && (config.bos_token_id as number) >= 0)) throw new InputError(`${info.name}: config.json's bos_token_id must be a token id, got ${JSON.stringify(config.bos_token_id)}`);
+    bos = config.bos_token_id as number;
+  }
+  if (bos >= V) throw new InputError(`${info.name} has a vocabulary of ${V}, which does not hold the BOS token ${bos}; set bos_token_id in its config.json`);
+  // the token range: the flag, else the checkpoint's own, else ordinary GPT-2 tokens
+  let lo: number, hi: number, rangeSource: string;
+  if (o.tokenRange) {
+    [lo, hi] = o.tokenRange;
+    rangeSource = '--token-range';
+  } else if (config && config.token_range !== undefined) {
+    if (!isIdPair(config.token_range) || config.token_range[1] <= config.token_range[0]) throw new InputError(`${info.name}: config.json's token_range must be [lo, hi] with lo < hi, got ${JSON.stringify(config.token_range)}`);
+    [lo, hi] = config.token_range;
+    rangeSource = 'config.json token_range';
+  } else {
+    [lo, hi] = [256, Math.min(EOT, V)];
+    rangeSource = 'default: GPT-2 tokens after the 256 single bytes, before <|endoftext|>';
+    if (hi <= lo) throw new InputError(`${info.name} has a vocabulary of only ${V}: give the ids to draw from with --token-range LO,HI`);
+  }
+  if (hi > V) throw new InputError(`the token range [${lo}, ${hi}) goes past the vocabulary of ${info.name} (${V} tokens, ids 0..${V - 1})`);
+  if (bos >= lo && bos < hi) throw new InputError(`the token range [${lo}, ${hi}) contains the BOS token ${bos}; random tokens must not look like the start of a text`);
+  // the heads to grade detection against
+  let labels: LabelledHeads | null = null;
+  const known = config?.known_heads as Record<string, unknown> | undefined;
+  if (o.labels === 'gpt2-small' || (o.labels === 'auto' && !known && info.name === 'gpt2')) labels = GPT2_SMALL_HEADS;
+  else if (o.labels === 'auto' && known) {
+    if (!SCORE_KINDS.every((k) => known[k] === undefined || isHeadList(known[k]))) throw new InputError(`${info.name}: config.json's known_heads must map score kinds to lists of "layer.head"`);
+    labels = {
+      source: `${info.name}/config.json known_heads`,
+      induction: (known.induction as string[] | undefined) ?? [],
+      previous_token: (known.previous_token as string[] | undefined) ?? [],
+      duplicate_token: (known.duplicate_token as string[] | undefined) ?? [],
+    };
+  }
+  const L = model.config.n_layer as number, nh = model.config.n_head as number;
+  if (o.circuit) {
+    for (const h of o.circuit) {
+      const { layer, head } = parseHeadName(h);
+      if (layer >= L || head >= nh) throw new InputError(`--circuit: head ${h} does not exist; ${info.name} has ${L} layers of ${nh} heads`);
+    }
+  }
+  return { lo, hi, bos, rangeSource, labels };
+}
+
+// -----------------------------------------------------------------------------------------------
+// the experiment
+
+export interface Report {
+  model: string;
+  config: { n_layer: number; n_head: number; n_embd: number; vocab_size: number; block_size: number };
+  seed: number;
+  batch: number;
+  seq_len: number;
+  token_range: [number, number];
+  token_range_source: string;
+  bos_token_id: number;
+  tokens: number[][];
+  first_half_logprob: number;
+  second_half_logprob: number;
+  seam_logprob: number;
+  first_half_accuracy: number;
+  second_half_accuracy: number;
+  logprob_by_position: number[];
+  accuracy_by_position: number[];
+  positions: { first_half: string; seam: string; second_half: string };
+  scores: Record<ScoreKind, number[][]>;
+  detection: Record<ScoreKind, Omit<Detection, 'heads'>>;
+  detected: Record<ScoreKind, string[]>;
+  labels: LabelledHeads | null;
+  evaluation: Record<ScoreKind, Evaluation> | null;
+  mlp_ablation: {
+    positions: string;
+    baseline_second_half_logprob: number;
+    zero: { second_half_logprob: number[]; change: number[] };
+    mean: { second_half_logprob: number[]; change: number[] };
+  };
+  two_head_circuit: {
+    heads: string[];
+    chosen_by: string;
+    ablation: AblationMode;
+    accuracy: number;
+    second_half_logprob: number;
+    full_model_accuracy: number;
+    other_ablation: { ablation: AblationMode; accuracy: number; second_half_logprob: number };
+  } | null;
+  timing_s: Record<string, number>;
+}
+
+export interface ExperimentHooks {
+  /** called as the ablation runs finish: done of total */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** The best head of a kind, "layer.head", among layers [fromLayer, toLayer). */
+function topHead(scores: number[][], fromLayer = 0, toLayer = scores.length): string | null {
+  let best: { name: string; score: number } | null = null;
+  for (let l = fromLayer; l < toLayer; l++) scores[l].forEach((s, h) => {
+    if (!best || s > best.score) best = { name: headName(l, h), score: s };
+  });
+  return best ? (best as { name: string }).name : null;
+}
+
+/** Everything but the charts: one clean run, the ablations, and the report. */
+export function runExperiment(info: ModelInfo, o: Options, s: Setup, hooks: ExperimentHooks = {}): { report: Report; clean: CleanRun; summary: HalfSummary } {
+  const { model } = info;
+  const cfg = model.config as unknown as Report['config'] & { n_layer: number };
+  const L = cfg.n_layer, n = o.seqLen;
+  const timing: Record<string, number> = {};
+  const clock = () => performance.now() / 1000;
+
+  // 1-2. the batch and the clean run
+  let t0 = clock();
+  const tokens = repeatedTokens({ batch: o.batch, seqLen: n, lo: s.lo, hi: s.hi, bos: s.bos, seed: o.seed });
+  const clean = cleanRun(model, tokens, n);
+  const summary = summarize(clean);
+  timing.clean_run = clock() - t0;
+
+  // 3-4. scores (read off the clean run's patterns) and detection
+  const detection = {} as Report['detection'];
+  const detected = {} as Report['detected'];
+  for (const kind of SCORE_KINDS) {
+    const { heads, ...rest } = detectHeads(clean.scores[kind], o.k, o.minScore);
+    detection[kind] = rest;
+    detected[kind] = heads;
+  }
+  const labels = s.labels;
+  const evaluation = labels
+    ? (Object.fromEntries(SCORE_KINDS.map((kind) => [kind, evaluateDetection(detected[kind], labels[kind])])) as Record<ScoreKind, Evaluation>)
+    : null;
+
+  // 5. MLP ablation at the second-half positions
+  const circuitRuns = L > 1 ? 2 : 0;
+  const total = 2 * L + circuitRuns;
+  let done = 0;
+  const tick = () => hooks.onProgress?.(++done, total);
+  t0 = clock();
+  const base = summary.second_half_logprob;
+  const mlp: Report['mlp_ablation'] = {
+    positions: `second half: positions ${n + 1} … ${2 * n} (the second copy)`,
+    baseline_second_half_logprob: base,
+    zero: { second_half_logprob: [], change: [] },
+    mean: { second_half_logprob: [], change: [] },
+  };
+  for (let l = 0; l < L; l++) {
+    for (const mode of ['zero', 'mean'] as const) {
+      const r = runAblated(model, clean, { mode, mlps: [l], positions: 'second_half' });
+      mlp[mode].second_half_logprob.push(r.second_half_logprob);
+      mlp[mode].change.push(r.second_half_logprob - base);
+      tick();
+    }
+  }
+  timing.mlp_ablation = clock() - t0;
+
+  // 6. the two-head circuit
+  t0 = clock();
+  let circuit: Report['two_head_circuit'] = null;
+  let heads: string[] | null = o.circuit ? [...o.circuit] : null;
+  let chosenBy = '--circuit';
+  if (!heads && L > 1) {
+    // the strongest induction head that has a layer below it, and the strongest previous-token head there
+    const ind = topHead(clean.scores.induction, 1);
+    const prev = ind ? topHead(clean.scores.previous_token, 0, parseHeadName(ind).layer) : null;
+    if (ind && prev) heads = [prev, ind];
+    chosenBy = 'scores: the top induction head (layer ≥ 1), and the top previous-token head in the layers below it';
+  }
+  if (heads) {
+    const other: AblationMode = o.circuitAblation === 'mean' ? 'zero' : 'mean';
+    const main = runAblated(model, clean, circuitSpec(model, heads, o.circuitAblation));
+    tick();
+    const alt = runAblated(model, clean, circuitSpec(model, heads, other));
+    tick();
+    circuit = {
+      heads,
+      chosen_by: chosenBy,
+      ablation: o.circuitAblation,
+      accuracy: main.second_half_accuracy,
+      second_half_logprob: main.second_half_logprob,
+      full_model_accuracy: summary.second_half_accuracy,
+      other_ablation: { ablation: other, accuracy: alt.second_half_accuracy, second_half_logprob: alt.second_half_logprob },
+    };
+  }
+  timing.two_head_circuit = clock() - t0;
+
+  const h = halves(n);
+  const report: Report = {
+    model: info.name,
+    config: { n_layer: cfg.n_layer, n_head: cfg.n_head, n_embd: cfg.n_embd, vocab_size: cfg.vocab_size, block_size: model.block_size },
+    seed: o.seed,
+    batch: o.batch,
+    seq_len: n,
+    token_range: [s.lo, s.hi],
+    token_range_source: s.rangeSource,
+    bos_token_id: s.bos,
+    tokens,
+    first_half_logprob: summary.first_half_logprob,
+    second_half_logprob: summary.second_half_logprob,
+    seam_logprob: summary.seam_logprob,
+    first_half_accuracy: summary.first_half_accuracy,
+    second_half_accuracy: summary.second_half_accuracy,
+    logprob_by_position: summary.logprob_by_position,
+    accuracy_by_position: summary.accuracy_by_position,
+    positions: {
+      first_half: `targets at positions 1 … ${n} (the first copy), predicted from positions ${h.first[0]} … ${h.first[1] - 1}`,
+      seam: `the target at position ${n + 1} (the second copy's first token), predicted from position ${h.seam}; in neither mean`,
+      second_half: `targets at positions ${n + 2} … ${2 * n} (the rest of the second copy), predicted from positions ${h.second[0]} … ${h.second[1] - 1}`,
+    },
+    scores: clean.scores,
+    detection,
+    detected,
+    labels,
+    evaluation,
+    mlp_ablation: mlp,
+    two_head_circuit: circuit,
+    timing_s: timing,
+  };
+  return { report, clean, summary };
+}
+
+// -----------------------------------------------------------------------------------------------
+// the charts
+
+/** Tokens as the charts label them: GPT-2's strings, with BOS shown as such. */
+export function tokenLabels(ids: readonly number[], bos: number): string[] {
+  return ids.map((id) => (id === bos && id !== EOT ? '<bos>' : id < GPT2_VOCAB ? tokenStrings([id])[0] : `#${id}`));
+}
+
+/** induction.json and the charts, as name -> contents, ready for an OutputWriter. */
+export async function outputFiles(report: Report, clean: CleanRun): Promise<Map<string, string>> {
+  // vega is large; loaded only once the numbers exist
+  const { renderSvg, chartHtml } = await import('../../mingpt/plot.ts');
+  const charts = await import('./charts.ts');
+  const n = report.seq_len, model = report.model;
+  const files = new Map<string, string>();
+  files.set('induction.json', JSON.stringify(report, null, 2) + '\n');
+
+  const add = async (name: string, spec: Parameters<typeof renderSvg>[0], title: string, description: string) => {
+    const pretty = JSON.stringify(spec, null, 2);
+    files.set(`${name}.vl.json`, (pretty.length < 200_000 ? pretty : JSON.stringify(spec)) + '\n'); // big data: one line
+    files.set(`${name}.svg`, await renderSvg(spec));
+    files.set(`${name}.html`, chartHtml(spec, title, { description }));
+  };
+
+  await add('logprob', charts.logprobSpec({ model, n, byPosition: report.logprob_by_position, firstHalf: report.first_half_logprob, secondHalf: report.second_half_logprob }),
+    'Log-probability of the correct next token, by position',
+    'The same random tokens twice: a model with induction heads predicts the second copy far better than the first. Hover a point for its value.');
+
+  await add('scores', charts.scoresSpec({
+    model,
+    scores: report.scores,
+    detected: report.detected,
+    thresholds: Object.fromEntries(SCORE_KINDS.map((k) => [k, report.detection[k].threshold])) as Record<ScoreKind, number>,
+    labelled: report.labels,
+  }), 'Head scores: induction, previous-token, duplicate-token',
+  'Rows are layers, columns heads. Outlines mark the heads the threshold picks out and, where a labelled list exists, the ones it misses.');
+
+  // the attention view: the top head of each kind, and the circuit's heads
+  const top = (kind: ScoreKind) => {
+    let best = { name: '0.0', score: -1 };
+    report.scores[kind].forEach((row, l) => row.forEach((s, h) => { if (s > best.score) best = { name: headName(l, h), score: s }; }));
+    return best;
+  };
+  const stripe: Record<ScoreKind, { from: number; to: number; offset: number }> = {
+    induction: { from: n + 1, to: 2 * n + 1, offset: n - 1 },
+    previous_token: { from: 1, to: 2 * n + 1, offset: 1 },
+    duplicate_token: { from: n + 1, to: 2 * n + 1, offset: n },
+  };
+  const kindWords: Record<ScoreKind, string> = { induction: 'induction', previous_token: 'previous-token', duplicate_token: 'duplicate-token' };
+  const wanted: { head: string; kind: ScoreKind; why: string }[] = [];
+  for (const kind of SCORE_KINDS) {
+    const t = top(kind);
+    wanted.push({ head: t.name, kind, why: `top ${kindWords[kind]} head (score ${t.score.toFixed(3)})` });
+  }
+  if (report.two_head_circuit) {
+    const [prev, ind] = report.two_head_circuit.heads;
+    wanted.push({ head: prev, kind: 'previous_token', why: 'the circuit’s previous-token head' }, { head: ind, kind: 'induction', why: 'the circuit’s induction head' });
+  }
+  const seen = new Map<string, { kind: ScoreKind; why: string[] }>();
+  for (const w of wanted) {
+    const e = seen.get(w.head);
+    if (e) { if (!e.why.includes(w.why)) e.why.push(w.why); } else seen.set(w.head, { kind: w.kind, why: [w.why] });
+  }
+  const T = clean.T;
+  const panels = [...seen].map(([head, { kind, why }]) => {
+    const { layer, head: hh } = parseHeadName(head);
+    const scoresText = SCORE_KINDS.map((k) => `${kindWords[k]} ${report.scores[k][layer][hh].toFixed(2)}`).join(', ');
+    return {
+      head,
+      caption: `${why.join('; ')} — scores: ${scoresText}`,
+      pattern: clean.patterns[layer].subarray(hh * T * T, (hh + 1) * T * T),
+      stripe: stripe[kind],
+    };
+  });
+  await add('attention', charts.attentionSpec({ model, tokens: tokenLabels(report.tokens[0], report.bos_token_id), panels }),
+    'Attention patterns of the top heads',
+    'The first sequence of the batch. Rows attend to columns; hover a cell for the tokens and the weight. The outlined cells are the stripe each head’s score averages.');
+
+  await add('mlp_ablation', charts.mlpSpec({ model, zero: report.mlp_ablation.zero.change, mean: report.mlp_ablation.mean.change }),
+    'MLP ablation at the second-half positions',
+    'Each bar: one layer’s MLP output replaced, at the second copy’s positions, by zero or by its mean; the change in the mean second-half log-probability.');
+  return files;
+}
+
+// -----------------------------------------------------------------------------------------------
+// the run
+
+const fmt = (v: number | null, d = 3) => (v === null ? '—' : v.toFixed(d));
+const signed = (v: number, d = 4) => (v >= 0 ? '+' : '') + v.toFixed(d);
+
+export async function main(argv: readonly string[]): Promise<void> {
+  const o = readOptions(argv);
+  if (o === 'help') {
+    process.stdout.write(helpText(COMMAND));
+    return;
+  }
+  const print = (s = '') => process.stdout.write(s + '\n');
+  const start = performance.now();
+
+  const loadStart = performance.now();
+  const info = await loadModel(o);
+  const load_s = (performance.now() - loadStart) / 1000;
+  const s = setup(info, o);
+  const cfg = info.model.config as unknown as Report['config'];
+  const n = o.seqLen;
+  print(`model: ${info.name} (${cfg.n_layer} layers × ${cfg.n_head} heads, n_embd ${cfg.n_embd}, vocabulary ${cfg.vocab_size}, context ${info.model.block_size}), loaded in ${load_s.toFixed(1)} s`);
+  print(`\n1. data: ${o.batch} sequences of BOS (id ${s.bos}) + ${n} random tokens + the same ${n} again = ${2 * n + 1} tokens (seed ${o.seed})`);
+  print(`   random tokens from the ids [${s.lo}, ${s.hi}) (${s.rangeSource})`);
+  // the same draw runExperiment makes (seeded), shown before the long part starts
+  const first = tokenLabels(repeatedTokens({ batch: 1, seqLen: n, lo: s.lo, hi: s.hi, bos: s.bos, seed: o.seed })[0], s.bos);
+  print(`   first sequence: ${first.slice(0, 12).map((t) => JSON.stringify(t)).join(' ')}${first.length > 12 ? ' …' : ''}`);
+  print(`   running: one clean forward pass, then ${2 * cfg.n_layer} MLP ablations and ${cfg.n_layer > 1 ? 2 : 0} circuit runs`);
+
+  const bar = new ProgressBar({ total: 2 * cfg.n_layer + (cfg.n_layer > 1 ? 2 : 0), label: 'ablation runs' });
+  let started = false;
+  const { report, clean } = runExperiment(info, o, s, {
+    onProgress: (done) => {
+      started = true;
+      bar.update(done);
+    },
+  });
+  if (started) bar.done();
+
+  print(`\n2. log P(correct next token), mean over the batch (clean run: ${report.timing_s.clean_run.toFixed(1)} s)`);
+  print(`   first half  (first copy):                 ${fmt(report.first_half_logprob)}   top-1 accuracy ${fmt(report.first_half_accuracy)}`);
+  print(`   seam        (second copy's first token):  ${fmt(report.seam_logprob)}`);
+  print(`   second half (rest of the second copy):    ${fmt(report.second_half_logprob)}   top-1 accuracy ${fmt(report.second_half_accuracy)}`);
+  print(`   (uniform guessing over the token range: ${fmt(-Math.log(s.hi - s.lo))}, accuracy ${fmt(1 / (s.hi - s.lo), 4)})`);
+
+  print('\n3-4. head scores and detection (threshold = max(mean + k·std over all heads, floor), k = ' + o.k + ', floor = ' + o.minScore + ')');
+  for (const kind of SCORE_KINDS) {
+    const flat = report.scores[kind].flatMap((row, l) => row.map((v, h) => ({ name: headName(l, h), v }))).sort((a, b) => b.v - a.v);
+    const d = report.detection[kind];
+    print(`   ${kind.replace('_', '-')}: top ${flat.slice(0, 5).map((x) => `${x.name} ${x.v.toFixed(3)}`).join(', ')}`);
+    print(`      threshold ${d.threshold.toFixed(3)} (mean ${d.mean.toFixed(3)}, std ${d.std.toFixed(3)}): detected ${report.detected[kind].join(', ') || 'none'}`);
+    const e = report.evaluation?.[kind];
+    if (e && e.labelled.length) {
+      print(`      vs labelled ${e.labelled.join(', ')}: precision ${fmt(e.precision)}, recall ${fmt(e.recall)}, F1 ${fmt(e.f1)}`);
+    }
+  }
+  if (report.labels) print(`   labels: ${report.labels.source}`);
+  else print('   labels: none for this model (use --labels gpt2-small for a GPT-2 small checkpoint)');
+
+  print(`\n5. MLP ablation at the second-half positions: change in second-half log-prob (${report.timing_s.mlp_ablation.toFixed(1)} s)`);
+  print('   layer      zero      mean');
+  for (let l = 0; l < cfg.n_layer; l++) print(`   ${String(l).padStart(5)}  ${signed(report.mlp_ablation.zero.change[l]).padStart(8)}  ${signed(report.mlp_ablation.mean.change[l]).padStart(8)}`);
+
+  const c = report.two_head_circuit;
+  if (c) {
+    print(`\n6. two-head circuit: previous-token head ${c.heads[0]} + induction head ${c.heads[1]}, every other head and every MLP ${c.ablation}-ablated`);
+    print(`   second-half top-1 accuracy ${fmt(c.accuracy)} (${c.other_ablation.ablation}-ablation: ${fmt(c.other_ablation.accuracy)}; full model ${fmt(c.full_model_accuracy)})`);
+  } else {
+    print('\n6. two-head circuit: skipped (a one-layer model has no room for a previous-token head below an induction head)');
+  }
+
+  const chartStart = performance.now();
+  const files = await outputFiles(report, clean);
+  report.timing_s.charts = (performance.now() - chartStart) / 1000;
+  report.timing_s.load = load_s;
+  report.timing_s.total = (performance.now() - start) / 1000;
+  files.set('induction.json', JSON.stringify(report, null, 2) + '\n'); // with the final timings
+  const out = new OutputWriter(o.out);
+  for (const [name, data] of files) out.add(name, data);
+  const written = out.commit();
+  print(`\n7. files in ${o.out} (total ${report.timing_s.total.toFixed(1)} s)`);
+  for (const f of written) print(`   ${path.relative(process.cwd(), f).startsWith('..') ? f : path.relative(process.cwd(), f)}`);
+}
+
+async function runCli(): Promise<void> {
+  try {
+    await main(process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof UsageError) fail(`${err.message}\n(run \`${SCRIPT} --help\` for the options)`, 2);
+    if (err instanceof InputError || err instanceof CheckpointError || err instanceof SafetensorsError || err instanceof PretrainedError) fail(err.message, 1);
+    throw err;
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  await runCli();
+}

@@ -1,0 +1,188 @@
+/**
+ * The data and the head scores of the induction-heads experiment.
+ *
+ *   - repeatedTokens: a seeded batch of [BOS, x1 … xn, x1 … xn]
+ *   - three scores per head, each the mean of one diagonal stripe of its attention pattern
+ *   - detection: a head is flagged when its score stands out from the other heads' scores
+ *     (mean + k·std over all heads), the "dynamic threshold" of the seed project
+ *   - precision, recall and F1 of the flagged heads against a labelled list
+ *
+ * Positions in a sequence of length T = 2n + 1:
+ *
+ *     0      1 … n          n+1 … 2n
+ *     BOS    first copy     second copy      (position t of the second copy holds x_{t−n})
+ *
+ * For a query t in the second copy, its token appeared before at t − n; the token that followed
+ * it then sits at t − n + 1. Those two offsets, and the previous position t − 1, are the stripes
+ * the three scores read.
+ */
+import { RNG } from '../../mingpt/utils.ts';
+import { UsageError } from '../../mingpt/cli.ts';
+
+// -----------------------------------------------------------------------------------------------
+// the data
+
+export interface RepeatedTokensOptions {
+  batch: number;
+  /** n, the length of each copy */
+  seqLen: number;
+  /** random tokens are drawn uniformly from the ids [lo, hi) */
+  lo: number;
+  hi: number;
+  bos: number;
+  seed: number;
+}
+
+/** B sequences [BOS, x1 … xn, x1 … xn] with the x drawn independently (repeats allowed). */
+export function repeatedTokens(o: RepeatedTokensOptions): number[][] {
+  const rng = new RNG(o.seed);
+  const rows: number[][] = [];
+  for (let b = 0; b < o.batch; b++) {
+    const x = Array.from({ length: o.seqLen }, () => rng.randint(o.lo, o.hi));
+    rows.push([o.bos, ...x, ...x]);
+  }
+  return rows;
+}
+
+/** "lo,hi" -> [lo, hi], whole numbers with 0 ≤ lo < hi. Throws UsageError otherwise. */
+export function parseTokenRange(text: string): [number, number] {
+  const m = /^\s*(\d+)\s*,\s*(\d+)\s*$/.exec(text);
+  if (!m) throw new UsageError(`--token-range expects two whole numbers LO,HI (the ids [LO, HI)), e.g. 256,1256; got "${text}"`);
+  const lo = Number(m[1]), hi = Number(m[2]);
+  if (!(hi > lo)) throw new UsageError(`--token-range ${text}: HI must be larger than LO (the range [LO, HI) would be empty)`);
+  return [lo, hi];
+}
+
+// -----------------------------------------------------------------------------------------------
+// the scores
+
+export type ScoreKind = 'induction' | 'previous_token' | 'duplicate_token';
+export const SCORE_KINDS: readonly ScoreKind[] = ['induction', 'previous_token', 'duplicate_token'];
+
+/** score[layer][head] for each kind */
+export type HeadScores = Record<ScoreKind, number[][]>;
+
+/**
+ * For every head of one layer, the mean of att[b, h, t, t − offset] over the batch and over the
+ * query positions t in [from, to). `att` is the layer's pattern laid out (B, nh, T, T).
+ */
+export function stripeScore(att: ArrayLike<number>, B: number, nh: number, T: number, from: number, to: number, offset: number): number[] {
+  if (!(from - offset >= 0 && from < to && to <= T)) throw new Error(`stripe t in [${from}, ${to}), key t − ${offset}, does not fit in T = ${T}`);
+  const scores: number[] = [];
+  for (let h = 0; h < nh; h++) {
+    let sum = 0;
+    for (let b = 0; b < B; b++) {
+      const base = (b * nh + h) * T * T;
+      for (let t = from; t < to; t++) sum += att[base + t * T + (t - offset)];
+    }
+    scores.push(sum / (B * (to - from)));
+  }
+  return scores;
+}
+
+function checkRepeated(T: number, n: number): void {
+  if (T !== 2 * n + 1) throw new Error(`the pattern has T = ${T} positions; a BOS and two copies of ${n} tokens have ${2 * n + 1}`);
+}
+
+/** Previous-token score: attention from every position t ≥ 1 to t − 1. */
+export function previousTokenScores(att: ArrayLike<number>, B: number, nh: number, T: number): number[] {
+  return stripeScore(att, B, nh, T, 1, T, 1);
+}
+
+/** Induction score: attention from the second copy's position t to t − n + 1, the token that came after this token last time. */
+export function inductionScores(att: ArrayLike<number>, B: number, nh: number, T: number, n: number): number[] {
+  checkRepeated(T, n);
+  return stripeScore(att, B, nh, T, n + 1, 2 * n + 1, n - 1);
+}
+
+/** Duplicate-token score: attention from the second copy's position t to t − n, the earlier occurrence of the same token. */
+export function duplicateTokenScores(att: ArrayLike<number>, B: number, nh: number, T: number, n: number): number[] {
+  checkRepeated(T, n);
+  return stripeScore(att, B, nh, T, n + 1, 2 * n + 1, n);
+}
+
+// -----------------------------------------------------------------------------------------------
+// detection and its evaluation
+
+export const headName = (layer: number, head: number) => `${layer}.${head}`;
+
+export function parseHeadName(name: string): { layer: number; head: number } {
+  const m = /^(\d+)\.(\d+)$/.exec(name.trim());
+  if (!m) throw new UsageError(`a head is written LAYER.HEAD, e.g. 5.1; got "${name}"`);
+  return { layer: Number(m[1]), head: Number(m[2]) };
+}
+
+export interface Detection {
+  /** mean and (population) standard deviation of the scores of all heads */
+  mean: number;
+  std: number;
+  k: number;
+  min_score: number;
+  /** max(mean + k·std, min_score); a head is flagged when its score is above it */
+  threshold: number;
+  /** flagged heads, "layer.head", highest score first */
+  heads: string[];
+}
+
+/**
+ * Flag the heads whose score is above mean + k·std of all heads' scores. A threshold taken from
+ * the scores adapts to the model and the sequence length. `minScore` is a floor for models where
+ * no head does the job at all: there the largest of many small scores would stand out too.
+ */
+export function detectHeads(scores: number[][], k: number, minScore = 0): Detection {
+  const all = scores.flat();
+  const mean = all.reduce((a, b) => a + b, 0) / all.length;
+  const std = Math.sqrt(all.reduce((a, b) => a + (b - mean) ** 2, 0) / all.length);
+  const threshold = Math.max(mean + k * std, minScore);
+  const flagged: { name: string; score: number }[] = [];
+  scores.forEach((row, l) => row.forEach((s, h) => {
+    if (s > threshold) flagged.push({ name: headName(l, h), score: s });
+  }));
+  flagged.sort((a, b) => b.score - a.score);
+  return { mean, std, k, min_score: minScore, threshold, heads: flagged.map((f) => f.name) };
+}
+
+export interface Evaluation {
+  labelled: string[];
+  true_positives: string[];
+  false_positives: string[];
+  false_negatives: string[];
+  /** null where the ratio is 0/0: nothing flagged (precision), nothing labelled (recall) */
+  precision: number | null;
+  recall: number | null;
+  f1: number | null;
+}
+
+/** Precision, recall and F1 of `detected` against `labelled` (lists of "layer.head"). */
+export function evaluateDetection(detected: readonly string[], labelled: readonly string[]): Evaluation {
+  const want = new Set(labelled), got = new Set(detected);
+  const tp = detected.filter((h) => want.has(h));
+  const fp = detected.filter((h) => !want.has(h));
+  const fn = labelled.filter((h) => !got.has(h));
+  const precision = detected.length ? tp.length / detected.length : null;
+  const recall = labelled.length ? tp.length / labelled.length : null;
+  const f1 = precision === null || recall === null ? null : precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
+  return { labelled: [...labelled], true_positives: tp, false_positives: fp, false_negatives: fn, precision, recall, f1 };
+}
+
+// -----------------------------------------------------------------------------------------------
+// what the literature reports for GPT-2 small
+
+export interface LabelledHeads {
+  source: string;
+  induction: string[];
+  previous_token: string[];
+  duplicate_token: string[];
+}
+
+/**
+ * GPT-2 small's heads as reported in the interpretability literature (README.md has the
+ * references): induction heads from the ARENA course materials on induction circuits;
+ * previous-token and duplicate-token heads from the IOI circuit (Wang et al. 2022).
+ */
+export const GPT2_SMALL_HEADS: LabelledHeads = {
+  source: 'GPT-2 small as reported in the literature: induction heads from ARENA (induction circuits chapter); previous-token and duplicate-token heads from the IOI circuit, Wang et al. 2022',
+  induction: ['5.1', '5.5', '6.9', '7.2', '7.10'],
+  previous_token: ['2.2', '4.11'],
+  duplicate_token: ['0.1', '0.10', '3.0'],
+};

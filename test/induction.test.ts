@@ -1,0 +1,276 @@
+// Tests for assignments/induction-heads/: the score formulas and the detector on small attention
+// patterns written out by hand (expected values worked out on paper, shown next to each), the
+// repeated-token data, and the experiment end to end: in-process on the handmade model, and as a
+// command line on the fixture checkpoint test/fixtures/gpt2-tiny.
+// The handmade model's own facts (which heads it has, what removing them does) are in
+// test/handmade.test.ts.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  detectHeads, duplicateTokenScores, evaluateDetection, inductionScores, parseTokenRange, previousTokenScores, repeatedTokens, stripeScore,
+} from '../assignments/induction-heads/scores.ts';
+import { halves, nextTokenStats } from '../assignments/induction-heads/circuit.ts';
+import { readOptions, runExperiment, setup, type Options } from '../assignments/induction-heads/induction.ts';
+import { buildHandmade } from '../assignments/induction-heads/handmade.ts';
+import { UsageError } from '../mingpt/cli.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const fixture = path.join(root, 'test', 'fixtures', 'gpt2-tiny');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'induction-test-'));
+process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const close = (a: number, b: number, tol = 1e-9) => Math.abs(a - b) <= tol;
+
+// -----------------------------------------------------------------------------------------------
+// hand-written attention patterns
+//
+// n = 3, T = 7: positions 0 = BOS, 1 2 3 = a b c, 4 5 6 = a b c again.
+// For the second copy's query t: the earlier copy of its token is at t − 3, the token after that
+// at t − 2. So the induction stripe is (4,2) (5,3) (6,4), the duplicate stripe (4,1) (5,2) (6,3),
+// the previous-token stripe (1,0) (2,1) … (6,5).
+
+const T7 = 7;
+
+/** A (T, T) pattern from rows of [key, weight] pairs. */
+function pattern(rows: Array<Array<[number, number]>>): number[] {
+  const p = new Array(T7 * T7).fill(0);
+  rows.forEach((row, t) => row.forEach(([k, w]) => (p[t * T7 + k] = w)));
+  return p;
+}
+/** Rows 0-3 rest on BOS; rows 4-6 put all their weight `back` positions behind. */
+const restThenBack = (back: number) => pattern([0, 1, 2, 3, 4, 5, 6].map((t) => (t < 4 ? [[0, 1]] : [[t - back, 1]])));
+const uniform = pattern([0, 1, 2, 3, 4, 5, 6].map((t) => Array.from({ length: t + 1 }, (_, k) => [k, 1 / (t + 1)] as [number, number])));
+/** (B, nh, T, T) from per-batch lists of per-head patterns. */
+const stack = (batches: number[][][]) => Float32Array.from(batches.flat(2));
+
+test('stripeScore: mean of att[b, h, t, t − offset] over the batch and the query rows', () => {
+  // one batch row, one head, T = 3: rows [1 0 0], [.25 .75 0], [.1 .6 .3]
+  const att = [1, 0, 0, 0.25, 0.75, 0, 0.1, 0.6, 0.3];
+  assert.ok(close(stripeScore(att, 1, 1, 3, 1, 3, 1)[0], (0.25 + 0.6) / 2)); // (1,0) and (2,1)
+  assert.ok(close(stripeScore(att, 1, 1, 3, 0, 3, 0)[0], (1 + 0.75 + 0.3) / 3)); // the diagonal
+  assert.ok(close(stripeScore(att, 1, 1, 3, 2, 3, 2)[0], 0.1)); // (2,0)
+  assert.throws(() => stripeScore(att, 1, 1, 3, 0, 3, 1), /does not fit/); // (0, −1) does not exist
+});
+
+test('scores on hand-written patterns: a perfect induction head', () => {
+  const att = stack([[restThenBack(2)]]); // B = 1, one head
+  assert.ok(close(inductionScores(att, 1, 1, 7, 3)[0], 1, 1e-7)); // (4,2) (5,3) (6,4) all 1
+  assert.ok(close(duplicateTokenScores(att, 1, 1, 7, 3)[0], 0)); // (4,1) (5,2) (6,3) all 0
+  // previous-token: only row 1 (resting on BOS = position 0 = t − 1) hits: 1 of 6 rows
+  assert.ok(close(previousTokenScores(att, 1, 1, 7)[0], 1 / 6, 1e-7));
+});
+
+test('scores on hand-written patterns: uniform attention', () => {
+  const att = stack([[uniform]]);
+  // row t spreads 1/(t+1) everywhere. previous-token: rows 1..6 give 1/2 + 1/3 + … + 1/7 = 223/140, over 6 rows
+  assert.ok(close(previousTokenScores(att, 1, 1, 7)[0], 223 / 840, 1e-7));
+  // induction and duplicate-token: rows 4, 5, 6 give 1/5 + 1/6 + 1/7 = 107/210, over 3 rows
+  assert.ok(close(inductionScores(att, 1, 1, 7, 3)[0], 107 / 630, 1e-7));
+  assert.ok(close(duplicateTokenScores(att, 1, 1, 7, 3)[0], 107 / 630, 1e-7));
+});
+
+test('scores average over the batch and keep heads apart', () => {
+  // batch row 0: head 0 induction, head 1 uniform; batch row 1: head 0 duplicate-token, head 1 uniform
+  const att = stack([[restThenBack(2), uniform], [restThenBack(3), uniform]]);
+  const ind = inductionScores(att, 2, 2, 7, 3), dup = duplicateTokenScores(att, 2, 2, 7, 3), prev = previousTokenScores(att, 2, 2, 7);
+  assert.ok(close(ind[0], 0.5, 1e-7)); // (1 + 0) / 2
+  assert.ok(close(dup[0], 0.5, 1e-7)); // (0 + 1) / 2
+  assert.ok(close(prev[0], 1 / 6, 1e-7)); // row 1 rests on BOS in both
+  assert.ok(close(ind[1], 107 / 630, 1e-7));
+  assert.ok(close(prev[1], 223 / 840, 1e-7));
+  assert.throws(() => inductionScores(att, 2, 2, 7, 4), /T = 7/); // 2·4 + 1 = 9 positions expected
+});
+
+test('detectHeads: threshold mean + k·std over all heads, with a floor', () => {
+  const scores = [[0.1, 0.9], [0.1, 0.1]];
+  // mean 0.3; std = sqrt((3 · 0.2² + 0.6²) / 4) = sqrt(0.12)
+  const d1 = detectHeads(scores, 1);
+  assert.ok(close(d1.mean, 0.3) && close(d1.std, Math.sqrt(0.12)));
+  assert.ok(close(d1.threshold, 0.3 + Math.sqrt(0.12)));
+  assert.equal(d1.heads, ['0.1']);
+  assert.equal(detectHeads(scores, 2).heads, []); // 0.3 + 2·0.3464 = 0.993 > 0.9
+  assert.equal(detectHeads(scores, 0, 0.95).heads, []); // the floor wins over 0.3
+  // strictly above: with k = 0 the threshold is 0.3, and the three heads at 0.1 stay out
+  assert.equal(detectHeads(scores, 0).heads, ['0.1']);
+  // highest score first
+  assert.equal(detectHeads([[0.5, 0.9, 0.0, 0.0, 0.0, 0.0]], 0.5).heads, ['0.1', '0.0']);
+});
+
+test('evaluateDetection: precision, recall and F1 by hand', () => {
+  const e = evaluateDetection(['5.1', '5.5', '3.3'], ['5.1', '5.5', '6.9', '7.2', '7.10']);
+  assert.equal(e.true_positives, ['5.1', '5.5']);
+  assert.equal(e.false_positives, ['3.3']);
+  assert.equal(e.false_negatives, ['6.9', '7.2', '7.10']);
+  assert.ok(close(e.precision!, 2 / 3) && close(e.recall!, 2 / 5));
+  assert.ok(close(e.f1!, 0.5)); // 2 · (2/3 · 2/5) / (2/3 + 2/5) = (8/15) / (16/15)
+  const none = evaluateDetection([], ['2.2', '4.11']);
+  assert.is(none.precision, null); // 0/0
+  assert.is(none.recall, 0);
+  assert.is(none.f1, null);
+  const perfect = evaluateDetection(['4.11', '2.2'], ['2.2', '4.11']);
+  assert.equal([perfect.precision, perfect.recall, perfect.f1], [1, 1, 1]);
+});
+
+// -----------------------------------------------------------------------------------------------
+// data and bookkeeping
+
+test('repeatedTokens: BOS, n tokens from [lo, hi), the same n again; seeded', () => {
+  const o = { batch: 3, seqLen: 7, lo: 100, hi: 110, bos: 50256, seed: 5 };
+  const rows = repeatedTokens(o);
+  assert.is(rows.length, 3);
+  for (const r of rows) {
+    assert.is(r.length, 15);
+    assert.is(r[0], 50256);
+    assert.equal(r.slice(1, 8), r.slice(8));
+    assert.ok(r.slice(1).every((id) => Number.isInteger(id) && id >= 100 && id < 110));
+  }
+  assert.equal(repeatedTokens(o), rows); // same seed, same tokens
+  assert.not.equal(repeatedTokens({ ...o, seed: 6 }), rows);
+});
+
+test('halves: which query positions count as first half, seam and second half', () => {
+  // n = 3: queries 0,1,2 predict the first copy; 3 predicts the second copy's first token; 4,5 the rest
+  assert.equal(halves(3), { first: [0, 3], seam: 3, second: [4, 6] });
+});
+
+test('nextTokenStats: log-softmax of the target, top-1 hit', () => {
+  // one row, positions [0], V = 3, logits [0, ln 2, ln 1]: probabilities 1/4, 2/4, 1/4
+  const logits = Float32Array.from([0, Math.log(2), 0]);
+  const hit = nextTokenStats(logits, 3, [[0, 1]], [0]);
+  assert.ok(close(hit.logprob[0], Math.log(0.5), 1e-6));
+  assert.is(hit.correct[0], 1);
+  const miss = nextTokenStats(logits, 3, [[0, 2]], [0]);
+  assert.ok(close(miss.logprob[0], Math.log(0.25), 1e-6));
+  assert.is(miss.correct[0], 0);
+  // logits for whole sequences (S = 2 rows each) but only position 0 asked for: rows 0 and 2 are read
+  const two = Float32Array.from([/* b0 t0 */ Math.log(3), 0, 0, 9, 9, 9, /* b1 t0 */ 0, 0, Math.log(2), 9, 9, 9]);
+  const s = nextTokenStats(two, 3, [[0, 0], [0, 2]], [0], 2);
+  assert.ok(close(s.logprob[0], Math.log(3 / 5), 1e-6) && close(s.logprob[1], Math.log(2 / 4), 1e-6));
+  assert.equal([...s.correct], [1, 1]);
+});
+
+test('parseTokenRange and readOptions refuse what they cannot use', () => {
+  assert.equal(parseTokenRange('256,1256'), [256, 1256]);
+  assert.equal(parseTokenRange(' 3 , 9 '), [3, 9]);
+  for (const bad of ['5,5', '9,3', 'a,b', '7', '1,2,3', '-1,4']) assert.throws(() => parseTokenRange(bad), (e: unknown) => e instanceof UsageError);
+  const o = readOptions(['--weights', 'x', '--seq-len', '12', '--circuit', '4.11,5.5']) as Options;
+  assert.is(o.seqLen, 12);
+  assert.equal(o.circuit, ['4.11', '5.5']);
+  const usage = (argv: string[]) => assert.throws(() => readOptions(argv), (e: unknown) => e instanceof UsageError);
+  usage(['--seq-length', '5']); // unknown flag
+  usage(['--seq-len', '1']); // below the minimum
+  usage(['--weights', 'x', '--model', 'gpt2']);
+  usage(['--circuit', '5.5,4.11']); // the previous-token head must come first, in an earlier layer
+  usage(['--circuit', '4.11']);
+  usage(['--token-range', '10,2']);
+  usage(['--circuit-ablation', 'half']);
+});
+
+test('setup refuses a sequence longer than the context, and a token range outside the vocabulary', () => {
+  const { model, config } = buildHandmade({ lo: 256, hi: 1256, seed: 0 });
+  const info = { model, name: 'handmade', config };
+  const base = readOptions(['--weights', 'handmade']) as Options;
+  // context 128: BOS + 2 · 63 = 127 fits, BOS + 2 · 64 = 129 does not
+  assert.is(setup(info, { ...base, seqLen: 63 }).lo, 256);
+  assert.throws(() => setup(info, { ...base, seqLen: 64 }), /context of 128/);
+  assert.throws(() => setup(info, { ...base, seqLen: 20, tokenRange: [256, 2000] }), /past the vocabulary/);
+  assert.throws(() => setup(info, { ...base, seqLen: 20, tokenRange: [1000, 1257] }), /contains the BOS/);
+  const s = setup(info, { ...base, seqLen: 20 });
+  assert.equal([s.lo, s.hi, s.bos], [256, 1256, 1256]); // from config.json: token_range and bos_token_id
+  assert.equal(s.labels!.induction, ['1.1']);
+});
+
+// -----------------------------------------------------------------------------------------------
+// the experiment in-process, on the handmade model: reproducible run to run
+
+test('the experiment is reproducible: same seed, same report', () => {
+  const opts = readOptions(['--weights', 'handmade', '--seq-len', '8', '--batch', '3', '--seed', '11']) as Options;
+  const run = () => {
+    const { model, config } = buildHandmade({ lo: 256, hi: 1256, seed: 0 });
+    const info = { model, name: 'handmade', config };
+    const { report } = runExperiment(info, opts, setup(info, opts));
+    return { ...report, timing_s: {} };
+  };
+  const a = run(), b = run();
+  assert.equal(a, b);
+  // and a different seed draws different tokens
+  const { model, config } = buildHandmade({ lo: 256, hi: 1256, seed: 0 });
+  const info = { model, name: 'handmade', config };
+  const other = runExperiment(info, { ...opts, seed: 12 }, setup(info, opts)).report;
+  assert.not.equal(other.tokens, a.tokens);
+});
+
+// -----------------------------------------------------------------------------------------------
+// the command line, end to end on the fixture checkpoint
+
+interface Run { code: number | null; stdout: string; stderr: string }
+
+function runCli(args: string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'assignments/induction-heads/induction.ts', ...args], {
+      cwd: root,
+      env: { ...process.env, MINGPT_QUIET: '1', NO_COLOR: '1', FORCE_COLOR: undefined },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const EXPECTED_FILES = ['induction.json', ...['logprob', 'scores', 'attention', 'mlp_ablation'].flatMap((c) => [`${c}.vl.json`, `${c}.svg`, `${c}.html`])];
+
+test('command line on the fixture checkpoint: runs and writes induction.json and the charts', async () => {
+  const out = path.join(tmp, 'tiny');
+  const r = await runCli(['--weights', fixture, '--seq-len', '10', '--batch', '2', '--out', out]);
+  assert.is(r.code, 0, r.stderr);
+  assert.equal(fs.readdirSync(out).sort(), [...EXPECTED_FILES].sort());
+  const j = JSON.parse(fs.readFileSync(path.join(out, 'induction.json'), 'utf8'));
+  // the keys the issue names, with the fixture's shape: 3 layers × 4 heads
+  for (const k of ['first_half_logprob', 'second_half_logprob']) assert.type(j[k], 'number');
+  for (const k of ['induction', 'previous_token', 'duplicate_token']) {
+    assert.is(j.scores[k].length, 3);
+    assert.ok(j.scores[k].every((row: number[]) => row.length === 4 && row.every((v) => v >= 0 && v <= 1)));
+  }
+  assert.ok(Array.isArray(j.detected.induction) && Array.isArray(j.detected.previous_token));
+  assert.is(j.mlp_ablation.zero.change.length, 3);
+  assert.is(j.mlp_ablation.mean.change.length, 3);
+  for (const k of ['heads', 'ablation', 'accuracy']) assert.ok(k in j.two_head_circuit, k);
+  assert.is(j.two_head_circuit.ablation, 'mean');
+  assert.is(j.tokens.length, 2);
+  assert.is(j.tokens[0].length, 21);
+  assert.is(j.tokens[0][0], 50256); // <|endoftext|> as BOS
+  // the pages carry their own copy of vega: no network needed to open them
+  const html = fs.readFileSync(path.join(out, 'attention.html'), 'utf8');
+  assert.not.match(html, /<script[^>]+src=/);
+  assert.match(fs.readFileSync(path.join(out, 'scores.svg'), 'utf8'), /^<svg/);
+  // no temporary files left behind
+  assert.equal(fs.readdirSync(out).filter((f) => f.endsWith('.partial')), []);
+});
+
+test('command line: bad input gives a clear message, a non-zero exit, and writes nothing', async () => {
+  const cases: Array<[string[], number, RegExp]> = [
+    [['--weights', fixture, '--seq-lenn', '10'], 2, /unknown option --seq-lenn \(did you mean --seq-len\?\)/],
+    [['--weights', fixture, '--seq-len', '40'], 1, /81 positions.*context of 64/], // 1 + 2·40 > 64
+    [['--weights', fixture, '--seq-len', '10', '--token-range', '300,200'], 2, /HI must be larger/],
+    [['--weights', fixture, '--seq-len', '10', '--token-range', '300,60000'], 1, /past the vocabulary/],
+    [['--weights', path.join(tmp, 'no-such-checkpoint')], 1, /not found/],
+  ];
+  let i = 0;
+  for (const [args, code, message] of cases) {
+    const out = path.join(tmp, `bad-${i++}`);
+    const r = await runCli([...args, '--out', out]);
+    assert.is(r.code, code, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+    assert.ok(!fs.existsSync(out), `${args.join(' ')} created ${out}`);
+  }
+});
+
+test.run();
