@@ -420,11 +420,6 @@ export async function outputFiles(report: Report, clean: CleanRun): Promise<Map<
   'Rows are layers, columns heads. Outlines mark the heads the threshold picks out and, where a labelled list exists, the ones it misses.');
 
   // the attention view: the top head of each kind, and the circuit's heads
-  const top = (kind: ScoreKind) => {
-    let best = { name: '0.0', score: -1 };
-    report.scores[kind].forEach((row, l) => row.forEach((s, h) => { if (s > best.score) best = { name: headName(l, h), score: s }; }));
-    return best;
-  };
   const stripe: Record<ScoreKind, { from: number; to: number; offset: number }> = {
     induction: { from: n + 1, to: 2 * n + 1, offset: n - 1 },
     previous_token: { from: 1, to: 2 * n + 1, offset: 1 },
@@ -433,8 +428,9 @@ export async function outputFiles(report: Report, clean: CleanRun): Promise<Map<
   const kindWords: Record<ScoreKind, string> = { induction: 'induction', previous_token: 'previous-token', duplicate_token: 'duplicate-token' };
   const wanted: { head: string; kind: ScoreKind; why: string }[] = [];
   for (const kind of SCORE_KINDS) {
-    const t = top(kind);
-    wanted.push({ head: t.name, kind, why: `top ${kindWords[kind]} head (score ${t.score.toFixed(3)})` });
+    const head = topHead(report.scores[kind])!;
+    const { layer, head: hh } = parseHeadName(head);
+    wanted.push({ head, kind, why: `top ${kindWords[kind]} head (score ${report.scores[kind][layer][hh].toFixed(3)})` });
   }
   if (report.two_head_circuit) {
     const [prev, ind] = report.two_head_circuit.heads;

@@ -1,0 +1,271 @@
+/**
+ * npm run bench: how long the activation-patching experiment takes on GPT-2 small's shape.
+ *
+ *   npm run bench                         # everything (a few minutes; the reference sweep is slow)
+ *   npm run bench -- --runs 3             # runs per timing (median reported; default 5)
+ *   npm run bench -- --no-reference       # skip the reference sweep (about 2 minutes here)
+ *   npm run bench -- --no-generate        # skip the generate.ts child run (peak memory)
+ *   npm run bench -- --workers 1          # the fast engine on one thread
+ *
+ * The model is a random checkpoint with GPT-2 small's exact shape (12 layers, 12 heads, 768
+ * dims, 50257 tokens, 1024 positions) in the Hugging Face layout of openai-community/gpt2:
+ * keys without the `transformer.` prefix, Conv1D weights stored [in, out], the
+ * `h.{i}.attn.bias` mask buffers, no lm_head. It goes through the real loader; real weights
+ * would change no timing. Made once, in a child process, into .bench/gpt2-random/ (git-ignored).
+ *
+ * All timings are wall-clock, in this one process, one after the other; each figure is the
+ * median of --runs runs after a warm-up run. Other processes on the machine slow them down:
+ * the load average is printed with the figures.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { GPT } from '../mingpt/model.ts';
+import { BPETokenizer } from '../mingpt/bpe.ts';
+import { referencePatchingSweep, type PatchingInput, type PatchingResult } from '../mingpt/patching.ts';
+import { fastPatchingSweep } from '../mingpt/fast_patching.ts';
+import { planUnits, unitFlops } from '../mingpt/fast/engine.ts';
+import { shutdownWorkers } from '../mingpt/fast/pool.ts';
+import { matmulForward, matmulForwardNaive } from '../mingpt/kernels.ts';
+import { writeSafetensors, type TensorToWrite } from '../mingpt/safetensors.ts';
+import { RNG } from '../mingpt/utils.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CKPT = path.join(root, '.bench', 'gpt2-random');
+const CLEAN = 'Michelle Jones was a top-notch student. Michelle';
+const CORRUPT = 'Michelle Smith was a top-notch student. Michelle';
+
+// -----------------------------------------------------------------------------------------------
+// the random checkpoint
+
+/** Conv1D weights: stored [in, out] in GPT-2's files, [out, in] in our model. */
+const CONV1D = /\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$/;
+
+function makeCheckpoint(dir: string): void {
+  const config = GPT.get_default_config();
+  config.merge_from_dict({ model_type: 'gpt2', vocab_size: 50257, block_size: 1024 });
+  const t0 = performance.now();
+  const model = new GPT(config, { rng: new RNG(1337) }); // minGPT's random init, N(0, 0.02)
+  const tensors: Record<string, TensorToWrite> = {};
+  const mask = new Float32Array(1024 * 1024); // the causal-mask buffer: ones on and below the diagonal
+  for (let i = 0; i < 1024; i++) mask.fill(1, i * 1024, i * 1024 + i + 1);
+  for (const [name, view, shape] of model.named_parameters) {
+    const key = name.replace(/^transformer\./, '');
+    if (CONV1D.test(key)) {
+      const [O, I] = shape;
+      const t = new Float32Array(O * I); // (I, O)
+      for (let o = 0; o < O; o++) for (let i = 0; i < I; i++) t[i * O + o] = view[o * I + i];
+      tensors[key] = { dtype: 'F32', shape: [I, O], data: t };
+    } else {
+      tensors[key] = { dtype: 'F32', shape, data: view };
+    }
+    const m = key.match(/^h\.(\d+)\.ln_1\.bias$/);
+    if (m) tensors[`h.${m[1]}.attn.bias`] = { dtype: 'F32', shape: [1, 1, 1024, 1024], data: mask };
+  }
+  fs.mkdirSync(dir, { recursive: true });
+  writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({
+    activation_function: 'gelu_new', architectures: ['GPT2LMHeadModel'], attn_pdrop: 0.1, bos_token_id: 50256,
+    embd_pdrop: 0.1, eos_token_id: 50256, initializer_range: 0.02, layer_norm_epsilon: 1e-5, model_type: 'gpt2',
+    n_ctx: 1024, n_embd: 768, n_head: 12, n_layer: 12, n_positions: 1024, resid_pdrop: 0.1, vocab_size: 50257,
+    _comment: 'random weights (minGPT init, seed 1337) in the shape of openai-community/gpt2, made by bench/bench.ts',
+  }, null, 2) + '\n');
+  const mb = fs.statSync(path.join(dir, 'model.safetensors')).size / 1e6;
+  console.log(`made ${dir} (${mb.toFixed(0)} MB) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+/** Node flags that make a child run TypeScript like this process does (tsx's loader). */
+const childExecArgv = () => process.execArgv.filter((a) => a !== '--inspect');
+
+function ensureCheckpoint(): void {
+  if (fs.existsSync(path.join(CKPT, 'model.safetensors')) && fs.existsSync(path.join(CKPT, 'config.json'))) return;
+  console.log(`no ${path.relative(root, CKPT)}/ yet: making the random GPT-2-small checkpoint (once; in a child process, so that its memory does not count here)`);
+  const r = spawnSync(process.execPath, [...childExecArgv(), fileURLToPath(import.meta.url), '--make-checkpoint'], { stdio: 'inherit', cwd: root });
+  if (r.status !== 0) throw new Error('making the checkpoint failed');
+}
+
+// -----------------------------------------------------------------------------------------------
+// timing helpers
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const secs = (ms: number) => `${(ms / 1000).toFixed(3)} s`;
+const mib = (kib: number) => `${(kib / 1024).toFixed(0)} MiB`;
+
+function timeSync(runs: number, fn: () => void): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    fn();
+    out.push(performance.now() - t0);
+  }
+  return out;
+}
+
+async function timeAsync(runs: number, fn: () => Promise<unknown>): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await fn();
+    out.push(performance.now() - t0);
+  }
+  return out;
+}
+
+function maxAbsDiff(a: PatchingResult, b: PatchingResult): number {
+  let worst = 0;
+  a.matrix.forEach((row, l) => row.forEach((v, p) => (worst = Math.max(worst, Math.abs(v - b.matrix[l][p])))));
+  return worst;
+}
+
+/** Single-thread rate of matmulForward on a batch like the sweep's (55 rows, c_fc's shape). */
+function kernelRate(runs: number): { fast: number; naive: number } {
+  const BT = 55, C = 768, OC = 3072, rng = new RNG(1);
+  const inp = Float32Array.from({ length: BT * C }, () => rng.randn());
+  const w = Float32Array.from({ length: OC * C }, () => 0.02 * rng.randn());
+  const out = new Float32Array(BT * OC);
+  const flop = 2 * BT * C * OC;
+  matmulForward(out, inp, w, null, BT, C, OC); // warm-up
+  const fast = flop / (median(timeSync(runs, () => matmulForward(out, inp, w, null, BT, C, OC))) / 1000) / 1e9;
+  matmulForwardNaive(out, inp, w, null, 11, C, OC);
+  const naive = (2 * 11 * C * OC) / (median(timeSync(Math.min(runs, 3), () => matmulForwardNaive(out, inp, w, null, 11, C, OC))) / 1000) / 1e9;
+  return { fast, naive };
+}
+
+// -----------------------------------------------------------------------------------------------
+// generate.ts as a child: its peak memory and its own timings
+
+function runGenerate(): { peakKiB: number; load_s?: number; sweep_s?: number; wall_s: number } | string {
+  const gen = path.join(root, 'generate.ts');
+  if (!fs.existsSync(gen)) return 'generate.ts is not there';
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'mingpt-bench-'));
+  const preload = pathToFileURL(path.join(root, 'bench', 'peak-rss.ts')).href;
+  const t0 = performance.now();
+  const r = spawnSync(process.execPath, [...childExecArgv(), '--import', preload, gen, '--weights', CKPT, '--out', out], {
+    cwd: root, encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, MINGPT_QUIET: '1', NO_COLOR: '1' },
+  });
+  const wall_s = (performance.now() - t0) / 1000;
+  const m = (r.stderr ?? '').match(/\[peak-rss-kib\] (\d+)/);
+  if (r.status !== 0 || !m) return `generate.ts failed (exit ${r.status}): ${(r.stderr ?? '').trim().split('\n').slice(-3).join(' | ')}`;
+  let timing: { load_s?: number; sweep_s?: number } = {};
+  try {
+    timing = JSON.parse(fs.readFileSync(path.join(out, 'patching.json'), 'utf8')).timing ?? {};
+  } catch { /* older generate.ts: no timing */ }
+  fs.rmSync(out, { recursive: true, force: true });
+  return { peakKiB: Number(m[1]), ...timing, wall_s };
+}
+
+// -----------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv[0] === '--make-checkpoint') return makeCheckpoint(CKPT);
+  const opt = (name: string) => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? Number(argv[i + 1]) : undefined;
+  };
+  const runs = opt('--runs') ?? 5;
+  const workers = opt('--workers');
+  const doReference = !argv.includes('--no-reference');
+  const doGenerate = !argv.includes('--no-generate');
+
+  ensureCheckpoint();
+  const ckptBytes = fs.statSync(path.join(CKPT, 'model.safetensors')).size;
+  console.log(`node ${process.version}, ${os.cpus()[0]?.model ?? '?'}, ${os.availableParallelism()} cores, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  console.log(`checkpoint: ${path.relative(root, CKPT)}/model.safetensors, ${(ckptBytes / 1e6).toFixed(0)} MB (random weights, GPT-2 small's shape)\n`);
+
+  // the first load also fills the page cache; the timed loads come at the end
+  let t0 = performance.now();
+  const model = GPT.from_safetensors(CKPT);
+  const firstLoad = performance.now() - t0;
+
+  const bpe = new BPETokenizer();
+  const input: PatchingInput = {
+    clean_ids: bpe.encode(CLEAN), corrupt_ids: bpe.encode(CORRUPT),
+    clean_token_id: bpe.encode(' Jones')[0], corrupt_token_id: bpe.encode(' Smith')[0],
+  };
+  const T = input.clean_ids.length, L = model.config.n_layer as number, C = model.config.n_embd as number;
+  console.log(`input: ${JSON.stringify(CLEAN)} vs ${JSON.stringify(CORRUPT)}, ${T} tokens; ${L} × ${T} = ${L * T} patched runs\n`);
+
+  // 1. one full forward pass (the readable path, all T positions, full vocabulary)
+  model.forward(input.clean_ids);
+  const fwd = median(timeSync(runs, () => model.forward(input.clean_ids)));
+  console.log(`one full forward (readable path, ${T} tokens):     ${secs(fwd)}   (median of ${runs})`);
+
+  // 2. the fast engine
+  t0 = performance.now();
+  const fast = await fastPatchingSweep(model, input, { workers });
+  const fastCold = performance.now() - t0;
+  const fastTimes = await timeAsync(runs, () => fastPatchingSweep(model, input, { workers }));
+  const fastMs = median(fastTimes);
+  const nWorkers = workers ?? Math.min(8, os.availableParallelism());
+  console.log(`sweep, fast engine (${nWorkers} worker${nWorkers > 1 ? 's' : ''}):                 ${secs(fastMs)}   (median of ${runs}; first call, starting the workers: ${secs(fastCold)})`);
+
+  // where the fast engine's time goes: its matmul work against the kernel's rate
+  let firstDiff = 0;
+  while (input.clean_ids[firstDiff] === input.corrupt_ids[firstDiff]) firstDiff++;
+  const sweepFlop = planUnits(L, T, firstDiff, 1).reduce((s, u) => s + unitFlops(u, L, T, C), 0);
+  const V = model.config.vocab_size as number;
+  const baseFlop = 2 * (T * L * 24 * C * C + 2 * V * C);
+  const rate = kernelRate(runs);
+  const peakBeforeLoads = process.resourceUsage().maxRSS;
+
+  // 3. the reference path: one full forward per cell
+  let refMs: number | null = null;
+  if (doReference) {
+    const refRuns = fwd * (2 + L * T) > 20_000 ? 1 : runs;
+    const times: number[] = [];
+    let ref: PatchingResult | null = null;
+    for (let i = 0; i < refRuns; i++) {
+      t0 = performance.now();
+      ref = referencePatchingSweep(model, input);
+      times.push(performance.now() - t0);
+    }
+    refMs = median(times);
+    const note = refRuns === 1 ? '1 run only: it is slow' : `median of ${refRuns}`;
+    console.log(`sweep, reference path (${2 + L * T} full forwards):     ${secs(refMs)}   (${note})`);
+    console.log(`  fast vs reference matrix: max |difference| ${maxAbsDiff(fast, ref!).toExponential(2)} (allowed 1e-4)`);
+  }
+
+  // 4. loading, from a warm page cache
+  const loads = timeSync(Math.max(3, Math.min(runs, 5)), () => void GPT.from_safetensors(CKPT));
+  const loadMs = median(loads);
+  console.log(`loading the checkpoint (warm page cache):       ${secs(loadMs)}   (median of ${loads.length}; first load ${secs(firstLoad)})`);
+
+  // 5. generate.ts end to end, as a child process
+  let gen: ReturnType<typeof runGenerate> | null = null;
+  if (doGenerate) {
+    gen = runGenerate();
+    if (typeof gen === 'string') console.log(`generate.ts: ${gen}`);
+    else {
+      const t = gen.sweep_s !== undefined ? `, its sweep ${gen.sweep_s.toFixed(2)} s, its load ${gen.load_s?.toFixed(2)} s` : '';
+      console.log(`generate.ts --weights ${path.relative(root, CKPT)} (child process): peak RSS ${mib(gen.peakKiB)}, ${gen.wall_s.toFixed(1)} s in all${t}`);
+    }
+  }
+  await shutdownWorkers();
+
+  // summary
+  const peak = process.resourceUsage().maxRSS;
+  console.log('\nsummary (GPT-2 small shape, random weights, 11 tokens)');
+  const line = (what: string, value: string, target: string) => console.log(`  ${what.padEnd(34)} ${value.padEnd(22)} ${target}`);
+  line('sweep, fast engine', secs(fastMs), 'target < 10 s (PyTorch 1.13, one forward per cell: ~10 s)');
+  if (refMs !== null) line('sweep, reference path', secs(refMs), `reference / fast = ${(refMs / fastMs).toFixed(1)}×`);
+  line('one full forward', secs(fwd), `aim < 0.21 s (3× PyTorch's ~0.07 s): ${(fwd / 70).toFixed(1)}× PyTorch`);
+  line('loading the checkpoint (warm)', secs(loadMs), 'target < 2 s');
+  if (gen && typeof gen !== 'string') {
+    line('peak RSS of generate.ts', mib(gen.peakKiB), `target < 1.3 × checkpoint = ${mib((1.3 * ckptBytes) / 1024)}: ${((gen.peakKiB * 1024) / ckptBytes).toFixed(2)}×`);
+  }
+  line('peak RSS of this benchmark', mib(peak), `(${mib(peakBeforeLoads)} before the repeated loads)`);
+  console.log('\nwhere the fast sweep\'s time goes');
+  console.log(`  matmul work: ${(sweepFlop / 1e9).toFixed(1)} GFLOP in the patched runs + ${(baseFlop / 1e9).toFixed(1)} in the two base runs (reference path: ${((2 + L * T) * (baseFlop / 2 + 2 * T * V * C - 2 * V * C) / 1e9).toFixed(0)} GFLOP)`);
+  console.log(`  matmulForward, one thread, 55 × 768 × 3072: ${rate.fast.toFixed(2)} GFLOP/s (naive kernel: ${rate.naive.toFixed(2)})`);
+  const eff = (sweepFlop + baseFlop) / (fastMs / 1000) / 1e9;
+  console.log(`  the sweep ran at ${eff.toFixed(2)} GFLOP/s on ${nWorkers} thread(s) = ${(eff / (rate.fast * Math.min(nWorkers, os.availableParallelism()))).toFixed(2)} of the kernel's rate × threads`);
+  console.log(`  load average now: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+}
+
+await main();
