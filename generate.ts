@@ -20,8 +20,9 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BPETokenizer, tokenStrings } from './mingpt/bpe.ts';
 import { GPT } from './mingpt/model.ts';
-import { patchingSweep, type Engine } from './mingpt/patching.ts';
+import { endSweeps, patchingSweep, prepareSweep, type Engine, type PatchingInput } from './mingpt/patching.ts';
 import { ProgressBar } from './mingpt/progress.ts';
+import { collectGarbage } from './mingpt/memory.ts';
 import { CheckpointError } from './mingpt/checkpoint.ts';
 import { SafetensorsError } from './mingpt/safetensors.ts';
 import { PretrainedError } from './mingpt/pretrained.ts';
@@ -357,9 +358,12 @@ export async function main(argv: readonly string[]): Promise<void> {
   print(`targets: clean ${q(o.cleanToken)} (id ${t.clean_token_id}), corrupt ${q(o.corruptToken)} (id ${t.corrupt_token_id})`);
   for (const note of t.notes) process.stderr.write(note + '\n');
 
+  new OutputWriter(o.out).check(); // a bad --out fails now, not after the sweep
+
   // load the model (only now: bad inputs above fail before a long download)
+  collectGarbage(); // the tokenizer's leftovers go before the weights come in
   const loadStart = performance.now();
-  const model = await loadModel(o);
+  let model: GPT | null = await loadModel(o);
   const load_s = (performance.now() - loadStart) / 1000;
   const cfg = model.config as unknown as { n_layer: number; n_head: number; n_embd: number; vocab_size: number };
   const modelName = o.weights ?? o.model!;
@@ -382,6 +386,10 @@ export async function main(argv: readonly string[]): Promise<void> {
       })
       .join('\n');
 
+  // the fast engine's worker threads start now and boot while the two runs below are computed
+  const input: PatchingInput = { clean_ids: t.clean_ids, corrupt_ids: t.corrupt_ids, clean_token_id: t.clean_token_id, corrupt_token_id: t.corrupt_token_id };
+  await prepareSweep(model, input, { engine: o.engine });
+
   // 2. the clean run -----------------------------------------------------------------
   model.forward(t.clean_ids, { save: true });
   const cleanLogits = model.lastLogits;
@@ -402,13 +410,13 @@ export async function main(argv: readonly string[]): Promise<void> {
   section(`4. patching ${cfg.n_layer} layers × ${T} positions = ${cfg.n_layer * T} runs (engine: ${o.engine})`);
   const bar = new ProgressBar({ total: cfg.n_layer * T, label: 'patching' });
   const sweepStart = performance.now();
-  const result = await patchingSweep(
-    model,
-    { clean_ids: t.clean_ids, corrupt_ids: t.corrupt_ids, clean_token_id: t.clean_token_id, corrupt_token_id: t.corrupt_token_id },
-    { engine: o.engine, onProgress: (done) => bar.update(done) },
-  );
+  const result = await patchingSweep(model, input, { engine: o.engine, onProgress: (done) => bar.update(done) });
   bar.done();
   const sweep_s = (performance.now() - sweepStart) / 1000;
+  // the weights and the worker threads are done with: their memory goes back before the charts
+  await endSweeps();
+  model = null;
+  collectGarbage();
   print(`done in ${sweep_s.toFixed(1)} s`);
 
   // 5. the heatmap in the terminal ---------------------------------------------------------

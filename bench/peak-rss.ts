@@ -1,5 +1,19 @@
 // Preloaded into a child process by bench/bench.ts (`node --import <this file> ...`): at exit,
 // print the process's peak resident memory (all threads) on stderr, for the benchmark to read.
+//
+// On Linux this is VmHWM from /proc/self/status: the high-water mark of this program's memory.
+// process.resourceUsage().maxRSS is not used there, because Linux carries it over from the
+// parent across fork + exec: a child of the 1.5 GB benchmark would report at least 1.5 GB.
+import fs from 'node:fs';
+
+function peakKiB(): number {
+  try {
+    const m = fs.readFileSync('/proc/self/status', 'utf8').match(/^VmHWM:\s+(\d+) kB/m);
+    if (m) return Number(m[1]);
+  } catch { /* not Linux */ }
+  return process.resourceUsage().maxRSS;
+}
+
 process.on('exit', () => {
-  process.stderr.write(`\n[peak-rss-kib] ${process.resourceUsage().maxRSS}\n`);
+  process.stderr.write(`\n[peak-rss-kib] ${peakKiB()}\n`);
 });

@@ -107,6 +107,12 @@ function convert(name: string, spec: OptionSpec, raw: string): ParsedValue {
   return value;
 }
 
+/** ", e.g. --clean "some text"": the command's first text option, as an example of the syntax. */
+function exampleOption(spec: CommandSpec): string {
+  const first = Object.entries(spec.options).find(([, o]) => o.type === 'string');
+  return first ? `, e.g. --${first[0]} "some text"` : '';
+}
+
 /**
  * Parse `argv` (without node and the script) against `spec`. Returns every option's value,
  * defaults filled in, plus `help: true` when --help / -h was given (the caller prints
@@ -139,7 +145,7 @@ export function parseArgs(argv: readonly string[], spec: CommandSpec): Record<st
       throw new UsageError(
         arg.startsWith('-')
           ? `unknown option ${arg}`
-          : `unexpected argument "${arg}" (every input is given with an option, e.g. --clean "some text"; ` +
+          : `unexpected argument "${arg}" (every input is given with an option${exampleOption(spec)}; ` +
               `put quotes around text that contains spaces)`,
       );
     }
@@ -232,6 +238,29 @@ function tmpNameFor(target: string): string {
   return path.join(dir, `.${path.basename(target)}.${process.pid}.${tmpCounter++}.partial`);
 }
 
+/**
+ * mkdir -p, one level at a time, returning the first folder created (to remove on failure).
+ * Not fs.mkdirSync(dir, { recursive: true }): on Node 20 that never returns for a path under
+ * /proc, and its errors name no folder. Failures become an InputError that says which one.
+ */
+function makeDirs(dir: string): string | undefined {
+  const missing: string[] = [];
+  for (let p = path.resolve(dir); !fs.existsSync(p); p = path.dirname(p)) {
+    missing.unshift(p);
+    if (path.dirname(p) === p) break;
+  }
+  for (const p of missing) {
+    try {
+      fs.mkdirSync(p);
+    } catch (err) {
+      if (missing[0] !== p) fs.rmSync(missing[0], { recursive: true, force: true });
+      const code = (err as NodeJS.ErrnoException).code ?? String(err);
+      throw new InputError(`cannot create the output folder ${dir} (${p}: ${code})`);
+    }
+  }
+  return missing[0];
+}
+
 function removeQuietly(file: string): void {
   try {
     fs.rmSync(file, { force: true });
@@ -293,19 +322,41 @@ export class OutputWriter {
     return [...this.files.keys()];
   }
 
+  /**
+   * Whether the folder can be written, checked without writing anything: it is a folder, or the
+   * nearest part of its path that exists is a writable folder. Throws InputError otherwise.
+   * Call it before long work, so that a typo in --out does not cost the whole run.
+   */
+  check(): void {
+    let p = path.resolve(this.dir);
+    while (!fs.existsSync(p)) {
+      const up = path.dirname(p);
+      if (up === p) break;
+      p = up;
+    }
+    if (!fs.statSync(p).isDirectory()) {
+      throw new InputError(p === path.resolve(this.dir)
+        ? `the output path ${this.dir} exists and is not a folder`
+        : `cannot create the output folder ${this.dir}: ${p} is a file, not a folder`);
+    }
+    try {
+      fs.accessSync(p, fs.constants.W_OK);
+    } catch {
+      throw new InputError(`cannot write to the output folder ${this.dir}: ${p} is not writable`);
+    }
+  }
+
   /** Write everything; returns the paths written, in the order they were added. */
   commit(): string[] {
+    this.check();
     const existed = fs.existsSync(this.dir);
-    if (existed && !fs.statSync(this.dir).isDirectory()) {
-      throw new InputError(`the output path ${this.dir} exists and is not a folder`);
-    }
     for (const name of this.files.keys()) {
       const target = path.join(this.dir, name);
       if (fs.existsSync(target) && !fs.statSync(target).isFile()) {
         throw new InputError(`cannot write ${target}: something that is not a file is in the way`);
       }
     }
-    const created = existed ? undefined : fs.mkdirSync(this.dir, { recursive: true });
+    const created = existed ? undefined : makeDirs(this.dir);
     const staged: [string, string][] = [];
     try {
       for (const [name, data] of this.files) {

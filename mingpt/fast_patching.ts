@@ -36,10 +36,11 @@
  * logits over the whole vocabulary are part of the result.
  */
 import os from 'node:os';
-import type { GPT } from './model.ts';
+import { GPT } from './model.ts';
+import { RNG } from './utils.ts';
 import { checkPatchingInput, type PatchingInput, type PatchingOptions, type PatchingResult } from './patching.ts';
 import { FastGPT, modelSpec, planUnits, type RunCache, type SweepContext } from './fast/engine.ts';
-import { runOnWorkers, workersReady } from './fast/pool.ts';
+import { prestartWorkers, runOnWorkers, shutdownWorkers, workersReady } from './fast/pool.ts';
 import { abortJob, baseRunsDone, newSync, takeBaseRuns, type SweepJob } from './fast/protocol.ts';
 
 /** Below this much work (in floating-point operations) threads cost more than they save. */
@@ -107,6 +108,42 @@ export async function fastPatchingSweep(model: GPT, input: PatchingInput, opts: 
 
   return assemble(L, T, firstDiff, diffs, clean, corrupt, input);
 }
+
+/**
+ * Starts the worker threads a sweep of `input` will use, without waiting for them: they boot on
+ * the other cores while the caller does something else (generate.ts: the clean and corrupted
+ * runs it prints). Does nothing when the sweep would run on one thread.
+ */
+export function prepareFastSweep(model: GPT, input: PatchingInput, opts: PatchingOptions = {}): void {
+  const spec = modelSpec(model);
+  const T = input.clean_ids.length;
+  let firstDiff = 0;
+  while (firstDiff < T && input.clean_ids[firstDiff] === input.corrupt_ids[firstDiff]) firstDiff++;
+  const workers = chooseWorkers(opts.workers, spec.n_layer, spec.n_embd, T, firstDiff);
+  if (workers > 1) {
+    prestartWorkers(workers);
+    warmUpWorkers(workers);
+  }
+}
+
+/**
+ * Starts, without waiting for it, a sweep of a tiny random model on the workers. A thread's first
+ * sweep runs its loops before V8 has compiled them to machine code, about 1.5 s slower on GPT-2
+ * small; this one takes that cost (0.2 s here) while the caller is busy. Its result is dropped;
+ * the real sweep waits for it in the pool's queue.
+ */
+function warmUpWorkers(workers: number): void {
+  const config = GPT.get_default_config();
+  config.model_type = null;
+  config.merge_from_dict({ n_layer: 3, n_head: 4, n_embd: 64, vocab_size: 64, block_size: 16 });
+  const tiny = new GPT(config, { rng: new RNG(0) });
+  const clean_ids = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  const corrupt_ids = clean_ids.map((id, t) => (t === 1 ? 12 : id));
+  fastPatchingSweep(tiny, { clean_ids, corrupt_ids, clean_token_id: 2, corrupt_token_id: 12 }, { workers }).catch(() => undefined);
+}
+
+/** Ends the idle worker threads (they never keep the process alive; this gives their memory back). */
+export const endFastSweeps = shutdownWorkers;
 
 /** The number of threads: as asked, else the cores (at most MAX_WORKERS), else 1 for small work. */
 function chooseWorkers(asked: number | undefined, L: number, C: number, T: number, firstDiff: number): number {

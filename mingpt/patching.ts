@@ -60,6 +60,22 @@ export async function patchingSweep(model: GPT, input: PatchingInput, opts: Patc
   return referencePatchingSweep(model, input, opts);
 }
 
+/**
+ * Optional, before a sweep: lets the engine start what it needs in the background (the fast
+ * engine's worker threads) while the caller does other work. The result is the same without it.
+ */
+export async function prepareSweep(model: GPT, input: PatchingInput, opts: PatchingOptions = {}): Promise<void> {
+  if ((opts.engine ?? 'reference') !== 'fast') return;
+  const { prepareFastSweep } = await import('./fast_patching.ts');
+  prepareFastSweep(model, input, opts);
+}
+
+/** Optional, after the last sweep: ends the fast engine's idle worker threads, freeing their memory. */
+export async function endSweeps(): Promise<void> {
+  const { endFastSweeps } = await import('./fast_patching.ts');
+  await endFastSweeps();
+}
+
 /** The assignment's algorithm, written for reading: 2 + n_layer × T full forward passes. */
 export function referencePatchingSweep(model: GPT, input: PatchingInput, opts: PatchingOptions = {}): PatchingResult {
   const { clean_ids, corrupt_ids, clean_token_id, corrupt_token_id } = input;

@@ -19,6 +19,8 @@ export interface ProgressOptions {
   stream?: { write(s: string): unknown; isTTY?: boolean };
   /** environment read for MINGPT_QUIET (default process.env) */
   env?: NodeJS.ProcessEnv;
+  /** the clock, in milliseconds (default Date.now); tests pass a fake */
+  now?: () => number;
 }
 
 const BAR_WIDTH = 20;
@@ -47,7 +49,8 @@ export class ProgressBar {
   private readonly silent: boolean;
   private readonly stream: { write(s: string): unknown; isTTY?: boolean };
   private readonly tty: boolean;
-  private readonly start = Date.now();
+  private readonly now: () => number;
+  private readonly start: number;
   private doneCount = 0;
   private lastDraw = 0;
   private lastDecile = -1;
@@ -58,6 +61,8 @@ export class ProgressBar {
     this.label = opts.label;
     this.unit = opts.unit ?? '';
     this.stream = opts.stream ?? process.stderr;
+    this.now = opts.now ?? Date.now;
+    this.start = this.now();
     this.tty = !!this.stream.isTTY;
     this.silent = !!opts.quiet || !!(opts.env ?? process.env).MINGPT_QUIET;
   }
@@ -74,7 +79,7 @@ export class ProgressBar {
     if (this.silent) return;
     const known = this.total > 0;
     if (this.tty) {
-      const now = Date.now();
+      const now = this.now();
       if (now - this.lastDraw >= REDRAW_MS || (known && done >= this.total)) {
         this.lastDraw = now;
         this.stream.write(`\r${this.line()}\x1b[K`);
@@ -100,10 +105,19 @@ export class ProgressBar {
     return this.unit === 'B' ? formatBytes(n) : String(n);
   }
 
+  /** "38.2 MiB/s", "12/s", "2.5/s", or, slower than one a second, "3.1s each". */
+  private rateText(rate: number): string {
+    if (this.unit === 'B') return `${formatBytes(Math.round(rate))}/s`;
+    if (rate >= 10) return `${Math.round(rate)}/s`;
+    if (rate >= 1) return `${rate.toFixed(1)}/s`;
+    const each = 1 / rate;
+    return `${each < 10 ? `${each.toFixed(1)}s` : formatDuration(each)} each`;
+  }
+
   private line(): string {
-    const elapsed = (Date.now() - this.start) / 1000;
+    const elapsed = (this.now() - this.start) / 1000;
     const rate = elapsed > 0 ? this.doneCount / elapsed : NaN;
-    const rateStr = Number.isFinite(rate) ? `${this.amount(Math.round(rate))}/s` : '';
+    const rateStr = Number.isFinite(rate) && rate > 0 ? this.rateText(rate) : '';
     const parts = [this.label];
     if (this.total > 0) {
       const frac = Math.min(1, this.doneCount / this.total);

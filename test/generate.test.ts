@@ -396,6 +396,24 @@ test('OutputWriter: an existing folder keeps its other files when a write fails'
   assert.equal(fs.readdirSync(dir).sort(), ['in-the-way.txt', 'old.txt']);
 });
 
+test('OutputWriter.check: a folder under a file, or in /proc, is refused at once with InputError naming it', () => {
+  const file = path.join(fs.mkdtempSync(path.join(tmp, 'writer-check-')), 'plain.txt');
+  fs.writeFileSync(file, 'keep');
+  const under = new OutputWriter(path.join(file, 'sub', 'dir'));
+  assert.throws(() => under.check(), (e: Error) => e instanceof InputError && e.message.includes(file) && e.message.includes('is a file'));
+  under.add('x.txt', 'x');
+  assert.throws(() => under.commit(), (e: Error) => e instanceof InputError);
+  assert.is(fs.readFileSync(file, 'utf8'), 'keep');
+  new OutputWriter(path.join(tmp, 'not-yet', 'made')).check(); // a missing folder under a writable one is fine
+  assert.not.ok(fs.existsSync(path.join(tmp, 'not-yet')), 'check creates nothing');
+  if (process.platform === 'linux') {
+    // Node 20's recursive mkdir never returns here; ours stops with a message
+    const proc = new OutputWriter('/proc/mingpt-nope/out');
+    proc.add('x.txt', 'x');
+    assert.throws(() => proc.commit(), (e: Error) => e instanceof InputError && e.message.includes('/proc/mingpt-nope'));
+  }
+});
+
 // -----------------------------------------------------------------------------------------------
 // mingpt/terminal.ts
 

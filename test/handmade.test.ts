@@ -81,6 +81,12 @@ test('removing the induction head drops second-half accuracy to chance; so does 
       const r = runAblated(built.model, clean, { mode, heads: [head], positions: 'all' });
       // chance is 1/1000; allow a few lucky hits out of 8 × 19 predictions
       assert.ok(r.second_half_accuracy < 0.03, `${mode}-ablating ${head}: ${r.second_half_accuracy}`);
+      if (mode === 'zero') {
+        // nothing reaches OUT (1.1 writes nothing; without 0.2 the induction head rests on BOS, whose
+        // value is zero), so the 1000 tokens of the range tie and the others sit 30 logits below:
+        // log P(correct) = −ln(1000 + 257·e^−30) = ln(1/1000) to 1e-14
+        assert.ok(Math.abs(r.second_half_logprob - Math.log(CHANCE)) < 1e-4, `zero-ablating ${head}: log-prob ${r.second_half_logprob}`);
+      }
     }
   }
   // removing a head that does nothing changes nothing
@@ -151,6 +157,12 @@ test('handmade.ts command line: writes model.safetensors and config.json; refuse
     assert.match(r.stderr, message);
     assert.ok(!fs.existsSync(bad));
   }
+  const file = path.join(tmp, 'a-file');
+  fs.writeFileSync(file, 'keep me\n');
+  const r = await runHandmadeCli(['--out', path.join(file, 'sub')]);
+  assert.is(r.code, 1);
+  assert.match(r.stderr, /a-file is a file, so no folder can be made there/);
+  assert.is(fs.readFileSync(file, 'utf8'), 'keep me\n');
 });
 
 test.run();

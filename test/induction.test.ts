@@ -12,10 +12,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  detectHeads, duplicateTokenScores, evaluateDetection, inductionScores, parseTokenRange, previousTokenScores, repeatedTokens, stripeScore,
+  detectHeads, duplicateTokenScores, evaluateDetection, inductionScores, parseTokenRange, previousTokenScores, repeatedTokens, stripeOf, stripeScore,
 } from '../assignments/induction-heads/scores.ts';
 import { halves, nextTokenStats } from '../assignments/induction-heads/circuit.ts';
-import { readOptions, runExperiment, setup, type Options } from '../assignments/induction-heads/induction.ts';
+import { blocksToRun, readOptions, runExperiment, setup, type Options } from '../assignments/induction-heads/induction.ts';
 import { buildHandmade } from '../assignments/induction-heads/handmade.ts';
 import { UsageError } from '../mingpt/cli.ts';
 
@@ -55,6 +55,12 @@ test('stripeScore: mean of att[b, h, t, t − offset] over the batch and the que
   assert.ok(close(stripeScore(att, 1, 1, 3, 0, 3, 0)[0], (1 + 0.75 + 0.3) / 3)); // the diagonal
   assert.ok(close(stripeScore(att, 1, 1, 3, 2, 3, 2)[0], 0.1)); // (2,0)
   assert.throws(() => stripeScore(att, 1, 1, 3, 0, 3, 1), /does not fit/); // (0, −1) does not exist
+});
+
+test('stripeOf: the cells each score reads, for n = 3 (the stripes listed above)', () => {
+  assert.equal(stripeOf('induction', 3), { from: 4, to: 7, offset: 2 }); // (4,2) (5,3) (6,4)
+  assert.equal(stripeOf('duplicate_token', 3), { from: 4, to: 7, offset: 3 }); // (4,1) (5,2) (6,3)
+  assert.equal(stripeOf('previous_token', 3), { from: 1, to: 7, offset: 1 }); // (1,0) … (6,5)
 });
 
 test('scores on hand-written patterns: a perfect induction head', () => {
@@ -183,6 +189,15 @@ test('setup refuses a sequence longer than the context, and a token range outsid
   const s = setup(info, { ...base, seqLen: 20 });
   assert.equal([s.lo, s.hi, s.bos], [256, 1256, 1256]); // from config.json: token_range and bos_token_id
   assert.equal(s.labels!.induction, ['1.1']);
+  // GPT-2 small's labelled heads (5.1 … 7.10) do not exist in a 2 × 4 model
+  assert.throws(() => setup(info, { ...base, seqLen: 20, labels: 'gpt2-small' }), /include 5\.1, 5\.5.*2 layers of 4 heads/);
+});
+
+test('blocksToRun: the progress bar counts every transformer block the experiment runs', () => {
+  // clean pass L; MLP ablation in layer l runs L − l blocks, zero and mean; two circuit runs of L
+  assert.is(blocksToRun(1), 1 + 2 * 1); // no circuit in a one-layer model
+  assert.is(blocksToRun(2), 2 + 2 * (2 + 1) + 2 * 2); // 12
+  assert.is(blocksToRun(12), 12 + 2 * 78 + 2 * 12); // 192 for GPT-2 small (1 + … + 12 = 78)
 });
 
 // -----------------------------------------------------------------------------------------------
@@ -198,10 +213,13 @@ test('the experiment is reproducible: same seed, same report', () => {
   };
   const a = run(), b = run();
   assert.equal(a, b);
-  // and a different seed draws different tokens
+  // the progress callback sees every block of every run, up to blocksToRun: 12 for 2 layers
   const { model, config } = buildHandmade({ lo: 256, hi: 1256, seed: 0 });
   const info = { model, name: 'handmade', config };
-  const other = runExperiment(info, { ...opts, seed: 12 }, setup(info, opts)).report;
+  const calls: Array<[number, number]> = [];
+  const other = runExperiment(info, { ...opts, seed: 12 }, setup(info, opts), { onProgress: (done, total) => calls.push([done, total]) }).report;
+  assert.equal(calls, Array.from({ length: 12 }, (_, i) => [i + 1, 12]));
+  // and a different seed draws different tokens
   assert.not.equal(other.tokens, a.tokens);
 });
 
@@ -242,7 +260,7 @@ test('command line on the fixture checkpoint: runs and writes induction.json and
   assert.ok(Array.isArray(j.detected.induction) && Array.isArray(j.detected.previous_token));
   assert.is(j.mlp_ablation.zero.change.length, 3);
   assert.is(j.mlp_ablation.mean.change.length, 3);
-  for (const k of ['heads', 'ablation', 'accuracy']) assert.ok(k in j.two_head_circuit, k);
+  for (const k of ['heads', 'ablation', 'ablation_note', 'accuracy']) assert.ok(k in j.two_head_circuit, k);
   assert.is(j.two_head_circuit.ablation, 'mean');
   assert.is(j.tokens.length, 2);
   assert.is(j.tokens[0].length, 21);
@@ -253,6 +271,16 @@ test('command line on the fixture checkpoint: runs and writes induction.json and
   assert.match(fs.readFileSync(path.join(out, 'scores.svg'), 'utf8'), /^<svg/);
   // no temporary files left behind
   assert.equal(fs.readdirSync(out).filter((f) => f.endsWith('.partial')), []);
+
+  // run to run: a second process with the same seed writes the same numbers and the same charts
+  const again = path.join(tmp, 'tiny-again');
+  const r2 = await runCli(['--weights', fixture, '--seq-len', '10', '--batch', '2', '--out', again]);
+  assert.is(r2.code, 0, r2.stderr);
+  const withoutTimings = (dir: string) => ({ ...JSON.parse(fs.readFileSync(path.join(dir, 'induction.json'), 'utf8')), timing_s: null });
+  assert.equal(withoutTimings(again), withoutTimings(out));
+  for (const f of EXPECTED_FILES.filter((f) => f !== 'induction.json')) {
+    assert.ok(fs.readFileSync(path.join(again, f)).equals(fs.readFileSync(path.join(out, f))), `${f} differs between two runs`);
+  }
 });
 
 test('command line: bad input gives a clear message, a non-zero exit, and writes nothing', async () => {
@@ -262,6 +290,9 @@ test('command line: bad input gives a clear message, a non-zero exit, and writes
     [['--weights', fixture, '--seq-len', '10', '--token-range', '300,200'], 2, /HI must be larger/],
     [['--weights', fixture, '--seq-len', '10', '--token-range', '300,60000'], 1, /past the vocabulary/],
     [['--weights', path.join(tmp, 'no-such-checkpoint')], 1, /not found/],
+    [['--model', 'gpt3'], 1, /unknown pretrained model 'gpt3'/], // refused before any download
+    [['--weights', fixture, '--seq-len', '10', '--labels', 'gpt2-small'], 1, /labelled induction heads include 5\.1.*3 layers of 4 heads/],
+    [['--weights', fixture, '--seq-len', '10', '--circuit', '0.1,3.0'], 1, /head 3\.0 does not exist/],
   ];
   let i = 0;
   for (const [args, code, message] of cases) {
@@ -271,6 +302,16 @@ test('command line: bad input gives a clear message, a non-zero exit, and writes
     assert.match(r.stderr, message);
     assert.ok(!fs.existsSync(out), `${args.join(' ')} created ${out}`);
   }
+  // an --out that cannot be a folder is refused before the model runs, and the file is untouched
+  const file = path.join(tmp, 'a-file');
+  fs.writeFileSync(file, 'keep me\n');
+  for (const [out, message] of [[file, /exists and is not a folder/], [path.join(file, 'sub'), /is a file, so no folder/]] as const) {
+    const r = await runCli(['--weights', fixture, '--seq-len', '10', '--out', out]);
+    assert.is(r.code, 1, r.stderr);
+    assert.match(r.stderr, message);
+    assert.is(r.stdout, '');
+  }
+  assert.is(fs.readFileSync(file, 'utf8'), 'keep me\n');
 });
 
 test.run();

@@ -296,6 +296,23 @@ test('ProgressBar on a TTY redraws in place with \\r, at most ~10 times a second
   assert.is(formatBytes(1536), '1.5 KiB');
 });
 
+test('ProgressBar shows a slow rate as time per item, a fast one per second', () => {
+  // the line drawn after `done` of 132 items in `elapsedMs` (a fake clock), finished or not
+  const line = (done: number, elapsedMs: number, finish: boolean) => {
+    const { writes, stream } = fakeStream(true);
+    let clock = 1000;
+    const bar = new ProgressBar({ total: 132, label: 'patching', stream, env: {}, now: () => clock });
+    clock += elapsedMs;
+    bar.update(done);
+    if (finish) bar.done();
+    return writes[writes.length - 1];
+  };
+  assert.match(line(4, 10_000, false), /\b2\.5s each\s+ETA 5m20s/); // 0.4 a second; 128 left at 2.5 s = 320 s
+  assert.not.match(line(4, 10_000, false), /\b0\/s/);
+  assert.match(line(33, 10_000, false), /\b3\.3\/s\s+ETA 30s/); // 99 left at 3.3 a second
+  assert.match(line(132, 11_000, true), /\b12\/s\s+in 11s/);
+});
+
 test('ProgressBar is silent when MINGPT_QUIET is set', () => {
   const { writes, stream } = fakeStream(true);
   const bar = new ProgressBar({ total: 10, label: 'x', stream, env: { MINGPT_QUIET: '1' } });

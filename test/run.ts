@@ -1,5 +1,5 @@
 // Runs every test/*.test.ts file with uvu and ends with one plain summary line,
-// "N passed, N failed, N skipped", which CI reads. The exit code is uvu's.
+// "N passed, N failed", which CI reads (skipped tests are counted on the line before). The exit code is uvu's.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -27,5 +27,6 @@ if (Number.isNaN(total) || Number.isNaN(passed)) {
 }
 const failed = total - passed; // uvu's Total does not count skipped tests
 if (failed > 0 && code === 0) code = 1;
-console.log(`\n${passed} passed, ${failed} failed, ${Number.isNaN(skipped) ? 0 : skipped} skipped`);
+if (skipped > 0) console.log(`\n${skipped} skipped (tests that need the real GPT-2 weights, or a browser, when absent)`);
+console.log(`\n${passed} passed, ${failed} failed`);
 process.exit(code);

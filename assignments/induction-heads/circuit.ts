@@ -112,6 +112,12 @@ export interface CleanRun {
 
 const layerOf = (name: string) => Number(/^blocks\.(\d+)\./.exec(name)![1]);
 
+/** Called once each time a transformer block finishes: the unit of the experiment's progress bar. */
+export type OnBlock = () => void;
+
+/** A hook that reports every finished block, or nothing when nobody is listening. */
+const blockProgress = (onBlock?: OnBlock): HookSpec => (onBlock ? [[(name) => name.endsWith('.hook_resid_post'), () => { onBlock(); }]] : []);
+
 /** Mean over b and t in [from, to) of act (B, T, C), into a new (C) array. */
 function positionMean(act: Float32Array, B: number, T: number, C: number, from: number, to: number): Float32Array {
   const acc = new Float64Array(C);
@@ -125,7 +131,7 @@ function positionMean(act: Float32Array, B: number, T: number, C: number, from: 
 }
 
 /** One forward pass over [BOS, x, x] sequences that collects everything the experiment needs. */
-export function cleanRun(model: GPT, tokens: number[][], n: number): CleanRun {
+export function cleanRun(model: GPT, tokens: number[][], n: number, onBlock?: OnBlock): CleanRun {
   const B = tokens.length, T = tokens[0].length;
   if (T !== 2 * n + 1) throw new Error(`expected sequences of ${2 * n + 1} tokens (BOS and two copies of ${n}), got ${T}`);
   const L = model.config.n_layer as number, nh = model.config.n_head as number;
@@ -152,6 +158,7 @@ export function cleanRun(model: GPT, tokens: number[][], n: number): CleanRun {
     [(name) => name.endsWith('.hook_resid_pre'), (act, name) => { residPre[layerOf(name)] = act.data.slice(); }],
     [(name) => name.endsWith('attn.hook_z'), means(zMeans)], // (B, T, nh, hs) is (B, T, C) in memory
     [(name) => name.endsWith('.hook_mlp_out'), means(mlpMeans)],
+    ...blockProgress(onBlock),
   ];
   const { logits } = model.run_with_hooks(tokens, hooks);
   // every position but the last has a next token to predict
@@ -269,11 +276,11 @@ export interface AblationResult {
 }
 
 /** Run the clean tokens again with `spec` applied; score the second half. */
-export function runAblated(model: GPT, run: CleanRun, spec: AblationSpec): AblationResult {
+export function runAblated(model: GPT, run: CleanRun, spec: AblationSpec, onBlock?: OnBlock): AblationResult {
   const { hooks, firstLayer } = ablationHooks(model, run, spec);
   const [s0, s1] = halves(run.n).second;
   const positions = range(s0, s1);
-  const logits = forwardFrom(model, firstLayer, run.residPre[firstLayer], run.B, run.T, hooks, positions);
+  const logits = forwardFrom(model, firstLayer, run.residPre[firstLayer], run.B, run.T, [...hooks, ...blockProgress(onBlock)], positions);
   const { logprob, correct } = nextTokenStats(logits, model.config.vocab_size as number, run.tokens, positions);
   const P = positions.length;
   return { second_half_logprob: meanOver(logprob, run.B, P, 0, P), second_half_accuracy: meanOver(correct, run.B, P, 0, P) };

@@ -3,7 +3,7 @@
  * every weight by hand. No training, no data: the weights below *are* the explanation.
  *
  *   npx tsx assignments/induction-heads/handmade.ts --out out/handmade
- *   npx tsx assignments/induction-heads/induction.ts --weights out/handmade
+ *   npx tsx assignments/induction-heads/induction.ts --weights out/handmade --token-range 256,1256
  *
  * The model is an ordinary GPT-2-layout checkpoint (model.safetensors + config.json, loadable by
  * GPT.from_safetensors), with the MLP weights all zero. It has one previous-token head in layer
@@ -32,6 +32,7 @@ import { CfgNode, RNG } from '../../mingpt/utils.ts';
 import { writeSafetensors, type TensorToWrite } from '../../mingpt/safetensors.ts';
 import { InputError, OutputWriter, UsageError, fail, helpText, parseArgs, type CommandSpec } from '../../mingpt/cli.ts';
 import { parseTokenRange } from './scores.ts';
+import { checkOutDir } from './induction.ts';
 
 // -----------------------------------------------------------------------------------------------
 // The shape of the model and the layout of its residual stream
@@ -313,7 +314,8 @@ Build, without training, a 2-layer attention-only GPT-2-layout checkpoint with o
 previous-token head (layer ${PREV_HEAD.layer}, head ${PREV_HEAD.head}) and one induction head (layer ${INDUCTION_HEAD.layer}, head ${INDUCTION_HEAD.head}).
 Writes model.safetensors and config.json; config.json records the token ids it was built for
 ("token_range") and its known heads. Run the experiment on it with
-  npx tsx assignments/induction-heads/induction.ts --weights DIR`,
+  npx tsx assignments/induction-heads/induction.ts --weights DIR --token-range LO,HI
+(--token-range may be left out: induction.ts reads it from config.json)`,
   options: {
     out: { type: 'string', default: 'out/handmade', metavar: 'DIR', help: 'folder for model.safetensors and config.json (created when missing)' },
     'token-range': { type: 'string', default: DEFAULT_RANGE.join(','), metavar: 'LO,HI', help: `the token ids [LO, HI) to build it for (at most ${MAX_RANGE}); BOS gets the id HI` },
@@ -330,6 +332,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   const [lo, hi] = parseTokenRange(a['token-range'] as string);
   const outDir = a.out as string;
   if (outDir === '') throw new UsageError('--out needs a folder');
+  checkOutDir(outDir);
   const { model, config } = buildHandmade({ lo, hi, seed: a.seed as number });
   const out = new OutputWriter(outDir);
   for (const [name, data] of checkpointFiles(model, config)) out.add(name, data);
@@ -339,7 +342,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   print(`built for token ids [${lo}, ${hi}) (${hi - lo} tokens); BOS is id ${hi}`);
   print(`previous-token head ${PREV_HEAD.layer}.${PREV_HEAD.head}, induction head ${INDUCTION_HEAD.layer}.${INDUCTION_HEAD.head}; the other heads write nothing; MLPs are zero`);
   for (const f of written) print(`  ${f}`);
-  print(`next: npx tsx assignments/induction-heads/induction.ts --weights ${outDir}`);
+  print(`next: npx tsx assignments/induction-heads/induction.ts --weights ${outDir} --token-range ${lo},${hi}`);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {

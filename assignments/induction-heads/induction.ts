@@ -2,7 +2,7 @@
  * The induction-heads experiment (README.md beside this file explains it).
  *
  *   npx tsx assignments/induction-heads/induction.ts                       # GPT-2 small
- *   npx tsx assignments/induction-heads/induction.ts --weights out/handmade
+ *   npx tsx assignments/induction-heads/induction.ts --weights out/handmade --token-range 256,1256
  *   npx tsx assignments/induction-heads/induction.ts --help
  *
  * In order:
@@ -28,9 +28,10 @@ import { PretrainedError } from '../../mingpt/pretrained.ts';
 import { ProgressBar } from '../../mingpt/progress.ts';
 import { InputError, OutputWriter, UsageError, fail, helpText, parseArgs, type CommandSpec } from '../../mingpt/cli.ts';
 import {
-  GPT2_SMALL_HEADS, SCORE_KINDS, detectHeads, evaluateDetection, headName, parseHeadName, parseTokenRange, repeatedTokens,
+  GPT2_SMALL_HEADS, SCORE_KINDS, detectHeads, evaluateDetection, headName, parseHeadName, parseTokenRange, repeatedTokens, stripeOf,
   type Detection, type Evaluation, type LabelledHeads, type ScoreKind,
 } from './scores.ts';
+import type { AttentionPanel } from './charts.ts';
 import { circuitSpec, cleanRun, halves, runAblated, summarize, type AblationMode, type CleanRun, type HalfSummary } from './circuit.ts';
 
 const SCRIPT = 'npx tsx assignments/induction-heads/induction.ts';
@@ -68,7 +69,7 @@ heatmaps), attention (patterns of the top heads), mlp_ablation.
 examples:
   ${SCRIPT}
   npx tsx assignments/induction-heads/handmade.ts --out out/handmade
-  ${SCRIPT} --weights out/handmade --out out/induction-handmade
+  ${SCRIPT} --weights out/handmade --token-range 256,1256 --out out/induction-handmade
   ${SCRIPT} --weights test/fixtures/gpt2-tiny --seq-len 20 --batch 4`,
 };
 
@@ -199,13 +200,33 @@ export function setup(info: ModelInfo, o: Options): Setup {
     };
   }
   const L = model.config.n_layer as number, nh = model.config.n_head as number;
-  if (o.circuit) {
-    for (const h of o.circuit) {
-      const { layer, head } = parseHeadName(h);
-      if (layer >= L || head >= nh) throw new InputError(`--circuit: head ${h} does not exist; ${info.name} has ${L} layers of ${nh} heads`);
+  const exists = (h: string) => {
+    const m = /^(\d+)\.(\d+)$/.exec(h);
+    return m !== null && Number(m[1]) < L && Number(m[2]) < nh;
+  };
+  const shape = `${info.name} has ${L} layers of ${nh} heads`;
+  for (const h of o.circuit ?? []) if (!exists(h)) throw new InputError(`--circuit: head ${h} does not exist; ${shape}`);
+  for (const kind of SCORE_KINDS) {
+    const missing = (labels?.[kind] ?? []).filter((h) => !exists(h));
+    if (missing.length) {
+      const hint = labels === GPT2_SMALL_HEADS ? ' (--labels gpt2-small is for GPT-2 small: 12 layers of 12 heads)' : '';
+      throw new InputError(`the labelled ${kind.replace('_', '-')} heads include ${missing.join(', ')}, which this model does not have: ${shape}${hint}`);
     }
   }
   return { lo, hi, bos, rangeSource, labels };
+}
+
+/** Refuses, before any work, an --out that cannot become a folder: a file at that path or above it. */
+export function checkOutDir(dir: string): void {
+  let p = path.resolve(dir);
+  while (!fs.existsSync(p)) {
+    const up = path.dirname(p);
+    if (up === p) return;
+    p = up;
+  }
+  if (fs.statSync(p).isDirectory()) return;
+  if (p === path.resolve(dir)) throw new InputError(`--out ${dir} exists and is not a folder`);
+  throw new InputError(`--out ${dir}: ${p} is a file, so no folder can be made there`);
 }
 
 // -----------------------------------------------------------------------------------------------
@@ -244,6 +265,8 @@ export interface Report {
     heads: string[];
     chosen_by: string;
     ablation: AblationMode;
+    /** why this ablation (README step 6) */
+    ablation_note: string;
     accuracy: number;
     second_half_logprob: number;
     full_model_accuracy: number;
@@ -253,8 +276,22 @@ export interface Report {
 }
 
 export interface ExperimentHooks {
-  /** called as the ablation runs finish: done of total */
+  /** called each time a transformer block finishes, in any of the runs: done of total (blocksToRun) */
   onProgress?: (done: number, total: number) => void;
+}
+
+/** How many circuit runs the experiment makes: the chosen ablation and the other one; none for one layer. */
+const circuitRuns = (L: number) => (L > 1 ? 2 : 0);
+
+/**
+ * The transformer blocks the experiment runs in all, the unit of its progress bar: the clean
+ * pass runs all L; an MLP ablation in layer l restarts there and runs L − l, once zeroing and
+ * once with the mean; a circuit run removes layer 0's MLP too, so it runs all L.
+ */
+export function blocksToRun(L: number): number {
+  let mlp = 0;
+  for (let l = 0; l < L; l++) mlp += 2 * (L - l);
+  return L + mlp + circuitRuns(L) * L;
 }
 
 /** The best head of a kind, "layer.head", among layers [fromLayer, toLayer). */
@@ -266,41 +303,24 @@ function topHead(scores: number[][], fromLayer = 0, toLayer = scores.length): st
   return best ? (best as { name: string }).name : null;
 }
 
-/** Everything but the charts: one clean run, the ablations, and the report. */
-export function runExperiment(info: ModelInfo, o: Options, s: Setup, hooks: ExperimentHooks = {}): { report: Report; clean: CleanRun; summary: HalfSummary } {
-  const { model } = info;
-  const cfg = model.config as unknown as Report['config'] & { n_layer: number };
-  const L = cfg.n_layer, n = o.seqLen;
-  const timing: Record<string, number> = {};
-  const clock = () => performance.now() / 1000;
-
-  // 1-2. the batch and the clean run
-  let t0 = clock();
-  const tokens = repeatedTokens({ batch: o.batch, seqLen: n, lo: s.lo, hi: s.hi, bos: s.bos, seed: o.seed });
-  const clean = cleanRun(model, tokens, n);
-  const summary = summarize(clean);
-  timing.clean_run = clock() - t0;
-
-  // 3-4. scores (read off the clean run's patterns) and detection
+/** 4. Each kind's threshold and flagged heads, and their grades against the labelled heads (if any). */
+function detectAll(scores: CleanRun['scores'], o: Pick<Options, 'k' | 'minScore'>, labels: LabelledHeads | null) {
   const detection = {} as Report['detection'];
   const detected = {} as Report['detected'];
   for (const kind of SCORE_KINDS) {
-    const { heads, ...rest } = detectHeads(clean.scores[kind], o.k, o.minScore);
+    const { heads, ...rest } = detectHeads(scores[kind], o.k, o.minScore);
     detection[kind] = rest;
     detected[kind] = heads;
   }
-  const labels = s.labels;
   const evaluation = labels
     ? (Object.fromEntries(SCORE_KINDS.map((kind) => [kind, evaluateDetection(detected[kind], labels[kind])])) as Record<ScoreKind, Evaluation>)
     : null;
+  return { detection, detected, evaluation };
+}
 
-  // 5. MLP ablation at the second-half positions
-  const circuitRuns = L > 1 ? 2 : 0;
-  const total = 2 * L + circuitRuns;
-  let done = 0;
-  const tick = () => hooks.onProgress?.(++done, total);
-  t0 = clock();
-  const base = summary.second_half_logprob;
+/** 5. Each layer's MLP output removed at the second-half positions, zeroed and mean-replaced. */
+function mlpAblation(model: GPT, clean: CleanRun, base: number, onBlock: () => void): Report['mlp_ablation'] {
+  const L = model.config.n_layer as number, n = clean.n;
   const mlp: Report['mlp_ablation'] = {
     positions: `second half: positions ${n + 1} … ${2 * n} (the second copy)`,
     baseline_second_half_logprob: base,
@@ -309,43 +329,72 @@ export function runExperiment(info: ModelInfo, o: Options, s: Setup, hooks: Expe
   };
   for (let l = 0; l < L; l++) {
     for (const mode of ['zero', 'mean'] as const) {
-      const r = runAblated(model, clean, { mode, mlps: [l], positions: 'second_half' });
+      const r = runAblated(model, clean, { mode, mlps: [l], positions: 'second_half' }, onBlock);
       mlp[mode].second_half_logprob.push(r.second_half_logprob);
       mlp[mode].change.push(r.second_half_logprob - base);
-      tick();
     }
   }
-  timing.mlp_ablation = clock() - t0;
+  return mlp;
+}
 
-  // 6. the two-head circuit
-  t0 = clock();
-  let circuit: Report['two_head_circuit'] = null;
+const ABLATION_NOTE: Record<AblationMode, string> = {
+  mean: 'a removed head or MLP keeps its average output, so only what it says about this input is lost; zeroing would also push the residual stream where the model was never trained (README, step 6)',
+  zero: 'asked for with --circuit-ablation zero; zeroing also removes the average part of each output, which pushes the residual stream where the model was never trained (README, step 6)',
+};
+
+/**
+ * 6. The two-head circuit: --circuit's pair, or the strongest induction head that has a layer
+ * below it and the strongest previous-token head there; everything else removed, both ways.
+ */
+function twoHeadCircuit(model: GPT, clean: CleanRun, o: Options, fullAccuracy: number, onBlock: () => void): Report['two_head_circuit'] {
   let heads: string[] | null = o.circuit ? [...o.circuit] : null;
   let chosenBy = '--circuit';
-  if (!heads && L > 1) {
-    // the strongest induction head that has a layer below it, and the strongest previous-token head there
+  if (!heads && circuitRuns(model.config.n_layer as number) > 0) {
     const ind = topHead(clean.scores.induction, 1);
     const prev = ind ? topHead(clean.scores.previous_token, 0, parseHeadName(ind).layer) : null;
     if (ind && prev) heads = [prev, ind];
     chosenBy = 'scores: the top induction head (layer ≥ 1), and the top previous-token head in the layers below it';
   }
-  if (heads) {
-    const other: AblationMode = o.circuitAblation === 'mean' ? 'zero' : 'mean';
-    const main = runAblated(model, clean, circuitSpec(model, heads, o.circuitAblation));
-    tick();
-    const alt = runAblated(model, clean, circuitSpec(model, heads, other));
-    tick();
-    circuit = {
-      heads,
-      chosen_by: chosenBy,
-      ablation: o.circuitAblation,
-      accuracy: main.second_half_accuracy,
-      second_half_logprob: main.second_half_logprob,
-      full_model_accuracy: summary.second_half_accuracy,
-      other_ablation: { ablation: other, accuracy: alt.second_half_accuracy, second_half_logprob: alt.second_half_logprob },
-    };
-  }
-  timing.two_head_circuit = clock() - t0;
+  if (!heads) return null;
+  const other: AblationMode = o.circuitAblation === 'mean' ? 'zero' : 'mean';
+  const main = runAblated(model, clean, circuitSpec(model, heads, o.circuitAblation), onBlock);
+  const alt = runAblated(model, clean, circuitSpec(model, heads, other), onBlock);
+  return {
+    heads,
+    chosen_by: chosenBy,
+    ablation: o.circuitAblation,
+    ablation_note: ABLATION_NOTE[o.circuitAblation],
+    accuracy: main.second_half_accuracy,
+    second_half_logprob: main.second_half_logprob,
+    full_model_accuracy: fullAccuracy,
+    other_ablation: { ablation: other, accuracy: alt.second_half_accuracy, second_half_logprob: alt.second_half_logprob },
+  };
+}
+
+/** Everything but the charts: one clean run, the ablations, and the report. */
+export function runExperiment(info: ModelInfo, o: Options, s: Setup, hooks: ExperimentHooks = {}): { report: Report; clean: CleanRun; summary: HalfSummary } {
+  const { model } = info;
+  const cfg = model.config as unknown as Report['config'];
+  const n = o.seqLen;
+  const total = blocksToRun(cfg.n_layer);
+  let done = 0;
+  const tick = () => { hooks.onProgress?.(++done, total); };
+  const timing: Record<string, number> = {};
+  const timed = <R>(name: string, work: () => R): R => {
+    const t0 = performance.now();
+    const result = work();
+    timing[name] = (performance.now() - t0) / 1000;
+    return result;
+  };
+
+  // 1-3. the batch, the clean run, and the scores read off its attention patterns
+  const tokens = repeatedTokens({ batch: o.batch, seqLen: n, lo: s.lo, hi: s.hi, bos: s.bos, seed: o.seed });
+  const clean = timed('clean_run', () => cleanRun(model, tokens, n, tick));
+  const summary = summarize(clean);
+  // 4-6
+  const { detection, detected, evaluation } = detectAll(clean.scores, o, s.labels);
+  const mlp = timed('mlp_ablation', () => mlpAblation(model, clean, summary.second_half_logprob, tick));
+  const circuit = timed('two_head_circuit', () => twoHeadCircuit(model, clean, o, summary.second_half_accuracy, tick));
 
   const h = halves(n);
   const report: Report = {
@@ -373,7 +422,7 @@ export function runExperiment(info: ModelInfo, o: Options, s: Setup, hooks: Expe
     scores: clean.scores,
     detection,
     detected,
-    labels,
+    labels: s.labels,
     evaluation,
     mlp_ablation: mlp,
     two_head_circuit: circuit,
@@ -388,6 +437,45 @@ export function runExperiment(info: ModelInfo, o: Options, s: Setup, hooks: Expe
 /** Tokens as the charts label them: GPT-2's strings, with BOS shown as such. */
 export function tokenLabels(ids: readonly number[], bos: number): string[] {
   return ids.map((id) => (id === bos && id !== EOT ? '<bos>' : id < GPT2_VOCAB ? tokenStrings([id])[0] : `#${id}`));
+}
+
+const KIND_WORDS: Record<ScoreKind, string> = { induction: 'induction', previous_token: 'previous-token', duplicate_token: 'duplicate-token' };
+
+/**
+ * The heads the attention view shows: the top head of each kind and the circuit's two heads,
+ * each once, with its pattern (T, T) in the first sequence and the stripe its kind's score reads.
+ */
+export function attentionPanels(report: Report, clean: CleanRun): AttentionPanel[] {
+  const T = clean.T;
+  const scoreOf = (kind: ScoreKind, head: string) => {
+    const { layer, head: h } = parseHeadName(head);
+    return report.scores[kind][layer][h];
+  };
+  const wanted: { head: string; kind: ScoreKind; why: string }[] = SCORE_KINDS.map((kind) => {
+    const head = topHead(report.scores[kind])!;
+    return { head, kind, why: `top ${KIND_WORDS[kind]} head (score ${scoreOf(kind, head).toFixed(3)})` };
+  });
+  if (report.two_head_circuit) {
+    const [prev, ind] = report.two_head_circuit.heads;
+    wanted.push({ head: prev, kind: 'previous_token', why: 'the circuit’s previous-token head' }, { head: ind, kind: 'induction', why: 'the circuit’s induction head' });
+  }
+  // a head wanted twice is shown once, with the stripe of the first reason and every reason in its caption
+  const shown = new Map<string, { kind: ScoreKind; why: string[] }>();
+  for (const w of wanted) {
+    const e = shown.get(w.head);
+    if (!e) shown.set(w.head, { kind: w.kind, why: [w.why] });
+    else if (!e.why.includes(w.why)) e.why.push(w.why);
+  }
+  return [...shown].map(([head, { kind, why }]) => {
+    const { layer, head: h } = parseHeadName(head);
+    const scoresText = SCORE_KINDS.map((k) => `${KIND_WORDS[k]} ${scoreOf(k, head).toFixed(2)}`).join(', ');
+    return {
+      head,
+      caption: `${why.join('; ')} — scores: ${scoresText}`,
+      pattern: clean.patterns[layer].subarray(h * T * T, (h + 1) * T * T), // (T, T), batch row 0
+      stripe: stripeOf(kind, report.seq_len),
+    };
+  });
 }
 
 /** induction.json and the charts, as name -> contents, ready for an OutputWriter. */
@@ -419,39 +507,7 @@ export async function outputFiles(report: Report, clean: CleanRun): Promise<Map<
   }), 'Head scores: induction, previous-token, duplicate-token',
   'Rows are layers, columns heads. Outlines mark the heads the threshold picks out and, where a labelled list exists, the ones it misses.');
 
-  // the attention view: the top head of each kind, and the circuit's heads
-  const stripe: Record<ScoreKind, { from: number; to: number; offset: number }> = {
-    induction: { from: n + 1, to: 2 * n + 1, offset: n - 1 },
-    previous_token: { from: 1, to: 2 * n + 1, offset: 1 },
-    duplicate_token: { from: n + 1, to: 2 * n + 1, offset: n },
-  };
-  const kindWords: Record<ScoreKind, string> = { induction: 'induction', previous_token: 'previous-token', duplicate_token: 'duplicate-token' };
-  const wanted: { head: string; kind: ScoreKind; why: string }[] = [];
-  for (const kind of SCORE_KINDS) {
-    const head = topHead(report.scores[kind])!;
-    const { layer, head: hh } = parseHeadName(head);
-    wanted.push({ head, kind, why: `top ${kindWords[kind]} head (score ${report.scores[kind][layer][hh].toFixed(3)})` });
-  }
-  if (report.two_head_circuit) {
-    const [prev, ind] = report.two_head_circuit.heads;
-    wanted.push({ head: prev, kind: 'previous_token', why: 'the circuit’s previous-token head' }, { head: ind, kind: 'induction', why: 'the circuit’s induction head' });
-  }
-  const seen = new Map<string, { kind: ScoreKind; why: string[] }>();
-  for (const w of wanted) {
-    const e = seen.get(w.head);
-    if (e) { if (!e.why.includes(w.why)) e.why.push(w.why); } else seen.set(w.head, { kind: w.kind, why: [w.why] });
-  }
-  const T = clean.T;
-  const panels = [...seen].map(([head, { kind, why }]) => {
-    const { layer, head: hh } = parseHeadName(head);
-    const scoresText = SCORE_KINDS.map((k) => `${kindWords[k]} ${report.scores[k][layer][hh].toFixed(2)}`).join(', ');
-    return {
-      head,
-      caption: `${why.join('; ')} — scores: ${scoresText}`,
-      pattern: clean.patterns[layer].subarray(hh * T * T, (hh + 1) * T * T),
-      stripe: stripe[kind],
-    };
-  });
+  const panels = attentionPanels(report, clean);
   await add('attention', charts.attentionSpec({ model, tokens: tokenLabels(report.tokens[0], report.bos_token_id), panels }),
     'Attention patterns of the top heads',
     'The first sequence of the batch. Rows attend to columns; hover a cell for the tokens and the weight. The outlined cells are the stripe each head’s score averages.');
@@ -468,39 +524,8 @@ export async function outputFiles(report: Report, clean: CleanRun): Promise<Map<
 const fmt = (v: number | null, d = 3) => (v === null ? '—' : v.toFixed(d));
 const signed = (v: number, d = 4) => (v >= 0 ? '+' : '') + v.toFixed(d);
 
-export async function main(argv: readonly string[]): Promise<void> {
-  const o = readOptions(argv);
-  if (o === 'help') {
-    process.stdout.write(helpText(COMMAND));
-    return;
-  }
-  const print = (s = '') => process.stdout.write(s + '\n');
-  const start = performance.now();
-
-  const loadStart = performance.now();
-  const info = await loadModel(o);
-  const load_s = (performance.now() - loadStart) / 1000;
-  const s = setup(info, o);
-  const cfg = info.model.config as unknown as Report['config'];
-  const n = o.seqLen;
-  print(`model: ${info.name} (${cfg.n_layer} layers × ${cfg.n_head} heads, n_embd ${cfg.n_embd}, vocabulary ${cfg.vocab_size}, context ${info.model.block_size}), loaded in ${load_s.toFixed(1)} s`);
-  print(`\n1. data: ${o.batch} sequences of BOS (id ${s.bos}) + ${n} random tokens + the same ${n} again = ${2 * n + 1} tokens (seed ${o.seed})`);
-  print(`   random tokens from the ids [${s.lo}, ${s.hi}) (${s.rangeSource})`);
-  // the same draw runExperiment makes (seeded), shown before the long part starts
-  const first = tokenLabels(repeatedTokens({ batch: 1, seqLen: n, lo: s.lo, hi: s.hi, bos: s.bos, seed: o.seed })[0], s.bos);
-  print(`   first sequence: ${first.slice(0, 12).map((t) => JSON.stringify(t)).join(' ')}${first.length > 12 ? ' …' : ''}`);
-  print(`   running: one clean forward pass, then ${2 * cfg.n_layer} MLP ablations and ${cfg.n_layer > 1 ? 2 : 0} circuit runs`);
-
-  const bar = new ProgressBar({ total: 2 * cfg.n_layer + (cfg.n_layer > 1 ? 2 : 0), label: 'ablation runs' });
-  let started = false;
-  const { report, clean } = runExperiment(info, o, s, {
-    onProgress: (done) => {
-      started = true;
-      bar.update(done);
-    },
-  });
-  if (started) bar.done();
-
+/** Steps 2-6 on the terminal: the numbers a reader looks at first (induction.json has them all). */
+function printResults(report: Report, o: Options, s: Setup, print: (line?: string) => void): void {
   print(`\n2. log P(correct next token), mean over the batch (clean run: ${report.timing_s.clean_run.toFixed(1)} s)`);
   print(`   first half  (first copy):                 ${fmt(report.first_half_logprob)}   top-1 accuracy ${fmt(report.first_half_accuracy)}`);
   print(`   seam        (second copy's first token):  ${fmt(report.seam_logprob)}`);
@@ -523,15 +548,48 @@ export async function main(argv: readonly string[]): Promise<void> {
 
   print(`\n5. MLP ablation at the second-half positions: change in second-half log-prob (${report.timing_s.mlp_ablation.toFixed(1)} s)`);
   print('   layer      zero      mean');
-  for (let l = 0; l < cfg.n_layer; l++) print(`   ${String(l).padStart(5)}  ${signed(report.mlp_ablation.zero.change[l]).padStart(8)}  ${signed(report.mlp_ablation.mean.change[l]).padStart(8)}`);
+  for (let l = 0; l < report.config.n_layer; l++) print(`   ${String(l).padStart(5)}  ${signed(report.mlp_ablation.zero.change[l]).padStart(8)}  ${signed(report.mlp_ablation.mean.change[l]).padStart(8)}`);
 
   const c = report.two_head_circuit;
   if (c) {
     print(`\n6. two-head circuit: previous-token head ${c.heads[0]} + induction head ${c.heads[1]}, every other head and every MLP ${c.ablation}-ablated`);
     print(`   second-half top-1 accuracy ${fmt(c.accuracy)} (${c.other_ablation.ablation}-ablation: ${fmt(c.other_ablation.accuracy)}; full model ${fmt(c.full_model_accuracy)})`);
+    print(`   why ${c.ablation}: ${c.ablation_note}`);
   } else {
     print('\n6. two-head circuit: skipped (a one-layer model has no room for a previous-token head below an induction head)');
   }
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  const o = readOptions(argv);
+  if (o === 'help') {
+    process.stdout.write(helpText(COMMAND));
+    return;
+  }
+  checkOutDir(o.out); // before the long part, not after it
+  const print = (s = '') => process.stdout.write(s + '\n');
+  const start = performance.now();
+
+  const loadStart = performance.now();
+  const info = await loadModel(o);
+  const load_s = (performance.now() - loadStart) / 1000;
+  const s = setup(info, o);
+  const cfg = info.model.config as unknown as Report['config'];
+  const n = o.seqLen;
+  print(`model: ${info.name} (${cfg.n_layer} layers × ${cfg.n_head} heads, n_embd ${cfg.n_embd}, vocabulary ${cfg.vocab_size}, context ${info.model.block_size}), loaded in ${load_s.toFixed(1)} s`);
+  print(`\n1. data: ${o.batch} sequences of BOS (id ${s.bos}) + ${n} random tokens + the same ${n} again = ${2 * n + 1} tokens (seed ${o.seed})`);
+  print(`   random tokens from the ids [${s.lo}, ${s.hi}) (${s.rangeSource})`);
+  // the same draw runExperiment makes (seeded), shown before the long part starts
+  const first = tokenLabels(repeatedTokens({ batch: 1, seqLen: n, lo: s.lo, hi: s.hi, bos: s.bos, seed: o.seed })[0], s.bos);
+  print(`   first sequence: ${first.slice(0, 12).map((t) => JSON.stringify(t)).join(' ')}${first.length > 12 ? ' …' : ''}`);
+  const blocks = blocksToRun(cfg.n_layer);
+  print(`   running: one clean forward pass, ${2 * cfg.n_layer} MLP ablations and ${circuitRuns(cfg.n_layer)} circuit runs (${blocks} transformer blocks in all)`);
+
+  const bar = new ProgressBar({ total: blocks, label: 'transformer blocks' });
+  const { report, clean } = runExperiment(info, o, s, { onProgress: (done) => bar.update(done) });
+  bar.done();
+
+  printResults(report, o, s, print);
 
   const chartStart = performance.now();
   const files = await outputFiles(report, clean);

@@ -80,25 +80,49 @@ export function stripeScore(att: ArrayLike<number>, B: number, nh: number, T: nu
   return scores;
 }
 
+/** The cells a score averages: query positions t in [from, to), each with the key t − offset. */
+export interface Stripe {
+  from: number;
+  to: number;
+  offset: number;
+}
+
+/**
+ * The stripe of each kind in sequences [BOS, x1 … xn, x1 … xn] (T = 2n + 1):
+ *   previous-token   every t ≥ 1               -> t − 1
+ *   induction        the second copy, n+1 … 2n -> t − n + 1, the token that came after this token last time
+ *   duplicate-token  the second copy, n+1 … 2n -> t − n, the earlier occurrence of the same token
+ */
+export function stripeOf(kind: ScoreKind, n: number): Stripe {
+  const T = 2 * n + 1;
+  if (kind === 'previous_token') return { from: 1, to: T, offset: 1 };
+  return { from: n + 1, to: T, offset: kind === 'induction' ? n - 1 : n };
+}
+
 function checkRepeated(T: number, n: number): void {
   if (T !== 2 * n + 1) throw new Error(`the pattern has T = ${T} positions; a BOS and two copies of ${n} tokens have ${2 * n + 1}`);
 }
 
-/** Previous-token score: attention from every position t ≥ 1 to t − 1. */
+/** Every head's score of one kind, for one layer's pattern (B, nh, T, T) over repeated sequences with copies of n tokens. */
+function kindScores(kind: ScoreKind, att: ArrayLike<number>, B: number, nh: number, T: number, n: number): number[] {
+  checkRepeated(T, n);
+  const { from, to, offset } = stripeOf(kind, n);
+  return stripeScore(att, B, nh, T, from, to, offset);
+}
+
+/** Previous-token score: attention from every position t ≥ 1 to t − 1 (any T: it needs no repeat). */
 export function previousTokenScores(att: ArrayLike<number>, B: number, nh: number, T: number): number[] {
   return stripeScore(att, B, nh, T, 1, T, 1);
 }
 
 /** Induction score: attention from the second copy's position t to t − n + 1, the token that came after this token last time. */
 export function inductionScores(att: ArrayLike<number>, B: number, nh: number, T: number, n: number): number[] {
-  checkRepeated(T, n);
-  return stripeScore(att, B, nh, T, n + 1, 2 * n + 1, n - 1);
+  return kindScores('induction', att, B, nh, T, n);
 }
 
 /** Duplicate-token score: attention from the second copy's position t to t − n, the earlier occurrence of the same token. */
 export function duplicateTokenScores(att: ArrayLike<number>, B: number, nh: number, T: number, n: number): number[] {
-  checkRepeated(T, n);
-  return stripeScore(att, B, nh, T, n + 1, 2 * n + 1, n);
+  return kindScores('duplicate_token', att, B, nh, T, n);
 }
 
 // -----------------------------------------------------------------------------------------------
