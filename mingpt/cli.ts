@@ -337,7 +337,7 @@ export class OutputWriter {
     if (!fs.statSync(p).isDirectory()) {
       throw new InputError(p === path.resolve(this.dir)
         ? `the output path ${this.dir} exists and is not a folder`
-        : `cannot create the output folder ${this.dir}: ${p} is a file, not a folder`);
+        : `cannot create the output folder ${this.dir}: ${p} is a file, so no folder can be made there`);
     }
     try {
       fs.accessSync(p, fs.constants.W_OK);

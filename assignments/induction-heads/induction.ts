@@ -218,21 +218,14 @@ export function setup(info: ModelInfo, o: Options): Setup {
 
 /** Refuses, before any work, an --out that cannot become a folder: a file at that path or above it. */
 export function checkOutDir(dir: string): void {
-  let p = path.resolve(dir);
-  while (!fs.existsSync(p)) {
-    const up = path.dirname(p);
-    if (up === p) return;
-    p = up;
-  }
-  if (fs.statSync(p).isDirectory()) return;
-  if (p === path.resolve(dir)) throw new InputError(`--out ${dir} exists and is not a folder`);
-  throw new InputError(`--out ${dir}: ${p} is a file, so no folder can be made there`);
+  new OutputWriter(dir).check();
 }
 
 // -----------------------------------------------------------------------------------------------
 // the experiment
 
-export interface Report {
+/** induction.json: the settings, the halves' summary (first_half_logprob, …), and every number below. */
+export interface Report extends HalfSummary {
   model: string;
   config: { n_layer: number; n_head: number; n_embd: number; vocab_size: number; block_size: number };
   seed: number;
@@ -242,13 +235,6 @@ export interface Report {
   token_range_source: string;
   bos_token_id: number;
   tokens: number[][];
-  first_half_logprob: number;
-  second_half_logprob: number;
-  seam_logprob: number;
-  first_half_accuracy: number;
-  second_half_accuracy: number;
-  logprob_by_position: number[];
-  accuracy_by_position: number[];
   positions: { first_half: string; seam: string; second_half: string };
   scores: Record<ScoreKind, number[][]>;
   detection: Record<ScoreKind, Omit<Detection, 'heads'>>;
