@@ -97,18 +97,25 @@ export async function ensurePretrained(model_type: string, opts: EnsurePretraine
   // 3. download whatever is missing
   const endpoint = (env.HF_ENDPOINT || 'https://huggingface.co').replace(/\/+$/, '');
   const help = manualHelp(model_type, dir);
+  const madeDir = !fs.existsSync(dir);
   fs.mkdirSync(dir, { recursive: true });
-  for (const file of FILES) {
-    const dest = path.join(dir, file);
-    if (fs.existsSync(dest)) continue;
-    await download(`${endpoint}/openai-community/${model_type}/resolve/main/${file}`, dest, {
-      fetchImpl: opts.fetchImpl ?? fetch,
-      quiet: !!opts.quiet,
-      env,
-      label: `${model_type}/${file}`,
-      help,
-      validate: file === 'config.json' ? validateConfig : validateSafetensors,
-    });
+  try {
+    for (const file of FILES) {
+      const dest = path.join(dir, file);
+      if (fs.existsSync(dest)) continue;
+      await download(`${endpoint}/openai-community/${model_type}/resolve/main/${file}`, dest, {
+        fetchImpl: opts.fetchImpl ?? fetch,
+        quiet: !!opts.quiet,
+        env,
+        label: `${model_type}/${file}`,
+        help,
+        validate: file === 'config.json' ? validateConfig : validateSafetensors,
+      });
+    }
+  } catch (err) {
+    // offline at the first byte: leave no empty weights/<name>/ behind (a .partial stays, to resume)
+    if (madeDir && fs.readdirSync(dir).length === 0) fs.rmdirSync(dir);
+    throw err;
   }
   return dir;
 }

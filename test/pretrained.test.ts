@@ -245,7 +245,7 @@ test('ensurePretrained offline (HF_ENDPOINT at a closed port) -> PretrainedError
     path.join(dir, 'model.safetensors'),
     path.join(dir, 'config.json'),
     '--weights PATH');
-  assert.not.ok(fs.existsSync(path.join(dir, 'model.safetensors')));
+  assert.not.ok(fs.existsSync(dir), 'no empty weights/gpt2-large/ is left behind');
 });
 
 test('ensurePretrained: a fetch that throws, and a server that refuses (HTTP 403), give the same helpful PretrainedError', async () => {
