@@ -15,7 +15,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { GPT } from '../mingpt/model.ts';
-import { referencePatchingSweep, patchingSweep, type PatchingInput, type PatchingResult } from '../mingpt/patching.ts';
+import { endSweeps, prepareSweep, referencePatchingSweep, patchingSweep, type PatchingInput, type PatchingResult } from '../mingpt/patching.ts';
 import { fastPatchingSweep } from '../mingpt/fast_patching.ts';
 import { planUnits } from '../mingpt/fast/engine.ts';
 import { shutdownWorkers } from '../mingpt/fast/pool.ts';
@@ -107,6 +107,18 @@ test("patchingSweep(..., { engine: 'fast' }) goes through the fast engine and ag
   const fast = await patchingSweep(fixtureModel, c, { engine: 'fast', workers: 1 });
   const ref = await patchingSweep(fixtureModel, c, { engine: 'reference' });
   assertClose(fast, ref, 1e-4, 'dispatch');
+});
+
+test('prepareSweep (workers started and warmed up on a tiny model, not awaited) then the sweep: the same matrix; endSweeps stops them', async () => {
+  const c = reference.cases[0];
+  const ref = referencePatchingSweep(fixtureModel, c);
+  await prepareSweep(fixtureModel, c, { engine: 'fast', workers: 2 });
+  const fast = await patchingSweep(fixtureModel, c, { engine: 'fast', workers: 2 });
+  assertClose(fast, ref, 1e-4, 'after prepareSweep');
+  await endSweeps();
+  const again = await patchingSweep(fixtureModel, c, { engine: 'fast', workers: 2 }); // new workers start as needed
+  assertClose(again, ref, 1e-4, 'after endSweeps');
+  await endSweeps();
 });
 
 // -----------------------------------------------------------------------------------------------
