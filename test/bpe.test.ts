@@ -1,6 +1,6 @@
 // Tests for mingpt/bpe.ts, our port of minGPT's mingpt/bpe.py.
 // Where the expected values come from:
-// - fixtures/bpe-cases.json: ids produced by minGPT's bpe.py itself (see /work/shared/fixtures/README.md);
+// - fixtures/bpe-cases.json: ids produced by minGPT's bpe.py itself (see test/fixtures/README.md);
 // - the assignment's token table (" was" = 373, " Jones" = 5437, ...): real GPT-2 facts;
 // - bpe.py's own __main__ example, whose printed output is written in its comments;
 // - the gpt-3-encoder npm package, an independent JS implementation, as a differential oracle
