@@ -7,7 +7,6 @@
 // the ones stated there: ids exact, probabilities 1e-4, logit differences and matrix 1e-3.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +16,7 @@ import { InputError, OutputWriter, UsageError, atomicWrite, helpText, parseArgs,
 import { colorDepth, displayWidth, formatHeatmap, formatTokenList, formatTopTable, stripAnsi, visibleToken } from '../mingpt/terminal.ts';
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { COMMAND, readingAid, targetTokenId, tokenizeInputs, topTokens } from '../generate.ts';
+import { runScript, type Run } from './run_script.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const fixture = path.join(root, 'test', 'fixtures', 'gpt2-tiny');
@@ -27,27 +27,8 @@ process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 // -----------------------------------------------------------------------------------------------
 // running the command line
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** `node --import tsx generate.ts ...args` in the project root, colours off, progress bar quiet. */
-function runCli(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'generate.ts', ...args], {
-      cwd: root,
-      env: { ...process.env, MINGPT_QUIET: '1', NO_COLOR: '1', FORCE_COLOR: undefined },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '', stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+/** generate.ts in a child process, colours off, progress bar quiet. */
+const runCli = (args: string[]): Promise<Run> => runScript('generate.ts', args);
 
 /** Runs at most two command lines at a time (the CI machine has two cores). */
 const queue: (() => void)[] = [];

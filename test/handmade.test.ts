@@ -8,7 +8,6 @@
 //     which is right unless the current token also occurred elsewhere in the sequence.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +17,7 @@ import { OutputWriter } from '../mingpt/cli.ts';
 import { DEFAULT_RANGE, INDUCTION_HEAD, LAYOUT, N_EMBD, PREV_HEAD, buildHandmade, checkpointFiles, digitsOf } from '../assignments/induction-heads/handmade.ts';
 import { readOptions, runExperiment, setup, type Options } from '../assignments/induction-heads/induction.ts';
 import { runAblated } from '../assignments/induction-heads/circuit.ts';
+import { runScript } from './run_script.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'handmade-test-'));
@@ -128,19 +128,7 @@ test('the build is reproducible: the same seed gives the same weights', () => {
   assert.not.ok(Buffer.from(other.buffer).equals(Buffer.from(built.model.params.buffer)));
 });
 
-function runHandmadeCli(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'assignments/induction-heads/handmade.ts', ...args], {
-      cwd: root,
-      env: { ...process.env, MINGPT_QUIET: '1', NO_COLOR: '1' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stderr }));
-  });
-}
+const runHandmadeCli = (args: string[]) => runScript('assignments/induction-heads/handmade.ts', args);
 
 test('handmade.ts command line: writes model.safetensors and config.json; refuses a bad range', async () => {
   const dir = path.join(tmp, 'cli');

@@ -6,7 +6,6 @@
 // test/handmade.test.ts.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +17,7 @@ import { halves, nextTokenStats } from '../assignments/induction-heads/circuit.t
 import { blocksToRun, readOptions, runExperiment, setup, type Options } from '../assignments/induction-heads/induction.ts';
 import { buildHandmade } from '../assignments/induction-heads/handmade.ts';
 import { UsageError } from '../mingpt/cli.ts';
+import { runScript, type Run } from './run_script.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const fixture = path.join(root, 'test', 'fixtures', 'gpt2-tiny');
@@ -226,22 +226,7 @@ test('the experiment is reproducible: same seed, same report', () => {
 // -----------------------------------------------------------------------------------------------
 // the command line, end to end on the fixture checkpoint
 
-interface Run { code: number | null; stdout: string; stderr: string }
-
-function runCli(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'assignments/induction-heads/induction.ts', ...args], {
-      cwd: root,
-      env: { ...process.env, MINGPT_QUIET: '1', NO_COLOR: '1', FORCE_COLOR: undefined },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '', stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runCli = (args: string[]): Promise<Run> => runScript('assignments/induction-heads/induction.ts', args);
 
 const EXPECTED_FILES = ['induction.json', ...['logprob', 'scores', 'attention', 'mlp_ablation'].flatMap((c) => [`${c}.vl.json`, `${c}.svg`, `${c}.html`])];
 

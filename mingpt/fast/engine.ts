@@ -10,19 +10,14 @@
  * R = rows of a batch (several patched runs stacked, see `runUnit`).
  */
 import type { GPT } from '../model.ts';
+import type { GPT2HParams } from '../checkpoint.ts';
 import { matmulForward, layernormForward, geluForward } from '../kernels.ts';
 
 // -----------------------------------------------------------------------------------------------
 // The model, as plain views into the parameter buffer
 
-/** What a worker needs to find every weight in the shared parameter buffer. */
-export interface ModelSpec {
-  n_layer: number;
-  n_head: number;
-  n_embd: number;
-  vocab_size: number;
-  block_size: number;
-  layer_norm_epsilon: number;
+/** What a worker needs: the model's hyper-parameters and where each weight sits in the shared parameter buffer. */
+export interface ModelSpec extends Omit<GPT2HParams, 'raw'> {
   /** minGPT name -> [offset, length] in float32 elements into `model.params` */
   offsets: Record<string, [number, number]>;
   /** the parameter the logits are read from: 'lm_head.weight', or 'transformer.wte.weight' when tied */
