@@ -26,15 +26,15 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BPETokenizer, tokenStrings } from './mingpt/bpe.ts';
 import type { GPT } from './mingpt/model.ts';
-import type { Engine } from './mingpt/sweep.ts';
-import { endSweeps } from './mingpt/sweep_engines.ts';
-import { ProgressBar } from './mingpt/progress.ts';
-import { collectGarbage } from './mingpt/memory.ts';
-import { helpText, parseArgs, type CommandSpec } from './mingpt/cli.ts';
-import { InputError } from './mingpt/errors.ts';
-import { OutputWriter } from './mingpt/output.ts';
-import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, knownContext, loadModel, runCli, type ModelChoice } from './mingpt/cli_model.ts';
-import { colorDepth, terminalWidth } from './mingpt/terminal.ts';
+import type { Engine } from './sweep/sweep.ts';
+import { endSweeps } from './sweep/engines.ts';
+import { ProgressBar } from './io/progress.ts';
+import { collectGarbage } from './cli/memory.ts';
+import { helpText, parseArgs, type CommandSpec } from './cli/args.ts';
+import { InputError } from './io/errors.ts';
+import { OutputWriter } from './io/output.ts';
+import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, knownContext, loadModel, runCli, type ModelChoice } from './cli/command.ts';
+import { colorDepth, terminalWidth } from './cli/terminal.ts';
 import {
   PATCH_KINDS, checkAgainstModel, checkContext, prepareExperiment, resultsJson, runPatch, runTexts, tokenizeInputs, topTokens,
   type PatchKind, type TextsAndTargets,
@@ -226,7 +226,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   });
   out.add('patching.json', JSON.stringify(results, null, 2) + '\n');
   // vega is large; loaded only here so that mistakes in the input are reported at once
-  const { chartFiles } = await import('./mingpt/plot.ts');
+  const { chartFiles } = await import('./cli/plot.ts');
   const { experimentCharts } = await import('./assignments/activation-patching/charts.ts');
   const described = {
     model: modelName, cleanText: o.clean, corruptText: o.corrupt, cleanToken: o.cleanToken, corruptToken: o.corruptToken,

@@ -25,18 +25,19 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { GPT } from '../mingpt/model.ts';
 import { BPETokenizer } from '../mingpt/bpe.ts';
-import { referencePatchingSweep, type PatchingInput, type PatchingResult } from '../mingpt/sweep.ts';
-import { fastPatchingSweep } from '../mingpt/fast_patching.ts';
-import { planUnits, unitFlops } from '../mingpt/fast/engine.ts';
-import { shutdownWorkers } from '../mingpt/fast/pool.ts';
-import { KERNELS, kernelsName, setKernels } from '../mingpt/backend.ts';
-import { applyKernels } from '../mingpt/cli_model.ts';
-import { simdSupport } from '../mingpt/simd/memory.ts';
-import { kernelThreads, stopKernelThreads } from '../mingpt/simd/threads.ts';
+import { referencePatchingSweep, type PatchingInput, type PatchingResult } from '../sweep/sweep.ts';
+import { fastPatchingSweep } from '../sweep/fast.ts';
+import { planUnits, unitFlops } from '../sweep/fast/engine.ts';
+import { shutdownWorkers } from '../sweep/fast/pool.ts';
+import { KERNELS, kernelsName, setKernels } from '../mingpt/kernels/index.ts';
+import { applyKernels } from '../cli/command.ts';
+import { simdSupport } from '../mingpt/kernels/simd/memory.ts';
+import { kernelThreads, stopKernelThreads } from '../mingpt/kernels/simd/threads.ts';
 import { kernelRates } from './kernel_rates.ts';
 import { profile } from './profile.ts';
-import { writeSafetensors, type TensorToWrite } from '../mingpt/safetensors.ts';
+import { writeSafetensors, type TensorToWrite } from '../io/safetensors.ts';
 import { RNG } from '../mingpt/utils.ts';
+import { loadGPT } from '../io/load.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CKPT = path.join(root, '.bench', 'gpt2-random');
@@ -162,7 +163,7 @@ async function fixtureAgreement(): Promise<Array<[string, number]>> {
   const rows: Array<[string, number]> = [];
   for (const k of KERNELS) {
     if (setKernels(k) !== k) continue; // no SIMD here
-    const model = GPT.from_safetensors(dir);
+    const model = loadGPT(dir);
     const worst = (r: PatchingResult) => Math.max(...r.matrix.flatMap((row, l) => row.map((v, p) => Math.abs(v - c.patch_matrix[l][p]))));
     rows.push([`${k} kernels, reference engine`, worst(referencePatchingSweep(model, input))]);
     rows.push([`${k} kernels, fast engine (1 thread)`, worst(await fastPatchingSweep(model, input, { workers: 1 }))]);
@@ -198,7 +199,7 @@ async function main(): Promise<void> {
 
   // the first load also fills the page cache; the timed loads come at the end
   let t0 = performance.now();
-  const model = GPT.from_safetensors(CKPT);
+  const model = loadGPT(CKPT);
   const firstLoad = performance.now() - t0;
   const weightBytes = model.params.length * 4; // float32 size of the weights (the file also holds the attention masks)
 
@@ -266,7 +267,7 @@ async function main(): Promise<void> {
   }
 
   // 4. loading, from a warm page cache
-  const loads = timeSync(Math.max(3, Math.min(runs, 5)), () => void GPT.from_safetensors(CKPT));
+  const loads = timeSync(Math.max(3, Math.min(runs, 5)), () => void loadGPT(CKPT));
   const loadMs = median(loads);
   console.log(`loading the checkpoint (warm page cache):       ${secs(loadMs)}   (median of ${loads.length}; first load ${secs(firstLoad)})`);
 

@@ -4,11 +4,11 @@
  * thread and on all kernel threads, and the plain JavaScript kernel beside it. Used by bench.ts.
  */
 import os from 'node:os';
-import { allocParams } from '../mingpt/backend.ts';
-import * as js from '../mingpt/kernels.ts';
-import * as simd from '../mingpt/simd/kernels.ts';
-import { kernelThreads, setKernelThreads } from '../mingpt/simd/threads.ts';
-import { simdSupport } from '../mingpt/simd/memory.ts';
+import { allocParams } from '../mingpt/kernels/index.ts';
+import * as js from '../mingpt/kernels/js.ts';
+import * as simd from '../mingpt/kernels/simd/kernels.ts';
+import { kernelThreads, setKernelThreads } from '../mingpt/kernels/simd/threads.ts';
+import { simdSupport } from '../mingpt/kernels/simd/memory.ts';
 import { RNG } from '../mingpt/utils.ts';
 
 export interface KernelRate {

@@ -29,13 +29,9 @@ import type { NdArray } from 'ndarray';
 import { CfgNode, rng as globalRng, type RNG } from './utils.ts';
 import {
   allocParams, matmulForward, layernormScale, layernormApply, geluForward, residualForward, softmaxRows,
-  splitQKV, attentionScoresForward, attentionValuesForward,
-} from './backend.ts';
-import { HookPoints, cacheHook, contiguous, patchHook, type HookSpec, type Selection } from './hooks.ts';
-import { ActivationCache } from './activation_cache.ts';
-import { Checkpoint, CheckpointError } from './checkpoint.ts';
-import { ensurePretrained } from './pretrained.ts';
-import { crossEntropy } from './metrics.ts';
+  splitQKV, attentionScoresForward, attentionValuesForward, crossEntropyForward,
+} from './kernels/index.ts';
+import { HookPoints, contiguous, type HookSpec } from './hooks.ts';
 
 // -----------------------------------------------------------------------------------------------
 // Building blocks. Each layer holds Float32Array views into the model's single parameter buffer.
@@ -385,49 +381,19 @@ export class GPT {
     return this.named_parameters.filter(([n]) => n !== 'lm_head.weight').reduce((a, [, w]) => a + w.length, 0);
   }
 
-  /**
-   * Load a GPT-2-layout checkpoint in the Hugging Face safetensors format: a directory with
-   * model.safetensors and config.json, or the .safetensors file with config.json beside it.
-   * (minGPT's from_pretrained does this from the transformers library's model; same mapping.)
-   */
-  static from_safetensors(fileOrDir: string): GPT {
-    const ckpt = Checkpoint.open(fileOrDir);
-    try {
-      const hp = ckpt.hparams;
-      const config = GPT.get_default_config();
-      config.model_type = null;
-      config.merge_from_dict({
-        n_layer: hp.n_layer, n_head: hp.n_head, n_embd: hp.n_embd,
-        vocab_size: hp.vocab_size, block_size: hp.block_size, layer_norm_epsilon: hp.layer_norm_epsilon,
-      });
-      // GPT-2 ties lm_head to wte; a checkpoint that stores its own lm_head gets its own copy
-      const model = new GPT(config, { init: false, tie_lm_head: !ckpt.has('lm_head.weight') });
-      // the Conv1D-vs-Linear transpose, the "transformer." prefix and dtype conversion are the
-      // checkpoint reader's job; here every parameter is asked for by name and shape
-      for (const [name, view, shape] of model.named_parameters) ckpt.readInto(name, view, shape);
-      // like minGPT's from_pretrained, insist that the two sets of names match exactly
-      const unused = ckpt.unusedTensors();
-      if (unused.length)
-        throw new CheckpointError(`${ckpt.file}: tensors the GPT-2 layout has no place for: ${unused.slice(0, 5).join(', ')}${unused.length > 5 ? ` (and ${unused.length - 5} more)` : ''}`);
-      model.source = { file: ckpt.file, raw_config: hp.raw };
-      return model;
-    } finally {
-      ckpt.close();
-    }
-  }
-
-  /** Where the weights came from (set by from_safetensors): the file and its config.json as parsed. */
+  /** Where the weights came from (set by the loader, ../io/load.ts): the file and its config.json as parsed. */
   source: { file: string; raw_config: Record<string, unknown> } | null = null;
 
   /**
    * GPT-2 weights by name ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'): taken from weights/<name>/
    * or the Hugging Face cache, or downloaded from the Hub into weights/<name>/ on first use.
+   * minGPT imports the transformers library inside this method, so that the model itself does not
+   * depend on it; we import our loader (../io/) the same way, lazily. Any other GPT-2-layout
+   * checkpoint loads with `loadGPT(path)` from ../io/load.ts.
    */
   static async from_pretrained(model_type: string): Promise<GPT> {
-    const where = await ensurePretrained(model_type);
-    const model = GPT.from_safetensors(where);
-    model.config.model_type = model_type;
-    return model;
+    const { loadPretrained } = await import('../io/load.ts');
+    return loadPretrained(model_type);
   }
 
   /**
@@ -504,7 +470,7 @@ export class GPT {
     let loss: number | null = null;
     if (opts.targets !== undefined) {
       if (P !== T) throw new Error('a loss needs the logits at every position (no logits_at, no stop_at_layer)');
-      loss = crossEntropy(logits, toRows(opts.targets), B, T, V);
+      loss = crossEntropyForward(logits, toRows(opts.targets), B, T, V);
     }
     return { logits: ndarray(logits, [B, P, V]), loss, residual: ndarray(resid, [B, T, C]) };
   }
@@ -594,24 +560,6 @@ export class GPT {
     return this.forward(idx, { ...opts, hooks });
   }
 
-  /**
-   * forward() that keeps a deep copy of the hook points named by `names` (an exact list or a
-   * predicate; every hook point by default) in an ActivationCache (./activation_cache.ts).
-   * Mind the memory for long texts: see ActivationCache's notes.
-   */
-  run_with_cache(idx: Idx | null, opts: CacheOptions = {}): ForwardResult & { cache: ActivationCache } {
-    const { names, hooks: extra, ...rest } = opts;
-    const keep = names === undefined ? () => true : typeof names === 'function' ? names : ((set) => (n: string) => set.has(n))(new Set(names));
-    const store = new Map<string, NdArray<Float32Array>>();
-    const res = this.forward(idx, { ...rest, hooks: [...(extra ?? []), [keep, cacheHook(store)]] });
-    return { ...res, cache: new ActivationCache(this, store, rest.logits_at ?? null) };
-  }
-
-  /** Patch the hook point `name` with its value in `cache` (a clean run), on a selection. */
-  run_with_patch(idx: Idx, cache: ActivationCache, name: string, sel: Selection = {}, opts: Omit<ForwardOptions, 'hooks'> = {}): ForwardResult {
-    return this.forward(idx, { ...opts, hooks: [[name, patchHook(cache.get(name), sel)]] });
-  }
-
   /** Every hook point's name, in the order a forward pass reaches them. */
   hook_names(): string[] {
     const names = ['hook_embed', 'hook_pos_embed'];
@@ -623,11 +571,6 @@ export class GPT {
     names.push('ln_final.hook_scale', 'ln_final.hook_normalized');
     return names;
   }
-}
-
-export interface CacheOptions extends ForwardOptions {
-  /** which hook points to keep: a list of names or a predicate (default: every one) */
-  names?: string[] | ((name: string) => boolean);
 }
 
 // -----------------------------------------------------------------------------------------------

@@ -11,22 +11,24 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GPT } from '../mingpt/model.ts';
-import { directLogitAttribution, logitLens } from '../mingpt/attribution.ts';
+import { directLogitAttribution, logitLens } from '../lens/attribution.ts';
 import {
   get_act_patch_attn_head_out_all_pos, get_act_patch_attn_head_out_by_pos, get_act_patch_attn_head_pattern_all_pos,
   get_act_patch_attn_out, get_act_patch_mlp_out, get_act_patch_resid_post, get_act_patch_resid_pre,
   logitDiffMetric, nested, type PatchResult,
-} from '../mingpt/patching.ts';
-import { referencePatchingSweep } from '../mingpt/sweep.ts';
+} from '../lens/patching.ts';
+import { referencePatchingSweep } from '../sweep/sweep.ts';
+import { loadGPT } from '../io/load.ts';
+import { run_with_cache } from '../lens/activation_cache.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FIXTURE = path.join(here, 'fixtures', 'gpt2-tiny');
 const A = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'analysis.json'), 'utf8'));
-const model = GPT.from_safetensors(FIXTURE);
+const model = loadGPT(FIXTURE);
 const c = A.case;
 const T = c.clean_ids.length;
 const dir = { pos: T - 1, token: [c.corrupt_token_id], other: [c.clean_token_id] };
-const { cache } = model.run_with_cache(c.clean_ids);
+const { cache } = run_with_cache(model, c.clean_ids);
 const metric = logitDiffMetric(c.corrupt_token_id, c.clean_token_id);
 
 function closeAll(got: unknown, want: unknown, what: string, tol = 1e-3) {
@@ -75,7 +77,7 @@ test('the generic resid_post sweep gives the assignment\'s reference sweep (save
 });
 
 test('DLA from a run with logits_at (the final layer norm at the last position only) equals the fixture', () => {
-  const { cache: small } = model.run_with_cache(c.clean_ids, { logits_at: [T - 1] });
+  const { cache: small } = run_with_cache(model, c.clean_ids, { logits_at: [T - 1] });
   const d = directLogitAttribution(model, small, dir);
   closeAll(d.heads.map((l) => l.map((h) => h[0])), A.dla.heads, 'heads');
   closeAll(d.total[0], A.metric.clean, 'total');
@@ -85,7 +87,7 @@ test('DLA from a run with logits_at (the final layer norm at the last position o
 test('cells batched along the batch axis give the numbers of one run per cell (a batch of 4 prompts)', () => {
   const g = A.knockout;
   const clean = g.group_ids.map((p: number[][]) => p[0]), corrupt = g.group_ids.map((p: number[][]) => p[1]);
-  const { cache: gc } = model.run_with_cache(clean);
+  const { cache: gc } = run_with_cache(model, clean);
   const f = logitDiffMetric(g.io_ids, g.s_ids);
   const batched = get_act_patch_attn_head_out_all_pos(model, corrupt, gc, f);
   const single = get_act_patch_attn_head_out_all_pos(model, corrupt, gc, f, { batch: 1 });

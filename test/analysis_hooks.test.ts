@@ -12,12 +12,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GPT, NonFiniteError } from '../mingpt/model.ts';
-import { openSafetensors } from '../mingpt/safetensors.ts';
+import { openSafetensors } from '../io/safetensors.ts';
+import { loadGPT } from '../io/load.ts';
+import { run_with_cache } from '../lens/activation_cache.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FIXTURE = path.join(here, 'fixtures', 'gpt2-tiny');
 const analysis = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'analysis.json'), 'utf8'));
-const model = GPT.from_safetensors(FIXTURE);
+const model = loadGPT(FIXTURE);
 const ids: number[] = analysis.case.clean_ids;
 const T = ids.length;
 
@@ -32,7 +34,7 @@ function flat(x: unknown): { data: number[]; shape: number[] } {
   return { data, shape };
 }
 
-const { cache } = model.run_with_cache(ids);
+const { cache } = run_with_cache(model, ids);
 
 test('the model has exactly the fixture\'s hook points, in the order a run reaches them', () => {
   assert.equal(model.hook_names(), Object.keys(analysis.hooks));

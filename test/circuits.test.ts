@@ -1,4 +1,4 @@
-// Tests for mingpt/circuits.ts and assignments/circuits/. References:
+// Tests for lens/circuits.ts and assignments/circuits/. References:
 //   - analysis.json's `circuits` section (an independent PyTorch/float64 implementation of
 //     ANALYSIS.md's "Weight circuits") for copying scores, the three composition tensors,
 //     positional QK and neuron cosines, at 1e-3 relative to max(1, |value|);
@@ -15,20 +15,21 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GPT } from '../mingpt/model.ts';
-import { Weights } from '../mingpt/weights.ts';
+import { Weights } from '../lens/weights.ts';
 import {
   compositionScore, compositionScores, copyingScores, neuronCosines, positionalQK, tokenQK, COMPOSITION_MODES,
-} from '../mingpt/circuits.ts';
+} from '../lens/circuits.ts';
 import { INDUCTION_HEAD, PREV_HEAD, buildHandmade } from '../assignments/induction-heads/handmade.ts';
 import { repeatedTokens } from '../assignments/induction-heads/scores.ts';
 import { qkPathAblation } from '../assignments/circuits/qk_path.ts';
 import { ERASERS, buildHandmadeWithErasers } from '../assignments/circuits/handmade_erasers.ts';
 import { topPairs } from '../assignments/circuits/experiment.ts';
 import { runScript } from './run_script.ts';
+import { loadGPT } from '../io/load.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dir = path.join(root, 'test', 'fixtures', 'gpt2-tiny');
-const tiny = GPT.from_safetensors(dir);
+const tiny = loadGPT(dir);
 const analysis = JSON.parse(fs.readFileSync(path.join(dir, 'analysis.json'), 'utf8'));
 const ref = analysis.circuits;
 const w = new Weights(tiny, true);

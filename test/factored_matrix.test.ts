@@ -1,9 +1,9 @@
-// Tests for mingpt/factored_matrix.ts. The reference for every factored operation is the same
+// Tests for lens/factored_matrix.ts. The reference for every factored operation is the same
 // operation on the dense product A B, formed explicitly on small random matrices, with the dense
 // eigenvalues and singular values from ml-matrix's general routines, and a few hand-worked cases.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FactoredMatrix, dense, eigenvalues, frobeniusNorm, matmul, singularValues, transpose, type Dense } from '../mingpt/factored_matrix.ts';
+import { FactoredMatrix, dense, eigenvalues, frobeniusNorm, matmul, singularValues, transpose, type Dense } from '../lens/factored_matrix.ts';
 import { RNG } from '../mingpt/utils.ts';
 
 const rng = new RNG(7);

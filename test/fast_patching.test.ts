@@ -1,5 +1,5 @@
 /**
- * mingpt/fast_patching.ts: the fast engine gives the reference path's matrix.
+ * sweep/fast.ts: the fast engine gives the reference path's matrix.
  *
  * The expected numbers come from the readable path (referencePatchingSweep: one full forward with
  * the save/patch flags per cell), itself checked against the PyTorch fixture in model.test.ts;
@@ -15,17 +15,18 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { GPT } from '../mingpt/model.ts';
-import { referencePatchingSweep, type PatchingInput, type PatchingResult } from '../mingpt/sweep.ts';
-import { endSweeps, prepareSweep, patchingSweep } from '../mingpt/sweep_engines.ts';
-import { fastPatchingSweep } from '../mingpt/fast_patching.ts';
-import { planUnits } from '../mingpt/fast/engine.ts';
-import { shutdownWorkers } from '../mingpt/fast/pool.ts';
+import { referencePatchingSweep, type PatchingInput, type PatchingResult } from '../sweep/sweep.ts';
+import { endSweeps, prepareSweep, patchingSweep } from '../sweep/engines.ts';
+import { fastPatchingSweep } from '../sweep/fast.ts';
+import { planUnits } from '../sweep/fast/engine.ts';
+import { shutdownWorkers } from '../sweep/fast/pool.ts';
 import { RNG } from '../mingpt/utils.ts';
+import { loadGPT } from '../io/load.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FIXTURE = path.join(here, 'fixtures', 'gpt2-tiny');
 const reference = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'reference.json'), 'utf8'));
-const fixtureModel = GPT.from_safetensors(FIXTURE);
+const fixtureModel = loadGPT(FIXTURE);
 
 /** A GPT with minGPT's random init from a fixed seed: any shape, no checkpoint needed. */
 function randomModel(shape: { n_layer: number; n_head: number; n_embd: number; vocab_size: number; block_size: number }, seed: number, tie_lm_head = true): GPT {
@@ -218,7 +219,7 @@ test('planUnits: every patched run (layers 0..L-2, positions from the first diff
 test('a process that runs a sweep on workers and never shuts them down still exits by itself', () => {
   const script = `
     import { GPT } from ${JSON.stringify(path.join(here, '..', 'mingpt', 'model.ts'))};
-    import { fastPatchingSweep } from ${JSON.stringify(path.join(here, '..', 'mingpt', 'fast_patching.ts'))};
+    import { fastPatchingSweep } from ${JSON.stringify(path.join(here, '..', 'sweep', 'fast.ts'))};
     const config = GPT.get_default_config();
     config.model_type = null;
     config.merge_from_dict({ n_layer: 2, n_head: 2, n_embd: 8, vocab_size: 20, block_size: 8 });

@@ -1,5 +1,5 @@
 // Tests for generate.ts, the activation-patching assignment end to end, and for its helpers in
-// mingpt/cli.ts (arguments, atomic output) and mingpt/terminal.ts (tables, heatmap, colours).
+// cli/args.ts (arguments, atomic output) and cli/terminal.ts (tables, heatmap, colours).
 //
 // The end-to-end tests run the real command line as a child process on the fixture checkpoint
 // test/fixtures/gpt2-tiny. Expected numbers come from test/fixtures/gpt2-tiny/reference.json,
@@ -12,10 +12,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compile } from 'vega-lite';
-import { helpText, parseArgs, type CommandSpec } from '../mingpt/cli.ts';
-import { InputError, UsageError } from '../mingpt/errors.ts';
-import { OutputWriter, atomicWrite } from '../mingpt/output.ts';
-import { colorDepth, displayWidth, formatHeatmap, formatTokenList, formatTopTable, stripAnsi, visibleToken } from '../mingpt/terminal.ts';
+import { helpText, parseArgs, type CommandSpec } from '../cli/args.ts';
+import { InputError, UsageError } from '../io/errors.ts';
+import { OutputWriter, atomicWrite } from '../io/output.ts';
+import { colorDepth, displayWidth, formatHeatmap, formatTokenList, formatTopTable, stripAnsi, visibleToken } from '../cli/terminal.ts';
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { COMMAND, readingAid, targetTokenId, tokenizeInputs, topTokens } from '../generate.ts';
 import { runScript, type Run } from './run_script.ts';
@@ -291,7 +291,7 @@ test('readingAid: identical runs say so instead of inventing structure', () => {
 });
 
 // -----------------------------------------------------------------------------------------------
-// mingpt/cli.ts
+// cli/args.ts
 
 const SPEC: CommandSpec = {
   usage: 'prog',
@@ -403,7 +403,7 @@ test('OutputWriter.check: a folder under a file, or in /proc, is refused at once
 });
 
 // -----------------------------------------------------------------------------------------------
-// mingpt/terminal.ts
+// cli/terminal.ts
 
 test('colorDepth: FORCE_COLOR wins, then NO_COLOR, then whether the stream is a terminal', () => {
   const tty = { isTTY: true, getColorDepth: () => 8 };

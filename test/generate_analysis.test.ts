@@ -13,8 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compile } from 'vega-lite';
-import { openSafetensors } from '../mingpt/safetensors.ts';
-import { displayWidth } from '../mingpt/terminal.ts';
+import { openSafetensors } from '../io/safetensors.ts';
+import { displayWidth } from '../cli/terminal.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const fixture = path.join(root, 'test', 'fixtures', 'gpt2-tiny');

@@ -13,12 +13,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GPT } from '../mingpt/model.ts';
-import { OutputWriter } from '../mingpt/output.ts';
+import { OutputWriter } from '../io/output.ts';
 import { DEFAULT_RANGE, INDUCTION_HEAD, LAYOUT, N_EMBD, PREV_HEAD, buildHandmade, digitsOf } from '../assignments/induction-heads/handmade.ts';
-import { checkpointFiles } from '../mingpt/checkpoint_writer.ts';
+import { checkpointFiles } from '../io/checkpoint_writer.ts';
 import { readOptions, runExperiment, setup, type Options } from '../assignments/induction-heads/induction.ts';
 import { runAblated } from '../assignments/induction-heads/circuit.ts';
 import { runScript } from './run_script.ts';
+import { loadGPT } from '../io/load.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'handmade-test-'));
@@ -112,7 +113,7 @@ test('the saved checkpoint loads with GPT.from_safetensors and computes the same
   const out = new OutputWriter(dir);
   for (const [name, data] of checkpointFiles(built.model, built.config)) out.add(name, data);
   out.commit();
-  const loaded = GPT.from_safetensors(dir);
+  const loaded = loadGPT(dir);
   assert.is(loaded.config.vocab_size, HI + 1);
   const idx = clean.tokens.slice(0, 2);
   const a = built.model.forward(idx).logits.data, b = loaded.forward(idx).logits.data;
@@ -140,7 +141,7 @@ test('handmade.ts command line: writes model.safetensors and config.json; refuse
   assert.equal(fs.readdirSync(dir).sort(), ['config.json', 'model.safetensors']);
   const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
   assert.equal(cfg.token_range, [1000, 1100]);
-  assert.is(GPT.from_safetensors(dir).config.vocab_size, 1101);
+  assert.is(loadGPT(dir).config.vocab_size, 1101);
   for (const [range, message] of [['0,2000', /at most 1000/], ['7', /LO,HI/]] as const) {
     const bad = path.join(tmp, `bad-${range}`);
     const r = await runHandmadeCli(['--out', bad, '--token-range', range]);

@@ -1,4 +1,4 @@
-// Tests for mingpt/head_detector.ts: the detection patterns written out by hand for short token
+// Tests for lens/head_detector.ts: the detection patterns written out by hand for short token
 // sequences, the one scoring function on attention patterns built by hand (each expected score
 // worked out on paper next to it), and detectHead on the handmade induction model, whose
 // previous-token head (0.2) and induction head (1.1) are known by construction.
@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   checkPattern, detectHead, detectionPattern, duplicateTokenPattern, inductionPattern, patternFromRows, previousTokenPattern, scoreHeads,
-} from '../mingpt/head_detector.ts';
+} from '../lens/head_detector.ts';
 import { buildHandmade } from '../assignments/induction-heads/handmade.ts';
 import { repeatedTokens } from '../assignments/induction-heads/scores.ts';
 

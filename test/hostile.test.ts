@@ -3,8 +3,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
-import { parseArgs, SEED_MAX, type CommandSpec } from '../mingpt/cli.ts';
-import { UsageError } from '../mingpt/errors.ts';
+import { parseArgs, SEED_MAX, type CommandSpec } from '../cli/args.ts';
+import { UsageError } from '../io/errors.ts';
 import { get_encoder, BPE_CACHE_MAX } from '../mingpt/bpe.ts';
 import { runScript } from './run_script.ts';
 

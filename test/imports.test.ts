@@ -1,7 +1,16 @@
 /**
- * The shape of the code, checked: no import cycles anywhere (type-only imports excepted: they
- * vanish at run time), library code in mingpt/ never imports command-line code (mingpt/cli.ts,
- * mingpt/cli_model.ts) nor anything outside mingpt/, and the readable kernels stay plain loops.
+ * The shape of the code, checked. The folders show the architecture, and imports go one way:
+ *
+ *   mingpt/   the minGPT port: model, tokenizer, hook points, kernels   imports nothing else
+ *   io/       weights on disk and from the Hub, files, progress        may import mingpt/
+ *   lens/     the interpretability core                                 may import mingpt/, io/
+ *   sweep/    the assignment's block-output sweep and its fast engine   may import the above
+ *   cli/      command-line, terminal and chart helpers                  may import the above
+ *   generate.ts, assignments/, bench/: the programs                     may import anything above
+ *
+ * The one exception: `GPT.from_pretrained` imports ../io/load.ts lazily (`await import`), as
+ * minGPT imports the transformers library inside that method. Also: no import cycles (type-only
+ * imports excepted: they vanish at run time), and the readable kernels import nothing.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -21,24 +30,24 @@ function tsFiles(dir: string): string[] {
   return out;
 }
 
-/** Relative imports of a file that exist at run time (static `import … from`, `export … from`, `import()`). */
-export function runtimeImports(file: string): string[] {
-  const src = fs.readFileSync(path.join(root, file), 'utf8');
-  const out: string[] = [];
+interface Import { target: string; lazy: boolean }
+
+/** Relative imports of a source text that exist at run time (static `import … from`, `export … from`, `import()`). */
+function runtimeImportsOf(file: string, src: string): Import[] {
+  const out: Import[] = [];
   const re = /^\s*(import|export)\s+(type\s+)?([^'";]*?)\s*from\s*['"](\.[^'"]+)['"]|import\(\s*['"](\.[^'"]+)['"]\s*\)/gm;
   for (const m of src.matchAll(re)) {
     if (m[2]) continue; // `import type … from`: erased
     const spec = m[4] ?? m[5];
-    if (m[3] && /^\{[^}]*\}$/.test(m[3].trim()) && m[3].replace(/[{}\s]/g, '').split(',').filter(Boolean).every((x) => x.startsWith('type '))) continue; // `import { type A, type B }`
-    out.push(path.normalize(path.join(path.dirname(file), spec)));
+    if (m[3] && /^\{[^}]*\}$/.test(m[3].trim()) && m[3].replace(/[{}]/g, '').split(',').map((x) => x.trim()).filter(Boolean).every((x) => x.startsWith('type '))) continue; // `import { type A, type B }`
+    out.push({ target: path.normalize(path.join(path.dirname(file), spec)), lazy: m[5] !== undefined });
   }
   return out;
 }
+const runtimeImports = (file: string) => runtimeImportsOf(file, fs.readFileSync(path.join(root, file), 'utf8'));
 
-const files = [...tsFiles('mingpt'), ...tsFiles('assignments'), ...tsFiles('bench'), 'generate.ts'].filter((f) => fs.existsSync(path.join(root, f)));
-const graph = new Map(files.map((f) => [f, runtimeImports(f).filter((d) => files.includes(d))]));
-
-test('no import cycles among the project\'s modules', () => {
+/** Every cycle met by a depth-first walk of `graph`, each written a → b → … → a. */
+function findCycles(graph: Map<string, string[]>): string[] {
   const state = new Map<string, 'open' | 'done'>();
   const cycles: string[] = [];
   const visit = (f: string, stack: string[]) => {
@@ -48,32 +57,64 @@ test('no import cycles among the project\'s modules', () => {
     for (const d of graph.get(f) ?? []) visit(d, [...stack, f]);
     state.set(f, 'done');
   };
-  for (const f of files) visit(f, []);
+  for (const f of graph.keys()) visit(f, []);
+  return cycles;
+}
+
+const LAYERS = ['mingpt', 'io', 'lens', 'sweep', 'cli'];
+/** A file's layer: its top folder's place in LAYERS; the programs come after every folder. */
+const layerOf = (f: string) => {
+  const i = LAYERS.indexOf(f.split(path.sep)[0]);
+  return i < 0 ? LAYERS.length : i;
+};
+const LAZY_EXCEPTION = { from: path.join('mingpt', 'model.ts'), to: path.join('io', 'load.ts') };
+const isException = (from: string, imp: Import) => imp.lazy && from === LAZY_EXCEPTION.from && imp.target === LAZY_EXCEPTION.to;
+
+const files = [...LAYERS, 'assignments', 'bench'].flatMap(tsFiles).concat('generate.ts').filter((f) => fs.existsSync(path.join(root, f)));
+const graph = new Map(files.map((f) => [f, runtimeImports(f).filter((d) => !isException(f, d) && files.includes(d.target)).map((d) => d.target)]));
+
+test('no import cycles among the project\'s modules', () => {
+  const cycles = findCycles(graph);
   assert.equal(cycles, [], cycles.join('\n'));
 });
 
-test('library code (mingpt/) imports no command-line code and nothing outside mingpt/', () => {
-  const cli = new Set(['mingpt/cli.ts', 'mingpt/cli_model.ts']);
+test('imports go one way: mingpt/ ← io/ ← lens/ ← sweep/ ← cli/ ← the programs', () => {
   const bad: string[] = [];
-  for (const f of files.filter((x) => x.startsWith('mingpt/') && !cli.has(x))) {
-    for (const d of runtimeImports(f)) if (cli.has(d) || !d.startsWith('mingpt/')) bad.push(`${f} imports ${d}`);
+  for (const f of files) {
+    for (const d of runtimeImports(f)) {
+      if (isException(f, d)) continue;
+      if (layerOf(d.target) > layerOf(f)) bad.push(`${f} imports ${d.target}`);
+    }
   }
   assert.equal(bad, [], bad.join('\n'));
 });
 
-test('the readable kernels import nothing: plain loops over Float32Arrays', () => {
-  assert.equal(runtimeImports('mingpt/kernels.ts'), []);
+test('the port (mingpt/) imports nothing outside mingpt/ but the lazy loader of from_pretrained', () => {
+  const outside = files.filter((f) => layerOf(f) === 0).flatMap((f) => runtimeImports(f).filter((d) => !d.target.startsWith('mingpt' + path.sep) && !isException(f, d)).map((d) => `${f} imports ${d.target}`));
+  assert.equal(outside, []);
+  assert.ok(runtimeImports(LAZY_EXCEPTION.from).some((d) => isException(LAZY_EXCEPTION.from, d)), 'from_pretrained no longer imports io/load.ts lazily: update this test');
 });
 
-test('the cycle check itself finds a cycle when there is one (two files importing each other)', () => {
-  const dir = fs.mkdtempSync(path.join(root, '.tmp-imports-'));
-  try {
-    fs.writeFileSync(path.join(dir, 'a.ts'), "import { b } from './b.ts';\nimport type { X } from './c.ts';\nexport const a = 1;\n");
-    fs.writeFileSync(path.join(dir, 'b.ts'), "export { a } from './a.ts';\nexport const b = 2;\n");
-    const rel = path.relative(root, dir);
-    assert.equal(runtimeImports(path.join(rel, 'a.ts')), [path.join(rel, 'b.ts')]);
-    assert.equal(runtimeImports(path.join(rel, 'b.ts')), [path.join(rel, 'a.ts')]);
-  } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+test('the readable kernels import nothing: plain loops over Float32Arrays', () => {
+  assert.equal(runtimeImports(path.join('mingpt', 'kernels', 'js.ts')), []);
+});
+
+test('the import reader skips type-only imports and sees static, re-exported and lazy ones', () => {
+  const src = "import { b } from './b.ts';\nimport type { X } from './c.ts';\nimport { type Y } from './d.ts';\nexport { e } from './e.ts';\nconst f = await import('./f.ts');\n";
+  assert.equal(runtimeImportsOf('x/a.ts', src), [
+    { target: path.join('x', 'b.ts'), lazy: false }, { target: path.join('x', 'e.ts'), lazy: false }, { target: path.join('x', 'f.ts'), lazy: true },
+  ]);
+});
+
+test('the cycle search finds a cycle when there is one, and none in a chain', () => {
+  assert.equal(findCycles(new Map([['a', ['b']], ['b', ['c']], ['c', ['a']]])), ['a → b → c → a']);
+  assert.equal(findCycles(new Map([['a', ['b']], ['b', ['c']], ['c', []]])), []);
+});
+
+test('the layer rule flags an import that goes the wrong way', () => {
+  assert.ok(layerOf(path.join('lens', 'x.ts')) > layerOf(path.join('mingpt', 'model.ts')));
+  assert.ok(layerOf('generate.ts') > layerOf(path.join('cli', 'args.ts')));
+  assert.ok(layerOf(path.join('assignments', 'ioi', 'ioi.ts')) === layerOf(path.join('bench', 'bench.ts')));
 });
 
 test.run();

@@ -16,13 +16,14 @@ import {
 import { ablationHooks, cleanRun, halves, mlpAblation, nextTokenStats, runAblated, secondHalfPositions } from '../assignments/induction-heads/circuit.ts';
 import { COMMAND, blocksToRun, plural, readOptions, runExperiment, setup, type Options } from '../assignments/induction-heads/induction.ts';
 import { buildHandmade } from '../assignments/induction-heads/handmade.ts';
-import { UsageError } from '../mingpt/errors.ts';
-import { helpText } from '../mingpt/cli.ts';
+import { UsageError } from '../io/errors.ts';
+import { helpText } from '../cli/args.ts';
 import { GPT } from '../mingpt/model.ts';
-import { logSoftmaxAt } from '../mingpt/metrics.ts';
-import { kernelsName } from '../mingpt/backend.ts';
+import { logSoftmaxAt } from '../lens/metrics.ts';
+import { kernelsName } from '../mingpt/kernels/index.ts';
 import { mlpAblationsOnThreads } from '../assignments/induction-heads/ablation_pool.ts';
 import { runScript, type Run } from './run_script.ts';
+import { loadGPT } from '../io/load.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const fixture = path.join(root, 'test', 'fixtures', 'gpt2-tiny');
@@ -376,7 +377,7 @@ function secondHalfFromFull(logits: Float32Array, tokens: number[][], n: number,
 
 test('MLP ablation fast path (start after the block, logits at the second half) = the full forward with a hook, to 1e-4; the same on two threads', async () => {
   // the fixture: 3 layers of random weights, so every MLP matters
-  const model = GPT.from_safetensors(fixture);
+  const model = loadGPT(fixture);
   const n = 8, V = model.config.vocab_size;
   const tokens = repeatedTokens({ batch: 3, seqLen: n, lo: 256, hi: 1256, bos: 50256, seed: 4 });
   const clean = cleanRun(model, tokens, n);

@@ -14,20 +14,21 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GPT } from '../mingpt/model.ts';
 import { BPETokenizer } from '../mingpt/bpe.ts';
-import { parseHead } from '../mingpt/heads.ts';
+import { parseHead } from '../lens/heads.ts';
 import { loadPromptsFile, tokenizePrompts } from '../assignments/ioi/dataset.ts';
 import { basicResults, completenessSets, knockoutResults, pathResults, type StepsProgress } from '../assignments/ioi/experiment.ts';
 import { DEFAULT_NAMES, DUP_HEAD, NAME_MOVER, SINH_HEAD, buildHandmade } from '../assignments/ioi/handmade.ts';
 import { makeDataset } from '../assignments/ioi/dataset.ts';
-import { headName } from '../mingpt/heads.ts';
+import { headName } from '../lens/heads.ts';
 import { runScript } from './run_script.ts';
+import { loadGPT } from '../io/load.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FIXTURE = path.join(here, 'fixtures', 'gpt2-tiny');
 const GROUP_FILE = path.join(here, 'fixtures', 'ioi-group.json');
 const A = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'analysis.json'), 'utf8'));
 const G = A.group;
-const model = GPT.from_safetensors(FIXTURE);
+const model = loadGPT(FIXTURE);
 const groups = tokenizePrompts(loadPromptsFile(GROUP_FILE), new BPETokenizer());
 const quiet: StepsProgress = { start() {}, update() {}, end() {} };
 

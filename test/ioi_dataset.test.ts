@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BPETokenizer } from '../mingpt/bpe.ts';
-import { InputError } from '../mingpt/errors.ts';
+import { InputError } from '../io/errors.ts';
 import {
   NAMES, OBJECTS, PLACES, TEMPLATES, fillTemplate, loadPromptsFile, makeDataset, parsePrompts, tokenizePrompts, type IOIPrompt,
 } from '../assignments/ioi/dataset.ts';

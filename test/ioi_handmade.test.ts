@@ -22,12 +22,14 @@ import { fileURLToPath } from 'node:url';
 import { GPT } from '../mingpt/model.ts';
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { clone, type HookSpec } from '../mingpt/hooks.ts';
-import { directLogitAttribution } from '../mingpt/attribution.ts';
+import { directLogitAttribution } from '../lens/attribution.ts';
 import {
   DEFAULT_NAMES, DUP_HEAD, HEAD_SIZE, LAYOUT, NAME_MOVER, NM_GAIN, N_EMBD, N_HEAD, N_LAYER, SINH_HEAD, buildHandmade,
 } from '../assignments/ioi/handmade.ts';
 import { loadPromptsFile, makeDataset, tokenizePrompts, type PromptGroup } from '../assignments/ioi/dataset.ts';
 import { runScript } from './run_script.ts';
+import { loadGPT } from '../io/load.ts';
+import { run_with_cache } from '../lens/activation_cache.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ioi-handmade-test-'));
@@ -60,7 +62,7 @@ const zName = (l: number) => `blocks.${l}.attn.hook_z`;
 /** Per layer, the mean over the group's corrupt (ABC) prompts of hook_z: (T, nh, hs) flattened. */
 const meanZ = new Map<PromptGroup, Float32Array[]>();
 for (const g of groups) {
-  const { cache } = model.run_with_cache(g.prompts.map((p) => p.corrupt_ids), { names: (n) => n.endsWith('attn.hook_z'), logits_at: [g.T - 1] });
+  const { cache } = run_with_cache(model, g.prompts.map((p) => p.corrupt_ids), { names: (n) => n.endsWith('attn.hook_z'), logits_at: [g.T - 1] });
   meanZ.set(g, Array.from({ length: N_LAYER }, (_, l) => {
     const z = cache.get(zName(l)).data, B = g.prompts.length, n = g.T * NH * hs;
     const m = new Float32Array(n);
@@ -150,7 +152,7 @@ test('IOI solved: accuracy > 0.95, F_model = the name mover\'s gain, IO the top-
 
 test('attention: S2 looks at S1 (not itself), END at S2 (S-inhibition) and at IO (name mover)', () => {
   for (const g of groups.slice(0, 3)) {
-    const { cache } = model.run_with_cache(g.prompts.map((p) => p.clean_ids), { names: (n) => n.endsWith('hook_pattern'), logits_at: [g.T - 1] });
+    const { cache } = run_with_cache(model, g.prompts.map((p) => p.clean_ids), { names: (n) => n.endsWith('hook_pattern'), logits_at: [g.T - 1] });
     const at = (x: { layer: number; head: number }, b: number, q: number, k: number) => cache.get('pattern', x.layer).get(b, x.head, q, k);
     g.prompts.forEach(({ pos }, b) => {
       assert.ok(at(DUP_HEAD, b, pos.S2, pos.S1) > 0.99);
@@ -176,12 +178,12 @@ test('knockouts: the name mover out drops F to about 0; the circuit alone keeps 
   console.log(`    handmade IOI: F_model ${F_model.toFixed(4)}, name mover out ${F_nm.toFixed(4)}, circuit only ${F_circuit.toFixed(4)} (faithfulness ${faithfulness.toFixed(4)})`);
 });
 
-test('DLA (mingpt/attribution.ts): the name mover is the top head and carries all of F', () => {
+test('DLA (lens/attribution.ts): the name mover is the top head and carries all of F', () => {
   const sum = Array.from({ length: N_LAYER }, () => new Array(NH).fill(0));
   let n = 0;
   for (const g of groups.slice(0, 5)) { // 50 prompts, 5 templates
     // (every position's logits: DLA reads ln_final's scale at END from the cache)
-    const { cache } = model.run_with_cache(g.prompts.map((p) => p.clean_ids));
+    const { cache } = run_with_cache(model, g.prompts.map((p) => p.clean_ids));
     const dla = directLogitAttribution(model, cache, { pos: g.T - 1, token: g.prompts.map((p) => p.io_id), other: g.prompts.map((p) => p.s_id) });
     for (let l = 0; l < N_LAYER; l++) for (let h = 0; h < NH; h++) sum[l][h] += dla.heads[l][h].reduce((a, b) => a + b, 0);
     n += g.prompts.length;
@@ -203,8 +205,8 @@ test('path patching to the name mover\'s queries at END singles out the S-inhibi
   const qName = `blocks.${NAME_MOVER.layer}.attn.hook_q`;
   for (const g of groups.slice(0, 5)) { // 50 prompts, 5 templates
     const names = (n: string) => n.endsWith('attn.hook_z');
-    const orig = model.run_with_cache(g.prompts.map((p) => p.clean_ids), { names, logits_at: [g.T - 1] }).cache;
-    const fresh = model.run_with_cache(g.prompts.map((p) => p.corrupt_ids), { names, logits_at: [g.T - 1] }).cache;
+    const orig = run_with_cache(model, g.prompts.map((p) => p.clean_ids), { names, logits_at: [g.T - 1] }).cache;
+    const fresh = run_with_cache(model, g.prompts.map((p) => p.corrupt_ids), { names, logits_at: [g.T - 1] }).cache;
     for (const s of senders) {
       const [ls, hS] = s.split('.').map(Number);
       const freeze: HookSpec = Array.from({ length: N_LAYER }, (_, l) => [zName(l), (act) => {
@@ -244,7 +246,7 @@ test('the CLI writes a GPT-2 checkpoint that loads and answers like the in-memor
   assert.equal(cfg.known_heads, built.config.known_heads);
   assert.equal(cfg.name_ids, built.config.name_ids);
   assert.is(cfg.n_positions, 24);
-  const loaded = GPT.from_safetensors(out);
+  const loaded = loadGPT(out);
   assert.is(loaded.lm_head.weight, loaded.transformer.wte, 'no lm_head.weight in the file: tied on loading');
   const g = groups[0];
   const ids = g.prompts.map((p) => p.clean_ids);

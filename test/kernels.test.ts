@@ -1,11 +1,11 @@
 /**
- * mingpt/kernels.ts: each fast kernel against its naive twin (llm.c's habit: check the fast kernel
+ * mingpt/kernels/js.ts: each fast kernel against its naive twin (llm.c's habit: check the fast kernel
  * against the plain one before timing it). Shapes include the awkward ones — 1, 7 and 65 rows or
  * channels, odd output counts, fewer than 4 rows — where tiling and padding code can go wrong.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { matmulForward, matmulForwardNaive, matvecRows } from '../mingpt/kernels.ts';
+import { matmulForward, matmulForwardNaive, matvecRows } from '../mingpt/kernels/js.ts';
 import { RNG } from '../mingpt/utils.ts';
 
 const rng = new RNG(1234);

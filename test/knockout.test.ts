@@ -1,5 +1,5 @@
 /**
- * Knockouts (mingpt/knockout.ts) against test/fixtures/gpt2-tiny/analysis.json's `knockout`: the
+ * Knockouts (lens/knockout.ts) against test/fixtures/gpt2-tiny/analysis.json's `knockout`: the
  * group of ioi-group.json, its circuit, F_model, F_circuit, F_empty, faithfulness, completeness
  * for the listed sets and minimality per head, from an independent PyTorch run of ANALYSIS.md's
  * definitions (mean ablation over the group's corrupt prompts). Tolerance 1e-3 relative to
@@ -11,14 +11,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GPT } from '../mingpt/model.ts';
-import { Knockout, evaluateCircuit, type KnockoutGroup } from '../mingpt/knockout.ts';
-import { parseHead } from '../mingpt/heads.ts';
+import { Knockout, evaluateCircuit, type KnockoutGroup } from '../lens/knockout.ts';
+import { parseHead } from '../lens/heads.ts';
+import { loadGPT } from '../io/load.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FIXTURE = path.join(here, 'fixtures', 'gpt2-tiny');
 const A = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'analysis.json'), 'utf8'));
 const G = JSON.parse(fs.readFileSync(path.join(here, 'fixtures', 'ioi-group.json'), 'utf8'));
-const model = GPT.from_safetensors(FIXTURE);
+const model = loadGPT(FIXTURE);
 const K = A.knockout;
 const T = K.group_ids[0][0].length;
 

@@ -10,17 +10,20 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GPT } from '../mingpt/model.ts';
 import { BPETokenizer, tokenStrings } from '../mingpt/bpe.ts';
-import { softmaxRows } from '../mingpt/kernels.ts';
+import { softmaxRows } from '../mingpt/kernels/js.ts';
 import { zeroHook, patchHook } from '../mingpt/hooks.ts';
-import { findInHFCache } from '../mingpt/pretrained.ts';
+import { findInHFCache } from '../io/pretrained.ts';
 import { set_seed } from '../mingpt/utils.ts';
-import { openSafetensors, writeSafetensors, type TensorToWrite, type Dtype } from '../mingpt/safetensors.ts';
+import { openSafetensors, writeSafetensors, type TensorToWrite, type Dtype } from '../io/safetensors.ts';
 import os from 'node:os';
+import { loadGPT } from '../io/load.ts';
+import { run_with_cache } from '../lens/activation_cache.ts';
+import { run_with_patch } from '../lens/patching.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FIXTURE = path.join(here, 'fixtures', 'gpt2-tiny');
 const reference = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'reference.json'), 'utf8'));
-const model = GPT.from_safetensors(FIXTURE);
+const model = loadGPT(FIXTURE);
 const bpe = new BPETokenizer();
 
 function close(actual: number, expected: number, tol: number, what: string) {
@@ -94,11 +97,11 @@ const hooks = suite('hook points');
 const c0 = reference.cases[0];
 
 hooks('patching blocks.l.hook_resid_post through a hook equals the save/patch flags', () => {
-  const { cache } = model.run_with_cache(c0.clean_ids, { names: (n) => n.endsWith('hook_resid_post') });
+  const { cache } = run_with_cache(model, c0.clean_ids, { names: (n) => n.endsWith('hook_resid_post') });
   model.forward(c0.clean_ids, { save: true });
   for (const [layer, position] of [[0, 1], [1, 1], [2, 10], [1, 4]]) {
     const viaFlags = model.forward(c0.corrupt_ids, { patch: { layer, position } }).logits.data;
-    const viaHook = model.run_with_patch(c0.corrupt_ids, cache, `blocks.${layer}.hook_resid_post`, { position }).logits.data;
+    const viaHook = run_with_patch(model, c0.corrupt_ids, cache, `blocks.${layer}.hook_resid_post`, { position }).logits.data;
     assert.equal(viaHook, viaFlags, `layer ${layer} position ${position}`);
   }
 });
@@ -125,7 +128,7 @@ hooks('a zeroing hook changes the logits, and only from its position on', () => 
 
 hooks('run_with_cache gives every point with its documented shape; patterns are causal distributions', () => {
   const T = c0.clean_ids.length;
-  const { cache } = model.run_with_cache([c0.clean_ids, c0.corrupt_ids]);
+  const { cache } = run_with_cache(model, [c0.clean_ids, c0.corrupt_ids]);
   assert.equal(cache.get('hook_embed')!.shape, [2, T, 32]);
   assert.equal(cache.get('blocks.0.attn.hook_pattern')!.shape, [2, 4, T, T]);
   assert.equal(cache.get('blocks.0.attn.hook_z')!.shape, [2, T, 4, 8]);
@@ -147,14 +150,14 @@ hooks('run_with_cache gives every point with its documented shape; patterns are 
 });
 
 hooks('per-head patching of hook_z touches only that head', () => {
-  const { cache } = model.run_with_cache(c0.clean_ids, { names: ['blocks.0.attn.hook_z'] });
+  const { cache } = run_with_cache(model, c0.clean_ids, { names: ['blocks.0.attn.hook_z'] });
   const seen: Float32Array[] = [];
   model.run_with_hooks(c0.corrupt_ids, [
     ['blocks.0.attn.hook_z', patchHook(cache.get('blocks.0.attn.hook_z')!, { head: 2, position: [1, 4] })],
     ['blocks.0.attn.hook_z', (act) => { seen.push(act.data.slice()); }],
   ]);
   const clean = cache.get('blocks.0.attn.hook_z')!;
-  const { cache: corrupt } = model.run_with_cache(c0.corrupt_ids, { names: ['blocks.0.attn.hook_z'] });
+  const { cache: corrupt } = run_with_cache(model, c0.corrupt_ids, { names: ['blocks.0.attn.hook_z'] });
   const cor = corrupt.get('blocks.0.attn.hook_z')!;
   const T = c0.clean_ids.length;
   for (let t = 0; t < T; t++) for (let h = 0; h < 4; h++) for (let i = 0; i < 8; i++) {
@@ -249,19 +252,19 @@ function variant(dir: string, opts: { prefix?: boolean; lmHead?: boolean; dtype?
 const fixtureLogits = () => model.forward(c0.clean_ids).logits.data;
 
 load('GPT2LMHeadModel layout (transformer. prefix, own lm_head.weight, no attn.bias) gives bit-identical logits', () => {
-  const m = GPT.from_safetensors(variant(path.join(tmp, 'lmhead'), { prefix: true, lmHead: true, dropBuffers: true }));
+  const m = loadGPT(variant(path.join(tmp, 'lmhead'), { prefix: true, lmHead: true, dropBuffers: true }));
   assert.ok(m.lm_head.weight !== m.transformer.wte, 'a stored lm_head gets its own memory');
   assert.equal(m.forward(c0.clean_ids).logits.data, fixtureLogits());
 });
 
 load('the .safetensors file path works as well as its directory', () => {
-  const m = GPT.from_safetensors(path.join(FIXTURE, 'model.safetensors'));
+  const m = loadGPT(path.join(FIXTURE, 'model.safetensors'));
   assert.equal(m.forward(c0.clean_ids).logits.data, fixtureLogits());
 });
 
 for (const [dtype, tol] of [['F16', 0.05], ['BF16', 0.3]] as const) {
   load(`an ${dtype} copy gives logits within ${tol} of the F32 ones (rounding of the stored weights)`, () => {
-    const m = GPT.from_safetensors(variant(path.join(tmp, dtype), { dtype }));
+    const m = loadGPT(variant(path.join(tmp, dtype), { dtype }));
     const a = m.forward(c0.clean_ids).logits.data, b = fixtureLogits();
     let worst = 0;
     for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
@@ -271,7 +274,7 @@ for (const [dtype, tol] of [['F16', 0.05], ['BF16', 0.3]] as const) {
 
 load('a checkpoint with a tensor the GPT-2 layout has no place for is refused, naming it', () => {
   const dir = variant(path.join(tmp, 'extra'), { extra: 'h.3.ln_1.weight' });
-  assert.throws(() => GPT.from_safetensors(dir), (e: Error) => e.message.includes('h.3.ln_1.weight') && e.message.includes(dir));
+  assert.throws(() => loadGPT(dir), (e: Error) => e.message.includes('h.3.ln_1.weight') && e.message.includes(dir));
 });
 load.run();
 
@@ -282,7 +285,7 @@ const local = [path.join(here, '..', 'weights', 'gpt2')].find((d) => fs.existsSy
 const realTest = local ? real : real.skip;
 
 realTest('the assignment\'s table: P(" was") = 0.1634, P(" Jones") = 0.1396 after the Michelle Jones sentence', () => {
-  const m = GPT.from_safetensors(local!);
+  const m = loadGPT(local!);
   m.forward(bpe.encode('Michelle Jones was a top-notch student. Michelle'));
   const probs = m.lastLogits.slice();
   softmaxRows(probs, 1, probs.length);
@@ -293,7 +296,7 @@ realTest('the assignment\'s table: P(" was") = 0.1634, P(" Jones") = 0.1396 afte
 });
 
 realTest('TransformerLens acceptance: loss on "<|endoftext|>Hello world!" is 5.331855773925781', () => {
-  const m = GPT.from_safetensors(local!);
+  const m = loadGPT(local!);
   const ids = [50256, ...bpe.encode('Hello world!')];
   const { loss } = m.forward(ids.slice(0, -1), { targets: ids.slice(1) });
   close(loss!, 5.331855773925781, 1e-4, 'loss');

@@ -1,4 +1,4 @@
-// The output writer (mingpt/output.ts): a run's files appear as a set or not at all. Everything is
+// The output writer (io/output.ts): a run's files appear as a set or not at all. Everything is
 // written under a temporary folder, removed at the end.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -7,8 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { OutputWriter, atomicWrite } from '../mingpt/output.ts';
-import { InputError } from '../mingpt/errors.ts';
+import { OutputWriter, atomicWrite } from '../io/output.ts';
+import { InputError } from '../io/errors.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mingpt-output-test-'));
@@ -106,7 +106,7 @@ async function interrupted(signal: 'SIGINT' | 'SIGTERM'): Promise<void> {
   const N = 40;
   for (let i = 0; i < N; i++) fs.writeFileSync(path.join(dir, `f${i}.bin`), 'old');
   const script = `
-    import { OutputWriter } from ${JSON.stringify(path.join(root, 'mingpt', 'output.ts'))};
+    import { OutputWriter } from ${JSON.stringify(path.join(root, 'io', 'output.ts'))};
     const w = new OutputWriter(${JSON.stringify(dir)});
     const big = new Uint8Array(2 * 1024 * 1024).fill(7);
     for (let i = 0; i < ${N}; i++) w.add('f' + i + '.bin', big);

@@ -1,5 +1,5 @@
 /**
- * Path patching (mingpt/path_patching.ts) against test/fixtures/gpt2-tiny/analysis.json, an
+ * Path patching (lens/path_patching.ts) against test/fixtures/gpt2-tiny/analysis.json, an
  * independent PyTorch run of ANALYSIS.md's definitions: `path_patching` on the case pair
  * (to the logits, and to the queries of every head of the last layer at every position) and
  * `group.path_patching` on the prompts of ioi-group.json (to the logits, and to the name movers'
@@ -12,14 +12,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GPT } from '../mingpt/model.ts';
 import { BPETokenizer } from '../mingpt/bpe.ts';
-import { pathPatch, type PairBatch } from '../mingpt/path_patching.ts';
-import { parseHead } from '../mingpt/heads.ts';
+import { pathPatch, type PairBatch } from '../lens/path_patching.ts';
+import { parseHead } from '../lens/heads.ts';
+import { loadGPT } from '../io/load.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FIXTURE = path.join(here, 'fixtures', 'gpt2-tiny');
 const A = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'analysis.json'), 'utf8'));
 const G = JSON.parse(fs.readFileSync(path.join(here, 'fixtures', 'ioi-group.json'), 'utf8'));
-const model = GPT.from_safetensors(FIXTURE);
+const model = loadGPT(FIXTURE);
 const L = model.config.n_layer, nh = model.config.n_head;
 
 function close(got: number | null, want: number | null, what: string, tol = 1e-3) {

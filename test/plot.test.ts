@@ -1,4 +1,4 @@
-// Tests for mingpt/plot.ts and the activation-patching charts (assignments/activation-patching/charts.ts): the heatmap spec, vega's headless SVG, the PNG,
+// Tests for cli/plot.ts and the activation-patching charts (assignments/activation-patching/charts.ts): the heatmap spec, vega's headless SVG, the PNG,
 // and the self-contained HTML page. Expected values come from the definitions in the issue
 // (layer 0 on top, positions in sentence order, a diverging scale centred on zero, one cell per
 // layer × position) and from vega's blueorange scheme (blue for low values, orange for high).
@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { compile } from 'vega-lite';
-import { chartHtml, positionLabel, renderPng, renderSvg, writeChartHtml, type TopLevelSpec } from '../mingpt/plot.ts';
+import { chartHtml, positionLabel, renderPng, renderSvg, writeChartHtml, type TopLevelSpec } from '../cli/plot.ts';
 import { patchHeatmapSpec, patchingHeatmapSpec } from '../assignments/activation-patching/charts.ts';
 
 // A small matrix with a repeated token (" the" at 1 and 3), negative and positive values.

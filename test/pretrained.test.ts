@@ -1,5 +1,5 @@
-// Getting GPT-2 onto disk (mingpt/pretrained.ts, mingpt/download.ts) and the progress bar it shows
-// (mingpt/progress.ts). No test touches the network: two http servers on 127.0.0.1 play the Hub
+// Getting GPT-2 onto disk (io/pretrained.ts, io/download.ts) and the progress bar it shows
+// (io/progress.ts). No test touches the network: two http servers on 127.0.0.1 play the Hub
 // (resolve URLs, HEAD with x-linked-etag / x-linked-size, a 302 for the LFS file) and its CDN (a
 // second origin), serving the tiny fixture checkpoint. The environment is passed explicitly (never
 // the real home or HF cache), and everything is written under a temporary directory, removed at the end.
@@ -14,10 +14,10 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
-import { ensurePretrained, findInHFCache, hfHubCacheDir, PretrainedError, PRETRAINED } from '../mingpt/pretrained.ts';
-import { acquireLock, normalizeEtag, etagKind } from '../mingpt/download.ts';
-import { Checkpoint } from '../mingpt/checkpoint.ts';
-import { ProgressBar, formatBytes } from '../mingpt/progress.ts';
+import { ensurePretrained, findInHFCache, hfHubCacheDir, PretrainedError, PRETRAINED } from '../io/pretrained.ts';
+import { acquireLock, normalizeEtag, etagKind } from '../io/download.ts';
+import { Checkpoint } from '../io/checkpoint.ts';
+import { ProgressBar, formatBytes } from '../io/progress.ts';
 
 const FIXTURE_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'gpt2-tiny');
 const MODEL_A = fs.readFileSync(path.join(FIXTURE_DIR, 'model.safetensors'));

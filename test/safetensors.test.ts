@@ -1,5 +1,5 @@
-// The safetensors reader/writer (mingpt/safetensors.ts) and the GPT-2 checkpoint view on top of it
-// (mingpt/checkpoint.ts). Expected values come from the fixture's own bytes (parsed here by hand,
+// The safetensors reader/writer (io/safetensors.ts) and the GPT-2 checkpoint view on top of it
+// (io/checkpoint.ts). Expected values come from the fixture's own bytes (parsed here by hand,
 // independently of the reader), from fixtures/README.md and config.json, or from bit patterns
 // worked out by hand in the comments.
 import { test } from 'uvu';
@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openSafetensors, writeSafetensors, SafetensorsError, type TensorToWrite } from '../mingpt/safetensors.ts';
-import { Checkpoint, CheckpointError, transposeBand } from '../mingpt/checkpoint.ts';
+import { openSafetensors, writeSafetensors, SafetensorsError, type TensorToWrite } from '../io/safetensors.ts';
+import { Checkpoint, CheckpointError, transposeBand } from '../io/checkpoint.ts';
 
 const FIXTURE_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'gpt2-tiny');
 const FIXTURE = path.join(FIXTURE_DIR, 'model.safetensors');
@@ -579,7 +579,7 @@ test('Checkpoint.open compares config.json with the tensor shapes before anythin
 });
 
 test('checkConfigAgainstTensors refuses a model larger than the available memory, with its size', async () => {
-  const { checkConfigAgainstTensors } = await import('../mingpt/checkpoint.ts');
+  const { checkConfigAgainstTensors } = await import('../io/checkpoint.ts');
   const ck = Checkpoint.open(FIXTURE_DIR);
   const st = (ck as unknown as { st: { tensors: Map<string, any> } }).st;
   // the fixture: (50257 + 64) * 32 + 3 * (12 * 32^2 + 13 * 32) + 2 * 32 = 1,648,448 floats = 6,593,792 bytes (as the fixture holds)

@@ -1,6 +1,6 @@
 /**
- * The WebAssembly SIMD kernels (mingpt/simd/, chosen through mingpt/backend.ts):
- *  - each against the naive loop of mingpt/kernels.ts on awkward shapes (1, 7, 65 rows; C and OC
+ * The WebAssembly SIMD kernels (mingpt/kernels/simd/, chosen through mingpt/kernels/index.ts):
+ *  - each against the naive loop of mingpt/kernels/js.ts on awkward shapes (1, 7, 65 rows; C and OC
  *    not multiples of 4 or 8; a bias, a zero bias, none), with the weights in a kernel memory
  *    and outside any (the copying path GPT-2 XL takes);
  *  - one choice of kernels gives bit-identical numbers whichever way it is called (the rows of
@@ -14,16 +14,17 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { matmulForwardNaive, geluForward as geluJs } from '../mingpt/kernels.ts';
-import * as simd from '../mingpt/simd/kernels.ts';
-import { allocParams, kernelsName, paramsMemory, setKernels } from '../mingpt/backend.ts';
-import { resetSimdSupport, setMaxParamPages, simdSupport, type KernelExports } from '../mingpt/simd/memory.ts';
-import { kernelModuleBytes } from '../mingpt/simd/kernels_wasm.ts';
+import { matmulForwardNaive, geluForward as geluJs } from '../mingpt/kernels/js.ts';
+import * as simd from '../mingpt/kernels/simd/kernels.ts';
+import { allocParams, kernelsName, paramsMemory, setKernels } from '../mingpt/kernels/index.ts';
+import { resetSimdSupport, setMaxParamPages, simdSupport, type KernelExports } from '../mingpt/kernels/simd/memory.ts';
+import { kernelModuleBytes } from '../mingpt/kernels/simd/kernels_wasm.ts';
 import { Worker } from 'node:worker_threads';
-import { setKernelThreads, stopKernelThreads, kernelThreads } from '../mingpt/simd/threads.ts';
+import { setKernelThreads, stopKernelThreads, kernelThreads } from '../mingpt/kernels/simd/threads.ts';
 import { GPT } from '../mingpt/model.ts';
-import { fastPatchingSweep, endFastSweeps } from '../mingpt/fast_patching.ts';
+import { fastPatchingSweep, endFastSweeps } from '../sweep/fast.ts';
 import { RNG } from '../mingpt/utils.ts';
+import { loadGPT } from '../io/load.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FIXTURE = path.join(here, 'fixtures', 'gpt2-tiny');
@@ -175,7 +176,7 @@ for (const kernels of ['simd', 'js'] as const) {
     const before = kernelsName();
     try {
       assert.is(setKernels(kernels), kernels);
-      const model = GPT.from_safetensors(FIXTURE);
+      const model = loadGPT(FIXTURE);
       if (kernels === 'simd') assert.ok(paramsMemory(model.params) !== null, 'model.params is a view of a WebAssembly.Memory');
       checkAgainstPyTorch(model, kernels);
       await checkSweep(model, kernels);
@@ -189,7 +190,7 @@ for (const kernels of ['simd', 'js'] as const) {
 maybe('simd and js sweep matrices agree to 1e-5 on the tiny checkpoint', async () => {
   const before = kernelsName();
   try {
-    const model = GPT.from_safetensors(FIXTURE);
+    const model = loadGPT(FIXTURE);
     setKernels('simd');
     const a = await fastPatchingSweep(model, input, { workers: 1 });
     setKernels('js');
@@ -206,7 +207,7 @@ maybe('weights too big for a kernel memory (GPT-2 XL): a SharedArrayBuffer, the 
     process.env.MINGPT_QUIET = '1';
     setKernels('simd');
     setMaxParamPages(1); // nothing fits: as for 6.2 GB of weights
-    const model = GPT.from_safetensors(FIXTURE);
+    const model = loadGPT(FIXTURE);
     assert.is(paramsMemory(model.params), null);
     assert.ok(model.params.buffer instanceof SharedArrayBuffer);
     checkAgainstPyTorch(model, 'weights outside');
@@ -245,7 +246,7 @@ test('without WebAssembly SIMD: asking for simd gives js, weights in a SharedArr
     resetSimdSupport();
     assert.is(setKernels('simd'), 'js');
     assert.is(kernelsName(), 'js');
-    const model = GPT.from_safetensors(FIXTURE);
+    const model = loadGPT(FIXTURE);
     assert.ok(model.params.buffer instanceof SharedArrayBuffer);
     assert.is(paramsMemory(model.params), null);
     checkAgainstPyTorch(model, 'fallback');

@@ -1,4 +1,4 @@
-// mingpt/terminal.ts: what a newcomer ran into with the terminal heatmap. A 16-colour terminal
+// cli/terminal.ts: what a newcomer ran into with the terminal heatmap. A 16-colour terminal
 // (TERM=xterm) gets colours of its own instead of none; a terminal that reports 0 columns, or a
 // pipe, is formatted for $COLUMNS or 100 columns; grids too wide for the width are cut into
 // blocks that keep their column numbers; a custom colour scale and the one-sided note.
@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   colorDepth, colorNames, displayWidth, formatHeatmap, oneSide, stripAnsi, terminalWidth, wrapText,
-} from '../mingpt/terminal.ts';
+} from '../cli/terminal.ts';
 
 const rows = ['layer 0', 'layer 1'];
 

@@ -1,4 +1,4 @@
-// Tests for mingpt/weights.ts. References:
+// Tests for lens/weights.ts. References:
 //   - raw views: the checkpoint file itself, read in its own Conv1D layout and sliced as
 //     ANALYSIS.md's "Notation" section says (W_Q[l][h] = c_attn.weight[:, h·hs:(h+1)·hs], …);
 //   - processed views: the PyTorch reference's activations in analysis.json. With the layer norm
@@ -11,13 +11,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GPT } from '../mingpt/model.ts';
-import { Weights } from '../mingpt/weights.ts';
-import { lnScales } from '../mingpt/circuits.ts';
-import { openSafetensors } from '../mingpt/safetensors.ts';
+import { Weights } from '../lens/weights.ts';
+import { lnScales } from '../lens/circuits.ts';
+import { openSafetensors } from '../io/safetensors.ts';
+import { loadGPT } from '../io/load.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dir = path.join(root, 'test', 'fixtures', 'gpt2-tiny');
-const model = GPT.from_safetensors(dir);
+const model = loadGPT(dir);
 const analysis = JSON.parse(fs.readFileSync(path.join(dir, 'analysis.json'), 'utf8'));
 const hooks = analysis.hooks as Record<string, unknown>;
 const C = 32, nh = 4, hs = 8, L = 3, V = 50257;

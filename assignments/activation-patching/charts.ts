@@ -1,5 +1,5 @@
 /**
- * The activation-patching experiment's charts, as vega-lite specs (mingpt/plot.ts renders them
+ * The activation-patching experiment's charts, as vega-lite specs (cli/plot.ts renders them
  * to SVG, PNG and offline HTML):
  *
  * - patchHeatmapSpec: the patching result as a heatmap. Layer × position for the residual-stream
@@ -10,9 +10,9 @@
  * - logitLensSpec: the metric read from the residual stream entering each block, then the end;
  * - dlaSpec: each component's direct share of the clean run's metric, as bars.
  */
-import { VEGA_LITE_SCHEMA, positionLabel, type TopLevelSpec } from '../../mingpt/plot.ts';
-import { oneSide, visibleToken } from '../../mingpt/terminal.ts';
-import type { AxisName } from '../../mingpt/patching.ts';
+import { VEGA_LITE_SCHEMA, positionLabel, type TopLevelSpec } from '../../cli/plot.ts';
+import { oneSide, visibleToken } from '../../cli/terminal.ts';
+import type { AxisName } from '../../lens/patching.ts';
 import type { DLAParts, Patch } from './experiment.ts';
 
 const q = (t: string) => JSON.stringify(t);

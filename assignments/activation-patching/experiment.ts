@@ -12,17 +12,18 @@
  */
 import { BPETokenizer, tokenStrings } from '../../mingpt/bpe.ts';
 import type { GPT } from '../../mingpt/model.ts';
-import type { ActivationCache } from '../../mingpt/activation_cache.ts';
-import { type Engine, type PatchingInput } from '../../mingpt/sweep.ts';
-import { patchingSweep, prepareSweep } from '../../mingpt/sweep_engines.ts';
+import type { ActivationCache } from '../../lens/activation_cache.ts';
+import { type Engine, type PatchingInput } from '../../sweep/sweep.ts';
+import { patchingSweep, prepareSweep } from '../../sweep/engines.ts';
 import {
   get_act_patch_attn_head_out_all_pos, get_act_patch_attn_head_out_by_pos, get_act_patch_attn_out, get_act_patch_mlp_out,
   get_act_patch_resid_mid, get_act_patch_resid_post, get_act_patch_resid_pre, logitDiffMetric, nested, type AxisName, type PatchResult,
-} from '../../mingpt/patching.ts';
-import { directLogitAttribution, logitLens } from '../../mingpt/attribution.ts';
-import { logitDiff, softmax } from '../../mingpt/metrics.ts';
-import { InputError } from '../../mingpt/errors.ts';
-import { visibleToken, type TopRow } from '../../mingpt/terminal.ts';
+} from '../../lens/patching.ts';
+import { directLogitAttribution, logitLens } from '../../lens/attribution.ts';
+import { logitDiff, softmax } from '../../lens/metrics.ts';
+import { InputError } from '../../io/errors.ts';
+import { visibleToken, type TopRow } from '../../cli/terminal.ts';
+import { run_with_cache } from '../../lens/activation_cache.ts';
 
 // -----------------------------------------------------------------------------
 // what can be patched
@@ -239,7 +240,7 @@ export function runTexts(model: GPT, t: Tokenized, o: ExperimentOptions): Runs {
   if (generic) for (let l = 0; l < L; l++) keep.add(patchHook(o.patch).replace('{l}', String(l)));
   // Logits at every position, not just the last (logits_at): with logits_at the cache's
   // ln_final.hook_scale would cover only that position, and the DLA reads it at position T − 1.
-  const clean = model.run_with_cache(t.clean_ids, { names: o.keepCache ? undefined : [...keep] });
+  const clean = run_with_cache(model, t.clean_ids, { names: o.keepCache ? undefined : [...keep] });
   const clean_last_logits = clean.logits.data.slice((T - 1) * V, T * V);
   const corrupt_last_logits = model.forward(t.corrupt_ids, { logits_at: [T - 1] }).logits.data.slice(0, V);
   const diff = (x: Float32Array) => logitDiff(x, t.corrupt_token_id, t.clean_token_id);

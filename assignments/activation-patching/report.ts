@@ -4,11 +4,11 @@
  * Nothing here runs the model; everything reads the numbers experiment.ts returns.
  */
 import { tokenStrings } from '../../mingpt/bpe.ts';
-import type { AxisName } from '../../mingpt/patching.ts';
+import type { AxisName } from '../../lens/patching.ts';
 import {
   bold, colorNames, formatHeatmap, formatTokenList, formatTopTable, visibleToken, type ColorDepth, type TopRow,
-} from '../../mingpt/terminal.ts';
-import type { Engine } from '../../mingpt/sweep.ts';
+} from '../../cli/terminal.ts';
+import type { Engine } from '../../sweep/sweep.ts';
 import { patchGrid, patchHook, rankOf, type DLAParts, type Patch, type PatchKind, type Runs, type TextsAndTargets, type Tokenized } from './experiment.ts';
 
 const q = (s: string) => JSON.stringify(s);

@@ -1,12 +1,12 @@
 /**
- * The circuits experiment's charts as vega-lite specs, data inline; mingpt/plot.ts renders them.
+ * The circuits experiment's charts as vega-lite specs, data inline; cli/plot.ts renders them.
  *
  *   heatmapSpec      one or more labelled matrices side by side (copying scores, composition,
  *                    positional QK, token QK and its parts, OV on tokens, virtual weights)
  *   neuronsSpec      per layer, the histogram of the MLP neurons' input/output cosines
  *   pathSpec         step 7: second-half accuracy, clean and with a QK path removed
  */
-import type { TopLevelSpec } from '../../mingpt/plot.ts';
+import type { TopLevelSpec } from '../../cli/plot.ts';
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 

@@ -10,11 +10,11 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { GPT } from '../../mingpt/model.ts';
-import { helpText, parseArgs, type CommandSpec } from '../../mingpt/cli.ts';
-import { InputError, UsageError } from '../../mingpt/errors.ts';
-import { MODEL_OPTIONS, checkModelChoice, loadModel, runCli } from '../../mingpt/cli_model.ts';
-import { OutputWriter } from '../../mingpt/output.ts';
-import { headExists, headName, parseHead, type HeadRef } from '../../mingpt/heads.ts';
+import { helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
+import { InputError, UsageError } from '../../io/errors.ts';
+import { MODEL_OPTIONS, checkModelChoice, loadModel, runCli } from '../../cli/command.ts';
+import { OutputWriter } from '../../io/output.ts';
+import { headExists, headName, parseHead, type HeadRef } from '../../lens/heads.ts';
 import { BPETokenizer, tokenStrings } from '../../mingpt/bpe.ts';
 import { RNG } from '../../mingpt/utils.ts';
 import { parseTokenRange } from '../induction-heads/scores.ts';
@@ -142,7 +142,7 @@ function printReport(r: Report, print: (s?: string) => void): void {
 
 /** circuits.json and the charts, as name -> contents. */
 export async function outputFiles(r: Report): Promise<Map<string, string | Uint8Array>> {
-  const { chartFiles } = await import('../../mingpt/plot.ts');
+  const { chartFiles } = await import('../../cli/plot.ts');
   const charts = await import('./charts.ts');
   const files = new Map<string, string | Uint8Array>();
   files.set('circuits.json', JSON.stringify(r) + '\n');

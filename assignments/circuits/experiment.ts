@@ -3,12 +3,12 @@
  * line (./circuits.ts) prints it and writes circuits.json and the charts.
  */
 import type { GPT } from '../../mingpt/model.ts';
-import { Weights } from '../../mingpt/weights.ts';
+import { Weights } from '../../lens/weights.ts';
 import {
   COMPOSITION_MODES, compositionBaseline, compositionScores, copyingScores, neuronCosines, ovOnTokens, positionalQK,
   tokenQK, virtualWeights, type Composition, type CompositionMode, type TokenQK, type VirtualWeights,
-} from '../../mingpt/circuits.ts';
-import { headName, type HeadRef } from '../../mingpt/heads.ts';
+} from '../../lens/circuits.ts';
+import { headName, type HeadRef } from '../../lens/heads.ts';
 import { RNG } from '../../mingpt/utils.ts';
 import { repeatedTokens } from '../induction-heads/scores.ts';
 import { qkPathAblation, type PathAblationResult } from './qk_path.ts';

@@ -20,11 +20,11 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { RNG } from '../../mingpt/utils.ts';
 import type { GPT } from '../../mingpt/model.ts';
-import { checkpointFiles } from '../../mingpt/checkpoint_writer.ts';
-import { OutputWriter } from '../../mingpt/output.ts';
-import { helpText, parseArgs, type CommandSpec } from '../../mingpt/cli.ts';
-import { UsageError } from '../../mingpt/errors.ts';
-import { runCli } from '../../mingpt/cli_model.ts';
+import { checkpointFiles } from '../../io/checkpoint_writer.ts';
+import { OutputWriter } from '../../io/output.ts';
+import { helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
+import { UsageError } from '../../io/errors.ts';
+import { runCli } from '../../cli/command.ts';
 import { buildHandmade, DEFAULT_RANGE, LAYOUT, N_EMBD } from '../induction-heads/handmade.ts';
 import { parseTokenRange } from '../induction-heads/scores.ts';
 

@@ -18,8 +18,8 @@
 import ndarray from 'ndarray';
 import type { GPT } from '../../mingpt/model.ts';
 import type { HookSpec } from '../../mingpt/hooks.ts';
-import type { HeadRef } from '../../mingpt/heads.ts';
-import { lnScales } from '../../mingpt/circuits.ts';
+import type { HeadRef } from '../../lens/heads.ts';
+import { lnScales } from '../../lens/circuits.ts';
 import { halves, nextTokenStats } from '../induction-heads/circuit.ts';
 
 export interface PathAblationResult {

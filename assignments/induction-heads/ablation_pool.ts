@@ -5,7 +5,7 @@
  *
  * When it is worth it: with the plain JavaScript kernels (`--kernels js`) every forward pass runs
  * on one core, so a worker doubles the rate on a 2-core machine. The SIMD kernels already split
- * every big product over the cores (mingpt/simd/threads.ts), so there a worker would only compete
+ * every big product over the cores (mingpt/kernels/simd/threads.ts), so there a worker would only compete
  * with them: `autoWorkers` says 0.
  *
  * A worker loads the checkpoint itself, from the file the model came from (the page cache makes
@@ -13,12 +13,12 @@
  * built in memory (the handmade one in the tests) has no file, and runs on the main thread alone.
  *
  * Starting a worker: its code is TypeScript, so the thread registers tsx (its documented API)
- * and then imports ./ablation_worker.ts, as mingpt/fast/pool.ts does when esbuild is missing.
+ * and then imports ./ablation_worker.ts, as sweep/fast/pool.ts does when esbuild is missing.
  */
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { GPT } from '../../mingpt/model.ts';
-import type { KernelsName } from '../../mingpt/backend.ts';
+import type { KernelsName } from '../../mingpt/kernels/index.ts';
 import { mlpAblation, type AblationMode, type AblationResult, type MlpAblationInput } from './circuit.ts';
 
 /** One MLP ablation: the layer whose MLP is removed at the second-half positions, and how. */

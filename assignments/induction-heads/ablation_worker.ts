@@ -6,9 +6,10 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { GPT } from '../../mingpt/model.ts';
-import { setKernels } from '../../mingpt/backend.ts';
+import { setKernels } from '../../mingpt/kernels/index.ts';
 import { mlpAblation } from './circuit.ts';
 import type { AblationJob, AblationReply } from './ablation_pool.ts';
+import { loadGPT } from '../../io/load.ts';
 
 if (!parentPort) throw new Error('assignments/induction-heads/ablation_worker.ts is a worker thread entry, not a script');
 const port = parentPort;
@@ -17,7 +18,7 @@ const reply = (m: AblationReply) => port.postMessage(m);
 port.on('message', (job: AblationJob) => {
   try {
     setKernels(job.kernels); // the main thread's choice: the same numbers on every thread
-    const model = GPT.from_safetensors(job.file);
+    const model = loadGPT(job.file);
     for (;;) {
       const i = Atomics.add(job.next, 0, 1);
       if (i >= job.tasks.length) break;

@@ -1,5 +1,5 @@
 /**
- * The experiment's charts as vega-lite specs, data inline. mingpt/plot.ts renders them
+ * The experiment's charts as vega-lite specs, data inline. cli/plot.ts renders them
  * (renderSvg) and wraps them in self-contained pages that open offline (chartHtml).
  *
  *   logprobSpec    log P(correct next token) by position, one line, coloured by half
@@ -7,8 +7,8 @@
  *   attentionSpec  the attention patterns of a few heads, tokens on both axes
  *   mlpSpec        change in second-half log-prob when each layer's MLP output is removed
  */
-import type { TopLevelSpec } from '../../mingpt/plot.ts';
-import { positionLabel } from '../../mingpt/plot.ts';
+import type { TopLevelSpec } from '../../cli/plot.ts';
+import { positionLabel } from '../../cli/plot.ts';
 import type { ScoreKind } from './scores.ts';
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';

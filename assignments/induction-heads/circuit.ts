@@ -22,7 +22,7 @@
 import ndarray from 'ndarray';
 import type { GPT } from '../../mingpt/model.ts';
 import type { HookFn, HookSpec } from '../../mingpt/hooks.ts';
-import { logSoftmaxAt } from '../../mingpt/metrics.ts';
+import { logSoftmaxAt } from '../../lens/metrics.ts';
 import { duplicateTokenScores, inductionScores, parseHeadName, previousTokenScores, type HeadScores } from './scores.ts';
 
 // -----------------------------------------------------------------------------------------------

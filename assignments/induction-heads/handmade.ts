@@ -27,11 +27,11 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { GPT } from '../../mingpt/model.ts';
 import { RNG } from '../../mingpt/utils.ts';
-import { checkpointFiles, gpt2Config } from '../../mingpt/checkpoint_writer.ts';
-import { helpText, parseArgs, type CommandSpec } from '../../mingpt/cli.ts';
-import { runCli } from '../../mingpt/cli_model.ts';
-import { InputError, UsageError } from '../../mingpt/errors.ts';
-import { OutputWriter } from '../../mingpt/output.ts';
+import { checkpointFiles, gpt2Config } from '../../io/checkpoint_writer.ts';
+import { helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
+import { runCli } from '../../cli/command.ts';
+import { InputError, UsageError } from '../../io/errors.ts';
+import { OutputWriter } from '../../io/output.ts';
 import { parseTokenRange } from './scores.ts';
 
 // -----------------------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ export function buildHandmade(opts: HandmadeOptions): { model: GPT; config: Reco
     else setW(U, C, id, LAYOUT.ONE, OFF_RANGE_LOGIT); // reads the constant 1: a fixed low logit
   }
 
-  // Hugging Face's GPT2Config names (mingpt/checkpoint_writer.ts), plus what we built it for
+  // Hugging Face's GPT2Config names (io/checkpoint_writer.ts), plus what we built it for
   const config: Record<string, unknown> = gpt2Config(model, {
     tie_word_embeddings: false,
     bos_token_id: bos,

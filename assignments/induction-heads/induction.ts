@@ -23,12 +23,12 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { GPT } from '../../mingpt/model.ts';
 import { tokenStrings } from '../../mingpt/bpe.ts';
-import { ProgressBar } from '../../mingpt/progress.ts';
-import { helpText, parseArgs, type CommandSpec } from '../../mingpt/cli.ts';
-import { MODEL_OPTIONS, checkModelChoice, loadModel as loadChosenModel, runCli, type ModelChoice } from '../../mingpt/cli_model.ts';
-import { InputError, UsageError } from '../../mingpt/errors.ts';
-import { OutputWriter } from '../../mingpt/output.ts';
-import { kernelsName } from '../../mingpt/backend.ts';
+import { ProgressBar } from '../../io/progress.ts';
+import { helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
+import { MODEL_OPTIONS, checkModelChoice, loadModel as loadChosenModel, runCli, type ModelChoice } from '../../cli/command.ts';
+import { InputError, UsageError } from '../../io/errors.ts';
+import { OutputWriter } from '../../io/output.ts';
+import { kernelsName } from '../../mingpt/kernels/index.ts';
 import { autoWorkers, mlpAblationsOnThreads } from './ablation_pool.ts';
 import {
   GPT2_SMALL_HEADS, SCORE_KINDS, detectHeads, evaluateDetection, headName, parseHeadName, parseTokenRange, repeatedTokens, stripeOf,
@@ -146,7 +146,7 @@ export interface ModelInfo {
   config: Record<string, unknown> | null;
 }
 
-/** The model the options name (mingpt/cli_model.ts), with the config.json it was read with. */
+/** The model the options name (cli/command.ts), with the config.json it was read with. */
 export async function loadModel(o: ModelChoice): Promise<ModelInfo> {
   const model = await loadChosenModel(o); // checks config.json and every tensor
   if (o.weights !== undefined) return { model, name: o.weights, config: model.source?.raw_config ?? null };
@@ -521,7 +521,7 @@ export function attentionPanels(report: Report, clean: CleanRun): AttentionPanel
 /** induction.json and the charts, as name -> contents, ready for an OutputWriter. */
 export async function outputFiles(report: Report, clean: CleanRun): Promise<Map<string, string | Uint8Array>> {
   // vega is large; loaded only once the numbers exist
-  const { chartFiles } = await import('../../mingpt/plot.ts');
+  const { chartFiles } = await import('../../cli/plot.ts');
   const charts = await import('./charts.ts');
   const n = report.seq_len, model = report.model;
   const files = new Map<string, string | Uint8Array>();

@@ -3,7 +3,7 @@
  *
  *   - repeatedTokens: a seeded batch of [BOS, x1 … xn, x1 … xn]
  *   - three scores per head, each the mean of one diagonal stripe of its attention pattern: the
- *     stripes are detection patterns for mingpt/head_detector.ts, which does the scoring
+ *     stripes are detection patterns for lens/head_detector.ts, which does the scoring
  *   - detection: a head is flagged when its score stands out from the other heads' scores
  *     (mean + k·std over all heads), the "dynamic threshold" of the seed project
  *   - precision, recall and F1 of the flagged heads against a labelled list
@@ -18,8 +18,8 @@
  * the three scores read.
  */
 import { RNG } from '../../mingpt/utils.ts';
-import { UsageError } from '../../mingpt/errors.ts';
-import { scoreHeads, type DetectionPattern } from '../../mingpt/head_detector.ts';
+import { UsageError } from '../../io/errors.ts';
+import { scoreHeads, type DetectionPattern } from '../../lens/head_detector.ts';
 
 // -----------------------------------------------------------------------------------------------
 // the data
@@ -64,7 +64,7 @@ export const SCORE_KINDS: readonly ScoreKind[] = ['induction', 'previous_token',
 /** score[layer][head] for each kind */
 export type HeadScores = Record<ScoreKind, number[][]>;
 
-/** The stripe t in [from, to), key t − offset, as a (T, T) detection pattern for mingpt/head_detector.ts. */
+/** The stripe t in [from, to), key t − offset, as a (T, T) detection pattern for lens/head_detector.ts. */
 export function stripePattern(T: number, from: number, to: number, offset: number): DetectionPattern {
   if (!(from - offset >= 0 && from < to && to <= T)) throw new Error(`stripe t in [${from}, ${to}), key t − ${offset}, does not fit in T = ${T}`);
   const data = new Float32Array(T * T);

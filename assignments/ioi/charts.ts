@@ -1,5 +1,5 @@
 /**
- * The IOI experiment's charts as vega-lite specs, data inline; mingpt/plot.ts renders them
+ * The IOI experiment's charts as vega-lite specs, data inline; cli/plot.ts renders them
  * (SVG, PNG) and wraps them in pages that open offline.
  *
  *   lensSpec           logit lens: IO − S by layer
@@ -10,8 +10,8 @@
  *   knockoutSpec       F_model / F_circuit / F_empty, completeness and minimality bars
  * (the full attention patterns use the induction experiment's attentionSpec)
  */
-import type { TopLevelSpec } from '../../mingpt/plot.ts';
-import { positionLabel } from '../../mingpt/plot.ts';
+import type { TopLevelSpec } from '../../cli/plot.ts';
+import { positionLabel } from '../../cli/plot.ts';
 import type { HeadGrid, KnockoutResults } from './experiment.ts';
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';

@@ -9,9 +9,9 @@
  * write to the answer and the S-inhibition heads at END, induction and duplicate-token heads at
  * S2, previous-token heads at S1+1.
  */
-import { headExists, parseHead, type HeadRef } from '../../mingpt/heads.ts';
-import type { KeptHead } from '../../mingpt/knockout.ts';
-import { InputError } from '../../mingpt/errors.ts';
+import { headExists, parseHead, type HeadRef } from '../../lens/heads.ts';
+import type { KeptHead } from '../../lens/knockout.ts';
+import { InputError } from '../../io/errors.ts';
 
 /** The classes of the paper's circuit, in the order information flows backwards from the answer. */
 export const HEAD_CLASSES = [

@@ -19,7 +19,7 @@
  */
 import fs from 'node:fs';
 import { RNG } from '../../mingpt/utils.ts';
-import { InputError } from '../../mingpt/errors.ts';
+import { InputError } from '../../io/errors.ts';
 
 // -----------------------------------------------------------------------------------------------
 // Templates, names, places and objects

@@ -11,18 +11,19 @@
  *   7. knockouts (mean ablation over each group's ABC prompts) and the three criteria
  *
  * Every library piece used here is in mingpt/: attribution.ts, patching.ts, path_patching.ts,
- * knockout.ts; the fast residual sweep is mingpt/sweep_engines.ts's.
+ * knockout.ts; the fast residual sweep is sweep/engines.ts's.
  */
 import type { GPT } from '../../mingpt/model.ts';
-import { directLogitAttribution, logitLens } from '../../mingpt/attribution.ts';
-import { get_act_patch_attn_head_out_all_pos, logitDiffMetric } from '../../mingpt/patching.ts';
-import { pathPatch } from '../../mingpt/path_patching.ts';
-import { Knockout, evaluateCircuit, evaluationSteps, type CircuitEvaluation, type KeptHead } from '../../mingpt/knockout.ts';
-import { patchingSweep } from '../../mingpt/sweep_engines.ts';
-import { headName, type HeadRef } from '../../mingpt/heads.ts';
-import { softmax } from '../../mingpt/metrics.ts';
+import { directLogitAttribution, logitLens } from '../../lens/attribution.ts';
+import { get_act_patch_attn_head_out_all_pos, logitDiffMetric } from '../../lens/patching.ts';
+import { pathPatch } from '../../lens/path_patching.ts';
+import { Knockout, evaluateCircuit, evaluationSteps, type CircuitEvaluation, type KeptHead } from '../../lens/knockout.ts';
+import { patchingSweep } from '../../sweep/engines.ts';
+import { headName, type HeadRef } from '../../lens/heads.ts';
+import { softmax } from '../../lens/metrics.ts';
 import { RNG } from '../../mingpt/utils.ts';
 import type { PromptGroup } from './dataset.ts';
+import { run_with_cache } from '../../lens/activation_cache.ts';
 
 /** Layer × head values (null where a value does not exist, e.g. senders after the receivers). */
 export type HeadGrid = (number | null)[][];
@@ -98,7 +99,7 @@ export function basicResults(model: GPT, groups: PromptGroup[], progress: StepsP
     const io = g.prompts.map((p) => p.io_id), s = g.prompts.map((p) => p.s_id);
     // (logits at every position: with logits_at, the cache's ln_final scale would cover END only,
     // and the direct logit attribution reads it at END's index in the full sequence)
-    const { logits: all, cache } = model.run_with_cache(clean);
+    const { logits: all, cache } = run_with_cache(model, clean);
     const logits = { data: pick(all.data, B, T, V, end) };
     // 2. the metric
     const diffs = g.prompts.map((_, b) => logits.data[b * V + io[b]] - logits.data[b * V + s[b]]);

@@ -36,10 +36,10 @@ import { pathToFileURL } from 'node:url';
 import { GPT } from '../../mingpt/model.ts';
 import { BPETokenizer } from '../../mingpt/bpe.ts';
 import { RNG } from '../../mingpt/utils.ts';
-import { checkpointFiles, gpt2Config } from '../../mingpt/checkpoint_writer.ts';
-import { fail, helpText, parseArgs, type CommandSpec } from '../../mingpt/cli.ts';
-import { InputError, UsageError } from '../../mingpt/errors.ts';
-import { OutputWriter } from '../../mingpt/output.ts';
+import { checkpointFiles, gpt2Config } from '../../io/checkpoint_writer.ts';
+import { fail, helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
+import { InputError, UsageError } from '../../io/errors.ts';
+import { OutputWriter } from '../../io/output.ts';
 import { NAMES, makeDataset, tokenizePrompts, type Encoder } from './dataset.ts';
 
 // -----------------------------------------------------------------------------------------------

@@ -21,13 +21,13 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { GPT } from '../../mingpt/model.ts';
 import { BPETokenizer, tokenStrings } from '../../mingpt/bpe.ts';
-import { ProgressBar } from '../../mingpt/progress.ts';
-import { helpText, parseArgs, type CommandSpec } from '../../mingpt/cli.ts';
-import { InputError, UsageError } from '../../mingpt/errors.ts';
-import { OutputWriter } from '../../mingpt/output.ts';
-import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, loadModel, runCli } from '../../mingpt/cli_model.ts';
-import { endSweeps } from '../../mingpt/sweep_engines.ts';
-import { headName, parseHead, type HeadRef } from '../../mingpt/heads.ts';
+import { ProgressBar } from '../../io/progress.ts';
+import { helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
+import { InputError, UsageError } from '../../io/errors.ts';
+import { OutputWriter } from '../../io/output.ts';
+import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, loadModel, runCli } from '../../cli/command.ts';
+import { endSweeps } from '../../sweep/engines.ts';
+import { headName, parseHead, type HeadRef } from '../../lens/heads.ts';
 import { loadPromptsFile, makeDataset, tokenizePrompts, type IOIPrompt, type PromptGroup } from './dataset.ts';
 import {
   PAPER_CIRCUIT, PAPER_NAME_MOVERS, circuitFromClasses, keptHeads, parseHeadList, type Circuit,
@@ -313,7 +313,7 @@ export async function runExperiment(model: GPT, o: Options, s: Setup, progress: 
 // the charts
 
 export async function outputFiles(r: Results): Promise<Map<string, string | Uint8Array>> {
-  const { chartFiles } = await import('../../mingpt/plot.ts');
+  const { chartFiles } = await import('../../cli/plot.ts');
   const charts = await import('./charts.ts');
   const rep = r.report, model = rep.model;
   const files = new Map<string, string | Uint8Array>();

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { chartHtml } from '../../mingpt/plot.ts';
+import { chartHtml } from '../../cli/plot.ts';
 import { patchingHeatmapSpec } from '../../assignments/activation-patching/charts.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -2,7 +2,6 @@
  * The few numbers every experiment reads off logits, written once:
  *
  * - logSumExp / logSoftmaxAt: log-probabilities, computed stably (subtract the max first);
- * - crossEntropy: minGPT's F.cross_entropy(logits, targets, ignore_index=-1), the mean over targets;
  * - logitDiff: logit(token) − logit(other), the assignment's and the IOI paper's metric;
  * - firstDifference: the first position where two token sequences differ.
  */
@@ -27,20 +26,6 @@ export function softmax(x: ArrayLike<number>, offset = 0, n = x.length - offset)
   const lse = logSumExp(x, offset, n), out = new Float64Array(n);
   for (let i = 0; i < n; i++) out[i] = Math.exp(x[offset + i] - lse);
   return out;
-}
-
-/** Mean cross-entropy of logits (B, T, V) against targets (B, T); −1 targets are skipped. */
-export function crossEntropy(logits: Float32Array, targets: number[][], B: number, T: number, V: number): number {
-  let total = 0, count = 0;
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t < T; t++) {
-      const y = targets[b][t];
-      if (y === -1) continue;
-      total -= logSoftmaxAt(logits, y, (b * T + t) * V, V);
-      count++;
-    }
-  }
-  return total / count;
 }
 
 /** logit(token) − logit(other) in one row of logits (V) starting at `offset`. */

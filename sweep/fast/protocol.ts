@@ -4,7 +4,7 @@
  * work and wait for each other (Atomics). See ./pool.ts for the picture.
  */
 import type { FastGPT, ModelSpec, SweepContext, Unit } from './engine.ts';
-import type { KernelsName } from '../backend.ts';
+import type { KernelsName } from '../../mingpt/kernels/index.ts';
 
 /** Everything a worker needs for one sweep. Typed arrays here are views of SharedArrayBuffers. */
 export interface SweepJob {

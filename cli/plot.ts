@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { parse, View } from 'vega';
-import { atomicWrite } from './output.ts';
+import { atomicWrite } from '../io/output.ts';
 import { visibleToken } from './terminal.ts';
 
 export type { TopLevelSpec };

@@ -36,14 +36,14 @@
  * logits over the whole vocabulary are part of the result.
  */
 import os from 'node:os';
-import { GPT } from './model.ts';
-import { RNG } from './utils.ts';
+import { GPT } from '../mingpt/model.ts';
+import { RNG } from '../mingpt/utils.ts';
 import { checkPatchingInput, type PatchingInput, type PatchingOptions, type PatchingResult } from './sweep.ts';
 import { FastGPT, modelSpec, planUnits, type RunCache, type SweepContext } from './fast/engine.ts';
 import { prestartWorkers, runOnWorkers, shutdownWorkers, workersReady } from './fast/pool.ts';
 import { abortJob, baseRunsDone, newSync, takeBaseRuns, type SweepJob } from './fast/protocol.ts';
-import { kernelsName, paramsMemory } from './backend.ts';
-import { stopKernelThreads } from './simd/threads.ts';
+import { kernelsName, paramsMemory } from '../mingpt/kernels/index.ts';
+import { stopKernelThreads } from '../mingpt/kernels/simd/threads.ts';
 
 /** Below this much work (in floating-point operations) threads cost more than they save. */
 const WORKER_THRESHOLD_FLOP = 2e9;

@@ -28,10 +28,11 @@
  * The metric needs two logits per row: the final layer norm at END, then a dot product with
  * W_U[token] − W_U[other], instead of the whole vocabulary.
  */
-import type { GPT } from './model.ts';
+import type { GPT } from '../mingpt/model.ts';
 import type { ActivationCache } from './activation_cache.ts';
-import type { HookSpec } from './hooks.ts';
+import type { HookSpec } from '../mingpt/hooks.ts';
 import { allHeads, type HeadRef } from './heads.ts';
+import { run_with_cache } from './activation_cache.ts';
 
 /** A batch of (orig, new) pairs of one token length, each row with its own metric pair. */
 export interface PairBatch {
@@ -81,8 +82,8 @@ function runOrig(model: GPT, pairs: PairBatch, firstReceiverLayer: number): Orig
     names.push(`blocks.${l}.hook_resid_pre`, `blocks.${l}.attn.hook_z`, `blocks.${l}.hook_attn_out`);
     if (l >= firstReceiverLayer) names.push(`blocks.${l}.attn.hook_k`, `blocks.${l}.attn.hook_v`);
   }
-  const o = model.run_with_cache(pairs.orig, { names, logits_at: [T - 1] });
-  const n = model.run_with_cache(pairs.new, { names: (x) => x.endsWith('attn.hook_z'), logits_at: [T - 1] });
+  const o = run_with_cache(model, pairs.orig, { names, logits_at: [T - 1] });
+  const n = run_with_cache(model, pairs.new, { names: (x) => x.endsWith('attn.hook_z'), logits_at: [T - 1] });
   const V = model.config.vocab_size;
   const metric = Array.from({ length: B }, (_, b) => o.logits.data[b * V + pairs.token[b]] - o.logits.data[b * V + pairs.other[b]]);
   return { B, T, cache: o.cache, newZ: Array.from({ length: L }, (_, l) => n.cache.get('z', l).data), metric };

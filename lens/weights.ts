@@ -41,8 +41,8 @@
  * GPT-2) are never processed as a whole: `W_E_rows`, `W_U_cols` process the rows or columns asked
  * for, and `W_U_W_E` gives the (C, C) product the full OV circuit needs.
  */
-import type { GPT } from './model.ts';
-import { matmulForward } from './backend.ts';
+import type { GPT } from '../mingpt/model.ts';
+import { matmulForward } from '../mingpt/kernels/index.ts';
 
 /** One head's weights, (C, hs) for W_Q/W_K/W_V and (hs, C) for W_O. */
 export interface HeadWeights {

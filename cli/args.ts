@@ -5,7 +5,7 @@
  * - fail(): say what is wrong in one clear message and exit non-zero (UsageError and
  *   InputError are in ./errors.ts; the output writer and atomicWrite in ./output.ts).
  */
-import { UsageError } from './errors.ts';
+import { UsageError } from '../io/errors.ts';
 
 // -----------------------------------------------------------------------------
 // errors (UsageError and InputError live in ./errors.ts, so library code can throw them too)

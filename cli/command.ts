@@ -11,19 +11,20 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { GPT, NonFiniteError } from './model.ts';
-import { CheckpointError } from './checkpoint.ts';
-import { SafetensorsError } from './safetensors.ts';
-import { PRETRAINED, PretrainedError } from './pretrained.ts';
-import { fail, type OptionSpec, type ParsedValue } from './cli.ts';
-import { InputError, UsageError } from './errors.ts';
-import { KERNELS, setKernels, type KernelsName } from './backend.ts';
+import { GPT, NonFiniteError } from '../mingpt/model.ts';
+import { CheckpointError } from '../io/checkpoint.ts';
+import { SafetensorsError } from '../io/safetensors.ts';
+import { PRETRAINED, PretrainedError } from '../io/pretrained.ts';
+import { fail, type OptionSpec, type ParsedValue } from './args.ts';
+import { InputError, UsageError } from '../io/errors.ts';
+import { KERNELS, setKernels, type KernelsName } from '../mingpt/kernels/index.ts';
+import { loadGPT } from '../io/load.ts';
 
 /** --model, --weights and --kernels, as every experiment spells them. */
 export const MODEL_OPTIONS: Record<'model' | 'weights' | 'kernels', OptionSpec> = {
   model: { type: 'string', default: 'gpt2', metavar: 'NAME', help: 'pretrained GPT-2 to use: gpt2, gpt2-medium, gpt2-large, gpt2-xl (downloaded once into weights/)' },
   weights: { type: 'string', metavar: 'PATH', help: 'use a local GPT-2-layout checkpoint instead: a folder with model.safetensors and config.json (e.g. test/fixtures/gpt2-tiny)' },
-  kernels: { type: 'string', default: 'simd', choices: KERNELS, metavar: 'WHICH', help: "the arithmetic: 'simd' (WebAssembly SIMD, the default; falls back to js where unavailable) or 'js' (the readable loops of mingpt/kernels.ts)" },
+  kernels: { type: 'string', default: 'simd', choices: KERNELS, metavar: 'WHICH', help: "the arithmetic: 'simd' (WebAssembly SIMD, the default; falls back to js where unavailable) or 'js' (the readable loops of mingpt/kernels/js.ts)" },
 };
 
 export interface ModelChoice {
@@ -51,7 +52,7 @@ export function applyKernels(choice: ModelChoice): string | null {
 export async function loadModel(choice: ModelChoice): Promise<GPT> {
   const note = applyKernels(choice);
   if (note) process.stderr.write(note + '\n');
-  if (choice.weights !== undefined) return GPT.from_safetensors(choice.weights);
+  if (choice.weights !== undefined) return loadGPT(choice.weights);
   return GPT.from_pretrained(choice.model ?? 'gpt2');
 }
 

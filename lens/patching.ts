@@ -7,7 +7,7 @@
  * and measure the metric. Every piece of every layer gives one number; the result is an array
  * with named axes ('layer', 'pos', 'head').
  *
- *   const { cache } = model.run_with_cache(clean_ids);
+ *   const { cache } = run_with_cache(model, clean_ids);
  *   const metric = logitDiffMetric(corrupt_token, clean_token);        // on the last position
  *   const r = get_act_patch_resid_post(model, corrupt_ids, cache, metric); // r.axes = ['layer', 'pos']
  *
@@ -21,9 +21,9 @@
 import ndarray from 'ndarray';
 import ops from 'ndarray-ops';
 import type { NdArray } from 'ndarray';
-import type { GPT } from './model.ts';
-import type { ActivationCache } from './activation_cache.ts';
-import type { Activation, HookFn } from './hooks.ts';
+import type { GPT, ForwardOptions, ForwardResult, Idx } from '../mingpt/model.ts';
+import { run_with_cache, type ActivationCache } from './activation_cache.ts';
+import { patchHook, type Activation, type HookFn, type Selection } from '../mingpt/hooks.ts';
 
 /** A metric reads the logits of the metric's positions, (B, P, vocab), and gives one number. */
 export interface Metric {
@@ -103,6 +103,11 @@ export interface PatchOptions {
 /** Rows of the stacked batch a forward pass may hold (cells × B × T): bounds its memory. */
 const MAX_BATCH_ROWS = 2048;
 
+/** model.forward() with the hook point `name` patched from its value in `cache` (a clean run), on a selection. */
+export function run_with_patch(model: GPT, idx: Idx, cache: ActivationCache, name: string, sel: Selection = {}, opts: Omit<ForwardOptions, 'hooks'> = {}): ForwardResult {
+  return model.forward(idx, { ...opts, hooks: [[name, patchHook(cache.get(name), sel)]] });
+}
+
 /** Rows [from, from + n) of an activation's batch axis, as a view. */
 function batchRows(a: Activation, from: number, n: number): Activation {
   return a.hi(from + n, ...a.shape.slice(1)).lo(from, ...a.shape.slice(1).map(() => 0));
@@ -124,7 +129,7 @@ export function generic_activation_patch(
   const logits_at = metric.positions ?? [T - 1];
   // the corrupted run once: its metric, the stream entering each block, and the patched hook points
   const want = new Set([...hooks, ...Array.from({ length: L }, (_, l) => `blocks.${l}.hook_resid_pre`)]);
-  const base = model.run_with_cache(corrupted_ids, { names: [...want], logits_at });
+  const base = run_with_cache(model, corrupted_ids, { names: [...want], logits_at });
   const corrupted = metric(base.logits);
   const clean = metric(model.forward(corrupted_ids, { logits_at, hooks: hooks.map((h, l) => [h, (a) => { ops.assign(a, cleanActs[l]); }] as [string, HookFn]) }).logits);
 

@@ -3,9 +3,9 @@
  * forward per cell, the readable algorithm) or `fast` (./fast_patching.ts, the same matrix for a
  * fraction of the work). generate.ts calls these.
  */
-import type { GPT } from './model.ts';
+import type { GPT } from '../mingpt/model.ts';
 import { checkPatchingInput, referencePatchingSweep, type PatchingInput, type PatchingOptions, type PatchingResult } from './sweep.ts';
-import { endFastSweeps, fastPatchingSweep, prepareFastSweep } from './fast_patching.ts';
+import { endFastSweeps, fastPatchingSweep, prepareFastSweep } from './fast.ts';
 
 export async function patchingSweep(model: GPT, input: PatchingInput, opts: PatchingOptions = {}): Promise<PatchingResult> {
   checkPatchingInput(model, input);

@@ -6,10 +6,10 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { FastGPT } from './engine.ts';
-import { attachParams, detachParams, setKernels } from '../backend.ts';
+import { attachParams, detachParams, setKernels } from '../../mingpt/kernels/index.ts';
 import { SYNC_ABORT, SYNC_NEXT, abortJob, takeBaseRuns, waitForBaseRuns, type SweepJob, type WorkerReply } from './protocol.ts';
 
-if (!parentPort) throw new Error('mingpt/fast/worker.ts is a worker thread entry, not a script');
+if (!parentPort) throw new Error('sweep/fast/worker.ts is a worker thread entry, not a script');
 const port = parentPort;
 const reply = (m: WorkerReply) => port.postMessage(m);
 

@@ -17,7 +17,7 @@
  * in one shared WebAssembly.Memory (./simd/memory.ts), and model.params is a Float32Array view
  * of it — so the js kernels, and worker threads given the Memory, read the very same numbers.
  */
-import * as js from './kernels.ts';
+import * as js from './js.ts';
 import * as simd from './simd/kernels.ts';
 import { allocWasmParams, attachMemory, memoryOf, releaseScratch, simdSupport, kernelMemoryOf } from './simd/memory.ts';
 
@@ -34,6 +34,7 @@ export let softmaxRows = js.softmaxRows;
 export let splitQKV = js.splitQKV;
 export let attentionScoresForward = js.attentionScoresForward;
 export let attentionValuesForward = js.attentionValuesForward;
+export const crossEntropyForward = js.crossEntropyForward;
 
 let current: KernelsName = 'js';
 let noted = false;

@@ -1,5 +1,5 @@
 /**
- * ActivationCache: what `model.run_with_cache` returns. It holds deep copies of the hook points
+ * ActivationCache: what `run_with_cache(model, ids)` returns. It holds deep copies of the hook points
  * of one run (TransformerLens's names and shapes, batch axis first) and the helpers that every
  * attribution needs, after TransformerLens's ActivationCache:
  *
@@ -25,9 +25,27 @@
  */
 import ndarray from 'ndarray';
 import type { NdArray } from 'ndarray';
-import type { GPT } from './model.ts';
-import { act_name, type Activation } from './hooks.ts';
-import { writeSafetensors } from './safetensors.ts';
+import type { GPT, ForwardOptions, ForwardResult, Idx } from '../mingpt/model.ts';
+import { act_name, cacheHook, type Activation } from '../mingpt/hooks.ts';
+import { writeSafetensors } from '../io/safetensors.ts';
+
+export interface CacheOptions extends ForwardOptions {
+  /** which hook points to keep: a list of names or a predicate (default: every one) */
+  names?: string[] | ((name: string) => boolean);
+}
+
+/**
+ * model.forward() that keeps a deep copy of the hook points named by `names` (an exact list or a
+ * predicate; every hook point by default) in an ActivationCache (TransformerLens's
+ * `model.run_with_cache`). Mind the memory for long texts: see the notes above.
+ */
+export function run_with_cache(model: GPT, idx: Idx | null, opts: CacheOptions = {}): ForwardResult & { cache: ActivationCache } {
+  const { names, hooks: extra, ...rest } = opts;
+  const keep = names === undefined ? () => true : typeof names === 'function' ? names : ((set) => (n: string) => set.has(n))(new Set(names));
+  const store = new Map<string, Activation>();
+  const res = model.forward(idx, { ...rest, hooks: [...(extra ?? []), [keep, cacheHook(store)]] });
+  return { ...res, cache: new ActivationCache(model, store, rest.logits_at ?? null) };
+}
 
 /** A stack of residual-stream components: (n, B, C) at one position, or (n, B, T, C). */
 export interface ResidStack {

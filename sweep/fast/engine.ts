@@ -10,9 +10,9 @@
  * Shapes: T = tokens, C = n_embd, NH = n_head, hs = C / NH, L = n_layer, V = vocab_size,
  * R = rows of a batch (several patched runs stacked, see `runUnit`).
  */
-import type { GPT } from '../model.ts';
-import type { GPT2HParams } from '../checkpoint.ts';
-import { matmulForward, layernormForward, geluForward } from '../backend.ts';
+import type { GPT } from '../../mingpt/model.ts';
+import type { GPT2HParams } from '../../io/checkpoint.ts';
+import { matmulForward, layernormForward, geluForward } from '../../mingpt/kernels/index.ts';
 
 // -----------------------------------------------------------------------------------------------
 // The model, as plain views into the parameter buffer

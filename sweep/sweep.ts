@@ -13,7 +13,7 @@
  * can change; the generic patching of ./patching.ts gives it too (`get_act_patch_resid_post`).
  * This file holds what the two engines share: the input, the result and the input check.
  */
-import type { GPT } from './model.ts';
+import type { GPT } from '../mingpt/model.ts';
 
 export interface PatchingInput {
   clean_ids: number[];

@@ -301,3 +301,26 @@ export function attentionValuesForward(
     }
   }
 }
+
+/**
+ * Mean cross-entropy of logits (B, T, V) against targets (B, T), skipping −1 targets: minGPT's
+ * F.cross_entropy(logits, targets, ignore_index=-1). Each row's log-sum-exp is taken in doubles,
+ * after subtracting its maximum.
+ */
+export function crossEntropyForward(logits: Float32Array, targets: number[][], B: number, T: number, V: number): number {
+  let total = 0, count = 0;
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const y = targets[b][t];
+      if (y === -1) continue;
+      const o = (b * T + t) * V;
+      let max = -Infinity;
+      for (let i = 0; i < V; i++) if (logits[o + i] > max) max = logits[o + i];
+      let sum = 0;
+      for (let i = 0; i < V; i++) sum += Math.exp(logits[o + i] - max);
+      total -= logits[o + y] - max - Math.log(sum);
+      count++;
+    }
+  }
+  return total / count;
+}

@@ -24,7 +24,7 @@
  */
 import { FactoredMatrix, dense, eigenvalues, matmul, matmulNT, matmulTN, transpose, type Dense } from './factored_matrix.ts';
 import type { Weights } from './weights.ts';
-import { matmulForward } from './backend.ts';
+import { matmulForward } from '../mingpt/kernels/index.ts';
 
 export type HeadId = { layer: number; head: number };
 

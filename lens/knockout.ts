@@ -24,10 +24,11 @@
  * starts at v's layer). F values are remembered, so a set asked for twice (C \ {v} is also
  * C \ K for K = {v}) runs once.
  */
-import type { GPT } from './model.ts';
+import type { GPT } from '../mingpt/model.ts';
 import ndarray from 'ndarray';
-import type { HookSpec } from './hooks.ts';
+import type { HookSpec } from '../mingpt/hooks.ts';
 import { headName, type HeadRef } from './heads.ts';
+import { run_with_cache, type ActivationCache } from './activation_cache.ts';
 
 /** Prompts of one token length: the clean texts, their corrupt twins, and each row's metric pair. */
 export interface KnockoutGroup {
@@ -49,7 +50,7 @@ interface Prepared {
   B: number;
   T: number;
   meanZ: Float32Array[]; // [l] (T, nh, hs): mean over the corrupt rows
-  residPre: ReturnType<GPT['run_with_cache']>['cache'];
+  residPre: ActivationCache;
   F_model: number[]; // [b]
 }
 
@@ -75,14 +76,14 @@ export class Knockout {
       if (g.token.length !== B || g.other.length !== B) throw new Error(`knockout group: ${B} clean rows but ${g.token.length} token and ${g.other.length} other ids`);
       if (g.positions && g.positions.length !== B) throw new Error(`knockout group: ${B} clean rows but ${g.positions.length} position records`);
       // the mean-ablation values: hook_z of the corrupt runs, averaged over the rows
-      const zs = model.run_with_cache(g.corrupt, { names: (n) => n.endsWith('attn.hook_z'), logits_at: [T - 1] }).cache;
+      const zs = run_with_cache(model, g.corrupt, { names: (n) => n.endsWith('attn.hook_z'), logits_at: [T - 1] }).cache;
       const meanZ = Array.from({ length: L }, (_, l) => {
         const z = zs.get('z', l).data, n = z.length / g.corrupt.length, out = new Float32Array(n);
         for (let b = 0; b < g.corrupt.length; b++) for (let i = 0; i < n; i++) out[i] += z[b * n + i];
         for (let i = 0; i < n; i++) out[i] /= g.corrupt.length;
         return out;
       });
-      const clean = model.run_with_cache(g.clean, { names: (n) => n.endsWith('hook_resid_pre'), logits_at: [T - 1] });
+      const clean = run_with_cache(model, g.clean, { names: (n) => n.endsWith('hook_resid_pre'), logits_at: [T - 1] });
       const F_model = Array.from({ length: B }, (_, b) => clean.logits.data[b * V + g.token[b]] - clean.logits.data[b * V + g.other[b]]);
       return { g, B, T, meanZ, residPre: clean.cache, F_model };
     });

@@ -15,7 +15,7 @@
  * With a batch, every row has its own token pair (one IOI prompt per row); results are per row.
  * Definitions as in test/fixtures' ANALYSIS.md.
  */
-import type { GPT } from './model.ts';
+import type { GPT } from '../mingpt/model.ts';
 import type { ActivationCache } from './activation_cache.ts';
 
 /** The token pair of each batch row: the metric is logit(token[b]) − logit(other[b]). */

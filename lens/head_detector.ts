@@ -27,7 +27,7 @@
  *
  * Library code: errors are plain Errors that say what is wrong.
  */
-import type { GPT } from './model.ts';
+import type { GPT } from '../mingpt/model.ts';
 
 export type HeadKind = 'previous_token' | 'duplicate_token' | 'induction';
 export const HEAD_KINDS: readonly HeadKind[] = ['previous_token', 'duplicate_token', 'induction'];
