@@ -65,6 +65,11 @@ export class HookPoints {
     return x;
   }
 
+  /** Whether a hook attached now would see the point `name` (the model skips building what nobody asked for). */
+  wants(name: string): boolean {
+    return this.active !== null && this.active.some(([sel]) => (typeof sel === 'string' ? sel === name : sel(name)));
+  }
+
   /** Run `body` with `hooks` attached; they are detached afterwards whatever happens. */
   with<R>(hooks: HookSpec, body: () => R): R {
     if (this.active !== null) throw new Error('hooks are already attached: nested hooked runs are not supported');

@@ -29,7 +29,7 @@ import type { NdArray } from 'ndarray';
 import { CfgNode, rng as globalRng, type RNG } from './utils.ts';
 import {
   allocParams, matmulForward, layernormScale, layernormApply, geluForward, residualForward, softmaxRows,
-  splitQKV, attentionScoresForward, attentionValuesForward, crossEntropyForward,
+  splitQKV, attentionScoresForward, attentionValuesForward, attentionForward, crossEntropyForward,
 } from './kernels/index.ts';
 import { HookPoints, contiguous, type HookSpec } from './hooks.ts';
 
@@ -148,15 +148,21 @@ export class CausalSelfAttention {
     k = h.point(n.k, k, [B, T, nh, hs]);
     v = h.point(n.v, v, [B, T, nh, hs]);
     // causal self-attention; Self-attend: (B, nh, T, hs) x (B, nh, hs, T) -> (B, nh, T, T)
-    let att: Float32Array = new Float32Array(B * nh * T * T);
-    attentionScoresForward(att, q, k, B, T, C, nh); // q·kᵀ/√hs, the future masked to −∞
-    att = h.point(n.attn_scores, att, [B, nh, T, T]);
-    const pattern = att.slice(); // the scores stay as they were for whoever kept them
-    softmaxRows(pattern, B * nh * T, T); // (B, nh, T, T), each row a distribution over the keys
-    att = h.point(n.pattern, pattern, [B, nh, T, T]);
-    // (minGPT applies attn_dropout here; at inference it is the identity)
     let z: Float32Array = new Float32Array(B * T * C); // (B, nh, T, T) x (B, nh, T, hs) -> laid out (B, T, nh, hs)
-    attentionValuesForward(z, att, v, B, T, C, nh);
+    if (h.wants(n.attn_scores) || h.wants(n.pattern)) {
+      // a hook wants to see (or change) the (B, nh, T, T) matrices: build them, step by step
+      let att: Float32Array = new Float32Array(B * nh * T * T);
+      attentionScoresForward(att, q, k, B, T, T, C, nh); // q·kᵀ/√hs, the future masked to −∞
+      att = h.point(n.attn_scores, att, [B, nh, T, T]);
+      const pattern = att.slice(); // the scores stay as they were for whoever kept them
+      softmaxRows(pattern, B * nh * T, T); // (B, nh, T, T), each row a distribution over the keys
+      att = h.point(n.pattern, pattern, [B, nh, T, T]);
+      // (minGPT applies attn_dropout here; at inference it is the identity)
+      attentionValuesForward(z, att, v, B, T, T, C, nh);
+    } else {
+      // the same numbers, one query row at a time: the (T, T) matrices never exist
+      attentionForward(z, q, k, v, B, T, T, C, nh);
+    }
     z = h.point(n.z, z, [B, T, nh, hs]);
     // output projection
     return this.c_proj.forward(z, B * T); // (B, T, C)

@@ -5,7 +5,9 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { matmulForward, matmulForwardNaive, matvecRows } from '../mingpt/kernels/js.ts';
+import {
+  matmulForward, matmulForwardNaive, matvecRows, attentionForward, attentionScoresForward, attentionValuesForward, softmaxRows,
+} from '../mingpt/kernels/js.ts';
 import { RNG } from '../mingpt/utils.ts';
 
 const rng = new RNG(1234);
@@ -65,6 +67,32 @@ test('matmulForward gives the same numbers on repeated calls and after calls of 
   matmulForward(new Float32Array(64 * 40), randn(64 * 100), randn(40 * 100), null, 64, 100, 40);
   matmulForward(b, inp, weight, null, 7, 33, 5);
   assert.equal(Array.from(a), Array.from(b));
+});
+
+// [B, Tq, Tk, C, NH]: one token; a query block shorter than the keys (a cache of earlier keys); odd sizes
+const attentionShapes: Array<[number, number, number, number, number]> = [
+  [1, 1, 1, 8, 2], [2, 7, 7, 16, 4], [1, 3, 9, 32, 4], [2, 1, 65, 12, 3], [1, 64, 64, 64, 4],
+];
+for (const [B, Tq, Tk, C, NH] of attentionShapes) {
+  test(`attentionForward equals scores → softmax → values bit for bit: B=${B} Tq=${Tq} Tk=${Tk} C=${C} NH=${NH}`, () => {
+    const q = randn(B * Tq * C).map((x) => 3 * x), k = randn(B * Tk * C), v = randn(B * Tk * C);
+    const att = new Float32Array(B * NH * Tq * Tk);
+    attentionScoresForward(att, q, k, B, Tq, Tk, C, NH);
+    softmaxRows(att, B * NH * Tq, Tk);
+    const want = new Float32Array(B * Tq * C), got = new Float32Array(B * Tq * C).fill(NaN);
+    attentionValuesForward(want, att, v, B, Tq, Tk, C, NH);
+    attentionForward(got, q, k, v, B, Tq, Tk, C, NH);
+    const differ = got.findIndex((x, i) => !Object.is(x, want[i]));
+    assert.is(differ, -1, `first difference at ${differ}: ${got[differ]} vs ${want[differ]}`);
+  });
+}
+
+test('attention scores: query i of Tq sits at position Tk − Tq + i (keys after it masked, hand-checked)', () => {
+  // one head of size 1, q = 1 everywhere, k[t] = t: score(i, t2) = t2 for visible keys
+  const Tq = 2, Tk = 4, q = new Float32Array([1, 1]), k = new Float32Array([0, 1, 2, 3]);
+  const att = new Float32Array(Tq * Tk);
+  attentionScoresForward(att, q, k, 1, Tq, Tk, 1, 1);
+  assert.equal(Array.from(att), [0, 1, 2, -Infinity, 0, 1, 2, 3]);
 });
 
 test.run();

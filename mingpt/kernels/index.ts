@@ -34,6 +34,7 @@ export let softmaxRows = js.softmaxRows;
 export let splitQKV = js.splitQKV;
 export let attentionScoresForward = js.attentionScoresForward;
 export let attentionValuesForward = js.attentionValuesForward;
+export let attentionForward = js.attentionForward;
 export const crossEntropyForward = js.crossEntropyForward;
 
 let current: KernelsName = 'js';

@@ -250,53 +250,108 @@ export function splitQKV(q: Float32Array, k: Float32Array, v: Float32Array, qkv:
 }
 
 /**
- * The attention scores: att (B, NH, T, T) = q · kᵀ / √hs with the causal mask, where q and k are
- * (B, T, NH, hs) (the same memory as (B, T, C)). Row t of a head says how much query t matches
- * each key; entries above the diagonal (the future) are −∞, so the softmax gives them exactly 0.
+ * The attention scores: att (B, NH, Tq, Tk) = q · kᵀ / √hs with the causal mask, where q is
+ * (B, Tq, NH, hs) and k is (B, Tk, NH, hs) (the same memory as (B, T, C)). The Tq queries are the
+ * last Tq positions of the Tk: query i sits at position Tk − Tq + i (Tq = Tk = T in an ordinary
+ * run; fewer queries when earlier keys come from a cache). Row i of a head says how much that query
+ * matches each key; keys after the query's position (the future) are −∞, so the softmax gives them
+ * exactly 0.
  */
 export function attentionScoresForward(
-  att: Float32Array, q: Float32Array, k: Float32Array, B: number, T: number, C: number, NH: number,
+  att: Float32Array, q: Float32Array, k: Float32Array, B: number, Tq: number, Tk: number, C: number, NH: number,
 ): void {
   const hs = C / NH;
   const scale = 1 / Math.sqrt(hs);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < NH; h++) {
-      for (let t = 0; t < T; t++) {
-        const qo = (b * T + t) * C + h * hs;          // q[b, t, h, :]
-        const row = ((b * NH + h) * T + t) * T;        // att[b, h, t, :]
+      for (let i = 0; i < Tq; i++) {
+        const t = Tk - Tq + i;                          // the query's position
+        const qo = (b * Tq + i) * C + h * hs;          // q[b, i, h, :]
+        const row = ((b * NH + h) * Tq + i) * Tk;      // att[b, h, i, :]
         for (let t2 = 0; t2 <= t; t2++) {
-          const ko = (b * T + t2) * C + h * hs;        // k[b, t2, h, :]
+          const ko = (b * Tk + t2) * C + h * hs;       // k[b, t2, h, :]
           let dot = 0;
-          for (let i = 0; i < hs; i++) dot += q[qo + i] * k[ko + i];
+          for (let c = 0; c < hs; c++) dot += q[qo + c] * k[ko + c];
           att[row + t2] = dot * scale;
         }
-        for (let t2 = t + 1; t2 < T; t2++) att[row + t2] = -Infinity; // masked: no peeking ahead
+        for (let t2 = t + 1; t2 < Tk; t2++) att[row + t2] = -Infinity; // masked: no peeking ahead
       }
     }
   }
 }
 
 /**
- * Each head's weighted sum of values: z (B, T, NH, hs) = att (B, NH, T, T) · v, v (B, T, NH, hs).
- * z laid out (B, T, NH, hs) is the same memory as (B, T, C): minGPT's
+ * Each head's weighted sum of values: z (B, Tq, NH, hs) = att (B, NH, Tq, Tk) · v, v (B, Tk, NH, hs).
+ * z laid out (B, Tq, NH, hs) is the same memory as (B, Tq, C): minGPT's
  * `y.transpose(1, 2).contiguous().view(B, T, C)` "re-assemble all head outputs side by side".
  */
 export function attentionValuesForward(
-  z: Float32Array, att: Float32Array, v: Float32Array, B: number, T: number, C: number, NH: number,
+  z: Float32Array, att: Float32Array, v: Float32Array, B: number, Tq: number, Tk: number, C: number, NH: number,
 ): void {
   const hs = C / NH;
-  z.fill(0, 0, B * T * C);
+  z.fill(0, 0, B * Tq * C);
   for (let b = 0; b < B; b++) {
-    for (let t = 0; t < T; t++) {
+    for (let i = 0; i < Tq; i++) {
       for (let h = 0; h < NH; h++) {
-        const out = (b * T + t) * C + h * hs;       // z[b, t, h, :]
-        const row = ((b * NH + h) * T + t) * T;      // att[b, h, t, :]
-        for (let t2 = 0; t2 < T; t2++) {
+        const out = (b * Tq + i) * C + h * hs;       // z[b, i, h, :]
+        const row = ((b * NH + h) * Tq + i) * Tk;     // att[b, h, i, :]
+        for (let t2 = 0; t2 < Tk; t2++) {
           const a = att[row + t2];
           if (a === 0) continue; // the masked future, mostly
-          const vo = (b * T + t2) * C + h * hs;      // v[b, t2, h, :]
-          for (let i = 0; i < hs; i++) z[out + i] += a * v[vo + i];
+          const vo = (b * Tk + t2) * C + h * hs;     // v[b, t2, h, :]
+          for (let c = 0; c < hs; c++) z[out + c] += a * v[vo + c];
         }
+      }
+    }
+  }
+}
+
+/**
+ * Causal self-attention in one call: z (B, Tq, C) = softmax(q · kᵀ / √hs, masked) · v, head by head,
+ * with the shapes and positions of attentionScoresForward. The same numbers, bit for bit, as
+ * attentionScoresForward, then softmaxRows, then attentionValuesForward, but one query row at a time,
+ * so the (B, NH, Tq, Tk) scores never exist: one row of Tk numbers is all the memory it needs (the
+ * model uses the three steps only when a hook wants to see the scores or the pattern).
+ */
+export function attentionForward(
+  z: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array,
+  B: number, Tq: number, Tk: number, C: number, NH: number,
+): void {
+  const hs = C / NH;
+  const scale = 1 / Math.sqrt(hs);
+  const row = new Float32Array(Tk); // one query's scores, then its probabilities
+  const acc = new Float32Array(hs); // one head's output for that query
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < Tq; i++) {
+      const t = Tk - Tq + i; // the query's position; keys 0..t are visible
+      for (let h = 0; h < NH; h++) {
+        const qo = (b * Tq + i) * C + h * hs;
+        // scores q·k/√hs and their maximum
+        let max = -Infinity;
+        for (let t2 = 0; t2 <= t; t2++) {
+          const ko = (b * Tk + t2) * C + h * hs;
+          let dot = 0;
+          for (let c = 0; c < hs; c++) dot += q[qo + c] * k[ko + c];
+          row[t2] = dot * scale;
+          if (row[t2] > max) max = row[t2];
+        }
+        // softmax over the visible keys (the masked ones would add exp(−∞) = 0)
+        let sum = 0;
+        for (let t2 = 0; t2 <= t; t2++) {
+          const e = Math.exp(row[t2] - max);
+          row[t2] = e;
+          sum += e;
+        }
+        // the weighted sum of the values
+        acc.fill(0);
+        for (let t2 = 0; t2 <= t; t2++) {
+          row[t2] /= sum;
+          const p = row[t2]; // read back: the probability as float32, as softmaxRows stores it
+          if (p === 0) continue;
+          const vo = (b * Tk + t2) * C + h * hs;
+          for (let c = 0; c < hs; c++) acc[c] += p * v[vo + c];
+        }
+        z.set(acc, qo);
       }
     }
   }
