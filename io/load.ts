@@ -11,8 +11,11 @@ import { ensurePretrained } from './pretrained.ts';
 /**
  * Load a GPT-2-layout checkpoint in the Hugging Face safetensors format: a directory with
  * model.safetensors and config.json, or the .safetensors file with config.json beside it.
+ * `untie_lm_head`: give lm_head.weight a place of its own, a copy of wte.weight when the checkpoint
+ * has none, as minGPT's from_pretrained does (training then updates the two apart; by default
+ * they share one buffer, as GPT-2 ties them).
  */
-export function loadGPT(fileOrDir: string): GPT {
+export function loadGPT(fileOrDir: string, opts: { untie_lm_head?: boolean } = {}): GPT {
   const ckpt = Checkpoint.open(fileOrDir);
   try {
     const hp = ckpt.hparams;
@@ -23,10 +26,14 @@ export function loadGPT(fileOrDir: string): GPT {
       vocab_size: hp.vocab_size, block_size: hp.block_size, layer_norm_epsilon: hp.layer_norm_epsilon,
     });
     // GPT-2 ties lm_head to wte; a checkpoint that stores its own lm_head gets its own copy
-    const model = new GPT(config, { init: false, tie_lm_head: !ckpt.has('lm_head.weight') });
+    const ownHead = ckpt.has('lm_head.weight');
+    const model = new GPT(config, { init: false, tie_lm_head: !ownHead && !opts.untie_lm_head });
     // the Conv1D-vs-Linear transpose, the "transformer." prefix and dtype conversion are the
     // checkpoint reader's job; here every parameter is asked for by name and shape
-    for (const [name, view, shape] of model.named_parameters) ckpt.readInto(name, view, shape);
+    for (const [name, view, shape] of model.named_parameters) {
+      if (name === 'lm_head.weight' && !ownHead) view.set(model.transformer.wte); // untied: a copy
+      else ckpt.readInto(name, view, shape);
+    }
     // like minGPT's from_pretrained, insist that the two sets of names match exactly
     const unused = ckpt.unusedTensors();
     if (unused.length)

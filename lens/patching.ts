@@ -30,6 +30,8 @@ export interface Metric {
   (logits: NdArray<Float32Array>): number;
   /** the positions whose logits it reads (default: the last one) */
   positions?: number[];
+  /** its gradient with respect to those logits, (B, P, vocab) like them (what attribution patching differentiates) */
+  backward?: (logits: NdArray<Float32Array>) => Float32Array;
 }
 
 /**
@@ -37,16 +39,27 @@ export interface Metric {
  * row has its own pair): the assignment's metric with token = corrupt token, other = clean token.
  */
 export function logitDiffMetric(token: number | number[], other: number | number[]): Metric {
-  return (logits) => {
+  const pair = (b: number) => [Array.isArray(token) ? token[b] : token, Array.isArray(other) ? other[b] : other];
+  const metric: Metric = (logits) => {
     const [B, P, V] = logits.shape;
     let sum = 0;
     for (let b = 0; b < B; b++) {
-      const o = (b * P + P - 1) * V;
-      const t = Array.isArray(token) ? token[b] : token, u = Array.isArray(other) ? other[b] : other;
+      const o = (b * P + P - 1) * V, [t, u] = pair(b);
       sum += logits.data[o + t] - logits.data[o + u];
     }
     return sum / B;
   };
+  // the gradient: +1/B at the token, −1/B at the other, in each row's last position; 0 elsewhere
+  metric.backward = (logits) => {
+    const [B, P, V] = logits.shape, d = new Float32Array(B * P * V);
+    for (let b = 0; b < B; b++) {
+      const o = (b * P + P - 1) * V, [t, u] = pair(b);
+      d[o + t] += 1 / B;
+      d[o + u] -= 1 / B;
+    }
+    return d;
+  };
+  return metric;
 }
 
 /** An index axis of a patching sweep. */

@@ -47,22 +47,26 @@ export type HookSpec = Array<[string | ((name: string) => boolean), HookFn]>;
 
 /** The hook-point registry a model carries. Empty (and free) except during a hooked run. */
 export class HookPoints {
-  private active: Array<[string | ((name: string) => boolean), HookFn]> | null = null;
+  private active: HookSpec | null = null;
+  /** backward hooks, attached for one backward pass: they see (and may change) gradients */
+  private backward: HookSpec | null = null;
+  /** while a forward pass records for backward(): the value each hook point passed on */
+  private tape: Map<string, Float32Array> | null = null;
 
   /** The identity function of the forward pass; calls the attached hooks whose name matches. */
   point(name: string, x: Float32Array, shape: number[]): Float32Array {
-    if (this.active === null) return x; // the common case: nothing to do
-    for (const [sel, fn] of this.active) {
-      if (typeof sel === 'string' ? sel !== name : !sel(name)) continue;
-      const act = ndarray(x, shape);
-      const res = fn(act, name);
-      if (res) {
-        if (res.size !== act.size || res.shape.some((d, i) => d !== shape[i]))
-          throw new Error(`hook on ${name} returned shape [${res.shape}], expected [${shape}]`);
-        x = contiguous(res);
-      }
-    }
+    if (this.active !== null) x = callHooks(this.active, name, x, shape);
+    if (this.tape !== null) this.tape.set(name, x); // a reference: the model never writes into an activation it passed on
     return x;
+  }
+
+  /**
+   * The same point in the backward pass: `dx` is the gradient of the output with respect to the
+   * hook point's value (all of it: every later use has added its part); backward hooks whose name
+   * matches may read it or replace it, as forward hooks do activations.
+   */
+  grad(name: string, dx: Float32Array, shape: number[]): Float32Array {
+    return this.backward === null ? dx : callHooks(this.backward, name, dx, shape);
   }
 
   /** Whether a hook attached now would see the point `name` (the model skips building what nobody asked for). */
@@ -80,6 +84,42 @@ export class HookPoints {
       this.active = null;
     }
   }
+
+  /** Run a backward pass `body` with backward hooks attached, detached afterwards whatever happens. */
+  withGrad<R>(hooks: HookSpec, body: () => R): R {
+    if (this.backward !== null) throw new Error('backward hooks are already attached: nested backward passes are not supported');
+    this.backward = hooks;
+    try {
+      return body();
+    } finally {
+      this.backward = null;
+    }
+  }
+
+  /** Run a forward pass `body` keeping, in `tape`, the value each hook point passes on (what backward() reads). */
+  recording<R>(tape: Map<string, Float32Array>, body: () => R): R {
+    this.tape = tape;
+    try {
+      return body();
+    } finally {
+      this.tape = null;
+    }
+  }
+}
+
+/** Calls the hooks of `list` that match `name` on x, in order; returns x or the replacement they gave. */
+function callHooks(list: HookSpec, name: string, x: Float32Array, shape: number[]): Float32Array {
+  for (const [sel, fn] of list) {
+    if (typeof sel === 'string' ? sel !== name : !sel(name)) continue;
+    const act = ndarray(x, shape);
+    const res = fn(act, name);
+    if (res) {
+      if (res.size !== act.size || res.shape.some((d, i) => d !== shape[i]))
+        throw new Error(`hook on ${name} returned shape [${res.shape}], expected [${shape}]`);
+      x = contiguous(res);
+    }
+  }
+  return x;
 }
 
 /** The data of an ndarray as a fresh contiguous row-major Float32Array (a copy only when needed). */

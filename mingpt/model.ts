@@ -30,6 +30,8 @@ import { CfgNode, rng as globalRng, type RNG } from './utils.ts';
 import {
   allocParams, matmulForward, layernormScale, layernormApply, geluForward, residualForward, softmaxRows,
   splitQKV, attentionScoresForward, attentionValuesForward, attentionForward, crossEntropyForward,
+  matmulBackward, layernormApplyBackward, layernormScaleBackward, geluBackward, residualBackward, softmaxRowsBackward,
+  splitQKVBackward, attentionScoresBackward, attentionValuesBackward, crossEntropyBackward,
 } from './kernels/index.ts';
 import { HookPoints, contiguous, type HookSpec } from './hooks.ts';
 
@@ -64,6 +66,27 @@ export class Linear {
     matmulForward(y, x, this.weight, this.bias, BT, this.in_features, this.out_features);
     return y;
   }
+  /** dy (BT, out) -> dx (BT, in) added to `dx`, given the forward's input x; the weight's and bias's gradients added to `grads` */
+  backward(dx: Float32Array, dy: Float32Array, x: Float32Array, BT: number, grads: Grads): void {
+    const dw = grads && grads(this.weight), db = grads && this.bias && grads(this.bias);
+    matmulBackward(dx, dw, db, dy, x, this.weight, BT, this.in_features, this.out_features);
+  }
+}
+
+/**
+ * Where a backward pass adds the parameters' gradients: the gradient buffer's view of the same
+ * place as a parameter's view of model.params (null: parameter gradients not wanted).
+ */
+type Grads = ((param: Float32Array) => Float32Array) | null;
+
+/** What backward() reads from the forward pass: the value every hook point passed on, by name. */
+type Tape = Map<string, Float32Array>;
+
+/** tape.get that fails loudly: a missing value means the forward pass did not record it. */
+function saved(tape: Tape, name: string): Float32Array {
+  const x = tape.get(name);
+  if (!x) throw new Error(`internal: the forward pass recorded no value at ${name}`);
+  return x;
 }
 
 /**
@@ -89,6 +112,16 @@ export class LayerNorm {
     layernormApply(y, x, scale, this.weight, this.bias, B * T, C);
     return this.hooks.point(this.names.normalized, y, [B, T, C]);
   }
+  /** dy (B, T, C) -> dx (B, T, C) added to `dx`, given the forward's input x: the two steps backwards */
+  backward(dx: Float32Array, dy: Float32Array, x: Float32Array, tape: Tape, B: number, T: number, grads: Grads): void {
+    const C = this.C;
+    dy = this.hooks.grad(this.names.normalized, dy, [B, T, C]);
+    const scale = saved(tape, this.names.scale); // (B, T, 1): the divisor the forward pass used
+    let dscale: Float32Array = new Float32Array(B * T); // (B, T, 1)
+    layernormApplyBackward(dx, dscale, grads && grads(this.weight), grads && grads(this.bias), dy, x, scale, this.weight, B * T, C);
+    dscale = this.hooks.grad(this.names.scale, dscale, [B, T, 1]);
+    layernormScaleBackward(dx, dscale, x, scale, B * T, C);
+  }
 }
 
 /**
@@ -100,6 +133,10 @@ export class NewGELU {
     const y = new Float32Array(x.length);
     geluForward(y, x, x.length);
     return y;
+  }
+  /** dy -> dx added to `dx`, given the forward's input x */
+  backward(dx: Float32Array, dy: Float32Array, x: Float32Array): void {
+    geluBackward(dx, x, dy, x.length);
   }
 }
 
@@ -167,6 +204,42 @@ export class CausalSelfAttention {
     // output projection
     return this.c_proj.forward(z, B * T); // (B, T, C)
   }
+
+  /** dy (B, T, C) -> dx (B, T, C) added to `dx`, given the forward's input x: the steps above, last to first */
+  backward(dx: Float32Array, dy: Float32Array, x: Float32Array, tape: Tape, B: number, T: number, grads: Grads): void {
+    const C = this.n_embd, nh = this.n_head, hs = C / nh, h = this.hooks, n = this.names, N = B * T * C;
+    // output projection
+    let dz: Float32Array = new Float32Array(N); // (B, T, nh, hs)
+    this.c_proj.backward(dz, dy, saved(tape, n.z), B * T, grads);
+    dz = h.grad(n.z, dz, [B, T, nh, hs]);
+    const q = saved(tape, n.q), k = saved(tape, n.k), v = saved(tape, n.v);
+    // the pattern: kept when a hook made the forward pass build it, else built again here (the
+    // fused kernel never keeps it; the same kernels give the same numbers, bit for bit)
+    let att = tape.get(n.pattern);
+    if (!att) {
+      att = new Float32Array(B * nh * T * T);
+      attentionScoresForward(att, q, k, B, T, T, C, nh);
+      softmaxRows(att, B * nh * T, T);
+    }
+    // the weighted sum of the values
+    let datt: Float32Array = new Float32Array(B * nh * T * T); // (B, nh, T, T)
+    let dv: Float32Array = new Float32Array(N);
+    attentionValuesBackward(datt, dv, dz, att, v, B, T, T, C, nh);
+    datt = h.grad(n.pattern, datt, [B, nh, T, T]);
+    // the softmax, then the scores q·k/√hs
+    let dscores: Float32Array = new Float32Array(B * nh * T * T);
+    softmaxRowsBackward(dscores, datt, att, B * nh * T, T);
+    dscores = h.grad(n.attn_scores, dscores, [B, nh, T, T]);
+    let dq: Float32Array = new Float32Array(N), dk: Float32Array = new Float32Array(N);
+    attentionScoresBackward(dq, dk, dscores, q, k, B, T, T, C, nh);
+    dv = h.grad(n.v, dv, [B, T, nh, hs]);
+    dk = h.grad(n.k, dk, [B, T, nh, hs]);
+    dq = h.grad(n.q, dq, [B, T, nh, hs]);
+    // query, key, value projections
+    const dqkv = new Float32Array(3 * N); // (B, T, 3C)
+    splitQKVBackward(dqkv, dq, dk, dv, B * T, C);
+    this.c_attn.backward(dx, dqkv, x, B * T, grads);
+  }
 }
 
 /** an unassuming Transformer block */
@@ -197,6 +270,18 @@ export class Block {
     return m.c_proj.forward(post, B * T); // (B, T, C)
   }
 
+  /** The MLP's backward: dy (B, T, C) -> dx (B, T, C) added to `dx`, given the forward's input x */
+  mlpBackward(dx: Float32Array, dy: Float32Array, x: Float32Array, tape: Tape, B: number, T: number, grads: Grads): void {
+    const m = this.mlp, h = this.hooks, n = this.names, shape = [B, T, m.c_fc.out_features];
+    let dpost: Float32Array = new Float32Array(B * T * m.c_fc.out_features); // (B, T, 4C)
+    m.c_proj.backward(dpost, dy, saved(tape, n.mlp_post), B * T, grads);
+    dpost = h.grad(n.mlp_post, dpost, shape);
+    let dpre: Float32Array = new Float32Array(dpost.length); // (B, T, 4C)
+    m.act.backward(dpre, dpost, saved(tape, n.mlp_pre));
+    dpre = h.grad(n.mlp_pre, dpre, shape);
+    m.c_fc.backward(dx, dpre, x, B * T, grads);
+  }
+
   /** x (B, T, C) -> (B, T, C):  x = x + attn(ln_1(x));  x = x + mlpf(ln_2(x)) */
   forward(x: Float32Array, B: number, T: number): Float32Array {
     const h = this.hooks, n = this.names, shape = [B, T, this.ln_1.C], N = x.length;
@@ -209,6 +294,32 @@ export class Block {
     const post = new Float32Array(N);
     residualForward(post, x, mlp_out, N);
     return h.point(n.resid_post, post, shape);
+  }
+
+  /**
+   * The backward pass of forward(), last line first: dy (B, T, C), the gradient at the block's
+   * output, -> the gradient at its input. Each residual connection hands the gradient both to the
+   * stream and to the branch; the branch's share comes back through its layer norm and is added.
+   */
+  backward(dy: Float32Array, tape: Tape, B: number, T: number, grads: Grads): Float32Array {
+    const h = this.hooks, n = this.names, shape = [B, T, this.ln_1.C], N = dy.length;
+    dy = h.grad(n.resid_post, dy, shape);
+    // x = x + mlpf(ln_2(x))
+    let dmid: Float32Array = new Float32Array(N), dmlp_out: Float32Array = new Float32Array(N);
+    residualBackward(dmid, dmlp_out, dy, N);
+    dmlp_out = h.grad(n.mlp_out, dmlp_out, shape);
+    const dln2 = new Float32Array(N);
+    this.mlpBackward(dln2, dmlp_out, saved(tape, n.ln2.normalized), tape, B, T, grads);
+    this.ln_2.backward(dmid, dln2, saved(tape, n.resid_mid), tape, B, T, grads);
+    dmid = h.grad(n.resid_mid, dmid, shape);
+    // x = x + attn(ln_1(x))
+    let dx: Float32Array = new Float32Array(N), dattn_out: Float32Array = new Float32Array(N);
+    residualBackward(dx, dattn_out, dmid, N);
+    dattn_out = h.grad(n.attn_out, dattn_out, shape);
+    const dln1 = new Float32Array(N);
+    this.attn.backward(dln1, dattn_out, saved(tape, n.ln1.normalized), tape, B, T, grads);
+    this.ln_1.backward(dx, dln1, saved(tape, n.resid_pre), tape, B, T, grads);
+    return h.grad(n.resid_pre, dx, shape);
   }
 }
 
@@ -260,6 +371,8 @@ export interface ForwardOptions {
   stop_at_layer?: number;
   /** compute the logits at these positions only (all by default): logits become (B, P, vocab_size) */
   logits_at?: number[];
+  /** keep what backward() needs (a reference to every hook point's value); by default when targets are given */
+  grad?: boolean;
 }
 
 export interface ForwardResult {
@@ -287,6 +400,14 @@ export class GPT {
   readonly transformer: { wte: Float32Array; wpe: Float32Array; h: Block[]; ln_f: LayerNorm };
   readonly lm_head: { weight: Float32Array }; // (vocab_size, C); tied to wte unless a checkpoint brings its own
   readonly hooks = new HookPoints();
+  /** every parameter's gradient, laid out like params (see grad_of); made on the first backward pass that wants them */
+  grads: Float32Array | null = null;
+  /** what the last forward pass recorded for backward(), if it recorded */
+  private tape: {
+    acts: Tape; rows: number[][] | null; targets: number[][] | null;
+    B: number; T: number; P: number; positions: number[] | null; start: number;
+    resid: Float32Array; logits: Float32Array; // (B, T, C) the stream entering ln_f; (B, P, vocab_size)
+  } | null = null;
 
   /** With `save`: activations[layer][position] is the block's output (C) at that position. */
   activations: Float32Array[][] = [];
@@ -463,7 +584,11 @@ export class GPT {
       matmulForward(logits, xf, this.lm_head.weight, null, B * P, C, V);
       return [x, logits];
     };
-    const [resid, logits] = hooks.length ? this.hooks.with(hooks, run) : run();
+    // backward() reads the value of every hook point of this run; a new run drops what the last one kept
+    this.tape = null;
+    const acts: Tape | null = opts.grad ?? opts.targets !== undefined ? new Map() : null;
+    const go = (): [Float32Array, Float32Array] => (hooks.length ? this.hooks.with(hooks, run) : run());
+    const [resid, logits] = acts ? this.hooks.recording(acts, go) : go();
     if (P > 0 && !allFinite(logits)) {
       // name the first place the run went wrong: run it again, looking at every hook point
       const where = this.firstNonFinite(hooks, run);
@@ -478,7 +603,85 @@ export class GPT {
       if (P !== T) throw new Error('a loss needs the logits at every position (no logits_at, no stop_at_layer)');
       loss = crossEntropyForward(logits, toRows(opts.targets), B, T, V);
     }
+    if (acts) {
+      const targets = opts.targets !== undefined ? toRows(opts.targets) : null;
+      this.tape = { acts, rows, targets, B, T, P, positions, start, resid, logits };
+    }
     return { logits: ndarray(logits, [B, P, V]), loss, residual: ndarray(resid, [B, T, C]) };
+  }
+
+  /**
+   * The backward pass (minGPT's `loss.backward()`) through the run of the forward() call just
+   * before, which must have recorded it (targets given, or `grad: true`). It starts from `dlogits`
+   * (B, P, vocab_size), the gradient of whatever is differentiated with respect to that run's
+   * logits, or by default from the run's loss, and goes back through every layer to the embeddings:
+   *   - each parameter's gradient is ADDED to model.grads (zero_grad() clears them), as PyTorch
+   *     accumulates .grad; `params: false` skips them (attribution needs the activations'
+   *     gradients only, and the weights' cost as much again);
+   *   - each hook point's gradient passes a hook point of the backward pass, where `hooks`, attached
+   *     for this pass only, may read or replace it (../lens/gradients.ts collects them).
+   * The recorded run is dropped afterwards, as PyTorch frees its graph.
+   */
+  backward(dlogits?: Float32Array, opts: { params?: boolean; hooks?: HookSpec } = {}): void {
+    if (opts.hooks?.length) {
+      const hooks = opts.hooks;
+      this.hooks.withGrad(hooks, () => this.backward(dlogits, { ...opts, hooks: undefined }));
+      return;
+    }
+    const tape = this.tape;
+    if (!tape) throw new Error('backward() needs the forward pass just before it to record what it needs: give that pass targets (the loss) or { grad: true }');
+    this.tape = null;
+    const { n_embd: C, vocab_size: V, n_layer: L } = this.config;
+    const { acts, B, T, P, positions } = tape;
+    if (P === 0) throw new Error('backward() needs a forward pass that computed logits (no stop_at_layer)');
+    if (dlogits === undefined) {
+      if (!tape.targets) throw new Error('backward() with no gradient of the logits differentiates the loss: the forward pass needs targets');
+      dlogits = new Float32Array(B * P * V);
+      crossEntropyBackward(dlogits, tape.logits, tape.targets, B, T, V);
+    } else if (dlogits.length !== B * P * V) throw new Error(`dlogits must be (${B}, ${P}, ${V}) like the logits, got ${dlogits.length} numbers`);
+    const grads: Grads = opts.params ?? true ? (p) => this.grad_of(p) : null;
+    const { wte, wpe, h, ln_f } = this.transformer;
+    // the vocabulary projection and the final layer norm, at the positions that have logits
+    const dxf = new Float32Array(B * P * C); // (B, P, C)
+    matmulBackward(dxf, grads && grads(this.lm_head.weight), null, dlogits, saved(acts, 'ln_final.hook_normalized'), this.lm_head.weight, B * P, C, V);
+    const last = positions ? pickPositions(tape.resid, B, T, C, positions) : tape.resid; // (B, P, C)
+    const dlast = new Float32Array(B * P * C);
+    ln_f.backward(dlast, dxf, last, acts, B, P, grads);
+    let dx = positions ? scatterPositions(dlast, B, T, C, positions) : dlast; // (B, T, C)
+    for (let l = L - 1; l >= tape.start; l--) dx = h[l].backward(dx, acts, B, T, grads);
+    if (!tape.rows) return; // the run started from a given residual stream: nothing before it
+    // x = tok_emb + pos_emb: each gets the whole gradient
+    const dpos = this.hooks.grad('hook_pos_embed', dx.slice(), [B, T, C]);
+    const dtok = this.hooks.grad('hook_embed', dx.slice(), [B, T, C]);
+    if (!grads) return;
+    // the embedding lookups: each row of wte and wpe collects the gradients of the places it was copied to
+    const dwte = grads(wte), dwpe = grads(wpe);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const id = tape.rows[b][t], o = (b * T + t) * C;
+        for (let c = 0; c < C; c++) {
+          dwte[id * C + c] += dtok[o + c];
+          dwpe[t * C + c] += dpos[o + c];
+        }
+      }
+    }
+  }
+
+  /**
+   * The gradient of a parameter (a view from named_parameters, or a layer's weight): the same
+   * place in model.grads as the parameter in model.params. model.grads is made, zeros, on first use.
+   */
+  grad_of(param: Float32Array): Float32Array {
+    if (param.buffer !== this.params.buffer) throw new Error('grad_of: not one of this model\'s parameters');
+    this.grads ??= allocParams(this.params.length);
+    const o = (param.byteOffset - this.params.byteOffset) / 4;
+    return this.grads.subarray(o, o + param.length);
+  }
+
+  /** Set every parameter's gradient to zero (PyTorch's zero_grad), before a backward pass adds to them. */
+  zero_grad(): void {
+    if (this.grads) this.grads.fill(0);
+    else this.grads = allocParams(this.params.length);
   }
 
   /** Re-runs `run` with a check after every hook point; returns the name of the first non-finite one. */
@@ -595,6 +798,17 @@ function pickPositions(x: Float32Array, B: number, T: number, C: number, positio
   const P = positions.length, out = new Float32Array(B * P * C);
   for (let b = 0; b < B; b++)
     for (let i = 0; i < P; i++) out.set(x.subarray((b * T + positions[i]) * C, (b * T + positions[i] + 1) * C), (b * P + i) * C);
+  return out;
+}
+
+/** The backward of pickPositions: (B, P, C) -> (B, T, C), each row back at its position, zeros elsewhere. */
+function scatterPositions(d: Float32Array, B: number, T: number, C: number, positions: number[]): Float32Array {
+  const P = positions.length, out = new Float32Array(B * T * C);
+  for (let b = 0; b < B; b++)
+    for (let i = 0; i < P; i++) {
+      const o = (b * T + positions[i]) * C;
+      for (let c = 0; c < C; c++) out[o + c] += d[(b * P + i) * C + c];
+    }
   return out;
 }
 

@@ -36,6 +36,18 @@ export let attentionScoresForward = js.attentionScoresForward;
 export let attentionValuesForward = js.attentionValuesForward;
 export let attentionForward = js.attentionForward;
 export const crossEntropyForward = js.crossEntropyForward;
+// the backward pass (only the matmul has a SIMD twin: it is most of the arithmetic)
+export let matmulBackward = js.matmulBackward;
+export const geluBackward = js.geluBackward;
+export const residualBackward = js.residualBackward;
+export const softmaxRowsBackward = js.softmaxRowsBackward;
+export const layernormApplyBackward = js.layernormApplyBackward;
+export const layernormScaleBackward = js.layernormScaleBackward;
+export const layernormBackward = js.layernormBackward;
+export const splitQKVBackward = js.splitQKVBackward;
+export const attentionScoresBackward = js.attentionScoresBackward;
+export const attentionValuesBackward = js.attentionValuesBackward;
+export const crossEntropyBackward = js.crossEntropyBackward;
 
 let current: KernelsName = 'js';
 let noted = false;

@@ -161,6 +161,50 @@ export function matvecRows(
 }
 
 /**
+ * The backward pass of the matmul (llm.c's matmul_backward). Given dout (BT, OC), the gradient of
+ * a loss with respect to out, it ADDS to
+ *   dinp    (BT, C)  += dout · weight      how the loss changes with each input
+ *   dweight (OC, C)  += doutᵀ · inp        ... with each weight
+ *   dbias   (OC)     += Σ over rows of dout
+ * Adding (not overwriting) is what a backward pass needs where one value feeds several places: the
+ * contributions meet in one buffer. Pass null for what is not wanted: attribution needs dinp only,
+ * and the weight gradients cost as much again. Each sum is taken in doubles, then added once.
+ */
+export function matmulBackward(
+  dinp: Float32Array | null, dweight: Float32Array | null, dbias: Float32Array | null,
+  dout: Float32Array, inp: Float32Array, weight: Float32Array, BT: number, C: number, OC: number,
+): void {
+  const acc = new Float64Array(C);
+  if (dinp) {
+    for (let i = 0; i < BT; i++) {
+      acc.fill(0);
+      for (let o = 0; o < OC; o++) {
+        const d = dout[i * OC + o];
+        if (d === 0) continue;
+        const w = o * C;
+        for (let k = 0; k < C; k++) acc[k] += d * weight[w + k];
+      }
+      for (let k = 0; k < C; k++) dinp[i * C + k] += acc[k];
+    }
+  }
+  if (dweight || dbias) {
+    for (let o = 0; o < OC; o++) {
+      acc.fill(0);
+      let db = 0;
+      for (let i = 0; i < BT; i++) {
+        const d = dout[i * OC + o];
+        db += d;
+        if (d === 0 || !dweight) continue;
+        const x = i * C;
+        for (let k = 0; k < C; k++) acc[k] += d * inp[x + k];
+      }
+      if (dweight) for (let k = 0; k < C; k++) dweight[o * C + k] += acc[k];
+      if (dbias) dbias[o] += db;
+    }
+  }
+}
+
+/**
  * out (BT, C) = (inp − mean) / sqrt(var + eps) · weight + bias, statistics over each row: the
  * layer norm in one call, as the two steps the model shows separately (layernormScale, then
  * layernormApply, below), so both paths give the same numbers.
@@ -183,9 +227,30 @@ export function geluForward(out: Float32Array, inp: Float32Array, N: number): vo
   }
 }
 
+/**
+ * The GELU's backward: dinp (N) += dout (N) · GELU'(inp). With u = √(2/π)·(x + 0.044715·x³),
+ * GELU(x) = ½·x·(1 + tanh u), so GELU'(x) = ½·(1 + tanh u) + ½·x·(1 − tanh² u)·du/dx.
+ */
+export function geluBackward(dinp: Float32Array, inp: Float32Array, dout: Float32Array, N: number): void {
+  for (let i = 0; i < N; i++) {
+    const x = inp[i];
+    const th = Math.tanh(GELU_SCALE * (x + 0.044715 * x * x * x));
+    const du = GELU_SCALE * (1 + 3 * 0.044715 * x * x);
+    dinp[i] += dout[i] * (0.5 * (1 + th) + 0.5 * x * (1 - th * th) * du);
+  }
+}
+
 /** out (N) = inp (N) + other (N). The residual connection. */
 export function residualForward(out: Float32Array, inp: Float32Array, other: Float32Array, N: number): void {
   for (let i = 0; i < N; i++) out[i] = inp[i] + other[i];
+}
+
+/** The residual connection's backward: the sum passes its gradient to both terms, dinp1 += dout, dinp2 += dout. */
+export function residualBackward(dinp1: Float32Array, dinp2: Float32Array, dout: Float32Array, N: number): void {
+  for (let i = 0; i < N; i++) {
+    dinp1[i] += dout[i];
+    dinp2[i] += dout[i];
+  }
 }
 
 /** In place, for each of the `rows` rows of length `n`: x ← softmax(x). Returns nothing. */
@@ -201,6 +266,20 @@ export function softmaxRows(x: Float32Array, rows: number, n: number): void {
       sum += e;
     }
     for (let k = 0; k < n; k++) x[o + k] /= sum;
+  }
+}
+
+/**
+ * The softmax's backward, row by row: given the softmax's output `out` and dout, the gradient with
+ * respect to it, dinp += out ⊙ (dout − Σ_k dout_k·out_k). Where out is 0 (a masked key) the input's
+ * gradient is 0, whatever dout says there.
+ */
+export function softmaxRowsBackward(dinp: Float32Array, dout: Float32Array, out: Float32Array, rows: number, n: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * n;
+    let dot = 0;
+    for (let k = 0; k < n; k++) dot += dout[o + k] * out[o + k];
+    for (let k = 0; k < n; k++) dinp[o + k] += out[o + k] * (dout[o + k] - dot);
   }
 }
 
@@ -239,6 +318,68 @@ export function layernormApply(
   }
 }
 
+/**
+ * The backward of layernormApply, with the scale as an input of its own (as the forward pass
+ * shows it: hook_scale sits between the two steps). With x̂ = (inp − mean) / scale and
+ * out = x̂ · weight + bias, given dout (BT, C), it adds to
+ *   dinp (BT, C)   the gradient through the centring alone, the scale held fixed:
+ *                  (dx̂ − mean(dx̂)) / scale, where dx̂ = dout · weight
+ *   dscale (BT)    −Σ_c dx̂_c · x̂_c / scale
+ *   dweight (C)    Σ over rows of dout · x̂;  dbias (C): Σ over rows of dout   (null: not wanted)
+ * layernormScaleBackward then adds the path through the scale to dinp.
+ */
+export function layernormApplyBackward(
+  dinp: Float32Array, dscale: Float32Array, dweight: Float32Array | null, dbias: Float32Array | null,
+  dout: Float32Array, inp: Float32Array, scale: Float32Array, weight: Float32Array, BT: number, C: number,
+): void {
+  for (let i = 0; i < BT; i++) {
+    const x = i * C;
+    let mean = 0;
+    for (let k = 0; k < C; k++) mean += inp[x + k];
+    mean /= C;
+    const s = scale[i];
+    let sum = 0, dot = 0; // Σ dx̂ and Σ dx̂ · x̂
+    for (let k = 0; k < C; k++) {
+      const xhat = (inp[x + k] - mean) / s, d = dout[x + k], dxhat = d * weight[k];
+      sum += dxhat;
+      dot += dxhat * xhat;
+      if (dweight) dweight[k] += d * xhat;
+      if (dbias) dbias[k] += d;
+    }
+    for (let k = 0; k < C; k++) dinp[x + k] += (dout[x + k] * weight[k] - sum / C) / s;
+    dscale[i] -= dot / s;
+  }
+}
+
+/**
+ * The backward of layernormScale: scale = sqrt(mean((inp − mean)²) + eps) changes with each input
+ * by (inp − mean) / (C · scale) (the mean's own change drops out, as the deviations sum to 0), so
+ * dinp (BT, C) += dscale (BT) · (inp − mean) / (C · scale).
+ */
+export function layernormScaleBackward(dinp: Float32Array, dscale: Float32Array, inp: Float32Array, scale: Float32Array, BT: number, C: number): void {
+  for (let i = 0; i < BT; i++) {
+    const x = i * C;
+    let mean = 0;
+    for (let k = 0; k < C; k++) mean += inp[x + k];
+    mean /= C;
+    const f = dscale[i] / (C * scale[i]);
+    for (let k = 0; k < C; k++) dinp[x + k] += f * (inp[x + k] - mean);
+  }
+}
+
+/**
+ * The whole layer norm's backward in one call, given the forward's scale (BT): the two steps
+ * above. dinp += the gradient with respect to inp; dweight, dbias as in layernormApplyBackward.
+ */
+export function layernormBackward(
+  dinp: Float32Array, dweight: Float32Array | null, dbias: Float32Array | null,
+  dout: Float32Array, inp: Float32Array, scale: Float32Array, weight: Float32Array, BT: number, C: number,
+): void {
+  const dscale = new Float32Array(BT); // (BT)
+  layernormApplyBackward(dinp, dscale, dweight, dbias, dout, inp, scale, weight, BT, C);
+  layernormScaleBackward(dinp, dscale, inp, scale, BT, C);
+}
+
 /** q, k, v (BT, C) each = the three C-wide column blocks of qkv (BT, 3C): torch's `.split(C, dim=2)`. */
 export function splitQKV(q: Float32Array, k: Float32Array, v: Float32Array, qkv: Float32Array, BT: number, C: number): void {
   for (let i = 0; i < BT; i++) {
@@ -246,6 +387,18 @@ export function splitQKV(q: Float32Array, k: Float32Array, v: Float32Array, qkv:
     q.set(qkv.subarray(o, o + C), i * C);
     k.set(qkv.subarray(o + C, o + 2 * C), i * C);
     v.set(qkv.subarray(o + 2 * C, o + 3 * C), i * C);
+  }
+}
+
+/** splitQKV's backward: dqkv (BT, 3C) += the three gradients side by side (torch's split, undone). */
+export function splitQKVBackward(dqkv: Float32Array, dq: Float32Array, dk: Float32Array, dv: Float32Array, BT: number, C: number): void {
+  for (let i = 0; i < BT; i++) {
+    const o = i * 3 * C;
+    for (let c = 0; c < C; c++) {
+      dqkv[o + c] += dq[i * C + c];
+      dqkv[o + C + c] += dk[i * C + c];
+      dqkv[o + 2 * C + c] += dv[i * C + c];
+    }
   }
 }
 
@@ -281,6 +434,37 @@ export function attentionScoresForward(
 }
 
 /**
+ * The backward of attentionScoresForward: given datt (B, NH, Tq, Tk), the gradient of the scores,
+ * dq += datt · k / √hs and dk += dattᵀ · q / √hs, head by head. Masked scores (the future) are
+ * constants −∞: nothing flows through them.
+ */
+export function attentionScoresBackward(
+  dq: Float32Array, dk: Float32Array, datt: Float32Array, q: Float32Array, k: Float32Array,
+  B: number, Tq: number, Tk: number, C: number, NH: number,
+): void {
+  const hs = C / NH;
+  const scale = 1 / Math.sqrt(hs);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      for (let i = 0; i < Tq; i++) {
+        const t = Tk - Tq + i;
+        const qo = (b * Tq + i) * C + h * hs;
+        const row = ((b * NH + h) * Tq + i) * Tk;
+        for (let t2 = 0; t2 <= t; t2++) {
+          const g = datt[row + t2] * scale;
+          if (g === 0) continue;
+          const ko = (b * Tk + t2) * C + h * hs;
+          for (let c = 0; c < hs; c++) {
+            dq[qo + c] += g * k[ko + c];
+            dk[ko + c] += g * q[qo + c];
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
  * Each head's weighted sum of values: z (B, Tq, NH, hs) = att (B, NH, Tq, Tk) · v, v (B, Tk, NH, hs).
  * z laid out (B, Tq, NH, hs) is the same memory as (B, Tq, C): minGPT's
  * `y.transpose(1, 2).contiguous().view(B, T, C)` "re-assemble all head outputs side by side".
@@ -300,6 +484,38 @@ export function attentionValuesForward(
           if (a === 0) continue; // the masked future, mostly
           const vo = (b * Tk + t2) * C + h * hs;     // v[b, t2, h, :]
           for (let c = 0; c < hs; c++) z[out + c] += a * v[vo + c];
+        }
+      }
+    }
+  }
+}
+
+/**
+ * The backward of attentionValuesForward: given dz (B, Tq, NH, hs),
+ *   datt (B, NH, Tq, Tk) += dz · vᵀ for every key, the masked ones too (the pattern's gradient
+ *                          there says what a weight on a future key would do; the softmax's
+ *                          backward then stops it, since the pattern is 0 there)
+ *   dv   (B, Tk, NH, hs) += attᵀ · dz
+ */
+export function attentionValuesBackward(
+  datt: Float32Array, dv: Float32Array, dz: Float32Array, att: Float32Array, v: Float32Array,
+  B: number, Tq: number, Tk: number, C: number, NH: number,
+): void {
+  const hs = C / NH;
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < Tq; i++) {
+      for (let h = 0; h < NH; h++) {
+        const zo = (b * Tq + i) * C + h * hs;
+        const row = ((b * NH + h) * Tq + i) * Tk;
+        for (let t2 = 0; t2 < Tk; t2++) {
+          const vo = (b * Tk + t2) * C + h * hs;
+          const a = att[row + t2];
+          let dot = 0;
+          for (let c = 0; c < hs; c++) {
+            dot += dz[zo + c] * v[vo + c];
+            if (a !== 0) dv[vo + c] += a * dz[zo + c];
+          }
+          datt[row + t2] += dot;
         }
       }
     }
@@ -378,4 +594,25 @@ export function crossEntropyForward(logits: Float32Array, targets: number[][], B
     }
   }
   return total / count;
+}
+
+/**
+ * The backward of the mean cross-entropy, through the softmax: dlogits (B, T, V) += (softmax(logits)
+ * − onehot(target)) / count for every row with a target (count of them), 0 for −1 targets.
+ */
+export function crossEntropyBackward(dlogits: Float32Array, logits: Float32Array, targets: number[][], B: number, T: number, V: number): void {
+  let count = 0;
+  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) if (targets[b][t] !== -1) count++;
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const y = targets[b][t];
+      if (y === -1) continue;
+      const o = (b * T + t) * V;
+      let max = -Infinity;
+      for (let i = 0; i < V; i++) if (logits[o + i] > max) max = logits[o + i];
+      let sum = 0;
+      for (let i = 0; i < V; i++) sum += Math.exp(logits[o + i] - max);
+      for (let i = 0; i < V; i++) dlogits[o + i] += (Math.exp(logits[o + i] - max) / sum - (i === y ? 1 : 0)) / count;
+    }
+  }
 }

@@ -1,0 +1,185 @@
+/**
+ * Every backward kernel of mingpt/kernels/js.ts against central finite differences of its forward
+ * twin, on small random shapes (1, 7 and odd sizes among them). The loss is L = Σ r ⊙ out for a
+ * random r, so dout = r, and each input's analytic gradient must match (L(x + h) − L(x − h)) / 2h.
+ *
+ * In float64: the kernels' loops do their arithmetic in JavaScript numbers (doubles) whatever the
+ * array type, so handed Float64Arrays they compute in float64 throughout, and the finite
+ * differences are good to about 1e-9. (The arrays are typed Float32Array in the kernels'
+ * signatures; `f64` below makes a Float64Array that passes for one.)
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  matmulForwardNaive, matmulBackward, geluForward, geluBackward, residualForward, residualBackward,
+  softmaxRows, softmaxRowsBackward, layernormScale, layernormApply, layernormApplyBackward, layernormScaleBackward,
+  layernormBackward, splitQKV, splitQKVBackward, attentionScoresForward, attentionScoresBackward,
+  attentionValuesForward, attentionValuesBackward, crossEntropyForward, crossEntropyBackward,
+} from '../mingpt/kernels/js.ts';
+import { RNG } from '../mingpt/utils.ts';
+
+const rng = new RNG(2024);
+/** a Float64Array typed as the kernels' Float32Array (see the note at the top) */
+const f64 = (n: number) => new Float64Array(n) as unknown as Float32Array;
+const randn = (n: number, scale = 1) => { const a = f64(n); for (let i = 0; i < n; i++) a[i] = scale * rng.randn(); return a; };
+const H = 1e-6;
+const TOL = 1e-6; // |analytic − numeric| / max(1, |numeric|): central differences in float64 are good to ~1e-9
+
+/** L = Σ r ⊙ out over the finite entries of out (masked attention scores are −∞, constants) */
+function dotFinite(r: Float32Array, out: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < out.length; i++) if (Number.isFinite(out[i])) s += r[i] * out[i];
+  return s;
+}
+
+/** Compares grad with central differences of loss() with respect to every entry of x. */
+function check(what: string, loss: () => number, x: Float32Array, grad: Float32Array): void {
+  let worst = 0, at = -1;
+  for (let i = 0; i < x.length; i++) {
+    const x0 = x[i];
+    x[i] = x0 + H;
+    const up = loss();
+    x[i] = x0 - H;
+    const down = loss();
+    x[i] = x0;
+    const numeric = (up - down) / (2 * H);
+    const err = Math.abs(grad[i] - numeric) / Math.max(1, Math.abs(numeric));
+    if (err > worst) { worst = err; at = i; }
+  }
+  assert.ok(worst <= TOL, `${what}: worst error ${worst.toExponential(2)} at ${at} (analytic ${grad[at]})`);
+}
+
+for (const [BT, C, OC] of [[1, 1, 1], [1, 7, 5], [3, 4, 7], [7, 5, 3]]) {
+  test(`matmulBackward: dinp, dweight, dbias match finite differences (BT=${BT} C=${C} OC=${OC})`, () => {
+    const inp = randn(BT * C), weight = randn(OC * C), bias = randn(OC), r = randn(BT * OC);
+    const loss = () => { const out = f64(BT * OC); matmulForwardNaive(out, inp, weight, bias, BT, C, OC); return dotFinite(r, out); };
+    // start from non-zero buffers: the kernel adds to them
+    const base = randn(BT * C + OC * C + OC);
+    const dinp = base.slice(0, BT * C), dweight = base.slice(BT * C, BT * C + OC * C), dbias = base.slice(BT * C + OC * C);
+    matmulBackward(dinp, dweight, dbias, r, inp, weight, BT, C, OC);
+    const minus = (a: Float32Array, b: Float32Array) => a.map((v, i) => v - b[i]);
+    check('dinp', loss, inp, minus(dinp, base.slice(0, BT * C)));
+    check('dweight', loss, weight, minus(dweight, base.slice(BT * C, BT * C + OC * C)));
+    check('dbias', loss, bias, minus(dbias, base.slice(BT * C + OC * C)));
+    // and each part alone, the others not wanted
+    const only = f64(BT * C);
+    matmulBackward(only, null, null, r, inp, weight, BT, C, OC);
+    check('dinp alone', loss, inp, only);
+  });
+}
+
+test('geluBackward matches finite differences, across the curve (−6 … 6)', () => {
+  const N = 41, x = f64(N), r = randn(N);
+  for (let i = 0; i < N; i++) x[i] = -6 + (12 * i) / (N - 1) + 0.01;
+  const loss = () => { const out = f64(N); geluForward(out, x, N); return dotFinite(r, out); };
+  const dx = f64(N);
+  geluBackward(dx, x, r, N);
+  check('dinp', loss, x, dx);
+});
+
+test('residualBackward passes the gradient to both terms', () => {
+  const N = 9, a = randn(N), b = randn(N), r = randn(N);
+  const loss = () => { const out = f64(N); residualForward(out, a, b, N); return dotFinite(r, out); };
+  const da = f64(N), db = f64(N);
+  residualBackward(da, db, r, N);
+  check('dinp1', loss, a, da);
+  check('dinp2', loss, b, db);
+});
+
+test('softmaxRowsBackward matches finite differences (rows of 1, 5 and 7)', () => {
+  for (const n of [1, 5, 7]) {
+    const rows = 3, x = randn(rows * n, 2), r = randn(rows * n);
+    const loss = () => { const out = x.slice(); softmaxRows(out, rows, n); return dotFinite(r, out); };
+    const out = x.slice();
+    softmaxRows(out, rows, n);
+    const dx = f64(rows * n);
+    softmaxRowsBackward(dx, r, out, rows, n);
+    check(`dinp n=${n}`, loss, x, dx);
+  }
+});
+
+test('layernormApplyBackward: the input (scale held fixed), the scale, γ and β', () => {
+  const BT = 4, C = 7, x = randn(BT * C, 2), g = randn(C), b = randn(C), r = randn(BT * C);
+  const scale = f64(BT);
+  layernormScale(scale, x, BT, C, 1e-5);
+  const loss = () => { const out = f64(BT * C); layernormApply(out, x, scale, g, b, BT, C); return dotFinite(r, out); };
+  const dx = f64(BT * C), ds = f64(BT), dg = f64(C), db = f64(C);
+  layernormApplyBackward(dx, ds, dg, db, r, x, scale, g, BT, C);
+  check('dinp', loss, x, dx);
+  check('dscale', loss, scale, ds);
+  check('dweight', loss, g, dg);
+  check('dbias', loss, b, db);
+});
+
+test('layernormScaleBackward: the scale as a function of the input', () => {
+  const BT = 3, C = 5, x = randn(BT * C, 2), r = randn(BT);
+  const loss = () => { const s = f64(BT); layernormScale(s, x, BT, C, 1e-5); return dotFinite(r, s); };
+  const s = f64(BT);
+  layernormScale(s, x, BT, C, 1e-5);
+  const dx = f64(BT * C);
+  layernormScaleBackward(dx, r, x, s, BT, C);
+  check('dinp', loss, x, dx);
+});
+
+test('layernormBackward: the whole layer norm (scale then apply) with respect to its input', () => {
+  for (const C of [1, 2, 7]) {
+    const BT = 3, x = randn(BT * C, 2), g = randn(C), b = randn(C), r = randn(BT * C);
+    const loss = () => {
+      const s = f64(BT), out = f64(BT * C);
+      layernormScale(s, x, BT, C, 1e-5);
+      layernormApply(out, x, s, g, b, BT, C);
+      return dotFinite(r, out);
+    };
+    const s = f64(BT);
+    layernormScale(s, x, BT, C, 1e-5);
+    const dx = f64(BT * C), dg = f64(C), db = f64(C);
+    layernormBackward(dx, dg, db, r, x, s, g, BT, C);
+    check(`dinp C=${C}`, loss, x, dx);
+    check(`dweight C=${C}`, loss, g, dg);
+  }
+});
+
+test('splitQKVBackward puts each gradient back in its column block', () => {
+  const BT = 3, C = 4, qkv = randn(BT * 3 * C), r = randn(3 * BT * C);
+  const loss = () => {
+    const q = f64(BT * C), k = f64(BT * C), v = f64(BT * C);
+    splitQKV(q, k, v, qkv, BT, C);
+    return dotFinite(r.subarray(0, BT * C), q) + dotFinite(r.subarray(BT * C, 2 * BT * C), k) + dotFinite(r.subarray(2 * BT * C), v);
+  };
+  const d = f64(BT * 3 * C);
+  splitQKVBackward(d, r.subarray(0, BT * C), r.subarray(BT * C, 2 * BT * C), r.subarray(2 * BT * C), BT, C);
+  check('dqkv', loss, qkv, d);
+});
+
+for (const [B, Tq, Tk, NH, hs] of [[1, 1, 1, 1, 1], [1, 5, 5, 2, 3], [2, 3, 3, 3, 2], [1, 2, 5, 2, 3]]) {
+  const C = NH * hs;
+  test(`attentionScoresBackward: dq, dk (B=${B} Tq=${Tq} Tk=${Tk} NH=${NH} hs=${hs}); the masked scores take no gradient`, () => {
+    const q = randn(B * Tq * C), k = randn(B * Tk * C), r = randn(B * NH * Tq * Tk);
+    const loss = () => { const att = f64(B * NH * Tq * Tk); attentionScoresForward(att, q, k, B, Tq, Tk, C, NH); return dotFinite(r, att); };
+    const dq = f64(B * Tq * C), dk = f64(B * Tk * C);
+    attentionScoresBackward(dq, dk, r, q, k, B, Tq, Tk, C, NH);
+    check('dq', loss, q, dq);
+    check('dk', loss, k, dk);
+  });
+
+  test(`attentionValuesBackward: datt (every key), dv (B=${B} Tq=${Tq} Tk=${Tk} NH=${NH} hs=${hs})`, () => {
+    const att = randn(B * NH * Tq * Tk), v = randn(B * Tk * C), r = randn(B * Tq * C);
+    const loss = () => { const z = f64(B * Tq * C); attentionValuesForward(z, att, v, B, Tq, Tk, C, NH); return dotFinite(r, z); };
+    const datt = f64(att.length), dv = f64(v.length);
+    attentionValuesBackward(datt, dv, r, att, v, B, Tq, Tk, C, NH);
+    check('datt', loss, att, datt);
+    check('dv', loss, v, dv);
+  });
+}
+
+test('crossEntropyBackward: mean over the rows with a target, −1 rows get nothing', () => {
+  const B = 2, T = 3, V = 7, logits = randn(B * T * V, 2);
+  const targets = [[3, -1, 0], [6, 2, -1]];
+  const loss = () => crossEntropyForward(logits, targets, B, T, V);
+  const d = f64(B * T * V);
+  crossEntropyBackward(d, logits, targets, B, T, V);
+  check('dlogits', loss, logits, d);
+  assert.equal(Array.from(d.subarray(V, 2 * V)), new Array(V).fill(0), 'an ignored row has gradient 0');
+});
+
+test.run();
