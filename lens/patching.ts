@@ -97,8 +97,8 @@ export interface PatchResult {
   hook: string;
 }
 
-/** A result as nested arrays: [layer][pos] or [layer][head] or [layer][head][pos]. */
-export function nested(r: PatchResult): unknown[] {
+/** A result as nested arrays: [layer][pos] or [layer][head] or [layer][head][pos] (or any row-major array with its shape). */
+export function nested(r: { shape: readonly number[]; data: ArrayLike<number> }): unknown[] {
   const build = (dim: number, offset: number): unknown[] => {
     const n = r.shape[dim], stride = r.shape.slice(dim + 1).reduce((a, b) => a * b, 1);
     return Array.from({ length: n }, (_, i) => (dim === r.shape.length - 1 ? r.data[offset + i] : build(dim + 1, offset + i * stride)));

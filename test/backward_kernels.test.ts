@@ -17,6 +17,9 @@ import {
   attentionValuesForward, attentionValuesBackward, crossEntropyForward, crossEntropyBackward,
 } from '../mingpt/kernels/js.ts';
 import { RNG } from '../mingpt/utils.ts';
+import { matmulBackward as matmulBackwardSimd } from '../mingpt/kernels/simd/backward.ts';
+import { allocParams } from '../mingpt/kernels/index.ts';
+import { simdSupport } from '../mingpt/kernels/simd/memory.ts';
 
 const rng = new RNG(2024);
 /** a Float64Array typed as the kernels' Float32Array (see the note at the top) */
@@ -181,5 +184,43 @@ test('crossEntropyBackward: mean over the rows with a target, −1 rows get noth
   check('dlogits', loss, logits, d);
   assert.equal(Array.from(d.subarray(V, 2 * V)), new Array(V).fill(0), 'an ignored row has gradient 0');
 });
+
+// -----------------------------------------------------------------------------------------------
+// The SIMD twin of matmulBackward against the readable loops above (float32 now: the twin works
+// in float32 lanes), with the weights and the gradient buffer in a kernel memory (as the model
+// keeps them) and outside any (copied in), on shapes whose columns are not whole vectors and a
+// product too big for one scratch area (b copied in blocks of rows).
+
+const maybe = simdSupport().module ? test : test.skip;
+const rand32 = (n: number) => Float32Array.from({ length: n }, () => rng.randn());
+/** in a kernel memory, as allocParams gives the model's weights and gradients */
+const inMemory = (x: Float32Array) => { const y = allocParams(x.length); y.set(x); return y; };
+
+/** |got − want| relative to the size of what was added up, |start| + Σ|terms|: float32 sums may be off by a few ulp of that */
+function sumErr(got: Float32Array, want: Float32Array, scale: Float32Array): number {
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / scale[i]);
+  return worst;
+}
+
+for (const [BT, C, OC] of [[1, 1, 1], [1, 7, 65], [7, 65, 7], [3, 17, 33], [11, 96, 35], [2, 1100, 1030]]) {
+  for (const where of ['in kernel memory', 'outside'] as const) {
+    maybe(`simd matmulBackward = the loops (1e-5 of Σ|terms|): BT=${BT} C=${C} OC=${OC}, weights and gradients ${where}`, () => {
+      const put = where === 'outside' ? (x: Float32Array) => x : inMemory;
+      const inp = rand32(BT * C), w = put(rand32(OC * C)), dout = rand32(BT * OC);
+      const start = rand32(BT * C + OC * C + OC); // the kernels add to what is there
+      const want = [start.slice(0, BT * C), start.slice(BT * C, BT * C + OC * C), start.slice(BT * C + OC * C)];
+      const got = [start.slice(0, BT * C), put(start.slice(BT * C, BT * C + OC * C)), start.slice(BT * C + OC * C)];
+      matmulBackward(want[0], want[1], want[2], dout, inp, w, BT, C, OC);
+      matmulBackwardSimd(got[0], got[1], got[2], dout, inp, w, BT, C, OC);
+      const abs = (x: Float32Array) => x.map(Math.abs);
+      const sInp = abs(start.slice(0, BT * C)), sW = abs(start.slice(BT * C, BT * C + OC * C)), sB = abs(start.slice(BT * C + OC * C));
+      matmulBackward(sInp, sW, sB, abs(dout), abs(inp), abs(w), BT, C, OC);
+      assert.ok(sumErr(got[0], want[0], sInp) <= 1e-5, `dinp: ${sumErr(got[0], want[0], sInp)}`);
+      assert.ok(sumErr(got[1], want[1], sW) <= 1e-5, `dweight: ${sumErr(got[1], want[1], sW)}`);
+      assert.ok(sumErr(got[2], want[2], sB) <= 1e-6, `dbias: ${sumErr(got[2], want[2], sB)}`);
+    });
+  }
+}
 
 test.run();

@@ -19,6 +19,7 @@
  */
 import * as js from './js.ts';
 import * as simd from './simd/kernels.ts';
+import * as simdBackward from './simd/backward.ts';
 import { allocWasmParams, attachMemory, memoryOf, releaseScratch, simdSupport, kernelMemoryOf } from './simd/memory.ts';
 
 export type KernelsName = 'js' | 'simd';
@@ -77,6 +78,7 @@ export function setKernels(name: KernelsName): KernelsName {
   current = name;
   matmulForward = name === 'simd' ? simd.matmulForward : js.matmulForward;
   geluForward = name === 'simd' ? simd.geluForward : js.geluForward;
+  matmulBackward = name === 'simd' ? simdBackward.matmulBackward : js.matmulBackward;
   return current;
 }
 

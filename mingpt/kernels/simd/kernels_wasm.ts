@@ -23,6 +23,7 @@
  *     top and spills registers (both measured: 15 and 32 GFLOP/s instead of about 50).
  */
 import { Code, wasmModule } from './wasm.ts';
+import { matmulAcc } from './backward_wasm.ts';
 
 /** How much memory the module may be given, in 64 KiB pages: up to 4 GiB. */
 export const MAX_PAGES = 65536;
@@ -166,5 +167,5 @@ function gelu(): Code {
 
 /** The module's bytes: every kernel, importing a shared memory of up to 4 GiB. */
 export function kernelModuleBytes(relaxed: boolean): Uint8Array {
-  return wasmModule([matmul(relaxed), gelu()], { minPages: 0, maxPages: MAX_PAGES });
+  return wasmModule([matmul(relaxed), gelu(), matmulAcc(relaxed)], { minPages: 0, maxPages: MAX_PAGES });
 }

@@ -31,8 +31,9 @@ import { simdSupport, type KernelMemory } from './memory.ts';
 export const SPLIT_FLOP = 4e6;
 
 // control words of one helper (Int32Array over a SharedArrayBuffer)
-const SEQ = 0, DONE = 1, ERR = 2, QUIT = 3, READY = 4, MEM = 5, CLAIM = 6, ARGS = 7; // ARGS … ARGS+8: matmul's 9 arguments
-const CTL_WORDS = 16;
+const SEQ = 0, DONE = 1, ERR = 2, QUIT = 3, READY = 4, MEM = 5, CLAIM = 6, ARGS = 7; // ARGS … ARGS+8: the kernel's 9 arguments
+const KIND = 16; // which kernel: 0 matmul (the forward product), 1 matmul_acc (the backward's)
+const CTL_WORDS = 17;
 
 interface Helper {
   worker: Worker;
@@ -46,7 +47,7 @@ interface Helper {
 const HELPER_SOURCE = `
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
 const { module, ctl, port } = workerData;
-const [SEQ, DONE, ERR, QUIT, READY, MEM, CLAIM, ARGS] = [${SEQ}, ${DONE}, ${ERR}, ${QUIT}, ${READY}, ${MEM}, ${CLAIM}, ${ARGS}];
+const [SEQ, DONE, ERR, QUIT, READY, MEM, CLAIM, ARGS, KIND] = [${SEQ}, ${DONE}, ${ERR}, ${QUIT}, ${READY}, ${MEM}, ${CLAIM}, ${ARGS}, ${KIND}];
 let mem = null, kernels = null, seen = 0;
 Atomics.store(ctl, READY, 1);
 for (;;) {
@@ -64,7 +65,7 @@ for (;;) {
     if (Atomics.compareExchange(ctl, CLAIM, 0, 1) === 0) {
       if (mem !== ctl[MEM]) throw new Error('kernel thread: not given memory ' + ctl[MEM]);
       const a = ctl.subarray(ARGS, ARGS + 9);
-      kernels.matmul(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]);
+      (ctl[KIND] === 1 ? kernels.matmul_acc : kernels.matmul)(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]);
     }
   } catch (e) {
     Atomics.store(ctl, ERR, 1);
@@ -133,25 +134,43 @@ function startHelpers(): void {
  * is the main thread. Pointers are byte addresses in km (see ./kernels_wasm.ts).
  */
 export function threadedMatmul(km: KernelMemory, out: number, inp: number, w: number, b: number, BT: number, C: number, OC: number): void {
-  const mm = km.exports.matmul;
-  if (wanted <= 1 || !isMainThread || 2 * BT * C * OC < SPLIT_FLOP || OC < 64) {
+  split(km, 0, [out, inp, w, b, BT, C, OC], OC, 2 * BT * C * OC);
+}
+
+/**
+ * km.exports.matmul_acc, out (M, N) += a (M, K) · b (K, N) (a's rows lda apart), over all N
+ * columns, split like threadedMatmul (see ./backward_wasm.ts).
+ */
+export function threadedMatmulAcc(km: KernelMemory, out: number, a: number, b: number, M: number, K: number, N: number, lda: number): void {
+  split(km, 1, [out, a, b, M, K, N, lda], N, 2 * M * K * N);
+}
+
+/**
+ * Runs kernel `kind` (see KIND) with its first seven arguments `args` over the range [0, total)
+ * of its last two (output channels, or columns), split among the ready helpers when it is worth it.
+ */
+function split(km: KernelMemory, kind: 0 | 1, args: number[], total: number, flop: number): void {
+  const kernel = kind === 1 ? km.exports.matmul_acc : km.exports.matmul;
+  const mm = (o0: number, o1: number) => kernel(args[0], args[1], args[2], args[3], args[4], args[5], args[6], o0, o1);
+  if (wanted <= 1 || !isMainThread || flop < SPLIT_FLOP || total < 64) {
     stats.single++;
-    mm(out, inp, w, b, BT, C, OC, 0, OC);
+    mm(0, total);
     return;
   }
   if (helpers.length < wanted - 1) startHelpers();
   const ready = helpers.filter((h) => Atomics.load(h.ctl, READY) === 1);
   if (ready.length === 0) {
     stats.single++;
-    mm(out, inp, w, b, BT, C, OC, 0, OC);
+    mm(0, total);
     return;
   }
   stats.split++;
   const parts = ready.length + 1;
-  const chunk = Math.ceil(OC / parts / 4) * 4; // whole 2 × 4 tiles per thread
+  const unit = kind === 1 ? 16 : 4; // whole tiles per thread (2 × 4 channels; 2 × 16 columns)
+  const chunk = Math.ceil(total / parts / unit) * unit;
   const busy: Helper[] = [];
   for (let j = 0; j < ready.length; j++) {
-    const o0 = j * chunk, o1 = Math.min(OC, o0 + chunk);
+    const o0 = j * chunk, o1 = Math.min(total, o0 + chunk);
     if (o0 >= o1) break;
     const h = ready[j];
     if (h.memId !== km.id) {
@@ -160,7 +179,8 @@ export function threadedMatmul(km: KernelMemory, out: number, inp: number, w: nu
     }
     const c = h.ctl;
     c[MEM] = km.id;
-    c.set([out, inp, w, b, BT, C, OC, o0, o1], ARGS); // (Int32Array: addresses past 2³¹ wrap, as wasm's i32 reads them)
+    c[KIND] = kind;
+    c.set([...args, o0, o1], ARGS); // (Int32Array: addresses past 2³¹ wrap, as wasm's i32 reads them)
     Atomics.store(c, CLAIM, 0); // published after the arguments
     h.seq = (h.seq + 1) | 0;
     Atomics.store(c, SEQ, h.seq);
@@ -168,12 +188,11 @@ export function threadedMatmul(km: KernelMemory, out: number, inp: number, w: nu
     busy.push(h);
   }
   const mine = busy.length * chunk;
-  if (mine < OC) mm(out, inp, w, b, BT, C, OC, mine, OC);
+  if (mine < total) mm(mine, total);
   const t0 = Date.now();
   for (const h of busy) {
     if (Atomics.compareExchange(h.ctl, CLAIM, 0, 1) === 0) { // not started yet: do it here
-      const a = h.ctl.subarray(ARGS, ARGS + 9);
-      mm(out, inp, w, b, BT, C, OC, a[7], a[8]);
+      mm(h.ctl[ARGS + 7], h.ctl[ARGS + 8]);
       stats.stolen++;
       continue;
     }

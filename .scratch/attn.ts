@@ -1,0 +1,14 @@
+import * as js from '../mingpt/kernels/js.ts';
+const B = 1, T = 42, C = 768, NH = 12;
+const r = (n: number) => Float32Array.from({ length: n }, () => Math.random() - 0.5);
+const q = r(T * C), k = r(T * C), v = r(T * C), dz = r(T * C);
+const att = new Float32Array(NH * T * T); js.attentionScoresForward(att, q, k, B, T, T, C, NH); js.softmaxRows(att, NH * T, T);
+const t = (what: string, f: () => void) => { for (let i = 0; i < 20; i++) f(); const t0 = performance.now(); for (let i = 0; i < 120; i++) f(); console.log(what, ((performance.now() - t0) / 120 * 12).toFixed(1), 'ms per 12 layers'); };
+t('values bwd', () => { const datt = new Float32Array(NH * T * T), dv = new Float32Array(T * C); js.attentionValuesBackward(datt, dv, dz, att, v, B, T, T, C, NH); });
+t('softmax bwd', () => { const d = new Float32Array(NH * T * T); js.softmaxRowsBackward(d, att, att, NH * T, T); });
+t('scores bwd', () => { const dq = new Float32Array(T * C), dk = new Float32Array(T * C); js.attentionScoresBackward(dq, dk, att, q, k, B, T, T, C, NH); });
+t('scores fwd + softmax', () => { const a = new Float32Array(NH * T * T); js.attentionScoresForward(a, q, k, B, T, T, C, NH); js.softmaxRows(a, NH * T, T); });
+t('fused fwd', () => { const z = new Float32Array(T * C); js.attentionForward(z, q, k, v, B, T, T, C, NH); });
+const x = r(T * 4 * C);
+t('gelu bwd', () => { const d = new Float32Array(T * 4 * C); js.geluBackward(d, x, x, T * 4 * C); });
+t('gelu fwd js', () => { const d = new Float32Array(T * 4 * C); js.geluForward(d, x, T * 4 * C); });

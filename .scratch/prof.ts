@@ -1,0 +1,14 @@
+import { BPETokenizer } from '../mingpt/bpe.ts';
+import { loadGPT } from '../io/load.ts';
+import { logitDiffMetric } from '../lens/patching.ts';
+import { profile } from '../bench/profile.ts';
+const bpe = new BPETokenizer();
+const clean = 'Michelle Jones was a top-notch student who always finished her homework early, helped her friends with mathematics, and never missed a single class. When the teacher asked who had won the prize, everyone said Michelle';
+const d = bpe.encode(clean.replace('Jones', 'Smith'));
+const model = loadGPT('.bench/gpt2-random');
+const m = logitDiffMetric(bpe.encode(' Smith')[0], bpe.encode(' Jones')[0]);
+const T = d.length;
+const once = () => { const r = model.forward(d, { logits_at: [T - 1], grad: true }); model.backward(m.backward!(r.logits), { params: false }); };
+once(); once();
+const p = await profile(() => { for (let i = 0; i < 5; i++) once(); });
+for (const [k, s] of p.slice(0, 20)) console.log((s * 100).toFixed(1).padStart(5), k);

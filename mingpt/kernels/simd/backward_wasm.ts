@@ -1,0 +1,116 @@
+/**
+ * The SIMD kernel of the backward pass, written with the assembler in ./wasm.ts beside the forward
+ * ones (./kernels_wasm.ts), on pointers (byte addresses) into one WebAssembly memory.
+ *
+ * matmul_acc: out (M, N) += a (M, K) · b (K, N), for the columns n0 … n1-1 only (so that threads
+ * can share a product by column ranges). a's rows are `lda` floats apart (it may be a block of
+ * columns of a wider matrix); out and b are row-major with rows N floats long.
+ *
+ * Both products of the matmul's backward have this shape, with the long axis of the weights last:
+ *   dinp (BT, C)    += dout (BT, OC) · weight (OC, C)
+ *   dweight (OC, C) += doutᵀ (OC, BT) · inp (BT, C)
+ * so the four lanes run along N, where out and b are contiguous: one v128 load brings 4 columns
+ * of a row of b, and a's number is splat to all lanes. (The forward kernel's lanes run along its
+ * sum instead, which is contiguous there.)
+ *
+ *   - A register tile of 2 rows × 16 columns (4 vectors): 8 accumulators, and per step along k
+ *     2 scalar loads (splat) + 4 vector loads for 8 multiply-adds.
+ *   - Columns 16 at a time are the outer loop, rows the inner one: the 16-column panel of b
+ *     (K rows of 64 bytes, 192 KiB at K = 3072) stays in the cache while every row tile passes.
+ *   - Each output's sum over k runs in order, k = 0 … K−1, in one lane, whichever tile computes it
+ *     (2 × 16, 1 × 16 for an odd last row, 2 × 4 and 1 × 4 for the last N % 16 columns, a scalar
+ *     loop for the last N % 4): the same inputs give the same outputs however the work is split.
+ *   - `relaxed`: f32x4.relaxed_madd where available (one fused instruction), else mul then add, as
+ *     the forward kernel chooses; the scalar columns use mul then add.
+ */
+import { Code } from './wasm.ts';
+
+export function matmulAcc(relaxed: boolean): Code {
+  const RT = 2, NV = 4; // the register tile: rows × vectors of 4 columns
+  const f = new Code('matmul_acc', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [out, a, b, M, K, N, lda, n0, n1] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const m = f.local('i32'), n = f.local('i32'), cnt = f.local('i32'), s = f.local('f32'), po = f.local('i32');
+  const pa = Array.from({ length: RT }, () => f.local('i32')); // the tile's rows of a, advancing along k
+  const pb = f.local('i32'); // b at row k, the tile's first column
+  const acc = pa.map(() => Array.from({ length: NV }, () => f.local('v128'))); // acc[r][v]
+  const va = pa.map(() => f.local('v128')), vb = Array.from({ length: NV }, () => f.local('v128'));
+  const rowA = f.local('i32'), rowB = f.local('i32'); // lda · 4, N · 4
+
+  /** the R × (4·V) outputs at rows m…, columns n… */
+  const tile = (R: number, V: number) => {
+    for (let r = 0; r < R; r++) f.get(a).get(m).i32(r).i32_add().get(rowA).i32_mul().i32_add().set(pa[r]);
+    f.get(b).get(n).i32(2).i32_shl().i32_add().set(pb);
+    for (let r = 0; r < R; r++) for (let v = 0; v < V; v++) f.v128_zero().set(acc[r][v]);
+    f.get(K).set(cnt);
+    f.block().loop();
+    f.get(cnt).i32_eqz().br_if(1);
+    // each vector loaded once into a local (V8 does not merge repeated loads)
+    for (let r = 0; r < R; r++) f.get(pa[r]).f32_load().f32x4_splat().set(va[r]);
+    for (let v = 0; v < V; v++) f.get(pb).v128_load(16 * v).set(vb[v]);
+    for (let r = 0; r < R; r++) {
+      for (let v = 0; v < V; v++) {
+        if (relaxed) f.get(va[r]).get(vb[v]).get(acc[r][v]).f32x4_relaxed_madd().set(acc[r][v]);
+        else f.get(va[r]).get(vb[v]).f32x4_mul().get(acc[r][v]).f32x4_add().set(acc[r][v]);
+      }
+    }
+    for (let r = 0; r < R; r++) f.get(pa[r]).i32(4).i32_add().set(pa[r]);
+    f.get(pb).get(rowB).i32_add().set(pb);
+    f.get(cnt).i32(1).i32_sub().set(cnt);
+    f.br(0).end().end();
+    // out[m + r, n + 4v …] += acc[r][v]
+    for (let r = 0; r < R; r++) {
+      f.get(out).get(m).i32(r).i32_add().get(N).i32_mul().get(n).i32_add().i32(2).i32_shl().i32_add().set(po);
+      for (let v = 0; v < V; v++) f.get(po).get(po).v128_load(16 * v).get(acc[r][v]).f32x4_add().v128_store(16 * v);
+    }
+  };
+
+  /** every row at the current columns, tiles of RT rows then an odd last row */
+  const rows = (V: number) => {
+    f.i32(0).set(m);
+    f.block().loop();
+    f.get(m).i32(RT).i32_add().get(M).i32_gt_u().br_if(1);
+    tile(RT, V);
+    f.get(m).i32(RT).i32_add().set(m);
+    f.br(0).end().end();
+    f.get(m).get(M).i32_lt_u().if_();
+    tile(1, V);
+    f.end();
+  };
+
+  /** columns `width` at a time while they fit before n1 */
+  const columns = (width: number, body: () => void) => {
+    f.block().loop();
+    f.get(n).i32(width).i32_add().get(n1).i32_gt_u().br_if(1);
+    body();
+    f.get(n).i32(width).i32_add().set(n);
+    f.br(0).end().end();
+  };
+
+  f.get(lda).i32(2).i32_shl().set(rowA);
+  f.get(N).i32(2).i32_shl().set(rowB);
+  f.get(n0).set(n);
+  columns(4 * NV, () => rows(NV));
+  columns(4, () => rows(1));
+  // the last N % 4 columns one at a time, scalar
+  columns(1, () => {
+    f.i32(0).set(m);
+    f.block().loop();
+    f.get(m).get(M).i32_ge_u().br_if(1);
+    f.get(a).get(m).get(rowA).i32_mul().i32_add().set(pa[0]);
+    f.get(b).get(n).i32(2).i32_shl().i32_add().set(pb);
+    f.f32(0).set(s);
+    f.get(K).set(cnt);
+    f.block().loop();
+    f.get(cnt).i32_eqz().br_if(1);
+    f.get(s).get(pa[0]).f32_load().get(pb).f32_load().f32_mul().f32_add().set(s);
+    f.get(pa[0]).i32(4).i32_add().set(pa[0]);
+    f.get(pb).get(rowB).i32_add().set(pb);
+    f.get(cnt).i32(1).i32_sub().set(cnt);
+    f.br(0).end().end();
+    f.get(out).get(m).get(N).i32_mul().get(n).i32_add().i32(2).i32_shl().i32_add().set(po);
+    f.get(po).get(po).f32_load().get(s).f32_add().f32_store();
+    f.get(m).i32(1).i32_add().set(m);
+    f.br(0).end().end();
+  });
+  return f;
+}
