@@ -1,0 +1,14 @@
+import { BPETokenizer } from '../mingpt/bpe.ts';
+import { DEFAULT_NAMES, buildHandmade } from '../assignments/ioi/handmade.ts';
+import { makeDataset, tokenizePrompts } from '../assignments/ioi/dataset.ts';
+import { edge_attribution_patching } from '../lens/eap.ts';
+import { logitDiffMetric } from '../lens/patching.ts';
+import { profile } from '../bench/profile.ts';
+const tok = new BPETokenizer();
+const model = buildHandmade({ tokenizer: tok }).model;
+const g = tokenizePrompts(makeDataset({ n: 150, seed: 1, names: DEFAULT_NAMES }), tok)[0];
+const clean = g.prompts.map((p) => p.clean_ids), corrupt = g.prompts.map((p) => p.corrupt_ids);
+const m = logitDiffMetric(g.prompts.map((p) => p.io_id), g.prompts.map((p) => p.s_id));
+edge_attribution_patching(model, clean, corrupt, m, { steps: 2 });
+const p = await profile(() => edge_attribution_patching(model, clean, corrupt, m, { steps: 4 }));
+for (const [k, s] of p.slice(0, 15)) console.log((s * 100).toFixed(1).padStart(5), k);

@@ -1,0 +1,18 @@
+import { BPETokenizer } from '../mingpt/bpe.ts';
+import { DEFAULT_NAMES, buildHandmade } from '../assignments/ioi/handmade.ts';
+import { makeDataset, tokenizePrompts } from '../assignments/ioi/dataset.ts';
+import { edge_attribution_patching } from '../lens/eap.ts';
+import { logitDiffMetric } from '../lens/patching.ts';
+import { profile } from '../bench/profile.ts';
+import { setKernelThreads } from '../mingpt/kernels/simd/threads.ts';
+setKernelThreads(1);
+const tok = new BPETokenizer();
+const model = buildHandmade({ tokenizer: tok }).model;
+const g = tokenizePrompts(makeDataset({ n: 150, seed: 1, names: DEFAULT_NAMES }), tok)[0];
+const p = g.prompts[0];
+const m = logitDiffMetric(p.io_id, p.s_id);
+edge_attribution_patching(model, p.clean_ids, p.corrupt_ids, m, { steps: 2 });
+const prof = await profile(() => edge_attribution_patching(model, p.clean_ids, p.corrupt_ids, m, { steps: 20 }));
+for (const [k, s] of prof.slice(0, 15)) console.log((s * 100).toFixed(1).padStart(5), k);
+const t0 = performance.now(); for (let i = 0; i < 20; i++) model.forward(p.clean_ids, { logits_at: [p.clean_ids.length - 1] }); console.log('forward', ((performance.now() - t0) / 20).toFixed(1), 'ms');
+const t1 = performance.now(); for (let i = 0; i < 20; i++) { const r = model.forward(p.clean_ids, { logits_at: [p.clean_ids.length - 1], grad: true }); model.backward(m.backward!(r.logits), { params: false }); } console.log('fwd+bwd', ((performance.now() - t1) / 20).toFixed(1), 'ms');

@@ -1,0 +1,177 @@
+/**
+ * The backward pass against test/fixtures/gpt2-tiny/gradients.json, an independent PyTorch autograd
+ * run (float32; definitions in test/fixtures/GRADIENTS.md), through the conformance command's report
+ * (conformance/gradients.ts), so that its format is checked too:
+ *   - `grads`: every hook point's gradient of the corrupted run's metric;
+ *   - `atp`: attribution patching of every `patching` entry;
+ *   - `eap`: every edge of the graph, and which pairs are no edge (null);
+ *   - `loss_grads`: minGPT's loss and every parameter's gradient (lm_head untied).
+ * GRADIENTS.md allows 1e-4 relative to max(1, |value|) (1e-3 for sums of many terms); we hold
+ * every entry to 1e-5, about ten times what the code achieves (≈ 1e-6: float32 rounding).
+ * Then properties whose expected values also come from the fixture: backward hooks, gradients
+ * accumulating over two backward passes, a tied lm_head, the sum of the edges into the logits,
+ * and EAP-IG approaching the whole difference between the runs.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BPETokenizer } from '../mingpt/bpe.ts';
+import { loadGPT } from '../io/load.ts';
+import { gradientsReport, type Case } from '../conformance/gradients.ts';
+import { run_with_grad_cache } from '../lens/gradients.ts';
+import { edge_attribution_patching } from '../lens/eap.ts';
+import { logitDiffMetric } from '../lens/patching.ts';
+import { runScript } from './run_script.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const FIXTURE = path.join(here, 'fixtures', 'gpt2-tiny');
+const G = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'gradients.json'), 'utf8'));
+const CASES = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'cases.json'), 'utf8')) as Case[];
+const TOL = 1e-5;
+
+const model = loadGPT(FIXTURE, { untie_lm_head: true });
+const report = gradientsReport(model, CASES[0], new BPETokenizer()) as Record<string, any>;
+const c = G.case;
+const metric = logitDiffMetric(c.corrupt_token_id, c.clean_token_id);
+
+/** The largest error of `got` against `want` (nested arrays; null in want must be null in got), relative to max(1, |want|). */
+function worstError(got: unknown, want: unknown, what: string): number {
+  if (want === null) {
+    assert.is(got, null, `${what}: expected null (no such entry)`);
+    return 0;
+  }
+  if (Array.isArray(want)) {
+    assert.ok(Array.isArray(got) && got.length === want.length, `${what}: length ${Array.isArray(got) ? got.length : typeof got} vs ${want.length}`);
+    return Math.max(0, ...want.map((w, i) => worstError((got as unknown[])[i], w, `${what}[${i}]`)));
+  }
+  assert.type(got, 'number', what);
+  return Math.abs((got as number) - (want as number)) / Math.max(1, Math.abs(want as number));
+}
+function close(got: unknown, want: unknown, what: string, tol = TOL): void {
+  const err = worstError(got, want, what);
+  assert.ok(err <= tol, `${what}: worst error ${err.toExponential(2)} (allowed ${tol})`);
+}
+
+test('the case and the two runs\' metric', () => {
+  assert.equal(report.case.clean_ids, c.clean_ids);
+  assert.equal(report.case.corrupt_ids, c.corrupt_ids);
+  close(report.metric.clean, G.metric.clean, 'metric.clean');
+  close(report.metric.corrupt, G.metric.corrupt, 'metric.corrupt');
+});
+
+test('grads: every hook point\'s gradient (hook_scale: the divisor only; masked scores 0; the embeddings equal)', () => {
+  assert.equal(Object.keys(report.grads).sort(), Object.keys(G.grads).sort());
+  for (const name of Object.keys(G.grads)) close(report.grads[name], G.grads[name], name);
+});
+
+test('atp: attribution patching of resid_pre, attn_out, mlp_out, resid_post, head_z, head_z_by_pos, head_pattern', () => {
+  assert.equal(Object.keys(report.atp).sort(), Object.keys(G.atp).sort());
+  for (const k of Object.keys(G.atp)) close(report.atp[k], G.atp[k], `atp.${k}`);
+});
+
+test('eap: the graph\'s nodes in order, every edge\'s score, null where there is no edge', () => {
+  assert.equal(report.eap.upstream, G.eap.upstream);
+  assert.equal(report.eap.downstream, G.eap.downstream);
+  close(report.eap.scores, G.eap.scores, 'eap.scores');
+});
+
+test('loss_grads: the loss and every parameter\'s gradient in the checkpoint\'s layout (norms and rows for the big three)', () => {
+  const LG = G.loss_grads, R = report.loss_grads;
+  close(R.loss, LG.loss, 'loss');
+  assert.equal(R.tokens, LG.tokens);
+  for (const [name, want] of Object.entries(LG) as Array<[string, any]>) {
+    if (name === 'loss' || name === 'tokens') continue;
+    if (want.norm === undefined) { close(R[name], want, name); continue; }
+    close(R[name].norm, want.norm, `${name} norm`);
+    const common = Object.keys(want.rows).filter((r) => r in R[name].rows);
+    for (const id of c.clean_ids) assert.ok(common.includes(String(id)) || name === 'wpe.weight', `${name}: the text's id ${id} is compared`);
+    for (const r of common) close(R[name].rows[r], want.rows[r], `${name}[${r}]`);
+  }
+});
+
+test('backward hooks: one that changes nothing changes nothing; one that zeroes attn_out\'s gradient leaves resid_pre with resid_mid\'s', () => {
+  const names = ['blocks.1.hook_resid_pre', 'blocks.1.hook_resid_mid'];
+  const plain = run_with_grad_cache(model, c.corrupt_ids, metric, { names }).grad_cache;
+  const seen: string[] = [];
+  const identity = run_with_grad_cache(model, c.corrupt_ids, metric, { names, bwd_hooks: [[() => true, (_g, name) => { seen.push(name); }]] }).grad_cache;
+  assert.equal(Array.from(identity.get(names[0]).data), Array.from(plain.get(names[0]).data));
+  assert.ok(seen.length === model.hook_names().length, `every hook point's gradient passes a backward hook once (${seen.length})`);
+  // with the attention branch's gradient gone, block 1's input gets only what the residual connection passes on
+  const cut = run_with_grad_cache(model, c.corrupt_ids, metric, { names, bwd_hooks: [['blocks.1.hook_attn_out', (g) => { g.data.fill(0); }]] }).grad_cache;
+  close(Array.from(cut.get('blocks.1.hook_resid_pre').data), G.grads['blocks.1.hook_resid_mid'].flat(2), 'resid_pre = resid_mid');
+  assert.equal(plain.keys().sort(), names.slice().sort(), 'the names filter keeps what it names');
+});
+
+test('backward() adds to the gradients until zero_grad(): two passes give twice the fixture\'s', () => {
+  const ids = c.clean_ids;
+  model.zero_grad();
+  for (let i = 0; i < 2; i++) {
+    model.forward(ids.slice(0, -1), { targets: ids.slice(1) });
+    model.backward();
+  }
+  const [, ln, shape] = model.named_parameters.find(([n]) => n === 'transformer.ln_f.weight')!;
+  close(Array.from(model.grad_of(ln)).map((x) => x / 2), G.loss_grads['ln_f.weight'], 'ln_f.weight / 2');
+  assert.equal(shape, [model.config.n_embd]);
+  model.zero_grad();
+  assert.ok(model.grads!.every((x) => x === 0));
+});
+
+test('a tied lm_head (GPT-2\'s own tying): wte\'s gradient is the embedding\'s plus the unembedding\'s', () => {
+  const tied = loadGPT(FIXTURE);
+  const ids = c.clean_ids, C = tied.config.n_embd;
+  tied.forward(ids.slice(0, -1), { targets: ids.slice(1) });
+  tied.backward();
+  const g = tied.grad_of(tied.transformer.wte);
+  const LG = G.loss_grads;
+  for (const r of Object.keys(LG['lm_head.weight'].rows).filter((r) => r in LG['wte.weight'].rows)) {
+    const want = LG['wte.weight'].rows[r].map((x: number, i: number) => x + LG['lm_head.weight'].rows[r][i]);
+    close(Array.from(g.subarray(Number(r) * C, (Number(r) + 1) * C)), want, `wte[${r}]`);
+  }
+});
+
+test('eap: the edges into the logits add up to the AtP of the whole final residual stream', () => {
+  const L = G.eap.upstream.filter((u: string) => u.startsWith('m')).length;
+  const j = G.eap.downstream.indexOf('logits');
+  const sum = report.eap.scores.reduce((s: number, row: Array<number | null>) => s + (row[j] ?? 0), 0);
+  const atpFinal = G.atp.resid_post[L - 1].reduce((s: number, x: number) => s + (x - G.metric.corrupt), 0);
+  close(sum, atpFinal, 'Σ edges into logits', 1e-5);
+});
+
+test('eap-ig: with more steps the embedding\'s edges add up to metric(clean) − metric(corrupted) (integrated gradients\' completeness)', () => {
+  const want = G.metric.clean - G.metric.corrupt;
+  const embedSum = (steps: number) => {
+    const r = edge_attribution_patching(model, c.clean_ids, c.corrupt_ids, metric, { steps });
+    return r.scores[0].reduce((s: number, x) => s + (x ?? 0), 0);
+  };
+  const one = embedSum(1), many = embedSum(32);
+  close(one, report.eap.scores[0].reduce((s: number, x: number | null) => s + (x ?? 0), 0), 'steps 1 = plain EAP');
+  // the left Riemann sum's error shrinks like 1/steps: at 32 steps a few % of the difference
+  assert.ok(Math.abs(many - want) < 0.05 * Math.abs(want), `32 steps: ${many} vs ${want}`);
+  assert.ok(Math.abs(many - want) < Math.abs(one - want) / 5, `32 steps (${many}) much closer than 1 (${one}) to ${want}`);
+});
+
+test('conformance/gradients.ts writes the report; refuses a missing --case and a case file that is not a case list', async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gradients-cli-'));
+  try {
+    const out = path.join(tmp, 'g.json');
+    const ok = await runScript('conformance/gradients.ts', ['--weights', 'test/fixtures/gpt2-tiny', '--case', 'test/fixtures/gpt2-tiny/cases.json', '--out', out]);
+    assert.is(ok.code, 0, ok.stderr);
+    const written = JSON.parse(fs.readFileSync(out, 'utf8'));
+    close(written.eap.scores, G.eap.scores, 'written eap.scores');
+    const missing = await runScript('conformance/gradients.ts', ['--weights', 'test/fixtures/gpt2-tiny', '--out', out]);
+    assert.is(missing.code, 2);
+    assert.match(missing.stderr, '--case is required');
+    fs.writeFileSync(path.join(tmp, 'bad.json'), '{"clean": "x"}');
+    const bad = await runScript('conformance/gradients.ts', ['--weights', 'test/fixtures/gpt2-tiny', '--case', path.join(tmp, 'bad.json'), '--out', path.join(tmp, 'h.json')]);
+    assert.is(bad.code, 1);
+    assert.match(bad.stderr, 'expected a list of cases');
+    assert.not.ok(fs.existsSync(path.join(tmp, 'h.json')), 'nothing written');
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test.run();
