@@ -42,6 +42,7 @@ import {
 import {
   printAttribution, printPatchPlan, printPatchResult, printTargets, printTokens, printTop, section, type Printer,
 } from './assignments/activation-patching/report.ts';
+import { METHODS, comparePatches, estimatePatch, printComparison, type Method } from './assignments/activation-patching/atp.ts';
 
 // These were generate.ts's own; they live in the assignment's folder now.
 export { readingAid } from './assignments/activation-patching/report.ts';
@@ -80,16 +81,22 @@ two texts apart. The clean run's logit lens and direct logit attribution come wi
     out: { type: 'string', default: 'out/', metavar: 'DIR', help: 'folder for the results (created when missing)' },
     'save-cache': { type: 'string', metavar: 'FILE', help: "also write the clean run's activations, every hook point under its TransformerLens name, to FILE (.safetensors)" },
     engine: { type: 'string', default: 'fast', choices: ['fast', 'reference'], help: "engine of the resid_post sweep: 'reference' does one full forward pass per cell, 'fast' only recomputes what a patch changes (same numbers)" },
+    method: {
+      type: 'string', default: 'exact', choices: [...METHODS],
+      help: "'exact': one patched run per cell; 'atp': attribution patching, every cell estimated to first order from three passes (the clean run, the corrupted run forward and backward); 'both': the two side by side, their correlation and the cells where they disagree most",
+    },
   },
   epilog: `
 writes into --out: patching.json (all numbers), and three charts, each as a vega-lite spec
 (.vl.json), .svg, .png and an interactive .html that works offline: heatmap.* (the patching
-result), logit_lens.*, dla.* (direct logit attribution).
+result), logit_lens.*, dla.* (direct logit attribution); with --method both also comparison.*
+(the exact and the estimated heatmaps side by side).
 
 examples:
   npx tsx generate.ts
   npx tsx generate.ts --weights test/fixtures/gpt2-tiny --out /tmp/tiny   # offline, a tiny model
   npx tsx generate.ts --patch head --save-cache out/clean.safetensors
+  npx tsx generate.ts --patch head-pos --method both    # attribution patching against the exact patch
   npx tsx generate.ts --corrupt "Jessica Jones was a top-notch student. Michelle"
   npx tsx generate.ts --clean "The capital of France is" --corrupt "The capital of Italy is" \\
       --clean-token " Paris" --corrupt-token " Rome"
@@ -104,6 +111,7 @@ interface Options extends TextsAndTargets, ModelChoice {
   saveCache?: string;
   engine: Engine;
   engineGiven: boolean;
+  method: Method;
 }
 
 function readOptions(argv: readonly string[]): Options | 'help' {
@@ -126,6 +134,7 @@ function readOptions(argv: readonly string[]): Options | 'help' {
     saveCache,
     engine: a.engine as Engine,
     engineGiven: argv.some((x) => x === '--engine' || x.startsWith('--engine=')),
+    method: a.method as Method,
   };
 }
 
@@ -167,6 +176,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   printTokens(p, o, t);
   for (const note of t.notes) process.stderr.write(note + '\n');
   if (o.engineGiven && o.patch !== 'resid_post') process.stderr.write(`note: --engine applies to --patch resid_post only; --patch ${o.patch} uses the generic patch\n`);
+  if (o.engineGiven && o.method === 'atp') process.stderr.write('note: --engine applies to the exact patch; --method atp runs none\n');
+  const exact = o.method !== 'atp';
   new OutputWriter(o.out).check(); // a bad --out fails now, not after the sweep
   const cacheDir = o.saveCache === undefined ? undefined : cacheStagingDir(o.saveCache);
 
@@ -183,7 +194,7 @@ export async function main(argv: readonly string[]): Promise<void> {
 
   // 2–3. the two runs, and the clean run's attribution (the fast engine's threads boot meanwhile)
   const x = { patch: o.patch, engine: o.engine, keepCache: o.saveCache !== undefined };
-  await prepareExperiment(model, t, x);
+  if (exact) await prepareExperiment(model, t, x);
   const runs = runTexts(model, t, x);
   const top = topTokens(runs.clean_last_logits, o.top);
   printTop(p, t, top, cleanTokens[cleanTokens.length - 1]);
@@ -192,14 +203,15 @@ export async function main(argv: readonly string[]): Promise<void> {
   section(p, '3. corrupted run');
   printTargets(p, o, t, runs.corrupt_last_logits);
 
-  // 4. the patch ----------------------------------------------------------------------
-  printPatchPlan(p, o.patch, o.engine, cfg.n_layer, cfg.n_head, t.clean_ids.length);
+  // 4. the patch, and or its estimate ------------------------------------------------------
+  printPatchPlan(p, o.patch, o.method === 'atp' ? 'atp' : o.engine, cfg.n_layer, cfg.n_head, t.clean_ids.length);
   let bar: ProgressBar | undefined;
-  const patch = await runPatch(model, t, runs, {
+  const estimate = o.method === 'exact' ? undefined : estimatePatch(model, t, o.patch);
+  const patch = !exact ? estimate! : await runPatch(model, t, runs, {
     ...x, onStart: (total) => (bar = new ProgressBar({ total, label: 'patching' })), onProgress: (done) => bar?.update(done),
   });
   bar?.done();
-  p.print(`done in ${patch.sweep_s.toFixed(1)} s`);
+  p.print(`done in ${patch.sweep_s.toFixed(1)} s${o.method === 'both' ? ` (attribution patching: ${estimate!.sweep_s.toFixed(2)} s)` : ''}`);
 
   // The clean cache goes to disk now, under a temporary name (renamed into place with the other
   // files at the end); then the weights, the cache and the worker threads give their memory back
@@ -216,24 +228,29 @@ export async function main(argv: readonly string[]): Promise<void> {
   collectGarbage();
 
   // 5. the heatmap in the terminal, and the reading aid --------------------------------
-  printPatchResult(p, o, t, runs, patch, { scale: o.scale, n_head: cfg.n_head, randomWeights });
+  printPatchResult(p, o, t, runs, patch, { scale: o.scale, n_head: cfg.n_head, randomWeights, estimate: !exact });
+  const comparison = o.method === 'both' ? comparePatches(patch, estimate!, cleanTokens) : undefined;
+  if (comparison) printComparison(p, comparison, estimate!);
 
   // 6. the files --------------------------------------------------------------------------
   const out = new OutputWriter(o.out);
   const results = resultsJson({
     model: modelName, random_weights: randomWeights, texts: o, tokens: t, top, runs, patch,
-    engine: o.patch === 'resid_post' ? o.engine : 'generic', load_s,
+    engine: !exact ? 'atp' : o.patch === 'resid_post' ? o.engine : 'generic', load_s,
   });
+  if (comparison) Object.assign(results, { atp_matrix: estimate!.matrix, atp_s: estimate!.sweep_s, comparison });
   out.add('patching.json', JSON.stringify(results, null, 2) + '\n');
   // vega is large; loaded only here so that mistakes in the input are reported at once
   const { chartFiles } = await import('./cli/plot.ts');
-  const { experimentCharts } = await import('./assignments/activation-patching/charts.ts');
+  const { comparisonChart, experimentCharts } = await import('./assignments/activation-patching/charts.ts');
   const described = {
     model: modelName, cleanText: o.clean, corruptText: o.corrupt, cleanToken: o.cleanToken, corruptToken: o.corruptToken,
     cleanLogitDiff: runs.clean_logit_diff, corruptLogitDiff: runs.corrupt_logit_diff, randomWeights,
   };
   let pngMissing = false;
-  for (const chart of experimentCharts(described, patch, cleanTokens, runs.logit_lens, runs.dla, o.scale)) {
+  const charts = experimentCharts(described, patch, cleanTokens, runs.logit_lens, runs.dla, o.scale);
+  if (comparison) charts.push(comparisonChart(described, patch, estimate!, comparison, cleanTokens));
+  for (const chart of charts) {
     const { files, png } = await chartFiles(chart.name, chart.spec, chart.title, { description: chart.description });
     for (const [name, data] of files) out.add(name, data);
     pngMissing ||= !png;

@@ -8,12 +8,14 @@
  *   where it prefers the corrupt one, white at zero (or, with --scale runs, from the clean run's
  *   value to the corrupted run's);
  * - logitLensSpec: the metric read from the residual stream entering each block, then the end;
- * - dlaSpec: each component's direct share of the clean run's metric, as bars.
+ * - dlaSpec: each component's direct share of the clean run's metric, as bars;
+ * - comparisonChart: the exact heatmap and attribution patching's estimate side by side.
  */
 import { VEGA_LITE_SCHEMA, positionLabel, type TopLevelSpec } from '../../cli/plot.ts';
 import { oneSide, visibleToken } from '../../cli/terminal.ts';
 import type { AxisName } from '../../lens/patching.ts';
-import type { DLAParts, Patch } from './experiment.ts';
+import { patchGrid, type DLAParts, type Patch } from './experiment.ts';
+import type { Comparison } from './atp.ts';
 
 const q = (t: string) => JSON.stringify(t);
 const shorten = (text: string, max: number) => (text.length <= max ? text : text.slice(0, max - 1) + '…');
@@ -60,6 +62,10 @@ export interface PatchChartInput extends RunDescription {
   tokens: readonly string[];
   /** 'zero': symmetric around zero (default); 'runs': from the clean run's value to the corrupted run's */
   scale?: 'zero' | 'runs';
+  /** the title (default: what was patched, on which model) */
+  heading?: string;
+  /** with scale 'zero': the colour scale's half-width (default: the largest |value|), to give charts shown together one scale */
+  maxAbs?: number;
 }
 
 interface Cell {
@@ -103,7 +109,7 @@ export function patchHeatmapSpec(input: PatchChartInput): TopLevelSpec {
     });
   }
   const values = cells.map((c) => c.value).filter(Number.isFinite);
-  const maxAbs = Math.max(0, ...values.map(Math.abs)) || 1;
+  const maxAbs = input.maxAbs ?? (Math.max(0, ...values.map(Math.abs)) || 1);
   const runs = input.scale === 'runs';
   const lo = Math.min(input.cleanLogitDiff, input.corruptLogitDiff), hi = Math.max(input.cleanLogitDiff, input.corruptLogitDiff);
   const domain = runs ? [lo, hi === lo ? lo + 1 : hi] : [-maxAbs, maxAbs];
@@ -129,7 +135,7 @@ export function patchHeatmapSpec(input: PatchChartInput): TopLevelSpec {
     : [`${metricName(input)} in the patched corrupted run`, `← ${q(input.cleanToken)} favoured | ${q(input.corruptToken)} favoured →`];
   const spec = {
     $schema: VEGA_LITE_SCHEMA,
-    title: { ...title(`Activation patching on ${shorten(input.model, 40)}: patch ${what} from the clean run`, input), subtitle: sub },
+    title: { ...title(input.heading ?? `Activation patching on ${shorten(input.model, 40)}: patch ${what} from the clean run`, input), subtitle: sub },
     data: { values: cells },
     width: { step: showText ? 46 : 22 },
     height: { step: axes.length === 3 ? 18 : 24 },
@@ -299,4 +305,36 @@ export function experimentCharts(r: RunDescription, patch: Patch, tokens: readon
       description: `Each component's direct contribution to ${metric} at the last position, with the final layer norm's scale held at its value in this run; the bars add up to the clean run's value.`,
     },
   ];
+}
+
+/** The two heatmaps side by side, one colour scale, the comparison in the title. */
+export function comparisonChart(r: RunDescription, exact: Patch, atp: Patch, cmp: Comparison, tokens: readonly string[]): ChartToWrite {
+  const values = [exact, atp].flatMap((x) => patchGrid(x, tokens).matrix.flat());
+  const maxAbs = Math.max(0, ...values.map(Math.abs)) || 1;
+  const panel = (x: Patch, heading: string) => {
+    const spec: Record<string, unknown> = { ...patchHeatmapSpec({ ...r, hook: x.hook, axes: x.axes, matrix: x.matrix, tokens, heading, maxAbs }) };
+    delete spec.$schema; // (a part of a concatenated chart has neither; the whole has them)
+    delete spec.config;
+    spec.title = { text: heading, anchor: 'start', fontSize: 13 }; // (the runs are described once, above both)
+    return spec;
+  };
+  const showCorrelation = (x: number | null) => (x === null ? 'undefined' : x.toFixed(3));
+  const worst = cmp.worst.slice(0, 3).map((c) => `${c.row}, ${c.column}: ${c.exact.toFixed(2)} vs ${c.atp.toFixed(2)}`).join('; ');
+  const spec = {
+    $schema: VEGA_LITE_SCHEMA,
+    title: {
+      text: `Exact activation patching and attribution patching of ${exact.hook}: correlation ${showCorrelation(cmp.correlation)}`,
+      subtitle: [...subtitle(r), `largest differences (exact vs estimate): ${worst}`], anchor: 'start', fontSize: 15, subtitleFontSize: 11, offset: 12,
+    },
+    hconcat: [panel(exact, `exact: one run per cell (${exact.sweep_s.toFixed(1)} s)`), panel(atp, `attribution patching: 3 passes (${atp.sweep_s.toFixed(2)} s)`)],
+    resolve: { scale: { color: 'shared' } },
+    config: { view: { stroke: null }, axis: { labelFontSize: 11, titleFontSize: 12 } },
+  };
+  return {
+    name: 'comparison',
+    spec: spec as unknown as TopLevelSpec, // (the panels are patchHeatmapSpec's charts, typed loosely once taken apart)
+    title: `Exact patching and attribution patching (${exact.hook})`,
+    description: 'Left: each cell is the corrupted run with one activation copied from the clean run. Right: the first-order estimate of the same cell ' +
+      'from one forward and backward pass of the corrupted run and one forward pass of the clean run. Same colour scale.',
+  };
 }

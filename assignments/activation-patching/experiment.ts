@@ -319,7 +319,7 @@ export interface ResultsContext {
   top: TopRow[];
   runs: Runs;
   patch: Patch;
-  engine: Engine | 'generic';
+  engine: Engine | 'generic' | 'atp';
   load_s: number;
 }
 

@@ -89,19 +89,21 @@ export function printHeatmap(p: Printer, o: TextsAndTargets, h: HeatmapReport): 
 }
 
 /** Step 4's heading: what is patched and how many runs that takes. */
-export function printPatchPlan(p: Printer, kind: PatchKind, engine: Engine, L: number, nh: number, T: number): void {
+export function printPatchPlan(p: Printer, kind: PatchKind, engine: Engine | 'atp', L: number, nh: number, T: number): void {
   const plan = kind === 'head' ? `${L} layers × ${nh} heads = ${L * nh}`
     : kind === 'head-pos' ? `${L} layers × ${nh} heads × ${T} positions = ${L * nh * T}` : `${L} layers × ${T} positions = ${L * T}`;
-  section(p, `4. patching ${patchHook(kind)}: ${plan} runs (${kind === 'resid_post' ? `engine: ${engine}` : 'generic patch'})`);
+  if (engine === 'atp') section(p, `4. attribution patching of ${patchHook(kind)}: ${plan} cells estimated from 3 passes (clean forward; corrupted forward and backward)`);
+  else section(p, `4. patching ${patchHook(kind)}: ${plan} runs (${kind === 'resid_post' ? `engine: ${engine}` : 'generic patch'})`);
 }
 
 /** Step 5: the patch result as a heatmap (layer·head rows for head-pos), then the reading aid. */
 export function printPatchResult(p: Printer, o: TextsAndTargets, t: Tokenized, runs: Runs, patch: Patch,
-  opts: { scale: 'zero' | 'runs'; n_head: number; randomWeights: boolean }): void {
+  opts: { scale: 'zero' | 'runs'; n_head: number; randomWeights: boolean; estimate?: boolean }): void {
   const tokens = tokenStrings(t.clean_ids);
   const grid = patchGrid(patch, tokens);
   const { clean_logit_diff: clean, corrupt_logit_diff: corrupt } = runs;
-  section(p, `5. logit(${q(o.corruptToken)}) − logit(${q(o.cleanToken)}) after patching (rows: ${grid.rowTitle}, columns: ${grid.columnTitle})`);
+  const what = `logit(${q(o.corruptToken)}) − logit(${q(o.cleanToken)}) after patching`;
+  section(p, `5. ${opts.estimate ? `attribution patching's estimate of ${what}` : what} (rows: ${grid.rowTitle}, columns: ${grid.columnTitle})`);
   const runsScale = opts.scale === 'runs' && clean !== corrupt;
   printHeatmap(p, o, {
     ...grid,
