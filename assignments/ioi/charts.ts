@@ -8,11 +8,13 @@
  *   attentionBarsSpec  attention from END to IO, S1, S2 of the top heads
  *   pathSpec           path patching: to the logits and to the name movers' queries, side by side
  *   knockoutSpec       F_model / F_circuit / F_empty, completeness and minimality bars
+ *   eapGraphSpec       the circuit of edge attribution patching's top edges, as a graph
  * (the full attention patterns use the induction experiment's attentionSpec)
  */
 import type { TopLevelSpec } from '../../cli/plot.ts';
 import { positionLabel } from '../../cli/plot.ts';
 import type { HeadGrid, KnockoutResults } from './experiment.ts';
+import type { Edge } from '../../lens/eap.ts';
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 
@@ -190,4 +192,65 @@ export function knockoutSpec(o: { model: string; ko: KnockoutResults & { circuit
       { title: 'minimality |F(C\\{v}) − F(C)|', data: { values: mini }, width: { step: 16 }, height: 220, ...bar('head', 'head v'), encoding: { ...bar('head', 'head v').encoding, tooltip: [{ field: 'head' }, { field: 'value', format: '.3f' }] } },
     ],
   } as unknown as TopLevelSpec;
+}
+
+/**
+ * The circuit of edge attribution patching's top edges as a graph: components as points, bottom
+ * to top in the order the model runs them (embeddings, each layer's heads, its MLP, … the logits),
+ * edges as lines, thicker for a larger |score|, blue where patching the edge raises IO − S and
+ * orange where it lowers it; an edge into a head is labelled with the input it reaches (q, k, v).
+ */
+export function eapGraphSpec(o: { model: string; edges: readonly Edge[]; L: number; nh: number; steps: number; faithfulness: number; F_model: number }): TopLevelSpec {
+  const mid = (o.nh - 1) / 2;
+  const place = (node: string): { x: number; y: number; name: string } => {
+    if (node === 'embed') return { x: mid, y: 0, name: 'embed' };
+    if (node === 'logits') return { x: mid, y: 2 * o.L + 1, name: 'logits' };
+    const m = node.match(/^([am])(\d+)(?:\.(\d+))?/)!;
+    const l = Number(m[2]);
+    return m[1] === 'm' ? { x: mid, y: 2 * l + 2, name: `MLP ${l}` } : { x: Number(m[3]), y: 2 * l + 1, name: `${l}.${m[3]}` };
+  };
+  // a head's three inputs meet it side by side (q left, k centre, v right), each line labelled near its end
+  const fan: Record<string, number> = { q: -0.15, k: 0, v: 0.15, '': 0 };
+  const edges = o.edges.map((e) => {
+    const a = place(e.from), b = place(e.to), input = e.to.match(/\.([qkv])$/)?.[1] ?? '';
+    const x2 = b.x + fan[input];
+    return { x: a.x, y: a.y, x2, y2: b.y, from: e.from, to: e.to, input, score: e.score, size: Math.abs(e.score), sign: e.score >= 0 ? 'raises IO − S' : 'lowers IO − S', lx: (a.x + 4 * x2) / 5, ly: (a.y + 4 * b.y) / 5 };
+  });
+  const nodes = [...new Map(o.edges.flatMap((e) => [e.from, e.to]).map((n) => place(n.replace(/\.[qkv]$/, ''))).map((p) => [p.name, p])).values()];
+  const kind = (n: string) => (n === 'embed' || n === 'logits' ? n : n.startsWith('MLP') ? 'MLP' : 'head');
+  const xs = { field: 'x', type: 'quantitative', scale: { domain: [-0.5, o.nh - 0.5] }, axis: null };
+  const ys = { field: 'y', type: 'quantitative', scale: { domain: [-0.5, 2 * o.L + 1.5] }, axis: null };
+  return {
+    $schema: SCHEMA,
+    title: {
+      text: `The circuit of the top ${o.edges.length} edges (edge attribution patching${o.steps > 1 ? `, integrated gradients, ${o.steps} steps` : ''}), ${o.model}`,
+      subtitle: [
+        'Bottom to top in the order the model runs: embeddings, each layer\'s heads (layer.head), its MLP, the logits.',
+        `Thicker: larger |score|. Knocking out every head off the circuit: faithfulness |F_model − F_circuit| = ${o.faithfulness.toFixed(3)} (F_model ${o.F_model.toFixed(3)}).`,
+      ],
+      anchor: 'start',
+    },
+    width: Math.max(420, 70 * o.nh),
+    height: Math.max(300, 45 * (2 * o.L + 2)),
+    layer: [
+      {
+        data: { values: edges },
+        mark: { type: 'rule', opacity: 0.8 },
+        encoding: {
+          x: xs, y: ys, x2: { field: 'x2' }, y2: { field: 'y2' },
+          strokeWidth: { field: 'size', type: 'quantitative', scale: { range: [0.5, 7] }, legend: null },
+          color: { field: 'sign', type: 'nominal', scale: { domain: ['raises IO − S', 'lowers IO − S'], range: ['#2f78b3', '#e8932f'] }, legend: { orient: 'bottom', title: null } },
+          tooltip: [{ field: 'from', title: 'from' }, { field: 'to', title: 'to' }, { field: 'score', type: 'quantitative', format: '+.4f', title: 'score' }],
+        },
+      },
+      { data: { values: edges }, mark: { type: 'text', fontSize: 10, color: '#555', dx: 7 }, encoding: { x: { ...xs, field: 'lx' }, y: { ...ys, field: 'ly' }, text: { field: 'input' } } },
+      {
+        data: { values: nodes.map((n) => ({ ...n, kind: kind(n.name) })) },
+        mark: { type: 'circle', size: 420, opacity: 1, stroke: 'white' },
+        encoding: { x: xs, y: ys, fill: { field: 'kind', type: 'nominal', scale: { domain: ['embed', 'head', 'MLP', 'logits'], range: ['#888', '#54a24b', '#b279a2', '#333'] }, legend: null }, tooltip: [{ field: 'name', title: 'component' }] },
+      },
+      { data: { values: nodes }, mark: { type: 'text', fontSize: 10, dy: -16 }, encoding: { x: xs, y: ys, text: { field: 'name' } } },
+    ],
+    config: { view: { stroke: null } },
+  } as TopLevelSpec;
 }

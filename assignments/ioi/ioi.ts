@@ -15,6 +15,7 @@
  *   6. path patching to the logits and to the name movers' queries
  *   7. knockouts: faithfulness, completeness, minimality of a circuit
  *   8. ioi.json and the charts, written together at the end (a failed run writes nothing)
+ *   (9. with --eap: edge attribution patching, the circuit of its top edges and its knockouts; eap.ts)
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -36,6 +37,7 @@ import {
   basicResults, completenessSets, knockoutResults, pathResults, residSweep,
   type BasicResults, type HeadGrid, type KnockoutResults, type PathResults, type ResidSweep, type StepsProgress,
 } from './experiment.ts';
+import { eapLines, eapResults, type EapReport } from './eap.ts';
 
 const SCRIPT = 'npx tsx assignments/ioi/ioi.ts';
 
@@ -59,16 +61,20 @@ circuit's faithfulness, completeness and minimality.`,
     positions: { type: 'string', default: 'all', choices: ['all', 'paper'], metavar: 'WHERE', help: "where knockouts keep the circuit's heads: 'all' positions, or 'paper': each class at its positions (name movers and S-inhibition at END, induction and duplicate-token at S2, previous-token at S1+1)" },
     'completeness-samples': { type: 'int', default: 5, min: 0, max: 1000, metavar: 'K', help: 'random subsets of the circuit (besides each class) for the completeness criterion' },
     'skip-resid-sweep': { type: 'boolean', default: false, help: 'leave out the residual stream sweep (layer × position) on the first group' },
+    eap: { type: 'boolean', default: false, help: 'also score every edge of the model\'s graph by edge attribution patching, build the circuit of the top edges, draw it and measure its faithfulness by knockouts' },
+    'eap-steps': { type: 'int', default: 1, min: 1, max: 1000, metavar: 'M', help: 'with --eap: integrated-gradient steps (1: plain EAP; EAP-IG with M > 1 sees through saturated attention, at M times the cost)' },
+    'eap-edges': { type: 'int', default: 20, min: 1, max: 100000, metavar: 'N', help: 'with --eap: how many top edges make the circuit' },
     out: { type: 'string', default: 'out/ioi', metavar: 'DIR', help: 'folder for ioi.json and the charts (created when missing)' },
   },
   epilog: `
 writes into --out: ioi.json (every number, each a mean over the prompts), and for each chart a
 vega-lite spec (.vl.json), an SVG, a PNG and an HTML page that opens offline: logit_lens, dla,
-head_patching, resid_patching, attention, patterns, path_patching, knockout.
+head_patching, resid_patching, attention, patterns, path_patching, knockout (and with --eap, eap_circuit).
 
 examples:
   ${SCRIPT}
   ${SCRIPT} --n 100 --circuit paper --positions paper
+  ${SCRIPT} --eap --eap-steps 8 --eap-edges 30
   ${SCRIPT} --weights test/fixtures/gpt2-tiny --prompts test/fixtures/ioi-group.json --out out/ioi-tiny
   npx tsx assignments/ioi/handmade.ts --out out/ioi-handmade && ${SCRIPT} --weights out/ioi-handmade --out out/ioi-hand`,
 };
@@ -85,6 +91,9 @@ export interface Options {
   positions: 'all' | 'paper';
   completenessSamples: number;
   residSweep: boolean;
+  eap: boolean;
+  eapSteps: number;
+  eapEdges: number;
   out: string;
 }
 
@@ -104,6 +113,9 @@ export function readOptions(argv: readonly string[]): Options | 'help' {
     positions: a.positions as 'all' | 'paper',
     completenessSamples: a['completeness-samples'] as number,
     residSweep: !(a['skip-resid-sweep'] as boolean),
+    eap: a.eap as boolean,
+    eapSteps: a['eap-steps'] as number,
+    eapEdges: a['eap-edges'] as number,
     out: a.out as string,
   };
 }
@@ -234,6 +246,8 @@ export interface Report {
   };
   path_patching: { name_movers: string[]; name_movers_source: string; to_logits: number[][]; to_name_movers: HeadGrid };
   knockout: KnockoutResults & { circuit_source: string; classes: Record<string, string> };
+  /** with --eap */
+  eap: EapReport | null;
   timing_s: Record<string, number>;
 }
 
@@ -278,6 +292,7 @@ export async function runExperiment(model: GPT, o: Options, s: Setup, progress: 
     ? s.file.completeness_sets.map((K) => ({ K: parseHeadList(K.join(','), `${o.prompts}: completeness_sets`, c.n_layer, c.n_head), kind: 'prompts file' }))
     : completenessSets(circuit.heads, circuit.classes, o.completenessSamples, o.seed);
   const ko = await timed('knockout', () => knockoutResults(model, s.groups, kept, sets, o.positions, progress));
+  const eap = o.eap ? await timed('eap', () => eapResults(model, s.groups, { steps: o.eapSteps, edges: o.eapEdges }, progress)) : null;
 
   const top = topHeads(basic, nm.heads);
   const report: Report = {
@@ -303,6 +318,7 @@ export async function runExperiment(model: GPT, o: Options, s: Setup, progress: 
     },
     path_patching: { name_movers: nm.heads.map(headName), name_movers_source: nm.source, to_logits: pathRes.to_logits, to_name_movers: pathRes.to_name_movers },
     knockout: { ...ko, circuit_source: circuit.source, classes: circuit.classes },
+    eap,
     timing_s: timing,
   };
   const first = s.groups[0].prompts[0];
@@ -346,6 +362,10 @@ export async function outputFiles(r: Results): Promise<Map<string, string | Uint
     'Path patching', 'Left: each sender\'s path straight to the logits. Right: its path through the name movers\' queries at END. White: the model\'s own F.');
   await add('knockout', charts.knockoutSpec({ model, ko: rep.knockout }), 'Knockouts: faithfulness, completeness, minimality',
     'F with heads mean-ablated over the ABC prompts.');
+  if (rep.eap) {
+    await add('eap_circuit', charts.eapGraphSpec({ model, edges: rep.eap.edges, L: rep.config.n_layer, nh: rep.config.n_head, steps: rep.eap.steps, ...rep.eap.knockout }),
+      'Edge attribution patching: the circuit of the top edges', 'Each line is an edge of the model\'s graph among the top by |score|; hover it for its score.');
+  }
   return files;
 }
 
@@ -382,6 +402,7 @@ function printResults(rep: Report, print: (s?: string) => void): void {
   print(`   F_model ${f3(k.F_model)}   F_circuit ${f3(k.F_circuit)}   F_empty ${f3(k.F_empty)}   faithfulness |F_model − F_circuit| = ${f3(k.faithfulness)} (${(100 * k.faithfulness / Math.abs(k.F_model)).toFixed(1)}% of F_model)`);
   for (const c of k.completeness) print(`   completeness ${c.kind.padEnd(28)} K = {${c.K.join(', ')}}: |F(C\\K) − F(M\\K)| = |${f3(c.F_C_minus_K)} − ${f3(c.F_M_minus_K)}| = ${f3(c.value)}`);
   print(`   minimality |F(C\\{v}) − F(C)|: ${[...k.minimality].sort((a, b) => b.value - a.value).map((m) => `${m.head} ${m.value.toFixed(3)}`).join(', ')}`);
+  if (rep.eap) for (const line of eapLines(rep.eap)) print(line);
 }
 
 /**
