@@ -6,6 +6,9 @@
  *
  *     x = this.hooks.point(this.names.resid_post, x, [B, T, C]);
  *
+ * The backward pass has the same points in reverse (`this.hooks.grad(name, dx, shape)`), where
+ * backward hooks see, and may replace, the gradient with respect to each hook point's value.
+ *
  * With no hook attached (the normal case) it returns `x` at once: a run without hooks costs the
  * same as a model without hook support. Hooks are attached for one run only
  * (`model.run_with_hooks`, `model.run_with_cache`) and removed afterwards, even if the run throws.

@@ -10,8 +10,13 @@
  * 3) Andrej Karpathy's minGPT (MIT): https://github.com/karpathy/minGPT
  *
  * What differs from minGPT, and why:
- * - There is no autograd here: this port runs the forward pass only (inference and
- *   interpretability experiments), so dropout is the identity and there is no training code.
+ * - There is no autograd here. As in llm.c, each layer's backward pass is written by hand right
+ *   after its forward (Linear.backward, LayerNorm.backward, ..., Block.backward, GPT.backward), on
+ *   backward kernels that sit beside their forward twins. A forward pass asked to (targets, or
+ *   grad: true) keeps a reference to the value at every hook point, which is all the backward pass
+ *   reads (the attention pattern it builds again); backward() adds the parameters' gradients to
+ *   one buffer laid out like the parameters (grads, grad_of, zero_grad), as loss.backward() fills
+ *   .grad. Dropout is not implemented: the identity, forward and backward.
  * - Tensors are plain Float32Arrays in row-major order; the loops live in ./kernels.ts (and
  *   their WebAssembly SIMD twins, chosen by the one switch in ./backend.ts), so the math below
  *   reads top to bottom. Shapes are written next to every tensor.
