@@ -17,7 +17,7 @@ import {
   attentionValuesForward, attentionValuesBackward, crossEntropyForward, crossEntropyBackward,
 } from '../mingpt/kernels/js.ts';
 import { RNG } from '../mingpt/utils.ts';
-import { matmulBackward as matmulBackwardSimd } from '../mingpt/kernels/simd/backward.ts';
+import * as simd from '../mingpt/kernels/simd/backward.ts';
 import { allocParams } from '../mingpt/kernels/index.ts';
 import { simdSupport } from '../mingpt/kernels/simd/memory.ts';
 
@@ -186,10 +186,10 @@ test('crossEntropyBackward: mean over the rows with a target, −1 rows get noth
 });
 
 // -----------------------------------------------------------------------------------------------
-// The SIMD twin of matmulBackward against the readable loops above (float32 now: the twin works
-// in float32 lanes), with the weights and the gradient buffer in a kernel memory (as the model
-// keeps them) and outside any (copied in), on shapes whose columns are not whole vectors and a
-// product too big for one scratch area (b copied in blocks of rows).
+// The SIMD twins against the readable loops above (float32 now: the twins work in float32 lanes).
+// matmulBackward with the weights and the gradient buffer in a kernel memory (as the model keeps
+// them) and outside any (copied in), on shapes whose columns are not whole vectors and a product
+// too big for one scratch area (b copied in blocks of rows).
 
 const maybe = simdSupport().module ? test : test.skip;
 const rand32 = (n: number) => Float32Array.from({ length: n }, () => rng.randn());
@@ -212,7 +212,7 @@ for (const [BT, C, OC] of [[1, 1, 1], [1, 7, 65], [7, 65, 7], [3, 17, 33], [11, 
       const want = [start.slice(0, BT * C), start.slice(BT * C, BT * C + OC * C), start.slice(BT * C + OC * C)];
       const got = [start.slice(0, BT * C), put(start.slice(BT * C, BT * C + OC * C)), start.slice(BT * C + OC * C)];
       matmulBackward(want[0], want[1], want[2], dout, inp, w, BT, C, OC);
-      matmulBackwardSimd(got[0], got[1], got[2], dout, inp, w, BT, C, OC);
+      simd.matmulBackward(got[0], got[1], got[2], dout, inp, w, BT, C, OC);
       const abs = (x: Float32Array) => x.map(Math.abs);
       const sInp = abs(start.slice(0, BT * C)), sW = abs(start.slice(BT * C, BT * C + OC * C)), sB = abs(start.slice(BT * C + OC * C));
       matmulBackward(sInp, sW, sB, abs(dout), abs(inp), abs(w), BT, C, OC);
@@ -221,6 +221,39 @@ for (const [BT, C, OC] of [[1, 1, 1], [1, 7, 65], [7, 65, 7], [3, 17, 33], [11, 
       assert.ok(sumErr(got[2], want[2], sB) <= 1e-6, `dbias: ${sumErr(got[2], want[2], sB)}`);
     });
   }
+}
+
+maybe('simd geluBackward = the loops (1e-6 absolute on GELU\'s slope, at most 1.13), odd lengths, large and tiny inputs, added to what is there', () => {
+  for (const N of [1, 3, 5, 4099]) {
+    const x = Float32Array.from(rand32(N), (v, i) => (i % 7 === 0 ? v * 30 : v * 3)), dout = rand32(N), start = rand32(N);
+    const want = start.slice(), got = start.slice();
+    geluBackward(want, x, dout, N);
+    simd.geluBackward(got, x, dout, N);
+    let worst = 0;
+    for (let i = 0; i < N; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(dout[i])));
+    assert.ok(worst <= 1e-6, `N=${N}: ${worst}`);
+  }
+});
+
+for (const [B, Tq, Tk, NH, hs] of [[1, 1, 1, 1, 1], [2, 5, 5, 3, 7], [1, 3, 7, 2, 5], [1, 46, 46, 2, 64]]) {
+  maybe(`simd attention backward (values, scores) = the loops (1e-5 of Σ|terms|): B=${B} Tq=${Tq} Tk=${Tk} NH=${NH} hs=${hs}`, () => {
+    const C = NH * hs, abs = (x: Float32Array) => x.map(Math.abs);
+    const q = rand32(B * Tq * C), k = rand32(B * Tk * C), v = rand32(B * Tk * C), dz = rand32(B * Tq * C), datt = rand32(B * NH * Tq * Tk);
+    const att = new Float32Array(B * NH * Tq * Tk);
+    attentionScoresForward(att, q, k, B, Tq, Tk, C, NH);
+    softmaxRows(att, B * NH * Tq, Tk);
+    const start = () => [rand32(B * NH * Tq * Tk), rand32(B * Tk * C), rand32(B * Tq * C), rand32(B * Tk * C)];
+    const [a0, b0, c0, d0] = start();
+    const want = [a0.slice(), b0.slice(), c0.slice(), d0.slice()], got = [a0.slice(), b0.slice(), c0.slice(), d0.slice()];
+    const scale = [abs(a0), abs(b0), abs(c0), abs(d0)];
+    attentionValuesBackward(want[0], want[1], dz, att, v, B, Tq, Tk, C, NH);
+    simd.attentionValuesBackward(got[0], got[1], dz, att, v, B, Tq, Tk, C, NH);
+    attentionValuesBackward(scale[0], scale[1], abs(dz), att, abs(v), B, Tq, Tk, C, NH);
+    attentionScoresBackward(want[2], want[3], datt, q, k, B, Tq, Tk, C, NH);
+    simd.attentionScoresBackward(got[2], got[3], datt, q, k, B, Tq, Tk, C, NH);
+    attentionScoresBackward(scale[2], scale[3], abs(datt), abs(q), abs(k), B, Tq, Tk, C, NH);
+    ['datt', 'dv', 'dq', 'dk'].forEach((what, i) => assert.ok(sumErr(got[i], want[i], scale[i]) <= 1e-5, `${what}: ${sumErr(got[i], want[i], scale[i])}`));
+  });
 }
 
 test.run();

@@ -37,17 +37,17 @@ export let attentionScoresForward = js.attentionScoresForward;
 export let attentionValuesForward = js.attentionValuesForward;
 export let attentionForward = js.attentionForward;
 export const crossEntropyForward = js.crossEntropyForward;
-// the backward pass (only the matmul has a SIMD twin: it is most of the arithmetic)
+// the backward pass (SIMD twins where its time goes: the matmul, the attention's products, the GELU)
 export let matmulBackward = js.matmulBackward;
-export const geluBackward = js.geluBackward;
+export let geluBackward = js.geluBackward;
 export const residualBackward = js.residualBackward;
 export const softmaxRowsBackward = js.softmaxRowsBackward;
 export const layernormApplyBackward = js.layernormApplyBackward;
 export const layernormScaleBackward = js.layernormScaleBackward;
 export const layernormBackward = js.layernormBackward;
 export const splitQKVBackward = js.splitQKVBackward;
-export const attentionScoresBackward = js.attentionScoresBackward;
-export const attentionValuesBackward = js.attentionValuesBackward;
+export let attentionScoresBackward = js.attentionScoresBackward;
+export let attentionValuesBackward = js.attentionValuesBackward;
 export const crossEntropyBackward = js.crossEntropyBackward;
 
 let current: KernelsName = 'js';
@@ -79,6 +79,9 @@ export function setKernels(name: KernelsName): KernelsName {
   matmulForward = name === 'simd' ? simd.matmulForward : js.matmulForward;
   geluForward = name === 'simd' ? simd.geluForward : js.geluForward;
   matmulBackward = name === 'simd' ? simdBackward.matmulBackward : js.matmulBackward;
+  geluBackward = name === 'simd' ? simdBackward.geluBackward : js.geluBackward;
+  attentionScoresBackward = name === 'simd' ? simdBackward.attentionScoresBackward : js.attentionScoresBackward;
+  attentionValuesBackward = name === 'simd' ? simdBackward.attentionValuesBackward : js.attentionValuesBackward;
   return current;
 }
 

@@ -1,7 +1,9 @@
 /**
- * The SIMD twin of ../js.ts's matmulBackward: the same arguments, the same results to float32
- * rounding (the tests check one against the other). Both of its products go through the one
- * WebAssembly kernel matmul_acc (./backward_wasm.ts), out (M, N) += a (M, K) · b (K, N):
+ * The SIMD twins of the backward kernels of ../js.ts where the backward pass spends its time: the
+ * same arguments, the same results to float32 rounding (the tests check them against the loops).
+ *
+ * matmulBackward's two products go through the one WebAssembly kernel matmul_acc
+ * (./backward_wasm.ts), out (M, N) += a (M, K) · b (K, N):
  *
  *   dinp (BT, C)    += dout (BT, OC) · weight (OC, C)     b = the weights, where they live
  *   dweight (OC, C) += doutᵀ (OC, BT) · inp (BT, C)      out = the gradient buffer, where it lives
@@ -10,6 +12,10 @@
  * one that holds out, else this thread's loose memory), and whatever is not in it is copied into
  * this thread's scratch area there: a block of b's rows, then blocks of a's and out's rows; out's
  * blocks are copied back after each product.
+ *
+ * The attention's backward kernels are products too, of one head at a time (its rows gathered
+ * from the (T, NH, hs) layout, the results added back), through the same kernel; the GELU's
+ * backward is its own kernel (gelu_backward in ./kernels_wasm.ts, beside the forward GELU).
  */
 import { kernelMemoryOf, looseMemory, scratchOf, LOOSE_ACT_BYTES, LOOSE_WEIGHT_BYTES, type KernelMemory } from './memory.ts';
 import { threadedMatmulAcc } from './threads.ts';
@@ -78,5 +84,90 @@ function matmulAccumulate(out: Float32Array, a: Float32Array, b: Float32Array, M
       threadedMatmulAcc(km, po, pa, pb, mn, kn, N, lda);
       if (!outIn) out.set(f32.subarray(oAt >>> 2, (oAt >>> 2) + mn * N), m0 * N);
     }
+  }
+}
+
+/** dinp (N) += dout (N) · GELU'(inp (N)), through this thread's loose memory a block at a time. */
+export function geluBackward(dinp: Float32Array, inp: Float32Array, dout: Float32Array, N: number): void {
+  const km = looseMemory(), f32 = km.f32;
+  const block = Math.floor((LOOSE_WEIGHT_BYTES + LOOSE_ACT_BYTES) / 4 / 3 / 4) * 4; // floats per array, whole vectors
+  for (let i0 = 0; i0 < N; i0 += block) {
+    const n = Math.min(block, N - i0);
+    f32.set(inp.subarray(i0, i0 + n), 0);
+    f32.set(dout.subarray(i0, i0 + n), block);
+    f32.set(dinp.subarray(i0, i0 + n), 2 * block);
+    km.exports.gelu_backward(2 * block * 4, 0, block * 4, Math.ceil(n / 4) * 4); // (the padding lanes are computed and dropped)
+    dinp.set(f32.subarray(2 * block, 2 * block + n), i0);
+  }
+}
+
+/**
+ * The backward of attentionValuesForward (../js.ts has the loops), head by head as two products:
+ * datt_h (Tq, Tk) += dz_h (Tq, hs) · v_hᵀ, and dv_h (Tk, hs) += att_hᵀ · dz_h.
+ */
+export function attentionValuesBackward(
+  datt: Float32Array, dv: Float32Array, dz: Float32Array, att: Float32Array, v: Float32Array,
+  B: number, Tq: number, Tk: number, C: number, NH: number,
+): void {
+  const hs = C / NH;
+  const dzh = new Float32Array(Tq * hs), vT = new Float32Array(hs * Tk), attT = new Float32Array(Tk * Tq), dvh = new Float32Array(Tk * hs);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      gatherHead(dzh, dz, b, h, Tq, C, hs);
+      for (let t = 0; t < Tk; t++) for (let c = 0; c < hs; c++) vT[c * Tk + t] = v[(b * Tk + t) * C + h * hs + c];
+      const at = ((b * NH + h) * Tq) * Tk, att_h = att.subarray(at, at + Tq * Tk);
+      matmulAccumulate(datt.subarray(at, at + Tq * Tk), dzh, vT, Tq, hs, Tk);
+      for (let i = 0; i < Tq; i++) for (let t = 0; t < Tk; t++) attT[t * Tq + i] = att_h[i * Tk + t];
+      dvh.fill(0);
+      matmulAccumulate(dvh, attT, dzh, Tk, Tq, hs);
+      scatterAddHead(dv, dvh, b, h, Tk, C, hs);
+    }
+  }
+}
+
+/**
+ * The backward of attentionScoresForward, head by head as two products of the scores' gradient
+ * (masked entries taken as 0) scaled by 1/√hs: dq_h += ds · k_h, dk_h += dsᵀ · q_h.
+ */
+export function attentionScoresBackward(
+  dq: Float32Array, dk: Float32Array, datt: Float32Array, q: Float32Array, k: Float32Array,
+  B: number, Tq: number, Tk: number, C: number, NH: number,
+): void {
+  const hs = C / NH, scale = 1 / Math.sqrt(hs);
+  const ds = new Float32Array(Tq * Tk), dsT = new Float32Array(Tk * Tq);
+  const kh = new Float32Array(Tk * hs), qh = new Float32Array(Tq * hs), dqh = new Float32Array(Tq * hs), dkh = new Float32Array(Tk * hs);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      const at = ((b * NH + h) * Tq) * Tk;
+      for (let i = 0; i < Tq; i++) {
+        const t = Tk - Tq + i; // the query's position: keys after it are masked
+        for (let t2 = 0; t2 < Tk; t2++) {
+          const g = t2 <= t ? datt[at + i * Tk + t2] * scale : 0;
+          ds[i * Tk + t2] = g;
+          dsT[t2 * Tq + i] = g;
+        }
+      }
+      gatherHead(kh, k, b, h, Tk, C, hs);
+      gatherHead(qh, q, b, h, Tq, C, hs);
+      dqh.fill(0);
+      matmulAccumulate(dqh, ds, kh, Tq, Tk, hs);
+      scatterAddHead(dq, dqh, b, h, Tq, C, hs);
+      dkh.fill(0);
+      matmulAccumulate(dkh, dsT, qh, Tk, Tq, hs);
+      scatterAddHead(dk, dkh, b, h, Tk, C, hs);
+    }
+  }
+}
+
+/** out (T, hs) = head h of x (B, T, NH, hs), batch row b */
+function gatherHead(out: Float32Array, x: Float32Array, b: number, h: number, T: number, C: number, hs: number): void {
+  for (let t = 0; t < T; t++) out.set(x.subarray((b * T + t) * C + h * hs, (b * T + t) * C + (h + 1) * hs), t * hs);
+}
+
+/** head h of x (B, T, NH, hs), batch row b, += d (T, hs) */
+function scatterAddHead(x: Float32Array, d: Float32Array, b: number, h: number, T: number, C: number, hs: number): void {
+  for (let t = 0; t < T; t++) {
+    const o = (b * T + t) * C + h * hs;
+    for (let c = 0; c < hs; c++) x[o + c] += d[t * hs + c];
   }
 }

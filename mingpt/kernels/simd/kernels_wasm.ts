@@ -125,12 +125,30 @@ function matmul(relaxed: boolean): Code {
 }
 
 /**
+ * e = e^t in four lanes, for t in [−87, 88] (locals n and r are scratch). WebAssembly has no exp:
+ * t = n·ln 2 + r with n an integer and |r| ≤ ln2/2, e^r by a polynomial (Cephes' expf
+ * coefficients, float32 accurate), 2ⁿ by writing n + 127 into a float's exponent bits.
+ */
+function exp4(f: Code, t: number, n: number, r: number, e: number): void {
+  // n = round(t / ln 2), r = t − n·ln 2 (ln 2 in two parts, so r keeps its low bits)
+  f.get(t).f32x4_const(Math.LOG2E).f32x4_mul().f32x4_nearest().set(n);
+  f.get(t).get(n).f32x4_const(0.693359375).f32x4_mul().f32x4_sub().get(n).f32x4_const(-2.12194440e-4).f32x4_mul().f32x4_sub().set(r);
+  // e^r = 1 + r + r²·P(r)
+  f.f32x4_const(1.9875691500e-4).get(r).f32x4_mul().f32x4_const(1.3981999507e-3).f32x4_add();
+  f.get(r).f32x4_mul().f32x4_const(8.3334519073e-3).f32x4_add();
+  f.get(r).f32x4_mul().f32x4_const(4.1665795894e-2).f32x4_add();
+  f.get(r).f32x4_mul().f32x4_const(1.6666665459e-1).f32x4_add();
+  f.get(r).f32x4_mul().f32x4_const(5.0000001201e-1).f32x4_add();
+  f.get(r).get(r).f32x4_mul().f32x4_mul().get(r).f32x4_add().f32x4_const(1).f32x4_add().set(e);
+  // e^t = e^r · 2ⁿ, 2ⁿ's bits = (n + 127) << 23
+  f.get(e).get(n).i32x4_trunc_sat_f32x4_s().i32(127).i32x4_splat().i32x4_add().i32(23).i32x4_shl().f32x4_mul().set(e);
+}
+
+/**
  * gelu: out (N) = GELU(inp (N)), N a multiple of 4 (the caller pads). GPT-2's tanh form,
  * 0.5·x·(1 + tanh(u)) with u = √(2/π)·(x + 0.044715·x³), rewritten with tanh(u) = 1 − 2/(e^{2u} + 1)
- * as x / (1 + e^{−2u}), four lanes at a time. WebAssembly has no exp, so e^t is computed the
- * usual way: t = n·ln 2 + r with n an integer and |r| ≤ ln2/2, e^r by a polynomial (Cephes'
- * expf coefficients, float32 accurate), 2ⁿ by writing n + 127 into a float's exponent bits.
- * t is clamped to [−87, 88], where e^t is a normal float32 (the GELU is then x or 0 to float32).
+ * as x / (1 + e^{−2u}), four lanes at a time (e^t by exp4 above). t is clamped to [−87, 88],
+ * where e^t is a normal float32 (the GELU is then x or 0 to float32).
  */
 function gelu(): Code {
   const f = new Code('gelu', ['i32', 'i32', 'i32']);
@@ -146,18 +164,7 @@ function gelu(): Code {
   f.get(x).get(x).f32x4_mul().get(x).f32x4_mul().f32x4_const(0.044715).f32x4_mul().get(x).f32x4_add();
   f.f32x4_const(-2 * Math.sqrt(2 / Math.PI)).f32x4_mul();
   f.f32x4_const(-87).f32x4_max().f32x4_const(88).f32x4_min().set(t);
-  // n = round(t / ln 2), r = t − n·ln 2 (ln 2 in two parts, so r keeps its low bits)
-  f.get(t).f32x4_const(Math.LOG2E).f32x4_mul().f32x4_nearest().set(n);
-  f.get(t).get(n).f32x4_const(0.693359375).f32x4_mul().f32x4_sub().get(n).f32x4_const(-2.12194440e-4).f32x4_mul().f32x4_sub().set(r);
-  // e^r = 1 + r + r²·P(r)
-  f.f32x4_const(1.9875691500e-4).get(r).f32x4_mul().f32x4_const(1.3981999507e-3).f32x4_add();
-  f.get(r).f32x4_mul().f32x4_const(8.3334519073e-3).f32x4_add();
-  f.get(r).f32x4_mul().f32x4_const(4.1665795894e-2).f32x4_add();
-  f.get(r).f32x4_mul().f32x4_const(1.6666665459e-1).f32x4_add();
-  f.get(r).f32x4_mul().f32x4_const(5.0000001201e-1).f32x4_add();
-  f.get(r).get(r).f32x4_mul().f32x4_mul().get(r).f32x4_add().f32x4_const(1).f32x4_add().set(e);
-  // e^t = e^r · 2ⁿ, 2ⁿ's bits = (n + 127) << 23
-  f.get(e).get(n).i32x4_trunc_sat_f32x4_s().i32(127).i32x4_splat().i32x4_add().i32(23).i32x4_shl().f32x4_mul().set(e);
+  exp4(f, t, n, r, e);
   // out = x / (1 + e^t)
   f.get(q).get(x).get(e).f32x4_const(1).f32x4_add().f32x4_div().v128_store();
   f.get(p).i32(16).i32_add().set(p).get(q).i32(16).i32_add().set(q);
@@ -165,7 +172,40 @@ function gelu(): Code {
   return f;
 }
 
+/**
+ * gelu_backward: dinp (N) += dout (N) · GELU'(inp (N)), N a multiple of 4 (the caller pads).
+ * With e = e^{−2u} (clamped as in gelu) and h = 1 / (1 + e) = ½(1 + tanh u):
+ * GELU'(x) = h + x · 2h²e · du/dx, du/dx = √(2/π)·(1 + 3·0.044715·x²).
+ */
+function geluBackward(): Code {
+  const f = new Code('gelu_backward', ['i32', 'i32', 'i32', 'i32']);
+  const [dinp, inp, dout, N] = [0, 1, 2, 3];
+  const p = f.local('i32'), end = f.local('i32'), off = f.local('i32');
+  const x = f.local('v128'), t = f.local('v128'), n = f.local('v128'), r = f.local('v128'), e = f.local('v128'), h = f.local('v128');
+  f.i32(0).set(off);
+  f.get(N).i32(2).i32_shl().set(end);
+  f.block().loop();
+  f.get(off).get(end).i32_ge_u().br_if(1);
+  f.get(inp).get(off).i32_add().v128_load().set(x);
+  f.get(x).get(x).f32x4_mul().get(x).f32x4_mul().f32x4_const(0.044715).f32x4_mul().get(x).f32x4_add();
+  f.f32x4_const(-2 * Math.sqrt(2 / Math.PI)).f32x4_mul();
+  f.f32x4_const(-87).f32x4_max().f32x4_const(88).f32x4_min().set(t);
+  exp4(f, t, n, r, e);
+  f.f32x4_const(1).get(e).f32x4_const(1).f32x4_add().f32x4_div().set(h); // h = 1 / (1 + e)
+  // h + x · 2h²e · √(2/π)(1 + 3·0.044715·x²)
+  f.get(x).get(x).f32x4_mul().f32x4_const(3 * 0.044715).f32x4_mul().f32x4_const(1).f32x4_add().f32x4_const(Math.sqrt(2 / Math.PI)).f32x4_mul();
+  f.get(x).f32x4_mul().get(h).f32x4_mul().get(h).f32x4_mul().get(e).f32x4_mul().f32x4_const(2).f32x4_mul().get(h).f32x4_add();
+  // dinp += dout · that
+  f.get(dout).get(off).i32_add().v128_load().f32x4_mul();
+  f.get(dinp).get(off).i32_add().set(p);
+  f.get(p).v128_load().f32x4_add().set(x);
+  f.get(p).get(x).v128_store();
+  f.get(off).i32(16).i32_add().set(off);
+  f.br(0).end().end();
+  return f;
+}
+
 /** The module's bytes: every kernel, importing a shared memory of up to 4 GiB. */
 export function kernelModuleBytes(relaxed: boolean): Uint8Array {
-  return wasmModule([matmul(relaxed), gelu(), matmulAcc(relaxed)], { minPages: 0, maxPages: MAX_PAGES });
+  return wasmModule([matmul(relaxed), gelu(), matmulAcc(relaxed), geluBackward()], { minPages: 0, maxPages: MAX_PAGES });
 }

@@ -26,6 +26,7 @@ export interface KernelExports {
   matmul(out: number, inp: number, w: number, bias: number, BT: number, C: number, OC: number, o0: number, o1: number): void;
   gelu(out: number, inp: number, N: number): void;
   matmul_acc(out: number, a: number, b: number, M: number, K: number, N: number, lda: number, n0: number, n1: number): void;
+  gelu_backward(dinp: number, inp: number, dout: number, N: number): void;
 }
 
 /** One WebAssembly memory with the kernels instantiated on it. */

@@ -1,0 +1,21 @@
+import { BPETokenizer } from '../mingpt/bpe.ts';
+import { loadGPT } from '../io/load.ts';
+import { logitDiffMetric } from '../lens/patching.ts';
+import { profile } from '../bench/profile.ts';
+import { setKernelThreads } from '../mingpt/kernels/simd/threads.ts';
+setKernelThreads(1);
+const bpe = new BPETokenizer();
+const CLEAN = 'Michelle Jones was a top-notch student who always finished her homework early, helped her friends with their mathematics, and never once missed a single class all year. When the teacher asked who had won the prize, everyone said Michelle';
+const d = bpe.encode(CLEAN.replace('Jones', 'Smith'));
+const model = loadGPT('.bench/gpt2-random');
+const m = logitDiffMetric(bpe.encode(' Smith')[0], bpe.encode(' Jones')[0]);
+const T = d.length;
+const recs: any[] = [];
+for (let i = 0; i < 4; i++) { const r = model.forward(d, { logits_at: [T - 1], grad: true }); model.backward(m.backward!(r.logits), { params: false }); }
+const pf = await profile(() => { for (let i = 0; i < 4; i++) model.forward(d, { logits_at: [T - 1] }); });
+let fwdOnly = 0; const c0 = process.cpuUsage(); for (let i = 0; i < 4; i++) model.forward(d, { logits_at: [T - 1] }); fwdOnly = (process.cpuUsage(c0).user) / 4000;
+const p = await profile(() => { for (let i = 0; i < 4; i++) { const r = model.forward(d, { logits_at: [T - 1], grad: true }); model.backward(m.backward!(r.logits), { params: false }); } });
+let both = 0; const c1 = process.cpuUsage(); for (let i = 0; i < 4; i++) { const r = model.forward(d, { logits_at: [T - 1], grad: true }); model.backward(m.backward!(r.logits), { params: false }); } both = process.cpuUsage(c1).user / 4000;
+console.log('fwd', fwdOnly.toFixed(0), 'fwd+bwd', both.toFixed(0));
+console.log('forward profile'); for (const [k, s] of pf.slice(0, 6)) console.log((s * 100).toFixed(1).padStart(5), k);
+console.log('fwd+bwd profile'); for (const [k, s] of p.slice(0, 16)) console.log((s * 100).toFixed(1).padStart(5), k);

@@ -1,0 +1,110 @@
+/**
+ * npx tsx bench/attribution.ts: what the backward pass and the attributions built on it cost on
+ * GPT-2 small's shape (the random checkpoint of bench/bench.ts, .bench/gpt2-random/, made on first
+ * use), measured in forward-equivalents:
+ *
+ *   - one forward pass with the logits at the last position (what every attribution pass runs),
+ *     and one with the logits at every position (bench.ts's "one full forward");
+ *   - the backward pass of a metric (activations' gradients only) and of the loss (with every
+ *     parameter's gradient, what training needs);
+ *   - attribution patching of the whole layer × position sweep of the block outputs on a
+ *     46-token pair (three passes; the exact sweep runs 12 × 46 = 552 patched runs);
+ *   - edge attribution patching of every edge (32 280 of them) on one IOI prompt, and one more
+ *     integrated-gradients step.
+ *
+ *   npx tsx bench/attribution.ts [--runs 5] [--kernels simd|js]
+ *
+ * Each figure is the median of --runs runs after a warm-up, wall-clock and processor time (all
+ * threads of the process) side by side: other processes on the machine slow the wall clock
+ * first, so the processor time is the steadier figure. The load average is printed with them.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { BPETokenizer } from '../mingpt/bpe.ts';
+import { loadGPT } from '../io/load.ts';
+import { applyKernels } from '../cli/command.ts';
+import { kernelsName } from '../mingpt/kernels/index.ts';
+import { kernelThreads, stopKernelThreads } from '../mingpt/kernels/simd/threads.ts';
+import { logitDiffMetric } from '../lens/patching.ts';
+import { run_with_grad_cache } from '../lens/gradients.ts';
+import { atp_runs, get_atp_resid_post } from '../lens/attribution_patching.ts';
+import { edge_attribution_patching } from '../lens/eap.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CKPT = path.join(root, '.bench', 'gpt2-random');
+// 46 tokens each, differing in one name
+const CLEAN = 'Michelle Jones was a top-notch student who always finished her homework early, helped her friends with their mathematics, and never once missed a single class all year. When the teacher asked who had won the prize, everyone said Michelle';
+const CORRUPT = CLEAN.replace('Jones', 'Smith');
+const IOI_CLEAN = 'When Mary and John went to the store, John gave a drink to';
+const IOI_CORRUPT = 'When Mary and John went to the store, Paul gave a drink to';
+
+interface Timing { wall: number; cpu: number }
+
+/** median wall and processor milliseconds of `runs` calls after one warm-up */
+function time(runs: number, fn: () => void): Timing {
+  fn();
+  const wall: number[] = [], cpu: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const c0 = process.cpuUsage(), t0 = performance.now();
+    fn();
+    wall.push(performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1000);
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  return { wall: median(wall), cpu: median(cpu) };
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const opt = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
+  const runs = Number(opt('--runs') ?? 5);
+  const note = applyKernels({ kernels: opt('--kernels') });
+  if (note) console.log(note);
+  if (!fs.existsSync(path.join(CKPT, 'model.safetensors'))) {
+    console.log(`no ${path.relative(root, CKPT)}/ yet: bench/bench.ts makes it (once)`);
+    const r = spawnSync(process.execPath, [...process.execArgv, path.join(root, 'bench', 'bench.ts'), '--make-checkpoint'], { stdio: 'inherit', cwd: root });
+    if (r.status !== 0) throw new Error('making the checkpoint failed');
+  }
+  console.log(`node ${process.version}, ${os.cpus()[0]?.model ?? '?'}, ${os.availableParallelism()} cores, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  console.log(`kernels: ${kernelsName()}, kernel threads: ${kernelThreads()}; median of ${runs} runs, wall / processor time\n`);
+
+  const model = loadGPT(CKPT, { untie_lm_head: true });
+  const bpe = new BPETokenizer();
+  const clean = bpe.encode(CLEAN), corrupt = bpe.encode(CORRUPT), T = clean.length;
+  const metric = logitDiffMetric(bpe.encode(' Smith')[0], bpe.encode(' Jones')[0]);
+  const show = (what: string, t: Timing, unit?: Timing) =>
+    console.log(`  ${what.padEnd(58)} ${t.wall.toFixed(0).padStart(6)} ms / ${t.cpu.toFixed(0).padStart(6)} ms` +
+      (unit ? `   = ${(t.wall / unit.wall).toFixed(2)} / ${(t.cpu / unit.cpu).toFixed(2)} forward-equivalents` : ''));
+
+  console.log(`${T}-token pair (GPT-2 small's shape, random weights):`);
+  const fwd = time(runs, () => model.forward(corrupt, { logits_at: [T - 1] }));
+  show('forward, logits at the last position (the unit)', fwd);
+  show('forward, logits at every position (bench.ts\'s full forward)', time(runs, () => model.forward(corrupt)), fwd);
+  show('forward + backward of the metric (every hook point\'s gradient)', time(runs, () => run_with_grad_cache(model, corrupt, metric, { names: [] })), fwd);
+  const ids = clean.slice(0, -1), targets = clean.slice(1);
+  show('forward + backward of the loss (every parameter\'s gradient)', time(runs, () => {
+    model.forward(ids, { targets });
+    model.zero_grad();
+    model.backward();
+  }), fwd);
+  const atp = time(runs, () => get_atp_resid_post(atp_runs(model, clean, corrupt, metric, ['resid_post'])));
+  show(`AtP of the block outputs, ${model.config.n_layer} × ${T} cells (3 passes)`, atp, fwd);
+
+  const ic = bpe.encode(IOI_CLEAN), ir = bpe.encode(IOI_CORRUPT);
+  const ioiMetric = logitDiffMetric(bpe.encode(' Mary')[0], bpe.encode(' John')[0]);
+  console.log(`\none IOI prompt, ${ic.length} tokens:`);
+  const ifwd = time(runs, () => model.forward(ir, { logits_at: [ic.length - 1] }));
+  show('forward, logits at the last position (the unit)', ifwd);
+  const eap = time(runs, () => edge_attribution_patching(model, ic, ir, ioiMetric));
+  show('EAP, every edge', eap, ifwd);
+  const ig = time(Math.max(1, Math.floor(runs / 2)), () => edge_attribution_patching(model, ic, ir, ioiMetric, { steps: 5 }));
+  show('EAP-IG, 5 steps', ig, ifwd);
+  console.log(`\nload average now: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  await stopKernelThreads();
+}
+
+await main();
