@@ -55,7 +55,7 @@ export interface Edge {
 }
 
 /** The graph of a model with L layers and nh heads. */
-export function eapGraph(L: number, nh: number): EapGraph {
+function eapGraph(L: number, nh: number): EapGraph {
   const upstream = ['embed'], downstream: string[] = [];
   for (let l = 0; l < L; l++) for (let h = 0; h < nh; h++) upstream.push(`a${l}.${h}`);
   for (let l = 0; l < L; l++) upstream.push(`m${l}`);
@@ -80,7 +80,7 @@ function readsAt(v: string, L: number): number {
   const m = v.match(/^([am])(\d+)/)!;
   return 2 * Number(m[2]) + (m[1] === 'm' ? 1 : 0);
 }
-export function isEdge(u: string, v: string, L: number): boolean {
+function isEdge(u: string, v: string, L: number): boolean {
   return writesAt(u) < readsAt(v, L);
 }
 

@@ -47,7 +47,7 @@ export interface GradCacheResult {
 }
 
 /** A names option as a predicate. */
-export function nameFilter(names: GradCacheOptions['names']): (name: string) => boolean {
+function nameFilter(names: GradCacheOptions['names']): (name: string) => boolean {
   if (names === undefined) return () => true;
   if (typeof names === 'function') return names;
   const set = new Set(names);
