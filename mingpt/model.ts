@@ -625,6 +625,8 @@ export class GPT {
    *     gradients only, and the weights' cost as much again);
    *   - each hook point's gradient passes a hook point of the backward pass, where `hooks`, attached
    *     for this pass only, may read or replace it (../lens/gradients.ts collects them).
+   * A value that a forward hook changed is differentiated as if the layer had computed it: the
+   * layers after it see the changed value, and the gradient still flows on to what came before.
    * The recorded run is dropped afterwards, as PyTorch frees its graph.
    */
   backward(dlogits?: Float32Array, opts: { params?: boolean; hooks?: HookSpec } = {}): void {
