@@ -96,7 +96,7 @@ examples:
   npx tsx generate.ts
   npx tsx generate.ts --weights test/fixtures/gpt2-tiny --out /tmp/tiny   # offline, a tiny model
   npx tsx generate.ts --patch head --save-cache out/clean.safetensors
-  npx tsx generate.ts --patch head-pos --method both    # attribution patching against the exact patch
+  npx tsx generate.ts --patch head --method both   # attribution patching beside the exact patch
   npx tsx generate.ts --corrupt "Jessica Jones was a top-notch student. Michelle"
   npx tsx generate.ts --clean "The capital of France is" --corrupt "The capital of Italy is" \\
       --clean-token " Paris" --corrupt-token " Rome"
