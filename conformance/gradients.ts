@@ -44,7 +44,8 @@ with another implementation's.`,
   },
   epilog: `
 example:
-  ${SCRIPT} --weights test/fixtures/gpt2-tiny --case test/fixtures/gpt2-tiny/cases.json --out /tmp/gradients.json`,
+  ${SCRIPT} --weights test/fixtures/gpt2-tiny \\
+      --case test/fixtures/gpt2-tiny/cases.json --out /tmp/gradients.json`,
 };
 
 /** One case of a case list. */

@@ -69,7 +69,8 @@ circuit's faithfulness, completeness and minimality.`,
   epilog: `
 writes into --out: ioi.json (every number, each a mean over the prompts), and for each chart a
 vega-lite spec (.vl.json), an SVG, a PNG and an HTML page that opens offline: logit_lens, dla,
-head_patching, resid_patching, attention, patterns, path_patching, knockout (and with --eap, eap_circuit).
+head_patching, resid_patching, attention, patterns, path_patching, knockout; with --eap,
+eap_circuit.
 
 examples:
   ${SCRIPT}
