@@ -18,8 +18,6 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { GPT } from '../mingpt/model.ts';
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { clone, type HookSpec } from '../mingpt/hooks.ts';
 import { directLogitAttribution } from '../lens/attribution.ts';
@@ -30,8 +28,8 @@ import { loadPromptsFile, makeDataset, tokenizePrompts, type PromptGroup } from 
 import { runScript } from './run_script.ts';
 import { loadGPT } from '../io/load.ts';
 import { run_with_cache } from '../lens/activation_cache.ts';
+import { IOI_GROUP_FILE } from './helpers.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ioi-handmade-test-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -146,7 +144,7 @@ test('IOI solved: accuracy > 0.95, F_model = the name mover\'s gain, IO the top-
   }
   assert.ok(top / n > 0.95, `IO top-1 on ${top} of ${n}`);
   // the fixture's group (its eight names are among the model's) is solved too
-  const [fx] = tokenizePrompts(loadPromptsFile(path.join(root, 'test/fixtures/ioi-group.json')), tok);
+  const [fx] = tokenizePrompts(loadPromptsFile(IOI_GROUP_FILE), tok);
   for (const d of diffs(fx)) assert.ok(Math.abs(d - NM_GAIN) < 0.05, `fixture prompt: ${d}`);
 });
 
