@@ -10,6 +10,7 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { compile } from 'vega-lite';
 import { helpText, parseArgs, type CommandSpec } from '../cli/args.ts';
 import { InputError, UsageError } from '../io/errors.ts';
@@ -18,7 +19,7 @@ import { colorDepth, displayWidth, formatHeatmap, formatTokenList, formatTopTabl
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { COMMAND, readingAid, targetTokenId, tokenizeInputs, topTokens } from '../generate.ts';
 import { runScript, type Run } from './run_script.ts';
-import { FIXTURE_ARG, FLOAT32_TOL, REFERENCE, close, closeAll } from './helpers.ts';
+import { FIXTURE_ARG, FLOAT32_TOL, REFERENCE, ROOT, close, closeAll } from './helpers.ts';
 
 const reference = REFERENCE;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'generate-test-'));
@@ -297,7 +298,7 @@ const SPEC: CommandSpec = {
 
 test('parseArgs: defaults, --opt value, --opt=value, switches, values that start with "-"', () => {
   const a = parseArgs([], SPEC);
-  assert.equal({ ...a }, { name: 'x', count: 3, mode: 'a', loud: undefined, help: false });
+  assert.equal({ ...a }, { name: 'x', count: 3, mode: 'a', loud: false, help: false });
   const b = parseArgs(['--name', '-leading dash', '--count=7', '--loud', '--mode', 'b'], SPEC);
   assert.equal({ ...b }, { name: '-leading dash', count: 7, mode: 'b', loud: true, help: false });
   assert.is(parseArgs(['--name='], SPEC).name, '');
@@ -317,10 +318,69 @@ test('parseArgs: every mistake is a UsageError that names the option', () => {
     [['--name', 'a', '--name', 'b'], '--name was given twice'],
     [['--loud=yes'], '--loud is a switch'],
     [['stray'], 'unexpected argument "stray"'],
+    // names that every object answers to, but that are no options (issue #18, item 15)
+    [['--toString', '5'], 'unknown option --toString'],
+    [['--__proto__', '5'], 'unknown option --__proto__'],
+    [['--constructor'], 'unknown option --constructor'],
+    [['--hasOwnProperty=1'], 'unknown option --hasOwnProperty'],
   ];
   for (const [argv, message] of cases) {
     assert.throws(() => parseArgs(argv, SPEC), (e: Error) => e instanceof UsageError && e.message.includes(message), `${argv.join(' ')} → ${message}`);
   }
+});
+
+// The types are the test here: tsc (npm run typecheck, CI) fails if the result's type does not
+// follow the spec, or if a line marked @ts-expect-error stops being an error.
+const TYPED = {
+  usage: 'prog',
+  options: {
+    n: { type: 'int', help: 'no default' },
+    x: { type: 'number', default: 0.5, help: 'a default' },
+    mode: { type: 'string', default: 'a', choices: ['a', 'b'], help: 'choices' },
+    name: { type: 'string', help: 'text' },
+    on: { type: 'boolean', help: 'a switch' },
+  },
+} as const satisfies CommandSpec;
+
+test('parseArgs: the result is typed from the spec (no casts): choices, defaults, switches', () => {
+  const a = parseArgs(['--n', '2', '--mode', 'b', '--on'], TYPED);
+  const n: number | undefined = a.n;
+  const x: number = a.x;
+  const mode: 'a' | 'b' = a.mode;
+  const name: string | undefined = a.name;
+  const on: boolean = a.on;
+  // @ts-expect-error: an option without a default may be absent
+  const mustBeThere: number = a.n;
+  // @ts-expect-error: there is no such option
+  const unknown = a.nope;
+  assert.equal([n, x, mode, name, on, mustBeThere, unknown], [2, 0.5, 'b', undefined, true, 2, undefined]);
+});
+
+test('a text-length mismatch names the counts and lists only the tokens around the difference (issue #18, item 15)', () => {
+  const words = 'word '.repeat(20000);
+  const err = (() => {
+    try {
+      tokenizeInputs(bpe, { clean: words + 'end', corrupt: words + 'Smithereens end', cleanToken: ' Jones', corruptToken: ' Smith' });
+    } catch (e) {
+      return e as Error;
+    }
+  })();
+  assert.instance(err, InputError);
+  assert.match(err!.message, 'the clean text has 20001 and the corrupted text 20005');
+  assert.match(err!.message, '20000:␣end');
+  assert.ok(err!.message.length < 2000, `a message of ${err!.message.length} characters`);
+});
+
+test('a long error message reaches a pipe whole before the process exits (issue #18, item 15)', () => {
+  const script = `
+    import { runCli } from ${JSON.stringify(path.join(ROOT, 'cli', 'command.ts'))};
+    import { InputError } from ${JSON.stringify(path.join(ROOT, 'io', 'errors.ts'))};
+    await runCli(async () => { throw new InputError('x'.repeat(1 << 20) + 'END'); }, 'cmd');
+  `;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8', maxBuffer: 8 << 20 });
+  assert.is(r.status, 1);
+  assert.is(r.stderr.length, 'error: '.length + (1 << 20) + 'END\n'.length, 'the whole message');
+  assert.ok(r.stderr.endsWith('END\n'));
 });
 
 test('helpText lists every option with its default, quoted when it is text', () => {

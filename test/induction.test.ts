@@ -16,7 +16,7 @@ import { ablationHooks, cleanRun, halves, mlpAblation, nextTokenStats, runAblate
 import { COMMAND, blocksToRun, plural, readOptions, runExperiment, setup, type Options } from '../assignments/induction-heads/induction.ts';
 import { buildHandmade } from '../assignments/induction-heads/handmade.ts';
 import { UsageError } from '../io/errors.ts';
-import { helpText } from '../cli/args.ts';
+import { helpText, type OptionSpec } from '../cli/args.ts';
 import { logSoftmaxAt } from '../lens/metrics.ts';
 import { kernelsName } from '../mingpt/kernels/index.ts';
 import { mlpAblationsOnThreads } from '../assignments/induction-heads/ablation_pool.ts';
@@ -217,7 +217,7 @@ test('plural: "1 sequence", "8 sequences"', () => {
 
 test('--help lists every option, with its choices and default', () => {
   const help = helpText(COMMAND);
-  for (const [name, spec] of Object.entries(COMMAND.options)) {
+  for (const [name, spec] of Object.entries<OptionSpec>(COMMAND.options)) {
     assert.match(help, `--${name}`, name);
     for (const choice of spec.choices ?? []) assert.ok(help.includes(choice), `--${name}: choice ${choice}`);
   }

@@ -10,9 +10,9 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { GPT } from '../../mingpt/model.ts';
-import { helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
+import { helpText, parseArgs, type CommandSpec, type ParsedArgs } from '../../cli/args.ts';
 import { InputError, UsageError } from '../../io/errors.ts';
-import { MODEL_OPTIONS, checkModelChoice, loadModel, runCli } from '../../cli/command.ts';
+import { MODEL_OPTIONS, checkModelChoice, loadModel, runCli, type ModelChoice } from '../../cli/command.ts';
 import { OutputWriter } from '../../io/output.ts';
 import { headExists, headName, parseHead, type HeadRef } from '../../lens/heads.ts';
 import { BPETokenizer, tokenStrings } from '../../mingpt/bpe.ts';
@@ -27,7 +27,7 @@ const DEFAULT_TEXT = 'Alice and Bob went to the market, and Alice bought pears. 
 /** Heads the literature reports in GPT-2 small: they should come out as copying heads. */
 export const GPT2_SMALL_COPYING = { induction: ['5.1', '5.5', '6.9', '7.2', '7.10'], name_movers: ['9.9', '9.6', '10.0'] };
 
-export const COMMAND: CommandSpec = {
+export const COMMAND = {
   usage: SCRIPT,
   description: `
 Weight circuits ("A Mathematical Framework for Transformer Circuits"): what each head's QK circuit
@@ -59,18 +59,19 @@ examples:
   npx tsx assignments/circuits/handmade_erasers.ts --out out/handmade-erasers
   ${SCRIPT} --weights out/handmade-erasers --out out/circuits-handmade
   ${SCRIPT} --weights test/fixtures/gpt2-tiny`,
-};
+} as const satisfies CommandSpec;
 
 interface Parsed {
-  args: Record<string, unknown>;
+  args: ParsedArgs<typeof COMMAND.options>;
   head: HeadRef | null;
   path: [HeadRef, HeadRef] | null;
+  choice: ModelChoice;
 }
 
 function readArgs(argv: readonly string[]): Parsed | 'help' {
   const args = parseArgs(argv, COMMAND);
   if (args.help) return 'help';
-  checkModelChoice(argv, args);
+  const choice = checkModelChoice(argv, args);
   const asHead = (text: string, flag: string) => {
     try {
       return parseHead(text);
@@ -78,15 +79,15 @@ function readArgs(argv: readonly string[]): Parsed | 'help' {
       throw new UsageError(`${flag}: ${(e as Error).message}`);
     }
   };
-  const head = args.head === undefined ? null : asHead(args.head as string, '--head');
+  const head = args.head === undefined ? null : asHead(args.head, '--head');
   let p: [HeadRef, HeadRef] | null = null;
   if (args.path !== undefined) {
-    const parts = (args.path as string).split(',');
+    const parts = args.path.split(',');
     if (parts.length !== 2) throw new UsageError(`--path expects two heads A,B, e.g. 4.11,5.5; got "${args.path}"`);
     p = [asHead(parts[0], '--path'), asHead(parts[1], '--path')];
     if (!(p[0].layer < p[1].layer)) throw new UsageError(`--path ${args.path}: the writer must sit in an earlier layer than the reader`);
   }
-  return { args, head, path: p };
+  return { args, head, path: p, choice };
 }
 
 /** What the checkpoint's config.json says about BOS and the token range (handmade models). */
@@ -247,12 +248,12 @@ export async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   const a = parsed.args;
-  const out = new OutputWriter(a.out as string);
+  const out = new OutputWriter(a.out);
   out.check(); // before the long part
   const print = (s = '') => process.stdout.write(s + '\n');
   const start = performance.now();
-  const model = await loadModel({ model: a.model as string | undefined, weights: a.weights as string | undefined, kernels: a.kernels as string | undefined });
-  const name = (a.weights as string | undefined) ?? (a.model as string);
+  const model = await loadModel(parsed.choice);
+  const name = a.weights ?? a.model;
   const load_s = (performance.now() - start) / 1000;
   const L = model.config.n_layer as number, nh = model.config.n_head as number, V = model.config.vocab_size as number;
   const shape = `${name} has ${L} layers of ${nh} heads`;
@@ -263,12 +264,12 @@ export async function main(argv: readonly string[]): Promise<void> {
   const facts = modelFacts(model);
   let ids: number[];
   if (a.text !== undefined) {
-    if ((a.text as string).trim() === '') throw new UsageError('--text is empty');
-    ids = new BPETokenizer().encode(a.text as string);
+    if (a.text.trim() === '') throw new UsageError('--text is empty');
+    ids = new BPETokenizer().encode(a.text);
     const bad = ids.filter((id) => id >= V);
     if (bad.length) throw new InputError(`--text has tokens ${[...new Set(bad)].slice(0, 5).join(', ')} outside the vocabulary of ${name} (ids 0..${V - 1})`);
   } else if (facts.range) {
-    const rng = new RNG(a.seed as number);
+    const rng = new RNG(a.seed);
     const x = Array.from({ length: 8 }, () => rng.randint(facts.range![0], facts.range![1]));
     ids = [facts.bos, ...x, ...x];
   } else {
@@ -278,16 +279,16 @@ export async function main(argv: readonly string[]): Promise<void> {
   const labels = ids.map((id) => (id === facts.bos && facts.range ? 'BOS' : tokenStrings([id])[0]));
 
   // step 7's tokens
-  const [lo, hi] = a['token-range'] !== undefined ? parseTokenRange(a['token-range'] as string) : facts.range ?? [256, Math.min(EOT, V)];
+  const [lo, hi] = a['token-range'] !== undefined ? parseTokenRange(a['token-range']) : facts.range ?? [256, Math.min(EOT, V)];
   if (hi > V) throw new InputError(`the token range [${lo}, ${hi}) goes past the vocabulary of ${name} (${V} tokens)`);
-  const seqLen = a['seq-len'] as number;
+  const seqLen = a['seq-len'];
   if (2 * seqLen + 1 > model.block_size) throw new InputError(`--seq-len ${seqLen} needs ${2 * seqLen + 1} positions; ${name} reads at most ${model.block_size}`);
 
   print(`model: ${name} (${L} layers × ${nh} heads, n_embd ${model.config.n_embd}, vocabulary ${V}), loaded in ${load_s.toFixed(1)} s; ${a.raw ? 'raw' : 'processed'} weights`);
   const report = runCircuits(model, name, {
     processed: !a.raw, ids, labels, head: parsed.head, path: parsed.path,
-    eraserBelow: a['eraser-below'] as number, top: a.top as number,
-    batch: a.batch as number, seqLen, seed: a.seed as number, lo, hi, bos: facts.bos,
+    eraserBelow: a['eraser-below'], top: a.top,
+    batch: a.batch, seqLen, seed: a.seed, lo, hi, bos: facts.bos,
   }, (step) => print(`   … ${step}`));
   printReport(report, print);
 

@@ -260,7 +260,7 @@ export function buildHandmade(opts: HandmadeOptions): { model: GPT; config: Reco
 // -----------------------------------------------------------------------------------------------
 // The command line
 
-export const COMMAND: CommandSpec = {
+export const COMMAND = {
   usage: 'npx tsx assignments/induction-heads/handmade.ts',
   description: `
 Build, without training, a 2-layer attention-only GPT-2-layout checkpoint with one
@@ -274,7 +274,7 @@ Writes model.safetensors and config.json; config.json records the token ids it w
     'token-range': { type: 'string', default: DEFAULT_RANGE.join(','), metavar: 'LO,HI', help: `the token ids [LO, HI) to build it for (at most ${MAX_RANGE}); BOS gets the id HI` },
     seed: { type: 'int', default: 0, min: 0, metavar: 'N', help: 'seed of the random query/key weights of the heads that do nothing' },
   },
-};
+} as const satisfies CommandSpec;
 
 export async function main(argv: readonly string[]): Promise<void> {
   const a = parseArgs(argv, COMMAND);
@@ -282,12 +282,12 @@ export async function main(argv: readonly string[]): Promise<void> {
     process.stdout.write(helpText(COMMAND));
     return;
   }
-  const [lo, hi] = parseTokenRange(a['token-range'] as string);
-  const outDir = a.out as string;
+  const [lo, hi] = parseTokenRange(a['token-range']);
+  const outDir = a.out;
   if (outDir === '') throw new UsageError('--out needs a folder');
   const out = new OutputWriter(outDir);
   out.check(); // a bad --out is refused before anything is built
-  const { model, config } = buildHandmade({ lo, hi, seed: a.seed as number });
+  const { model, config } = buildHandmade({ lo, hi, seed: a.seed });
   // the one checkpoint writer: openai-community/gpt2's tensor names and Conv1D layout
   for (const [name, data] of checkpointFiles(model, config, { metadata: { format: 'pt', source: 'assignments/induction-heads/handmade.ts' } })) out.add(name, data);
   const written = out.commit();

@@ -44,7 +44,7 @@ const GPT2_VOCAB = 50257;
 // -----------------------------------------------------------------------------------------------
 // the command line
 
-export const COMMAND: CommandSpec = {
+export const COMMAND = {
   usage: SCRIPT,
   description: `
 Induction heads on repeated random tokens: how much better the model predicts the second copy
@@ -78,7 +78,7 @@ examples:
   ${SCRIPT} --weights out/handmade --token-range 256,1256 --out out/induction-handmade
   ${SCRIPT} --weights test/fixtures/gpt2-tiny --seq-len 20 --batch 4
   ${SCRIPT} --weights out/handmade --ablate 1.1 --ablation zero`,
-};
+} as const satisfies CommandSpec;
 
 export interface Options extends ModelChoice {
   seqLen: number;
@@ -102,37 +102,37 @@ export function readOptions(argv: readonly string[]): Options | 'help' {
   const a = parseArgs(argv, COMMAND);
   if (a.help) return 'help';
   const choice = checkModelChoice(argv, a);
-  if ((a.out as string) === '') throw new UsageError('--out needs a folder');
+  if (a.out === '') throw new UsageError('--out needs a folder');
   // heads are only read here; whether they exist (and the circuit's layer order) is checked
   // against the model in setup()
   let circuit: [string, string] | undefined;
   if (a.circuit !== undefined) {
-    const parts = (a.circuit as string).split(',');
+    const parts = a.circuit.split(',');
     if (parts.length !== 2) throw new UsageError(`--circuit expects two heads PREV,IND, e.g. 4.11,5.5; got "${a.circuit}"`);
     const [p, i] = parts.map(parseHeadName);
     circuit = [headName(p.layer, p.head), headName(i.layer, i.head)];
   }
   let ablate: string[] | undefined;
   if (a.ablate !== undefined) {
-    const heads = (a.ablate as string).split(',').map(parseHeadName).map(({ layer, head }) => headName(layer, head));
+    const heads = a.ablate.split(',').map(parseHeadName).map(({ layer, head }) => headName(layer, head));
     ablate = [...new Set(heads)];
   }
   return {
     model: choice.weights === undefined ? choice.model : undefined,
     weights: choice.weights,
     kernels: choice.kernels,
-    seqLen: a['seq-len'] as number,
-    batch: a.batch as number,
-    seed: a.seed as number,
-    tokenRange: a['token-range'] === undefined ? undefined : parseTokenRange(a['token-range'] as string),
-    k: a.k as number,
-    minScore: a['min-score'] as number,
-    labels: a.labels as Options['labels'],
+    seqLen: a['seq-len'],
+    batch: a.batch,
+    seed: a.seed,
+    tokenRange: a['token-range'] === undefined ? undefined : parseTokenRange(a['token-range']),
+    k: a.k,
+    minScore: a['min-score'],
+    labels: a.labels,
     circuit,
     ablate,
-    ablation: a.ablation as AblationMode,
-    workers: a.workers as number | undefined,
-    out: a.out as string,
+    ablation: a.ablation,
+    workers: a.workers,
+    out: a.out,
   };
 }
 

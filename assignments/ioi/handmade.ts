@@ -37,7 +37,8 @@ import { GPT } from '../../mingpt/model.ts';
 import { BPETokenizer } from '../../mingpt/bpe.ts';
 import { RNG } from '../../mingpt/utils.ts';
 import { checkpointFiles, gpt2Config } from '../../io/checkpoint_writer.ts';
-import { fail, helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
+import { helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
+import { runCli } from '../../cli/command.ts';
 import { InputError, UsageError } from '../../io/errors.ts';
 import { OutputWriter } from '../../io/output.ts';
 import { NAMES, makeDataset, tokenizePrompts, type Encoder } from './dataset.ts';
@@ -311,7 +312,7 @@ export function checkHandmade(model: GPT, names: readonly string[], tokenizer: E
 // -----------------------------------------------------------------------------------------------
 // The command line
 
-export const COMMAND: CommandSpec = {
+export const COMMAND = {
   usage: 'npx tsx assignments/ioi/handmade.ts',
   description: `
 Build, without training, a 3-layer attention-only GPT-2-layout checkpoint (GPT-2's vocabulary,
@@ -324,7 +325,7 @@ and config.json, which lists the names ("names", "name_ids") and the heads by cl
     names: { type: 'string', metavar: 'A,B,...', help: `the names to build it for, comma-separated, 5 to ${MAX_NAMES} single-token names (default: ${DEFAULT_NAMES.length} common first names, ${DEFAULT_NAMES.slice(0, 4).join(', ')}, ...)` },
     seed: { type: 'int', default: 0, min: 0, metavar: 'N', help: 'seed of the random query/key weights of the heads that do nothing' },
   },
-};
+} as const satisfies CommandSpec;
 
 export async function main(argv: readonly string[]): Promise<void> {
   const a = parseArgs(argv, COMMAND);
@@ -332,13 +333,13 @@ export async function main(argv: readonly string[]): Promise<void> {
     process.stdout.write(helpText(COMMAND));
     return;
   }
-  const outDir = a.out as string;
+  const outDir = a.out;
   if (outDir === '') throw new UsageError('--out needs a folder');
-  const names = a.names === undefined ? DEFAULT_NAMES : (a.names as string).split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const names = a.names === undefined ? DEFAULT_NAMES : a.names.split(',').map((s) => s.trim()).filter((s) => s !== '');
   const out = new OutputWriter(outDir);
   out.check();
   const tokenizer = new BPETokenizer();
-  const { model, config } = buildHandmade({ names, seed: a.seed as number, tokenizer });
+  const { model, config } = buildHandmade({ names, seed: a.seed, tokenizer });
   const check = checkHandmade(model, names, tokenizer);
   for (const [name, data] of checkpointFiles(model, config, { metadata: { format: 'pt', source: 'assignments/ioi/handmade.ts' } })) out.add(name, data);
   const written = out.commit();
@@ -351,11 +352,5 @@ export async function main(argv: readonly string[]): Promise<void> {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  try {
-    await main(process.argv.slice(2));
-  } catch (err) {
-    if (err instanceof UsageError) fail(`${err.message}\n(run \`npx tsx assignments/ioi/handmade.ts --help\` for the options)`, 2);
-    if (err instanceof InputError) fail(err.message, 1);
-    throw err;
-  }
+  await runCli(main, COMMAND.usage);
 }

@@ -25,7 +25,7 @@ import { ProgressBar } from '../../io/progress.ts';
 import { helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
 import { InputError, UsageError } from '../../io/errors.ts';
 import { OutputWriter } from '../../io/output.ts';
-import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, loadModel, runCli } from '../../cli/command.ts';
+import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, loadModel, runCli, type ModelChoice } from '../../cli/command.ts';
 import { endSweeps } from '../../sweep/engines.ts';
 import { headName, parseHead, type HeadRef } from '../../lens/heads.ts';
 import { loadPromptsFile, makeDataset, tokenizePrompts, type IOIPrompt, type PromptGroup } from './dataset.ts';
@@ -42,7 +42,7 @@ const SCRIPT = 'npx tsx assignments/ioi/ioi.ts';
 // -----------------------------------------------------------------------------------------------
 // the command line
 
-export const COMMAND: CommandSpec = {
+export const COMMAND = {
   usage: SCRIPT,
   description: `
 Indirect object identification ("When Mary and John went to the store, John gave a drink to" ->
@@ -71,12 +71,9 @@ examples:
   ${SCRIPT} --n 100 --circuit paper --positions paper
   ${SCRIPT} --weights test/fixtures/gpt2-tiny --prompts test/fixtures/ioi-group.json --out out/ioi-tiny
   npx tsx assignments/ioi/handmade.ts --out out/ioi-handmade && ${SCRIPT} --weights out/ioi-handmade --out out/ioi-hand`,
-};
+} as const satisfies CommandSpec;
 
-export interface Options {
-  model?: string;
-  weights?: string;
-  kernels?: string;
+export interface Options extends ModelChoice {
   n: number;
   seed: number;
   prompts?: string;
@@ -92,19 +89,19 @@ export function readOptions(argv: readonly string[]): Options | 'help' {
   const a = parseArgs(argv, COMMAND);
   if (a.help) return 'help';
   const choice = checkModelChoice(argv, a);
-  if ((a.out as string) === '') throw new UsageError('--out needs a folder');
+  if (a.out === '') throw new UsageError('--out needs a folder');
   if (a.prompts !== undefined && argv.some((x) => x === '--n' || x.startsWith('--n='))) throw new UsageError('give either --n (generated prompts) or --prompts FILE, not both');
   return {
     ...choice,
-    n: a.n as number,
-    seed: a.seed as number,
-    prompts: a.prompts as string | undefined,
-    circuit: a.circuit as string | undefined,
-    nameMovers: a['name-movers'] as string | undefined,
-    positions: a.positions as 'all' | 'paper',
-    completenessSamples: a['completeness-samples'] as number,
-    residSweep: !(a['skip-resid-sweep'] as boolean),
-    out: a.out as string,
+    n: a.n,
+    seed: a.seed,
+    prompts: a.prompts,
+    circuit: a.circuit,
+    nameMovers: a['name-movers'],
+    positions: a.positions,
+    completenessSamples: a['completeness-samples'],
+    residSweep: !a['skip-resid-sweep'],
+    out: a.out,
   };
 }
 
