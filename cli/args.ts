@@ -187,6 +187,19 @@ export function parseArgs<O extends OptionSpecs>(argv: readonly string[], spec: 
   return Object.assign(values, { help }) as ParsedArgs<O>;
 }
 
+/**
+ * What `parse` makes of the text given to option `flag`. A RangeError from it (the library's way
+ * of saying "not a value I accept") becomes a UsageError that names the option.
+ */
+export function optionValue<T>(flag: string, text: string, parse: (text: string) => T): T {
+  try {
+    return parse(text);
+  } catch (err) {
+    if (err instanceof RangeError) throw new UsageError(`${flag}: ${err.message}`);
+    throw err;
+  }
+}
+
 /** Quote a default for --help so that leading spaces and empty strings stay visible. */
 function showDefault(value: string | number | boolean): string {
   return typeof value === 'string' ? JSON.stringify(value) : String(value);

@@ -167,7 +167,7 @@ test('nextTokenStats: log-softmax of the target, top-1 hit', () => {
 test('parseTokenRange and readOptions refuse what they cannot use', () => {
   assert.equal(parseTokenRange('256,1256'), [256, 1256]);
   assert.equal(parseTokenRange(' 3 , 9 '), [3, 9]);
-  for (const bad of ['5,5', '9,3', 'a,b', '7', '1,2,3', '-1,4']) assert.throws(() => parseTokenRange(bad), (e: unknown) => e instanceof UsageError);
+  for (const bad of ['5,5', '9,3', 'a,b', '7', '1,2,3', '-1,4']) assert.throws(() => parseTokenRange(bad), (e: unknown) => e instanceof RangeError);
   const o = readOptions(['--weights', 'x', '--seq-len', '12', '--circuit', '4.11,5.5']) as Options;
   assert.is(o.seqLen, 12);
   assert.equal(o.circuit, ['4.11', '5.5']);

@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import { Knockout, evaluateCircuit, type KnockoutGroup } from '../lens/knockout.ts';
-import { parseHead } from '../lens/heads.ts';
+import { parseHead, type HeadRef } from '../lens/heads.ts';
 import { loadGPT } from '../io/load.ts';
 import { ANALYSIS, FIXTURE, FLOAT32_TOL, IOI_GROUP_FILE, close } from './helpers.ts';
 
@@ -58,13 +58,13 @@ test('remembered F values: C \\ {v} asked again costs no run', () => {
 
 test('per-position keeping: kept at every position = kept everywhere; a last-layer head kept at END only = kept everywhere', () => {
   const C = K.circuit.map(parseHead);
-  const allPos = C.map((h: { layer: number; head: number }) => ({ ...h, positions: Array.from({ length: T }, (_, t) => `p${t}`) }));
+  const allPos = C.map((h: HeadRef) => ({ ...h, positions: Array.from({ length: T }, (_, t) => `p${t}`) }));
   const g2: KnockoutGroup = { ...group, positions: group.clean.map(() => Object.fromEntries(Array.from({ length: T }, (_, t) => [`p${t}`, t]))) };
   const ko2 = new Knockout(model, [g2]);
   close(ko2.F(allPos), K.F_circuit, FLOAT32_TOL, 'circuit kept at all T positions');
   // END only, for the last layer's circuit heads, and everywhere for the rest: only END matters for
   // a last-layer head's effect on the metric at END, so this equals F_circuit
-  const endOnly = C.map((h: { layer: number; head: number }) => (h.layer === model.config.n_layer - 1 ? { ...h, positions: ['p' + (T - 1)] } : h));
+  const endOnly = C.map((h: HeadRef) => (h.layer === model.config.n_layer - 1 ? { ...h, positions: ['p' + (T - 1)] } : h));
   close(ko2.F(endOnly), K.F_circuit, FLOAT32_TOL, 'last-layer heads kept at END only');
 });
 

@@ -10,11 +10,11 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { GPT } from '../../mingpt/model.ts';
-import { helpText, parseArgs, type CommandSpec, type ParsedArgs } from '../../cli/args.ts';
+import { helpText, optionValue, parseArgs, type CommandSpec, type ParsedArgs } from '../../cli/args.ts';
 import { InputError, UsageError } from '../../io/errors.ts';
 import { MODEL_OPTIONS, checkModelChoice, loadModel, runCli, type ModelChoice } from '../../cli/command.ts';
 import { OutputWriter } from '../../io/output.ts';
-import { headExists, headName, parseHead, type HeadRef } from '../../lens/heads.ts';
+import { allHeads, headExists, headName, parseHead, type HeadRef } from '../../lens/heads.ts';
 import { BPETokenizer, tokenStrings } from '../../mingpt/bpe.ts';
 import { RNG } from '../../mingpt/utils.ts';
 import { parseTokenRange } from '../induction-heads/scores.ts';
@@ -72,19 +72,12 @@ function readArgs(argv: readonly string[]): Parsed | 'help' {
   const args = parseArgs(argv, COMMAND);
   if (args.help) return 'help';
   const choice = checkModelChoice(argv, args);
-  const asHead = (text: string, flag: string) => {
-    try {
-      return parseHead(text);
-    } catch (e) {
-      throw new UsageError(`${flag}: ${(e as Error).message}`);
-    }
-  };
-  const head = args.head === undefined ? null : asHead(args.head, '--head');
+  const head = args.head === undefined ? null : optionValue('--head', args.head, parseHead);
   let p: [HeadRef, HeadRef] | null = null;
   if (args.path !== undefined) {
     const parts = args.path.split(',');
     if (parts.length !== 2) throw new UsageError(`--path expects two heads A,B, e.g. 4.11,5.5; got "${args.path}"`);
-    p = [asHead(parts[0], '--path'), asHead(parts[1], '--path')];
+    p = [optionValue('--path', parts[0], parseHead), optionValue('--path', parts[1], parseHead)];
     if (!(p[0].layer < p[1].layer)) throw new UsageError(`--path ${args.path}: the writer must sit in an earlier layer than the reader`);
   }
   return { args, head, path: p, choice };
@@ -104,12 +97,12 @@ const fmt = (v: number, d = 3) => (v >= 0 ? ' ' : '') + v.toFixed(d);
 
 function printReport(r: Report, print: (s?: string) => void): void {
   const L = r.config.n_layer, nh = r.config.n_head;
-  const flat = r.copying_score.flatMap((row, l) => row.map((v, h) => ({ name: `${l}.${h}`, v }))).sort((a, b) => b.v - a.v);
+  const flat = r.copying_score.flatMap((row, l) => row.map((v, h) => ({ name: headName({ layer: l, head: h }), v }))).sort((a, b) => b.v - a.v);
   print(`\n1. copying scores (${r.weights} weights; +1 = the head raises the logit of the token it attends to)`);
   print(`   highest: ${flat.slice(0, 8).map((x) => `${x.name} ${x.v.toFixed(2)}`).join(', ')}`);
   print(`   lowest:  ${flat.slice(-4).reverse().map((x) => `${x.name} ${x.v.toFixed(2)}`).join(', ')}`);
   if (L === 12 && nh === 12) {
-    const show = (names: string[]) => names.map((n) => { const [l, h] = n.split('.').map(Number); return `${n} ${r.copying_score[l][h].toFixed(2)}`; }).join(', ');
+    const show = (names: string[]) => names.map((n) => { const { layer, head } = parseHead(n); return `${n} ${r.copying_score[layer][head].toFixed(2)}`; }).join(', ');
     print(`   GPT-2 small's induction heads: ${show(GPT2_SMALL_COPYING.induction)}`);
     print(`   GPT-2 small's name movers:     ${show(GPT2_SMALL_COPYING.name_movers)}`);
   }
@@ -118,9 +111,10 @@ function printReport(r: Report, print: (s?: string) => void): void {
   for (const m of ['q', 'k', 'v'] as const) {
     print(`   ${m.toUpperCase()}: ${r.top_pairs[m].slice(0, 5).map((p) => `${p.writer}→${p.reader} ${p.score.toFixed(3)}`).join(', ')}`);
   }
-  const pq = r.positional_qk[Number(r.path.writer.split('.')[0])][Number(r.path.writer.split('.')[1])];
+  const positionalQK = (name: string) => { const { layer, head } = parseHead(name); return r.positional_qk[layer][head]; };
+  const pq = positionalQK(r.path.writer);
   const peaks = (m: number[][]) => m.slice(1).filter((row, i) => { const q = i + 1; let best = 0; for (let k = 0; k <= q; k++) if (row[k] > row[best]) best = k; return best === q - 1; }).length;
-  const hq = r.positional_qk[Number(r.head.split('.')[0])][Number(r.head.split('.')[1])];
+  const hq = positionalQK(r.head);
   print(`\n3. positional QK (first ${pq.length} positions): the best key among 0 … q is q − 1 in ${peaks(pq)} of ${pq.length - 1} rows for ${r.path.writer}, ${peaks(hq)} for ${r.head}`);
   const T = r.text.ids.length;
   print(`\n4. head ${r.head} on the text (${T} tokens): scores and their split are in token_qk.svg; the OV circuit on its ${r.ov_on_tokens.ids.length} distinct tokens in ov_tokens.svg`);
@@ -162,12 +156,11 @@ export async function outputFiles(r: Report): Promise<Map<string, string | Uint8
     colors: 'diverging', domain: [-1, 1], valueTitle: 'copying score',
   }), 'Copying scores', 'Rows are layers, columns heads.');
 
-  const names: string[] = [];
-  for (let l = 0; l < L; l++) for (let h = 0; h < nh; h++) names.push(`${l}.${h}`);
-  const writers = names.filter((n) => Number(n.split('.')[0]) < L - 1), readers = names.filter((n) => Number(n.split('.')[0]) > 0);
+  const everyHead = allHeads(L, nh);
+  const writers = everyHead.filter((h) => h.layer < L - 1), readers = everyHead.filter((h) => h.layer > 0);
   const compPanel = (mode: 'q' | 'k' | 'v', title: string) => ({
-    title, rows: writers, cols: readers, rowTitle: 'writer head A', colTitle: 'reader head B',
-    values: writers.map((a) => { const [lA, hA] = a.split('.').map(Number); return readers.map((b) => { const [lB, hB] = b.split('.').map(Number); return r.composition[mode][lA][hA][lB][hB]; }); }),
+    title, rows: writers.map(headName), cols: readers.map(headName), rowTitle: 'writer head A', colTitle: 'reader head B',
+    values: writers.map((a) => readers.map((b) => r.composition[mode][a.layer][a.head][b.layer][b.head])),
   });
   const base = r.composition_baseline;
   await add('composition', charts.heatmapSpec({
@@ -180,7 +173,7 @@ export async function outputFiles(r: Report): Promise<Map<string, string | Uint8
     colors: 'sequential', valueTitle: 'composition',
   }), 'Composition scores', 'Rows: the writer head A; columns: the reader head B in a later layer.');
 
-  const pos = (name: string) => { const [l, h] = name.split('.').map(Number); return r.positional_qk[l][h]; };
+  const pos = (name: string) => { const { layer, head } = parseHead(name); return r.positional_qk[layer][head]; };
   const shown = [...new Set([r.path.writer, r.head])];
   const P = pos(shown[0]).length;
   const posLabels = Array.from({ length: P }, (_, i) => String(i));
@@ -279,7 +272,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   const labels = ids.map((id) => (id === facts.bos && facts.range ? 'BOS' : tokenStrings([id])[0]));
 
   // step 7's tokens
-  const [lo, hi] = a['token-range'] !== undefined ? parseTokenRange(a['token-range']) : facts.range ?? [256, Math.min(EOT, V)];
+  const [lo, hi] = a['token-range'] !== undefined ? optionValue('--token-range', a['token-range'], parseTokenRange) : facts.range ?? [256, Math.min(EOT, V)];
   if (hi > V) throw new InputError(`the token range [${lo}, ${hi}) goes past the vocabulary of ${name} (${V} tokens)`);
   const seqLen = a['seq-len'];
   if (2 * seqLen + 1 > model.block_size) throw new InputError(`--seq-len ${seqLen} needs ${2 * seqLen + 1} positions; ${name} reads at most ${model.block_size}`);

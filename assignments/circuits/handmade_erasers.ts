@@ -22,7 +22,7 @@ import { RNG } from '../../mingpt/utils.ts';
 import type { GPT } from '../../mingpt/model.ts';
 import { checkpointFiles } from '../../io/checkpoint_writer.ts';
 import { OutputWriter } from '../../io/output.ts';
-import { helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
+import { helpText, optionValue, parseArgs, type CommandSpec } from '../../cli/args.ts';
 import { UsageError } from '../../io/errors.ts';
 import { runCli } from '../../cli/command.ts';
 import { buildHandmade, DEFAULT_RANGE, LAYOUT, N_EMBD } from '../induction-heads/handmade.ts';
@@ -117,7 +117,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     process.stdout.write(helpText(COMMAND));
     return;
   }
-  const [lo, hi] = parseTokenRange(a['token-range']);
+  const [lo, hi] = optionValue('--token-range', a['token-range'], parseTokenRange);
   const outDir = a.out;
   if (outDir === '') throw new UsageError('--out needs a folder');
   const out = new OutputWriter(outDir);

@@ -197,7 +197,7 @@ export function chooseCircuit(model: GPT, o: Options, s: Setup, nameMovers: Head
   if (small) return chooseCircuit(model, { ...o, circuit: 'paper' }, s, nameMovers, path, F_model);
   // the name movers, and the three heads whose path to the name movers' queries moves F the most
   const nm = new Set(nameMovers.map(headName));
-  const ranked = (path?.to_name_movers ?? []).flatMap((row, l) => row.map((v, h) => ({ name: `${l}.${h}`, d: v === null ? -1 : Math.abs(v - F_model) })))
+  const ranked = (path?.to_name_movers ?? []).flatMap((row, l) => row.map((v, h) => ({ name: headName({ layer: l, head: h }), d: v === null ? -1 : Math.abs(v - F_model) })))
     .filter((x) => x.d >= 0 && !nm.has(x.name)).sort((a, b) => b.d - a.d).slice(0, 3);
   return {
     heads: [...nameMovers, ...ranked.map((x) => parseHead(x.name))],
@@ -352,7 +352,7 @@ export async function outputFiles(r: Results): Promise<Map<string, string | Uint
 const f3 = (v: number | null) => (v === null ? '—' : v.toFixed(3));
 
 function topList(g: HeadGrid, n: number, by: (v: number) => number): string {
-  return g.flatMap((row, l) => row.map((v, h) => ({ name: `${l}.${h}`, v })))
+  return g.flatMap((row, l) => row.map((v, h) => ({ name: headName({ layer: l, head: h }), v })))
     .filter((x): x is { name: string; v: number } => x.v !== null).sort((a, b) => by(b.v) - by(a.v)).slice(0, n)
     .map((x) => `${x.name} ${x.v >= 0 ? '+' : ''}${x.v.toFixed(3)}`).join(', ');
 }
