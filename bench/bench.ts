@@ -39,6 +39,7 @@ import { profile } from './profile.ts';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.ts';
 import { RNG } from '../mingpt/utils.ts';
 import { loadGPT } from '../io/load.ts';
+import { firstDifference } from '../lens/metrics.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CKPT = path.join(root, '.bench', 'gpt2-random');
@@ -250,8 +251,7 @@ async function main(argv: readonly string[]): Promise<void> {
   }
 
   // where the time goes
-  let firstDiff = 0;
-  while (input.clean_ids[firstDiff] === input.corrupt_ids[firstDiff]) firstDiff++;
+  const firstDiff = firstDifference(input.clean_ids, input.corrupt_ids);
   const sweepFlop = planUnits(L, T, firstDiff, 1).reduce((s, u) => s + unitFlops(u, L, T, C), 0);
   const baseFlop = 2 * (T * L * 24 * C * C + 2 * V * C);
   const fwdProfile = await profile(() => { for (let i = 0; i < 10; i++) model.forward(input.clean_ids); });

@@ -219,8 +219,6 @@ export interface Patch {
   sweep_s: number;
 }
 
-export type ExperimentResult = Runs & { patch: Patch };
-
 /** The hook points attribution reads (logit lens and DLA), so the clean cache keeps only those. */
 export function attributionHooks(L: number): string[] {
   const names = ['hook_embed', 'hook_pos_embed', 'ln_final.hook_scale'];
@@ -285,12 +283,6 @@ export async function runPatch(model: GPT, t: Tokenized, runs: Runs, o: Experime
   const metric = logitDiffMetric(t.corrupt_token_id, t.clean_token_id);
   const r: PatchResult = SWEEPS[o.patch](model, t.corrupt_ids, runs.cache, metric, { onProgress: o.onProgress });
   return { kind: o.patch, hook: r.hook, axes: r.axes, shape: r.shape, matrix: nested(r), sweep_s: seconds() };
-}
-
-/** Both steps at once. */
-export async function runExperiment(model: GPT, t: Tokenized, o: ExperimentOptions): Promise<ExperimentResult> {
-  const runs = runTexts(model, t, o);
-  return { ...runs, patch: await runPatch(model, t, runs, o) };
 }
 
 /**

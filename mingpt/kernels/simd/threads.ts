@@ -76,11 +76,6 @@ for (;;) {
 `;
 
 let helpers: Helper[] = [];
-/** products run split over threads, and on one thread only (for the benchmark's report) */
-const stats = { split: 0, single: 0, stolen: 0 };
-export function kernelThreadStats(): { split: number; single: number; stolen: number; helpers: number } {
-  return { ...stats, helpers: helpers.filter((h) => Atomics.load(h.ctl, READY) === 1).length };
-}
 /** MINGPT_KERNEL_THREADS=n sets the default (1: no helpers). */
 let wanted = Number(process.env.MINGPT_KERNEL_THREADS) >= 1 ? Math.floor(Number(process.env.MINGPT_KERNEL_THREADS)) : Math.max(1, os.availableParallelism());
 
@@ -135,18 +130,15 @@ function startHelpers(): void {
 export function threadedMatmul(km: KernelMemory, out: number, inp: number, w: number, b: number, BT: number, C: number, OC: number): void {
   const mm = km.exports.matmul;
   if (wanted <= 1 || !isMainThread || 2 * BT * C * OC < SPLIT_FLOP || OC < 64) {
-    stats.single++;
     mm(out, inp, w, b, BT, C, OC, 0, OC);
     return;
   }
   if (helpers.length < wanted - 1) startHelpers();
   const ready = helpers.filter((h) => Atomics.load(h.ctl, READY) === 1);
   if (ready.length === 0) {
-    stats.single++;
     mm(out, inp, w, b, BT, C, OC, 0, OC);
     return;
   }
-  stats.split++;
   const parts = ready.length + 1;
   const chunk = Math.ceil(OC / parts / 4) * 4; // whole 2 × 4 tiles per thread
   const busy: Helper[] = [];
@@ -174,7 +166,6 @@ export function threadedMatmul(km: KernelMemory, out: number, inp: number, w: nu
     if (Atomics.compareExchange(h.ctl, CLAIM, 0, 1) === 0) { // not started yet: do it here
       const a = h.ctl.subarray(ARGS, ARGS + 9);
       mm(out, inp, w, b, BT, C, OC, a[7], a[8]);
-      stats.stolen++;
       continue;
     }
     for (let spins = 0; Atomics.load(h.ctl, DONE) !== h.seq; spins++) {
