@@ -3,11 +3,11 @@
  * (`--model NAME` or `--weights PATH`) and the kernels (`--kernels simd|js`), loading the model
  * they name, and turning the errors we expect into one clear message and an exit code.
  *
- *   const COMMAND: CommandSpec = { usage, description, options: { ...MODEL_OPTIONS, out: {...}, ... } };
- *   const model = await loadModel(args);           // after checkModelChoice(argv, args)
- *   await runCli(main, 'npx tsx assignments/x/x.ts');
+ *   const COMMAND = { usage, description, options: { ...MODEL_OPTIONS, out: {...}, ... } } as const satisfies CommandSpec;
+ *   const model = await loadModel(checkModelChoice(argv, parseArgs(argv, COMMAND)));
+ *   await runCli(main, COMMAND.usage);
  *
- * Command-line code only: nothing in mingpt/'s library files imports this.
+ * Command-line code only: the library folders (mingpt/, io/, lens/, sweep/) never import it.
  */
 import fs from 'node:fs';
 import path from 'node:path';

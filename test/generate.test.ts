@@ -1,5 +1,6 @@
 // Tests for generate.ts, the activation-patching assignment end to end, and for its helpers in
-// cli/args.ts (arguments, atomic output) and cli/terminal.ts (tables, heatmap, colours).
+// cli/args.ts and cli/command.ts (arguments, error messages), io/output.ts (atomic output) and
+// cli/terminal.ts (tables, heatmap, colours).
 //
 // The end-to-end tests run the real command line as a child process on the fixture checkpoint
 // test/fixtures/gpt2-tiny. Expected numbers come from test/fixtures/gpt2-tiny/reference.json,

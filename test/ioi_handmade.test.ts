@@ -11,7 +11,7 @@
 //   - the decoy heads write nothing, so knocking them all out changes nothing;
 //   - with the name mover mean-ablated, END holds the average of the ABC prompts' names, which
 //     favours neither IO nor S: about 0.
-// Knockouts, DLA and path patching follow test/fixtures/gpt2-tiny/ANALYSIS.md's definitions
+// Knockouts, DLA and path patching follow test/fixtures/ANALYSIS.md's definitions
 // (the IOI analysis script is written separately; these are the same definitions, written small).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
