@@ -58,7 +58,7 @@ const DEFAULTS = {
   corruptToken: ' Smith',
 };
 
-export const COMMAND: CommandSpec = {
+export const COMMAND = {
   usage: 'npx tsx generate.ts',
   description: `
 Activation patching on GPT-2: run a clean and a corrupted text that differ in a token or two,
@@ -73,7 +73,7 @@ two texts apart. The clean run's logit lens and direct logit attribution come wi
     'clean-token': { type: 'string', default: DEFAULTS.cleanToken, metavar: 'TOKEN', help: 'the answer the clean text points to; exactly one token, mind the leading space' },
     'corrupt-token': { type: 'string', default: DEFAULTS.corruptToken, metavar: 'TOKEN', help: 'the answer the corrupted text points to; exactly one token' },
     patch: {
-      type: 'string', default: 'resid_post', choices: [...PATCH_KINDS],
+      type: 'string', default: 'resid_post', choices: PATCH_KINDS,
       help: "what to patch: a block's output (resid_post, the assignment), its input (resid_pre), the stream between attention and MLP (resid_mid) or the attention or MLP output (attn_out, mlp_out), per layer × position; or each attention head's output z at every position (head: layer × head) or at one position (head-pos: layer × head × position)",
     },
     scale: { type: 'string', default: 'zero', choices: ['zero', 'runs'], help: "the heatmap's colour scale: 'zero' centres it on zero; 'runs' spans the clean run's value to the corrupted run's" },
@@ -101,7 +101,7 @@ examples:
   npx tsx generate.ts --clean "The capital of France is" --corrupt "The capital of Italy is" \\
       --clean-token " Paris" --corrupt-token " Rome"
 more pairs to try, and how to read the charts: assignments/activation-patching/README.md`,
-};
+} as const satisfies CommandSpec;
 
 interface Options extends TextsAndTargets, ModelChoice {
   patch: PatchKind;
@@ -118,23 +118,23 @@ function readOptions(argv: readonly string[]): Options | 'help' {
   const a = parseArgs(argv, COMMAND);
   if (a.help) return 'help';
   const choice = checkModelChoice(argv, a);
-  const saveCache = a['save-cache'] as string | undefined;
+  const saveCache = a['save-cache'];
   if (saveCache === '') throw new InputError('--save-cache needs a file name, e.g. --save-cache out/clean.safetensors');
   return {
     ...choice,
     model: choice.weights === undefined ? choice.model : undefined,
-    clean: a.clean as string,
-    corrupt: a.corrupt as string,
-    cleanToken: a['clean-token'] as string,
-    corruptToken: a['corrupt-token'] as string,
-    patch: a.patch as PatchKind,
-    scale: a.scale as 'zero' | 'runs',
-    top: a.top as number,
-    out: a.out as string,
+    clean: a.clean,
+    corrupt: a.corrupt,
+    cleanToken: a['clean-token'],
+    corruptToken: a['corrupt-token'],
+    patch: a.patch,
+    scale: a.scale,
+    top: a.top,
+    out: a.out,
     saveCache,
-    engine: a.engine as Engine,
+    engine: a.engine,
     engineGiven: argv.some((x) => x === '--engine' || x.startsWith('--engine=')),
-    method: a.method as Method,
+    method: a.method,
   };
 }
 

@@ -25,7 +25,8 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { loadGPT } from '../io/load.ts';
-import { applyKernels } from '../cli/command.ts';
+import { MODEL_OPTIONS, applyKernels } from '../cli/command.ts';
+import { helpText, parseArgs, type CommandSpec } from '../cli/args.ts';
 import { kernelsName } from '../mingpt/kernels/index.ts';
 import { kernelThreads, stopKernelThreads } from '../mingpt/kernels/simd/threads.ts';
 import { logitDiffMetric } from '../lens/patching.ts';
@@ -58,11 +59,22 @@ function time(runs: number, fn: () => void): Timing {
   return { wall: median(wall), cpu: median(cpu) };
 }
 
-async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const opt = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
-  const runs = Number(opt('--runs') ?? 5);
-  const note = applyKernels({ kernels: opt('--kernels') });
+const COMMAND = {
+  usage: 'npx tsx bench/attribution.ts',
+  description: `
+What the backward pass, attribution patching and edge attribution patching cost on GPT-2 small's
+shape, in forward-equivalents.`,
+  options: {
+    runs: { type: 'int', default: 5, min: 1, max: 1000, metavar: 'N', help: 'runs per timing (the median is reported)' },
+    kernels: MODEL_OPTIONS.kernels,
+  },
+} as const satisfies CommandSpec;
+
+async function main(argv: readonly string[]): Promise<void> {
+  const a = parseArgs(argv, COMMAND);
+  if (a.help) return void process.stdout.write(helpText(COMMAND));
+  const runs = a.runs;
+  const note = applyKernels({ kernels: a.kernels });
   if (note) console.log(note);
   if (!fs.existsSync(path.join(CKPT, 'model.safetensors'))) {
     console.log(`no ${path.relative(root, CKPT)}/ yet: bench/bench.ts makes it (once)`);
@@ -107,4 +119,4 @@ async function main(): Promise<void> {
   await stopKernelThreads();
 }
 
-await main();
+await main(process.argv.slice(2));

@@ -30,7 +30,8 @@ import { fastPatchingSweep } from '../sweep/fast.ts';
 import { planUnits, unitFlops } from '../sweep/fast/engine.ts';
 import { shutdownWorkers } from '../sweep/fast/pool.ts';
 import { KERNELS, kernelsName, setKernels } from '../mingpt/kernels/index.ts';
-import { applyKernels } from '../cli/command.ts';
+import { MODEL_OPTIONS, applyKernels, runCli } from '../cli/command.ts';
+import { helpText, parseArgs, type CommandSpec } from '../cli/args.ts';
 import { simdSupport } from '../mingpt/kernels/simd/memory.ts';
 import { kernelThreads, stopKernelThreads } from '../mingpt/kernels/simd/threads.ts';
 import { kernelRates } from './kernel_rates.ts';
@@ -38,6 +39,7 @@ import { profile } from './profile.ts';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.ts';
 import { RNG } from '../mingpt/utils.ts';
 import { loadGPT } from '../io/load.ts';
+import { firstDifference } from '../lens/metrics.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CKPT = path.join(root, '.bench', 'gpt2-random');
@@ -173,20 +175,29 @@ async function fixtureAgreement(): Promise<Array<[string, number]>> {
   return rows;
 }
 
-async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  if (argv[0] === '--make-checkpoint') return makeCheckpoint(CKPT);
-  const opt = (name: string) => {
-    const i = argv.indexOf(name);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
-  const runs = Number(opt('--runs') ?? 5);
-  const workers = opt('--workers') !== undefined ? Number(opt('--workers')) : undefined;
-  const doReference = !argv.includes('--no-reference');
-  const doGenerate = !argv.includes('--no-generate');
-  const kernelsArg = opt('--kernels');
-  if (kernelsArg !== undefined && !(KERNELS as readonly string[]).includes(kernelsArg)) throw new Error(`--kernels must be simd or js, got '${kernelsArg}'`);
-  const note = applyKernels({ kernels: kernelsArg });
+const COMMAND = {
+  usage: 'npm run bench --',
+  description: `
+How long the activation-patching experiment takes on GPT-2 small's shape (a random checkpoint
+made once into .bench/).`,
+  options: {
+    runs: { type: 'int', default: 5, min: 1, max: 1000, metavar: 'N', help: 'runs per timing (the median is reported)' },
+    workers: { type: 'int', min: 1, max: 64, metavar: 'N', help: "threads of the fast engine (default: the engine's own choice)" },
+    kernels: MODEL_OPTIONS.kernels,
+    'no-reference': { type: 'boolean', help: 'skip the reference sweep (about 2 minutes)' },
+    'no-generate': { type: 'boolean', help: 'skip the generate.ts child run (peak memory)' },
+    'make-checkpoint': { type: 'boolean', help: 'only write the random checkpoint (what the bench runs in a child process)' },
+  },
+} as const satisfies CommandSpec;
+
+async function main(argv: readonly string[]): Promise<void> {
+  const a = parseArgs(argv, COMMAND);
+  if (a.help) return void process.stdout.write(helpText(COMMAND));
+  if (a['make-checkpoint']) return makeCheckpoint(CKPT);
+  const { runs, workers } = a;
+  const doReference = !a['no-reference'];
+  const doGenerate = !a['no-generate'];
+  const note = applyKernels({ kernels: a.kernels });
   if (note) console.log(note);
   const kernels = kernelsName();
 
@@ -240,8 +251,7 @@ async function main(): Promise<void> {
   }
 
   // where the time goes
-  let firstDiff = 0;
-  while (input.clean_ids[firstDiff] === input.corrupt_ids[firstDiff]) firstDiff++;
+  const firstDiff = firstDifference(input.clean_ids, input.corrupt_ids);
   const sweepFlop = planUnits(L, T, firstDiff, 1).reduce((s, u) => s + unitFlops(u, L, T, C), 0);
   const baseFlop = 2 * (T * L * 24 * C * C + 2 * V * C);
   const fwdProfile = await profile(() => { for (let i = 0; i < 10; i++) model.forward(input.clean_ids); });
@@ -321,4 +331,4 @@ async function main(): Promise<void> {
   console.log('  (the induction experiment is not timed here: its default run takes many minutes; see its README)');
 }
 
-await main();
+await runCli(main, COMMAND.usage);

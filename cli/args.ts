@@ -1,20 +1,10 @@
 /**
- * Small helpers shared by the command-line scripts (generate.ts, the other assignments).
- *
- * - parseArgs: `--name value`, `--name=value` and `--flag`, with a generated --help text;
- * - fail(): say what is wrong in one clear message and exit non-zero (UsageError and
- *   InputError are in ./errors.ts; the output writer and atomicWrite in ./output.ts).
+ * Parsing the command line of the scripts (generate.ts, the other assignments, the bench):
+ * `--name value`, `--name=value` and `--flag`, checked against a spec that also gives the
+ * --help text. The parsed values are typed from the spec, so the scripts need no casts.
+ * Errors are UsageError (io/errors.ts); cli/command.ts's runCli turns them into a message.
  */
 import { UsageError } from '../io/errors.ts';
-
-// -----------------------------------------------------------------------------
-// errors (UsageError and InputError live in ./errors.ts, so library code can throw them too)
-
-/** Print `error: message` on stderr and exit with a non-zero code. */
-export function fail(message: string, code = 1): never {
-  process.stderr.write(`error: ${message.trimEnd()}\n`);
-  process.exit(code);
-}
 
 // -----------------------------------------------------------------------------
 // argument parsing
@@ -38,17 +28,38 @@ export interface OptionSpec {
   short?: string;
 }
 
-export interface CommandSpec {
+/** The options of a command, by name (without the leading --). */
+export type OptionSpecs = Readonly<Record<string, OptionSpec>>;
+
+/**
+ * A command's usage, help text and options. Declare it `as const satisfies CommandSpec` so that
+ * each option keeps its literal type and choices: parseArgs's result is then typed from it.
+ */
+export interface CommandSpec<O extends OptionSpecs = OptionSpecs> {
   /** e.g. "npx tsx generate.ts" */
   usage: string;
   /** a paragraph printed under the usage line */
   description?: string;
-  options: Record<string, OptionSpec>;
+  options: O;
   /** free text printed at the end of --help (examples) */
   epilog?: string;
 }
 
 export type ParsedValue = string | number | boolean | undefined;
+
+/** What one option holds once parsed: one of its choices, a string, a number or a switch's state. */
+type ValueOf<S extends OptionSpec> =
+  S extends { type: 'boolean' } ? boolean
+  : S extends { choices: readonly (infer C extends string)[] } ? C
+  : S extends { type: 'string' } ? string
+  : S extends { type: 'int' | 'number' } ? number
+  : ParsedValue; // a spec whose type is not a literal: the caller has to narrow
+
+/** A switch is false unless given; an option with a default always has a value; others may be absent. */
+type Parsed<S extends OptionSpec> = S extends { type: 'boolean' } ? boolean : S extends { default: string | number } ? ValueOf<S> : ValueOf<S> | undefined;
+
+/** parseArgs's result for options `O`: each option's value under its name, and whether --help was asked. */
+export type ParsedArgs<O extends OptionSpecs> = { -readonly [K in keyof O]: Parsed<O[K]> } & { help: boolean };
 
 /** Edit distance, used only to suggest the option the user probably meant. */
 function editDistance(a: string, b: string): number {
@@ -98,23 +109,26 @@ function convert(name: string, spec: OptionSpec, raw: string): ParsedValue {
 }
 
 /** ", e.g. --clean "some text"": the command's first text option, as an example of the syntax. */
-function exampleOption(spec: CommandSpec): string {
+function exampleOption(spec: CommandSpec<OptionSpecs>): string {
   const first = Object.entries(spec.options).find(([, o]) => o.type === 'string');
   return first ? `, e.g. --${first[0]} "some text"` : '';
 }
 
 /**
  * Parse `argv` (without node and the script) against `spec`. Returns every option's value,
- * defaults filled in, plus `help: true` when --help / -h was given (the caller prints
- * helpText(spec) and exits 0). Throws UsageError for anything it does not understand.
+ * defaults filled in and switches false unless given, plus `help: true` when --help / -h was
+ * given (the caller prints helpText(spec) and exits 0). Throws UsageError for anything it does not
+ * understand, including names that only the object machinery knows (`--toString`, `--__proto__`).
  */
-export function parseArgs(argv: readonly string[], spec: CommandSpec): Record<string, ParsedValue> & { help: boolean } {
+export function parseArgs<O extends OptionSpecs>(argv: readonly string[], spec: CommandSpec<O>): ParsedArgs<O> {
+  const options: OptionSpecs = spec.options;
+  const known = (name: string) => Object.hasOwn(options, name);
   const values: Record<string, ParsedValue> = {};
-  for (const [name, opt] of Object.entries(spec.options)) values[name] = opt.default;
+  for (const [name, opt] of Object.entries(options)) values[name] = opt.default ?? (opt.type === 'boolean' ? false : undefined);
   const seen = new Set<string>();
   let help = false;
-  const names = Object.keys(spec.options);
-  const byShort = new Map(Object.entries(spec.options).filter(([, o]) => o.short).map(([n, o]) => [o.short!, n]));
+  const names = Object.keys(options);
+  const byShort = new Map(Object.entries(options).filter(([, o]) => o.short).map(([n, o]) => [o.short!, n]));
 
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -139,14 +153,14 @@ export function parseArgs(argv: readonly string[], spec: CommandSpec): Record<st
               `put quotes around text that contains spaces)`,
       );
     }
-    const opt = spec.options[name];
-    if (!opt) {
+    if (!known(name)) {
       const near = names
         .map((n) => ({ n, d: editDistance(name!, n) }))
         .filter(({ d }) => d <= 2)
         .sort((a, b) => a.d - b.d)[0];
       throw new UsageError(`unknown option --${name}` + (near ? ` (did you mean --${near.n}?)` : ''));
     }
+    const opt = options[name];
     if (seen.has(name)) throw new UsageError(`--${name} was given twice`);
     seen.add(name);
 
@@ -160,7 +174,7 @@ export function parseArgs(argv: readonly string[], spec: CommandSpec): Record<st
       // The next word is the value, even when it starts with '-' ("-1", "- a list"), except
       // when it is itself one of our options: then the value was forgotten.
       const next = argv[i + 1];
-      const looksLikeOption = next !== undefined && /^--[A-Za-z]/.test(next) && names.includes(next.slice(2).split('=')[0]);
+      const looksLikeOption = next !== undefined && /^--[A-Za-z]/.test(next) && known(next.slice(2).split('=')[0]);
       if (next === undefined || looksLikeOption || next === '--help') {
         throw new UsageError(`--${name} needs a value (${opt.metavar ?? name.toUpperCase()})`);
       }
@@ -169,7 +183,21 @@ export function parseArgs(argv: readonly string[], spec: CommandSpec): Record<st
     }
     values[name] = convert(name, opt, raw);
   }
-  return Object.assign(values, { help });
+  // the one place the values meet their types: each was checked against its spec above
+  return Object.assign(values, { help }) as ParsedArgs<O>;
+}
+
+/**
+ * What `parse` makes of the text given to option `flag`. A RangeError from it (the library's way
+ * of saying "not a value I accept") becomes a UsageError that names the option.
+ */
+export function optionValue<T>(flag: string, text: string, parse: (text: string) => T): T {
+  try {
+    return parse(text);
+  } catch (err) {
+    if (err instanceof RangeError) throw new UsageError(`${flag}: ${err.message}`);
+    throw err;
+  }
 }
 
 /** Quote a default for --help so that leading spaces and empty strings stay visible. */

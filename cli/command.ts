@@ -3,11 +3,11 @@
  * (`--model NAME` or `--weights PATH`) and the kernels (`--kernels simd|js`), loading the model
  * they name, and turning the errors we expect into one clear message and an exit code.
  *
- *   const COMMAND: CommandSpec = { usage, description, options: { ...MODEL_OPTIONS, out: {...}, ... } };
- *   const model = await loadModel(args);           // after checkModelChoice(argv, args)
- *   await runCli(main, 'npx tsx assignments/x/x.ts');
+ *   const COMMAND = { usage, description, options: { ...MODEL_OPTIONS, out: {...}, ... } } as const satisfies CommandSpec;
+ *   const model = await loadModel(checkModelChoice(argv, parseArgs(argv, COMMAND)));
+ *   await runCli(main, COMMAND.usage);
  *
- * Command-line code only: nothing in mingpt/'s library files imports this.
+ * Command-line code only: the library folders (mingpt/, io/, lens/, sweep/) never import it.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,35 +15,35 @@ import { GPT, NonFiniteError } from '../mingpt/model.ts';
 import { CheckpointError } from '../io/checkpoint.ts';
 import { SafetensorsError } from '../io/safetensors.ts';
 import { PRETRAINED, PretrainedError } from '../io/pretrained.ts';
-import { fail, type OptionSpec, type ParsedValue } from './args.ts';
+import type { OptionSpecs, ParsedArgs } from './args.ts';
 import { InputError, UsageError } from '../io/errors.ts';
 import { KERNELS, setKernels, type KernelsName } from '../mingpt/kernels/index.ts';
 import { loadGPT } from '../io/load.ts';
 
 /** --model, --weights and --kernels, as every experiment spells them. */
-export const MODEL_OPTIONS: Record<'model' | 'weights' | 'kernels', OptionSpec> = {
+export const MODEL_OPTIONS = {
   model: { type: 'string', default: 'gpt2', metavar: 'NAME', help: 'pretrained GPT-2 to use: gpt2, gpt2-medium, gpt2-large, gpt2-xl (downloaded once into weights/)' },
   weights: { type: 'string', metavar: 'PATH', help: 'use a local GPT-2-layout checkpoint instead: a folder with model.safetensors and config.json (e.g. test/fixtures/gpt2-tiny)' },
   kernels: { type: 'string', default: 'simd', choices: KERNELS, metavar: 'WHICH', help: "the arithmetic: 'simd' (WebAssembly SIMD, the default; falls back to js where unavailable) or 'js' (the readable loops of mingpt/kernels/js.ts)" },
-};
+} as const satisfies OptionSpecs;
 
 export interface ModelChoice {
   model?: string;
   weights?: string;
-  kernels?: string;
+  kernels?: KernelsName;
 }
 
 /** Refuses --model together with --weights, and an empty --weights. Call after parseArgs. */
-export function checkModelChoice(argv: readonly string[], args: Record<string, ParsedValue>): ModelChoice {
-  const weights = args.weights as string | undefined;
+export function checkModelChoice(argv: readonly string[], args: ParsedArgs<typeof MODEL_OPTIONS>): ModelChoice {
+  const { model, weights, kernels } = args;
   if (weights !== undefined && argv.some((x) => x === '--model' || x.startsWith('--model='))) throw new UsageError('give either --model or --weights, not both');
   if (weights === '') throw new UsageError('--weights needs a path');
-  return { model: args.model as string | undefined, weights, kernels: args.kernels as string | undefined };
+  return { model, weights, kernels };
 }
 
 /** Selects the kernels; returns a one-line note when the choice could not be honoured. */
 export function applyKernels(choice: ModelChoice): string | null {
-  const want = (choice.kernels ?? 'simd') as KernelsName;
+  const want = choice.kernels ?? 'simd';
   const got = setKernels(want);
   return got === want ? null : `note: ${want} kernels are not available here; using ${got}`;
 }
@@ -90,12 +90,21 @@ export async function runCli(main: (argv: string[]) => Promise<void>, command: s
   try {
     await main(process.argv.slice(2));
   } catch (err) {
-    if (err instanceof UsageError) fail(`${err.message}\n(run \`${command} --help\` for the options)`, 2);
-    if (err instanceof PretrainedError) fail(err.message + offlineHint(err, command), 1);
+    if (err instanceof UsageError) return exitWithError(`${err.message}\n(run \`${command} --help\` for the options)`, 2);
+    if (err instanceof PretrainedError) return exitWithError(err.message + offlineHint(err, command), 1);
     if (err instanceof InputError || err instanceof CheckpointError || err instanceof SafetensorsError
-      || err instanceof NonFiniteError) fail(err.message, 1);
+      || err instanceof NonFiniteError) return exitWithError(err.message, 1);
     throw err;
   }
+}
+
+/**
+ * Prints `error: message` on stderr and exits with `code` once stderr has taken all of it: a
+ * pipe takes a long message in pieces, and exiting at once would cut it short.
+ */
+async function exitWithError(message: string, code: number): Promise<never> {
+  await new Promise<void>((resolve) => process.stderr.write(`error: ${message.trimEnd()}\n`, () => resolve()));
+  process.exit(code);
 }
 
 /**

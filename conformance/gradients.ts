@@ -30,7 +30,7 @@ import { tokenizeInputs, checkAgainstModel } from '../assignments/activation-pat
 
 const SCRIPT = 'npx tsx conformance/gradients.ts';
 
-export const COMMAND: CommandSpec = {
+export const COMMAND = {
   usage: SCRIPT,
   description: `
 Writes this project's gradients, attribution patching and edge attribution patching for a
@@ -46,7 +46,7 @@ with another implementation's.`,
 example:
   ${SCRIPT} --weights test/fixtures/gpt2-tiny \\
       --case test/fixtures/gpt2-tiny/cases.json --out /tmp/gradients.json`,
-};
+} as const satisfies CommandSpec;
 
 /** One case of a case list. */
 export interface Case {
@@ -128,13 +128,17 @@ export async function main(argv: readonly string[]): Promise<void> {
     console.log(helpText(COMMAND));
     return;
   }
-  for (const k of ['weights', 'case', 'out'] as const) if (!a[k]) throw new UsageError(`--${k} is required`);
-  const out = path.resolve(a.out as string);
-  if (!fs.existsSync(path.dirname(out))) throw new InputError(`--out ${a.out as string}: the folder ${path.dirname(out)} does not exist`);
-  const c = readCase(a.case as string);
-  const note = applyKernels({ kernels: a.kernels as string | undefined });
+  const need = (name: string, v: string | undefined): string => {
+    if (!v) throw new UsageError(`--${name} is required`);
+    return v;
+  };
+  const weights = need('weights', a.weights), caseFile = need('case', a.case), outArg = need('out', a.out);
+  const out = path.resolve(outArg);
+  if (!fs.existsSync(path.dirname(out))) throw new InputError(`--out ${outArg}: the folder ${path.dirname(out)} does not exist`);
+  const c = readCase(caseFile);
+  const note = applyKernels({ kernels: a.kernels });
   if (note) process.stderr.write(note + '\n');
-  const model = loadGPT(a.weights as string, { untie_lm_head: true });
+  const model = loadGPT(weights, { untie_lm_head: true });
   const report = gradientsReport(model, c, new BPETokenizer());
   atomicWrite(out, JSON.stringify(report) + '\n');
   console.log(`wrote ${out}`);

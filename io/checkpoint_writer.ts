@@ -65,13 +65,6 @@ export function gpt2Config(model: WritableModel, extra: Record<string, unknown> 
   };
 }
 
-/** Writes model.safetensors and config.json into `dir` (created when missing). */
-export function writeCheckpoint(dir: string, model: WritableModel, config: Record<string, unknown>, opts: WriteOptions = {}): void {
-  fs.mkdirSync(dir, { recursive: true });
-  writeSafetensors(path.join(dir, 'model.safetensors'), gpt2Tensors(model, opts), opts.metadata ?? { format: 'pt' });
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
-}
-
 /** The two files of the checkpoint as bytes, for an output set that is written all at once. */
 export function checkpointFiles(model: WritableModel, config: Record<string, unknown>, opts: WriteOptions = {}): Map<string, Uint8Array | string> {
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'checkpoint-'));

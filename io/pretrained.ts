@@ -20,7 +20,6 @@ import { DownloadError, downloadVerified } from './download.ts';
 import { openSafetensors } from './safetensors.ts';
 
 export const PRETRAINED = ['gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'] as const;
-export type PretrainedName = (typeof PRETRAINED)[number];
 
 export class PretrainedError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -92,9 +92,3 @@ export function directLogitAttribution(model: GPT, cache: ActivationCache, dir: 
   }
   return res;
 }
-
-/** The mean over the last axis of nested per-row values: [..][b] -> [..]. */
-export function meanOverRows<T extends number[] | number[][] | number[][][]>(x: T): unknown {
-  const f = (v: unknown): unknown => (Array.isArray(v) && typeof v[0] === 'number' ? (v as number[]).reduce((a, b) => a + b, 0) / v.length : (v as unknown[]).map(f));
-  return f(x);
-}

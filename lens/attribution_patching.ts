@@ -42,10 +42,9 @@ export interface AtpRuns {
 }
 
 /** The kinds of hook point the estimates below read, by their short names (as in PatchResult.hook). */
-export type AtpPoint = 'resid_pre' | 'resid_mid' | 'resid_post' | 'attn_out' | 'mlp_out' | 'z' | 'q' | 'k' | 'v' | 'pattern';
+export type AtpPoint = 'resid_pre' | 'resid_mid' | 'resid_post' | 'attn_out' | 'mlp_out' | 'z' | 'pattern';
 
-const pointName = (p: AtpPoint, l: number) =>
-  ['z', 'q', 'k', 'v', 'pattern'].includes(p) ? `blocks.${l}.attn.hook_${p}` : `blocks.${l}.hook_${p}`;
+const pointName = (p: AtpPoint, l: number) => (p === 'z' || p === 'pattern' ? `blocks.${l}.attn.hook_${p}` : `blocks.${l}.hook_${p}`);
 
 /**
  * The three passes (clean forward; corrupted forward and backward), keeping the given kinds of
@@ -105,7 +104,9 @@ export function attribution_patch(runs: AtpRuns, hook: (layer: number) => string
 }
 
 // -----------------------------------------------------------------------------------------------
-// The estimates of ./patching.ts's ready-made sweeps, one line each, with the same names after get_atp_.
+// The estimates of ./patching.ts's ready-made sweeps, one line each, with the same names after
+// get_atp_ (the others, queries, keys or values per head or a pattern row by position, are one
+// more line each, written the same way).
 
 type Estimate = (runs: AtpRuns) => PatchResult;
 const at = (p: AtpPoint) => (l: number) => pointName(p, l);
@@ -124,15 +125,5 @@ export const get_atp_mlp_out: Estimate = (r) => attribution_patch(r, at('mlp_out
 export const get_atp_attn_head_out_all_pos: Estimate = (r) => attribution_patch(r, at('z'), ['layer', 'head']);
 /** layer × head × position: each head's output z at one position */
 export const get_atp_attn_head_out_by_pos: Estimate = (r) => attribution_patch(r, at('z'), ['layer', 'head', 'pos']);
-/** layer × head: each head's queries, keys or values at every position */
-export const get_atp_attn_head_q_all_pos: Estimate = (r) => attribution_patch(r, at('q'), ['layer', 'head']);
-export const get_atp_attn_head_k_all_pos: Estimate = (r) => attribution_patch(r, at('k'), ['layer', 'head']);
-export const get_atp_attn_head_v_all_pos: Estimate = (r) => attribution_patch(r, at('v'), ['layer', 'head']);
-/** layer × head × position: the same at one position */
-export const get_atp_attn_head_q_by_pos: Estimate = (r) => attribution_patch(r, at('q'), ['layer', 'head', 'pos']);
-export const get_atp_attn_head_k_by_pos: Estimate = (r) => attribution_patch(r, at('k'), ['layer', 'head', 'pos']);
-export const get_atp_attn_head_v_by_pos: Estimate = (r) => attribution_patch(r, at('v'), ['layer', 'head', 'pos']);
 /** layer × head: each head's whole attention pattern */
 export const get_atp_attn_head_pattern_all_pos: Estimate = (r) => attribution_patch(r, at('pattern'), ['layer', 'head']);
-/** layer × head × query position: one row of a head's pattern */
-export const get_atp_attn_head_pattern_by_pos: Estimate = (r) => attribution_patch(r, at('pattern'), ['layer', 'head', 'pos']);

@@ -25,8 +25,7 @@
 import { FactoredMatrix, dense, eigenvalues, matmul, matmulNT, matmulTN, transpose, type Dense } from './factored_matrix.ts';
 import type { Weights } from './weights.ts';
 import { matmulForward } from '../mingpt/kernels/index.ts';
-
-export type HeadId = { layer: number; head: number };
+import { headName, type HeadRef } from './heads.ts';
 
 /** W_QK = W_Q W_Kᵀ (C, C), factored through the head dimension. */
 export function qkCircuit(w: Weights, l: number, h: number): FactoredMatrix {
@@ -207,7 +206,7 @@ export function compositionScores(w: Weights, onLayer?: () => void): Composition
 }
 
 /** The same score for one pair, straight from the factored matrices (the readable version). */
-export function compositionScore(w: Weights, A: HeadId, B: HeadId, mode: CompositionMode): number {
+export function compositionScore(w: Weights, A: HeadRef, B: HeadRef, mode: CompositionMode): number {
   const Lm = ovCircuit(w, A.layer, A.head);
   const R = mode === 'q' ? qkCircuit(w, B.layer, B.head) : mode === 'k' ? qkCircuit(w, B.layer, B.head).T : ovCircuit(w, B.layer, B.head);
   const denom = Lm.norm() * R.norm();
@@ -359,8 +358,8 @@ export interface VirtualWeights {
  * The virtual weights of the path A → B (the products W_OV[A] W_QK[B], W_QK[B] W_OV[A]ᵀ,
  * W_OV[A] W_OV[B]) shown on tokens: rows and columns are the given token ids, direct paths only.
  */
-export function virtualWeights(w: Weights, A: HeadId, B: HeadId, ids: readonly number[]): VirtualWeights {
-  if (A.layer >= B.layer) throw new Error(`virtual weights need A before B: ${A.layer}.${A.head} is not in an earlier layer than ${B.layer}.${B.head}`);
+export function virtualWeights(w: Weights, A: HeadRef, B: HeadRef, ids: readonly number[]): VirtualWeights {
+  if (A.layer >= B.layer) throw new Error(`virtual weights need A before B: ${headName(A)} is not in an earlier layer than ${headName(B)}`);
   const C = w.d_model, n = ids.length;
   const E = dense(w.W_E_rows(ids), n, C);
   const ovA = ovCircuit(w, A.layer, A.head), qkB = qkCircuit(w, B.layer, B.head), ovB = ovCircuit(w, B.layer, B.head);

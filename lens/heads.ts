@@ -15,10 +15,13 @@ export function headName(h: HeadRef): string {
   return `${h.layer}.${h.head}`;
 }
 
-/** "layer.head" -> HeadRef; throws Error naming the text when it is not of that form. */
+/**
+ * "layer.head" -> HeadRef. Throws a RangeError naming the text when it is not of that form (the
+ * scripts turn it into a message about the option or the file it came from).
+ */
 export function parseHead(text: string): HeadRef {
   const m = /^\s*(\d+)\.(\d+)\s*$/.exec(text);
-  if (!m) throw new Error(`a head is written LAYER.HEAD, e.g. 9.9; got "${text}"`);
+  if (!m) throw new RangeError(`a head is written LAYER.HEAD, e.g. 9.9; got "${text}"`);
   return { layer: Number(m[1]), head: Number(m[2]) };
 }
 

@@ -27,7 +27,7 @@
 import type { GPT } from '../mingpt/model.ts';
 import ndarray from 'ndarray';
 import type { HookSpec } from '../mingpt/hooks.ts';
-import { headName, type HeadRef } from './heads.ts';
+import { headExists, headName, type HeadRef } from './heads.ts';
 import { run_with_cache, type ActivationCache } from './activation_cache.ts';
 
 /** Prompts of one token length: the clean texts, their corrupt twins, and each row's metric pair. */
@@ -114,7 +114,7 @@ export class Knockout {
   rows(kept: readonly KeptHead[] | 'all', opts: { remember?: boolean } = {}): number[][] {
     if (kept === 'all') return this.modelRows();
     const { n_layer: L, n_head: nh } = this.model.config;
-    for (const k of kept) if (!(k.layer >= 0 && k.layer < L && k.head >= 0 && k.head < nh)) throw new Error(`head ${headName(k)} does not exist (${L} layers of ${nh} heads)`);
+    for (const k of kept) if (!headExists(k, L, nh)) throw new Error(`head ${headName(k)} does not exist (${L} layers of ${nh} heads)`);
     // the kept heads layer by layer: two sets with the same layers 0 … s−1 give the same stream into block s
     const sig = Array.from({ length: L }, (_, l) => keyOf(kept.filter((k) => k.layer === l)));
     let base = this.bases[0], start = 0;

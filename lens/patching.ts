@@ -213,7 +213,10 @@ function axesPos(name: string): number {
 }
 
 // -----------------------------------------------------------------------------------------------
-// The ready-made sweeps (TransformerLens's get_act_patch_*): one line each.
+// The ready-made sweeps (TransformerLens's get_act_patch_*): one line each. Those the experiments
+// use; analysis.json's `patching` entries check all but resid_mid (test/analysis_core.test.ts).
+// TransformerLens's others (queries, keys or values per head, a pattern row by position) are
+// one more line each, written the same way.
 
 type Sweep = (model: GPT, corrupted_ids: number[] | number[][], clean_cache: ActivationCache, metric: Metric, opts?: PatchOptions) => PatchResult;
 const blockPoint = (p: string) => (l: number) => `blocks.${l}.hook_${p}`;
@@ -234,18 +237,5 @@ export const get_act_patch_mlp_out: Sweep = (m, ids, c, f, o) => generic_activat
 export const get_act_patch_attn_head_out_all_pos: Sweep = (m, ids, c, f, o) => generic_activation_patch(m, ids, c, f, layer_head_vector_patch_setter, attnPoint('z'), ['layer', 'head'], o);
 /** layer × head × position: each head's output z at one position */
 export const get_act_patch_attn_head_out_by_pos: Sweep = (m, ids, c, f, o) => generic_activation_patch(m, ids, c, f, layer_head_pos_patch_setter, attnPoint('z'), ['layer', 'head', 'pos'], o);
-/** layer × head: each head's queries at every position */
-export const get_act_patch_attn_head_q_all_pos: Sweep = (m, ids, c, f, o) => generic_activation_patch(m, ids, c, f, layer_head_vector_patch_setter, attnPoint('q'), ['layer', 'head'], o);
-/** layer × head: each head's keys at every position */
-export const get_act_patch_attn_head_k_all_pos: Sweep = (m, ids, c, f, o) => generic_activation_patch(m, ids, c, f, layer_head_vector_patch_setter, attnPoint('k'), ['layer', 'head'], o);
-/** layer × head: each head's values at every position */
-export const get_act_patch_attn_head_v_all_pos: Sweep = (m, ids, c, f, o) => generic_activation_patch(m, ids, c, f, layer_head_vector_patch_setter, attnPoint('v'), ['layer', 'head'], o);
-/** layer × head × position: queries, keys or values of one head at one position */
-export const get_act_patch_attn_head_q_by_pos: Sweep = (m, ids, c, f, o) => generic_activation_patch(m, ids, c, f, layer_head_pos_patch_setter, attnPoint('q'), ['layer', 'head', 'pos'], o);
-export const get_act_patch_attn_head_k_by_pos: Sweep = (m, ids, c, f, o) => generic_activation_patch(m, ids, c, f, layer_head_pos_patch_setter, attnPoint('k'), ['layer', 'head', 'pos'], o);
-export const get_act_patch_attn_head_v_by_pos: Sweep = (m, ids, c, f, o) => generic_activation_patch(m, ids, c, f, layer_head_pos_patch_setter, attnPoint('v'), ['layer', 'head', 'pos'], o);
 /** layer × head: each head's whole attention pattern */
 export const get_act_patch_attn_head_pattern_all_pos: Sweep = (m, ids, c, f, o) => generic_activation_patch(m, ids, c, f, layer_head_pattern_patch_setter, attnPoint('pattern'), ['layer', 'head'], o);
-/** layer × head × query position: one row of a head's pattern */
-export const get_act_patch_attn_head_pattern_by_pos: Sweep = (m, ids, c, f, o) => generic_activation_patch(m, ids, c, f,
-  (act, { head, pos }, clean) => { ops.assign(act.pick(null, head, pos), clean.pick(null, head, pos)); }, attnPoint('pattern'), ['layer', 'head', 'pos'], o);

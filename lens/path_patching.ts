@@ -31,7 +31,7 @@
 import type { GPT } from '../mingpt/model.ts';
 import type { ActivationCache } from './activation_cache.ts';
 import type { HookSpec } from '../mingpt/hooks.ts';
-import { allHeads, type HeadRef } from './heads.ts';
+import { allHeads, headExists, headName, type HeadRef } from './heads.ts';
 import { run_with_cache } from './activation_cache.ts';
 
 /** A batch of (orig, new) pairs of one token length, each row with its own metric pair. */
@@ -248,7 +248,7 @@ export function pathPatch(model: GPT, pairs: PairBatch, opts: PathPatchOptions =
   const { n_layer: L, n_head: nh } = model.config;
   const receivers = opts.receivers ?? [];
   const where = opts.receiverPositions ?? 'end';
-  for (const r of receivers) if (!(r.layer >= 0 && r.layer < L && r.head >= 0 && r.head < nh)) throw new Error(`receiver head ${r.layer}.${r.head} does not exist (${L} layers of ${nh} heads)`);
+  for (const r of receivers) if (!headExists(r, L, nh)) throw new Error(`receiver head ${headName(r)} does not exist (${L} layers of ${nh} heads)`);
   const first = receivers.length ? Math.min(...receivers.map((r) => r.layer)) : L;
   const last = receivers.length ? Math.max(...receivers.map((r) => r.layer)) : -1;
   const run = runOrig(model, pairs, first);

@@ -84,29 +84,6 @@ export class CfgNode {
     return this;
   }
 
-  /** Update from command-line style strings: ['--model.n_layer=4', '--trainer.lr=3e-4']. */
-  merge_from_args(args: string[]): this {
-    for (const arg of args) {
-      const m = arg.match(/^--([\w.]+)=(.*)$/);
-      if (!m) throw new Error(`expected --key=value, got '${arg}'`);
-      const keys = m[1].split('.');
-      let node: CfgNode = this;
-      for (const k of keys.slice(0, -1)) {
-        const next = node[k];
-        if (!(next instanceof CfgNode)) throw new Error(`'${m[1]}' is not a config attribute`);
-        node = next;
-      }
-      const last = keys[keys.length - 1];
-      if (!(last in node)) throw new Error(`'${m[1]}' is not a config attribute`);
-      let value: unknown = m[2];
-      try {
-        value = JSON.parse(m[2]); // numbers, booleans, null, lists; strings stay strings
-      } catch {}
-      node[last] = value;
-    }
-    return this;
-  }
-
   /** Back to a plain (recursively) dictionary. */
   to_dict(): Record<string, unknown> {
     const out: Record<string, unknown> = {};

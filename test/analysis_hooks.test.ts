@@ -1,8 +1,8 @@
 /**
  * Every hook point of the forward pass against the independent PyTorch run in
  * test/fixtures/gpt2-tiny/analysis.json (`hooks`: the clean text of the first case, batch of one;
- * definitions in ANALYSIS.md). Tolerances as the fixture states: 1e-4 on attention patterns,
- * 1e-3 elsewhere, relative to max(1, |value|). Masked attention scores are stored as null (−∞).
+ * definitions in ANALYSIS.md), to FLOAT32_TOL relative to max(1, |value|) (test/helpers.ts).
+ * Masked attention scores are stored as null (−∞).
  * Also: forward from a middle layer, logits at chosen positions, the cache export.
  */
 import { test } from 'uvu';
@@ -10,50 +10,30 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { GPT, NonFiniteError } from '../mingpt/model.ts';
+import { NonFiniteError } from '../mingpt/model.ts';
 import { openSafetensors } from '../io/safetensors.ts';
 import { loadGPT } from '../io/load.ts';
 import { run_with_cache } from '../lens/activation_cache.ts';
+import { ANALYSIS, FIXTURE, FLOAT32_TOL, closeAll } from './helpers.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const FIXTURE = path.join(here, 'fixtures', 'gpt2-tiny');
-const analysis = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'analysis.json'), 'utf8'));
+const analysis = ANALYSIS;
 const model = loadGPT(FIXTURE);
 const ids: number[] = analysis.case.clean_ids;
 const T = ids.length;
 
-/** nested JSON arrays -> flat numbers (null -> -Infinity) and shape */
-function flat(x: unknown): { data: number[]; shape: number[] } {
-  const shape: number[] = [];
-  let y: unknown = x;
-  while (Array.isArray(y)) { shape.push(y.length); y = y[0]; }
-  const data: number[] = [];
-  const walk = (v: unknown) => { if (Array.isArray(v)) v.forEach(walk); else data.push(v === null ? -Infinity : (v as number)); };
-  walk(x);
-  return { data, shape };
-}
-
 const { cache } = run_with_cache(model, ids);
+/** The shape of nested JSON arrays. */
+const shapeOf = (x: unknown): number[] => (Array.isArray(x) ? [x.length, ...shapeOf(x[0])] : []);
 
 test('the model has exactly the fixture\'s hook points, in the order a run reaches them', () => {
   assert.equal(model.hook_names(), Object.keys(analysis.hooks));
 });
 
 for (const name of Object.keys(analysis.hooks)) {
-  const tol = name.endsWith('hook_pattern') ? 1e-4 : 1e-3;
-  test(`${name} equals the PyTorch value (${tol})`, () => {
-    const want = flat(analysis.hooks[name]);
+  test(`${name} equals the PyTorch value`, () => {
     const got = cache.get(name);
-    assert.equal(got.shape, want.shape, 'shape');
-    let worst = 0, at = -1;
-    for (let i = 0; i < want.data.length; i++) {
-      const w = want.data[i], g = got.data[i];
-      if (w === -Infinity) { assert.is(g, -Infinity, `${name}[${i}] should be masked (−∞)`); continue; }
-      const err = Math.abs(g - w) / Math.max(1, Math.abs(w));
-      if (!(err <= worst)) { worst = err; at = i; }
-    }
-    assert.ok(worst <= tol, `${name}: largest relative error ${worst} at flat index ${at}`);
+    assert.equal(got.shape, shapeOf(analysis.hooks[name]), 'shape');
+    closeAll(got.data, analysis.hooks[name].flat(Infinity), FLOAT32_TOL, name);
   });
 }
 
@@ -61,10 +41,7 @@ test('forward from a middle layer, with the cached residual stream, equals the f
   const full = model.forward(ids).logits.data;
   for (const l of [0, 1, 2, 3]) {
     const residual = l === 3 ? cache.get('resid_post', 2) : cache.get('resid_pre', l);
-    const part = model.forward(null, { start_at_layer: l, residual }).logits.data;
-    let worst = 0;
-    for (let i = 0; i < full.length; i++) worst = Math.max(worst, Math.abs(part[i] - full[i]));
-    assert.ok(worst <= 1e-5, `from layer ${l}: ${worst}`);
+    closeAll(model.forward(null, { start_at_layer: l, residual }).logits.data, full, 1e-5, `from layer ${l}`);
   }
 });
 

@@ -10,16 +10,17 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import path from 'node:path';
 import { encode as gpt3Encode, decode as gpt3Decode } from 'gpt-3-encoder';
 import { BPETokenizer, Encoder, bytes_to_unicode, get_encoder, get_pairs, tokenStrings } from '../mingpt/bpe.ts';
+import { ROOT } from './helpers.ts';
 
 const enc = get_encoder();
 
 // ---------------------------------------------------------------------------------------------
 // fixtures/bpe-cases.json: must match exactly
 
-const casesPath = fileURLToPath(new URL('./fixtures/bpe-cases.json', import.meta.url));
+const casesPath = path.join(ROOT, 'test', 'fixtures', 'bpe-cases.json');
 const cases: { text: string; ids: number[] }[] = JSON.parse(readFileSync(casesPath, 'utf-8'));
 
 test('bpe-cases.json is loaded and not empty', () => {

@@ -5,13 +5,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FactoredMatrix, dense, eigenvalues, frobeniusNorm, matmul, singularValues, transpose, type Dense } from '../lens/factored_matrix.ts';
 import { RNG } from '../mingpt/utils.ts';
+import { closeAll } from './helpers.ts';
 
 const rng = new RNG(7);
 const rand = (r: number, c: number): Dense => dense(Float64Array.from({ length: r * c }, () => rng.randn()), r, c);
-const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-9, what = '') => {
-  assert.is(a.length, b.length, `${what}: lengths`);
-  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= tol * Math.max(1, Math.abs(b[i])), `${what}[${i}]: ${a[i]} vs ${b[i]}`);
-};
 
 test('dense helpers on a hand-worked case', () => {
   const a = dense(Float64Array.from([1, 2, 3, 4, 5, 6]), 2, 3), b = dense(Float64Array.from([1, 0, 0, 1, 1, 1]), 3, 2);
@@ -20,30 +17,30 @@ test('dense helpers on a hand-worked case', () => {
   assert.ok(Math.abs(frobeniusNorm(a) - Math.sqrt(91)) < 1e-12);
   // a rotation by 90°: eigenvalues ±i
   const ev = eigenvalues(dense(Float64Array.from([0, -1, 1, 0]), 2, 2));
-  close([...ev.re].sort(), [0, 0], 1e-12, 're');
-  close([...ev.im].sort(), [-1, 1], 1e-12, 'im');
-  close(singularValues(dense(Float64Array.from([3, 0, 0, -2]), 2, 2)), [3, 2], 1e-12, 'S');
+  closeAll([...ev.re].sort(), [0, 0], 1e-12, 're');
+  closeAll([...ev.im].sort(), [-1, 1], 1e-12, 'im');
+  closeAll(singularValues(dense(Float64Array.from([3, 0, 0, -2]), 2, 2)), [3, 2], 1e-12, 'S');
 });
 
 for (const [m, r, n] of [[7, 3, 7], [12, 5, 9], [1, 1, 1], [20, 4, 20]]) {
   test(`factored ${m}×${r}·${r}×${n} agrees with the dense product`, () => {
     const A = rand(m, r), B = rand(r, n), f = new FactoredMatrix(A, B), D = f.AB();
     assert.equal([f.rows, f.cols, f.rank_bound], [m, n, r]);
-    close([f.norm()], [frobeniusNorm(D)], 1e-10, 'norm');
-    close(f.T.AB().data, transpose(D).data, 1e-12, 'T');
+    closeAll([f.norm()], [frobeniusNorm(D)], 1e-10, 'norm');
+    closeAll(f.T.AB().data, transpose(D).data, 1e-12, 'T');
     const x = Float64Array.from({ length: n }, () => rng.randn());
-    close(f.mulVec(x), matmul(D, dense(x, n, 1)).data, 1e-10, 'mulVec');
+    closeAll(f.mulVec(x), matmul(D, dense(x, n, 1)).data, 1e-10, 'mulVec');
     const y = Float64Array.from({ length: m }, () => rng.randn());
-    close(f.vecMul(y), matmul(dense(y, 1, m), D).data, 1e-10, 'vecMul');
+    closeAll(f.vecMul(y), matmul(dense(y, 1, m), D).data, 1e-10, 'vecMul');
     const M = rand(n, 3);
-    close(f.mul(M).AB().data, matmul(D, M).data, 1e-10, 'mul');
+    closeAll(f.mul(M).AB().data, matmul(D, M).data, 1e-10, 'mul');
     const N = rand(2, m);
-    close(f.lmul(N).AB().data, matmul(N, D).data, 1e-10, 'lmul');
+    closeAll(f.lmul(N).AB().data, matmul(N, D).data, 1e-10, 'lmul');
     const g = new FactoredMatrix(rand(n, 2), rand(2, 4));
-    close(f.mulFactored(g).AB().data, matmul(D, g.AB()).data, 1e-10, 'mulFactored');
+    closeAll(f.mulFactored(g).AB().data, matmul(D, g.AB()).data, 1e-10, 'mulFactored');
     // singular values: the r largest of the dense ones; the rest are zero
     const Sd = singularValues(D);
-    close(f.S(), Sd.subarray(0, Math.min(r, m, n)), 1e-9, 'S');
+    closeAll(f.S(), Sd.subarray(0, Math.min(r, m, n)), 1e-9, 'S');
     for (let i = r; i < Sd.length; i++) assert.ok(Sd[i] < 1e-9, `dense singular value ${i} should vanish`);
   });
 }
@@ -57,7 +54,7 @@ test('eigenvalues of A B are the non-zero eigenvalues of the dense product (comp
     const b = Array.from(big.re, (re, i) => key(re, big.im[i])).filter(([re, im]) => Math.hypot(re, im) > 1e-8).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
     assert.is(s.length, r);
     assert.is(b.length, r, 'the dense product has exactly r non-zero eigenvalues');
-    close(s.flat(), b.flat(), 1e-7, `eig ${m}×${r}`);
+    closeAll(s.flat(), b.flat(), 1e-7, `eig ${m}×${r}`);
     assert.ok(small.im.some((v) => Math.abs(v) > 1e-6) || r < 3, 'random products usually have complex pairs: the solver must return them');
   }
 });

@@ -4,21 +4,19 @@
 //
 // Expected numbers come from test/fixtures/gpt2-tiny/analysis.json, an independent PyTorch run
 // (definitions in ANALYSIS.md; metric = logit(corrupt token) − logit(clean token) at the last
-// position); tolerance 1e-3 relative to max(1, |value|), as in test/analysis_core.test.ts.
+// position); tolerance FLOAT32_TOL relative to max(1, |value|) (test/helpers.ts).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { runScript, type Run } from './run_script.ts';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { compile } from 'vega-lite';
 import { openSafetensors } from '../io/safetensors.ts';
 import { displayWidth } from '../cli/terminal.ts';
+import { ANALYSIS, FIXTURE, FIXTURE_ARG, FLOAT32_TOL, closeAll } from './helpers.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const fixture = path.join(root, 'test', 'fixtures', 'gpt2-tiny');
-const A = JSON.parse(fs.readFileSync(path.join(fixture, 'analysis.json'), 'utf8'));
+const A = ANALYSIS;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'generate-analysis-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 const L = 3, NH = 4, T = A.case.clean_ids.length;
@@ -42,7 +40,7 @@ function scheduled(args: string[], env?: Record<string, string | undefined>): Pr
   });
 }
 
-const weights = ['--weights', 'test/fixtures/gpt2-tiny'];
+const weights = ['--weights', FIXTURE_ARG];
 const out = (name: string) => path.join(tmp, name);
 const runs = new Map<string, Promise<Run>>();
 function plan(name: string, args: string[], env?: Record<string, string | undefined>) {
@@ -62,21 +60,11 @@ plan('too-long-for-gpt2', ['--model', 'gpt2', '--clean', longText, '--corrupt', 
 // a checkpoint folder with a config.json and no weights at all: the length is refused before loading
 const configOnly = path.join(tmp, 'config-only');
 fs.mkdirSync(configOnly);
-fs.copyFileSync(path.join(fixture, 'config.json'), path.join(configOnly, 'config.json'));
+fs.copyFileSync(path.join(FIXTURE, 'config.json'), path.join(configOnly, 'config.json'));
 const seventy = Array.from({ length: 70 }, () => 'word').join(' ');
 plan('too-long-config-only', ['--weights', configOnly, '--clean', seventy, '--corrupt', seventy]);
-plan('bad-cache-path', [...weights, '--save-cache', path.join(fixture, 'config.json', 'x.safetensors')]);
+plan('bad-cache-path', [...weights, '--save-cache', path.join(FIXTURE, 'config.json', 'x.safetensors')]);
 
-function closeAll(got: unknown, want: unknown, what: string, tol = 1e-3) {
-  if (Array.isArray(want)) {
-    assert.ok(Array.isArray(got) && got.length === want.length, `${what}: length ${Array.isArray(got) ? got.length : '-'} vs ${want.length}`);
-    want.forEach((w, i) => closeAll((got as unknown[])[i], w, `${what}[${i}]`, tol));
-    return;
-  }
-  if (want === null) return; // a masked attention score (−∞) in the fixture
-  const g = got as number, w = want as number;
-  assert.ok(Math.abs(g - w) <= tol * Math.max(1, Math.abs(w)), `${what}: ${g} vs reference ${w}`);
-}
 
 async function ok(name: string): Promise<Run> {
   const r = await runs.get(name)!;
@@ -100,9 +88,9 @@ for (const [kind, [key, hook, axes]] of Object.entries(reference)) {
     const got = report(kind);
     assert.is(got.patch, hook);
     assert.equal(got.axes, axes);
-    closeAll(got.matrix, A.patching[key], `matrix (${kind})`);
-    closeAll(got.corrupt_logit_diff, A.metric.corrupt, 'corrupt_logit_diff');
-    closeAll(got.clean_logit_diff, A.metric.clean, 'clean_logit_diff');
+    closeAll(got.matrix, A.patching[key], FLOAT32_TOL, `matrix (${kind})`);
+    closeAll(got.corrupt_logit_diff, A.metric.corrupt, FLOAT32_TOL, 'corrupt_logit_diff');
+    closeAll(got.clean_logit_diff, A.metric.clean, FLOAT32_TOL, 'clean_logit_diff');
   });
 }
 
@@ -111,8 +99,8 @@ test('--kernels js (the readable loops) with the reference engine: the block-out
   const got = report('kernels-js');
   assert.is(got.patch, 'blocks.{l}.hook_resid_post');
   assert.equal(got.axes, ['layer', 'pos']);
-  closeAll(got.matrix, A.patching.resid_post, 'matrix');
-  closeAll(got.logit_lens, A.logit_lens, 'logit_lens');
+  closeAll(got.matrix, A.patching.resid_post, FLOAT32_TOL, 'matrix');
+  closeAll(got.logit_lens, A.logit_lens, FLOAT32_TOL, 'logit_lens');
 });
 
 test('--patch resid_mid: layer × position, the columns before the first difference keep the corrupted run', async () => {
@@ -121,7 +109,7 @@ test('--patch resid_mid: layer × position, the columns before the first differe
   assert.is(got.patch, 'blocks.{l}.hook_resid_mid');
   assert.equal(got.shape, [L, T]);
   // the texts agree at position 0 only, so what is computed there is the same in both runs
-  for (const row of got.matrix) closeAll(row[0], A.metric.corrupt, 'matrix[l][0]', 1e-5);
+  for (const row of got.matrix) closeAll(row[0], A.metric.corrupt, 1e-5, 'matrix[l][0]');
 });
 
 test('--patch head: the terminal shows the layer × head matrix and the reading aid names heads', async () => {
@@ -155,13 +143,13 @@ test('--patch head: the heatmap chart has one cell per layer × head; head-pos o
 test('patching.json: logit_lens (L + 1 values) and dla equal analysis.json; the dla parts add up to the metric', async () => {
   await ok('head');
   const got = report('head');
-  closeAll(got.logit_lens, A.logit_lens, 'logit_lens');
+  closeAll(got.logit_lens, A.logit_lens, FLOAT32_TOL, 'logit_lens');
   assert.is(got.logit_lens.length, L + 1);
-  for (const part of ['embed', 'heads', 'attn_bias', 'mlp', 'const']) closeAll(got.dla[part], A.dla[part], `dla.${part}`);
+  for (const part of ['embed', 'heads', 'attn_bias', 'mlp', 'const']) closeAll(got.dla[part], A.dla[part], FLOAT32_TOL, `dla.${part}`);
   const d = got.dla;
   const sum = d.embed + d.const + d.heads.flat().reduce((a: number, b: number) => a + b, 0)
     + d.attn_bias.reduce((a: number, b: number) => a + b, 0) + d.mlp.reduce((a: number, b: number) => a + b, 0);
-  closeAll(sum, A.metric.clean, 'sum of the dla parts');
+  closeAll(sum, A.metric.clean, FLOAT32_TOL, 'sum of the dla parts');
 });
 
 test('the logit lens and DLA charts compile and have one point per stream / one bar per part', async () => {
@@ -200,8 +188,7 @@ test('--save-cache: every hook point under its TransformerLens name, batch axis 
       assert.is(info.shape[0], 1, `${name}: batch axis of 1`);
       const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
       f.readF32(name, data);
-      const flatWant = (want as unknown[]).flat(Infinity) as (number | null)[];
-      flatWant.forEach((w, i) => { if (w !== null) closeAll(data[i], w, `${name}[${i}]`); });
+      closeAll(data, want.flat(Infinity), FLOAT32_TOL, name);
     }
   } finally {
     f.close();
@@ -226,7 +213,7 @@ test('--scale runs: the chart scale spans the two unpatched runs, and the chart 
   const spec = JSON.parse(fs.readFileSync(path.join(out('runs-scale'), 'heatmap.vl.json'), 'utf8'));
   compile(spec);
   const scale = spec.layer[0].encoding.color.scale;
-  closeAll(scale.domain, [Math.min(got.clean_logit_diff, got.corrupt_logit_diff), Math.max(got.clean_logit_diff, got.corrupt_logit_diff)], 'domain');
+  assert.equal(scale.domain, [Math.min(got.clean_logit_diff, got.corrupt_logit_diff), Math.max(got.clean_logit_diff, got.corrupt_logit_diff)]);
   assert.is(scale.domainMid, undefined);
   // every cell of the fixture's matrix is negative (reference.json / analysis.json): the chart says so
   assert.ok(A.patching.resid_post.flat().every((v: number) => v < 0));

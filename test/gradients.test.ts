@@ -23,7 +23,6 @@ import { loadGPT } from '../io/load.ts';
 import { gradientsReport, type Case } from '../conformance/gradients.ts';
 import { run_with_grad_cache } from '../lens/gradients.ts';
 import { edge_attribution_patching } from '../lens/eap.ts';
-import * as atp from '../lens/attribution_patching.ts';
 import { logitDiffMetric } from '../lens/patching.ts';
 import { runScript } from './run_script.ts';
 
@@ -130,22 +129,6 @@ test('a tied lm_head (GPT-2\'s own tying): wte\'s gradient is the embedding\'s p
   for (const r of Object.keys(LG['lm_head.weight'].rows).filter((r) => r in LG['wte.weight'].rows)) {
     const want = LG['wte.weight'].rows[r].map((x: number, i: number) => x + LG['lm_head.weight'].rows[r][i]);
     close(Array.from(g.subarray(Number(r) * C, (Number(r) + 1) * C)), want, `wte[${r}]`);
-  }
-});
-
-test('atp: a head\'s estimates at each position add up to its estimate at every position (q, k, v, z, pattern rows): the estimate is linear', () => {
-  const runs = atp.atp_runs(model, c.clean_ids, c.corrupt_ids, metric, ['q', 'k', 'v', 'z', 'pattern']);
-  const pairs = [
-    [atp.get_atp_attn_head_q_by_pos, atp.get_atp_attn_head_q_all_pos], [atp.get_atp_attn_head_k_by_pos, atp.get_atp_attn_head_k_all_pos],
-    [atp.get_atp_attn_head_v_by_pos, atp.get_atp_attn_head_v_all_pos], [atp.get_atp_attn_head_out_by_pos, atp.get_atp_attn_head_out_all_pos],
-    [atp.get_atp_attn_head_pattern_by_pos, atp.get_atp_attn_head_pattern_all_pos],
-  ];
-  for (const [byPos, allPos] of pairs) {
-    const b = byPos(runs), a = allPos(runs), T = b.shape[2];
-    assert.equal(b.axes, ['layer', 'head', 'pos']);
-    const sums = a.data.map((_, k) => b.data.slice(k * T, (k + 1) * T).reduce((s, x) => s + (x - b.corrupted), 0) + b.corrupted);
-    close(sums, a.data, a.hook, 1e-6);
-    assert.ok(a.data.some((x) => Math.abs(x - a.corrupted) > 1e-3), `${a.hook}: some head matters`);
   }
 });
 

@@ -11,8 +11,6 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { GPT } from '../mingpt/model.ts';
 import { OutputWriter } from '../io/output.ts';
 import { DEFAULT_RANGE, INDUCTION_HEAD, LAYOUT, N_EMBD, PREV_HEAD, buildHandmade, digitsOf } from '../assignments/induction-heads/handmade.ts';
 import { checkpointFiles } from '../io/checkpoint_writer.ts';
@@ -21,7 +19,6 @@ import { runAblated } from '../assignments/induction-heads/circuit.ts';
 import { runScript } from './run_script.ts';
 import { loadGPT } from '../io/load.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'handmade-test-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 

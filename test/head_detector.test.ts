@@ -9,8 +9,8 @@ import {
 } from '../lens/head_detector.ts';
 import { buildHandmade } from '../assignments/induction-heads/handmade.ts';
 import { repeatedTokens } from '../assignments/induction-heads/scores.ts';
+import { close } from './helpers.ts';
 
-const close = (a: number, b: number, tol = 1e-7) => Math.abs(a - b) <= tol;
 const rows = (p: { T: number; data: Float32Array }) => Array.from({ length: p.T }, (_, t) => [...p.data.subarray(t * p.T, (t + 1) * p.T)]);
 
 // -----------------------------------------------------------------------------------------------
@@ -76,14 +76,16 @@ const BOS = [[1, 0, 0, 0, 0], [1, 0, 0, 0, 0], [1, 0, 0, 0, 0], [1, 0, 0, 0, 0],
 test('a previous-token head scores 1 on the previous-token pattern; a BOS head 1/4', () => {
   const att = stack([[PREV, BOS]]);
   const s = scoreHeads(att, 1, 2, 5, previousTokenPattern(5));
-  assert.ok(close(s[0], 1));
-  assert.ok(close(s[1], 1 / 4)); // only row 1 (whose previous position is BOS) hits: 1 of the 4 marked rows
+  close(s[0], 1, 1e-7, 's[0]');
+  close(s[1], 1 / 4, 1e-7, 's[1]'); // only row 1 (whose previous position is BOS) hits: 1 of the 4 marked rows
   // TransformerLens's normalisation: the same sums over all 5 rows of attention
   const tl = scoreHeads(att, 1, 2, 5, previousTokenPattern(5), { normalize: 'attention' });
-  assert.ok(close(tl[0], 4 / 5) && close(tl[1], 1 / 5));
+  close(tl[0], 4 / 5, 1e-7, 'tl[0]');
+  close(tl[1], 1 / 5, 1e-7, 'tl[1]');
   // without BOS: head 1 never looks anywhere else, head 0 loses row 1
   const noBos = scoreHeads(att, 1, 2, 5, previousTokenPattern(5), { exclude_bos: true });
-  assert.ok(close(noBos[0], 1) && close(noBos[1], 0)); // rows 2, 3, 4 remain marked
+  close(noBos[0], 1, 1e-7, 'noBos[0]');
+  close(noBos[1], 0, 1e-7, 'noBos[1]'); // rows 2, 3, 4 remain marked
 });
 
 test('induction and duplicate-token heads on 7 1 2 1 2 score 1 on their own pattern, 0 on the other', () => {
@@ -104,7 +106,7 @@ test('one pattern per sequence: the batch mean over all marked rows', () => {
   const other = [1, 1, 2, 3, 4];
   const att = stack([[BOS], [BOS]]); // one head resting on BOS in both
   const s = scoreHeads(att, 2, 1, 5, [duplicateTokenPattern(TOKENS), duplicateTokenPattern(other)]);
-  assert.ok(close(s[0], 1 / 3)); // hits: sequence 1's row 1 only (its earlier 1 is at BOS = 0); 3 marked rows
+  close(s[0], 1 / 3, 1e-7, 's[0]'); // hits: sequence 1's row 1 only (its earlier 1 is at BOS = 0); 3 marked rows
   assert.throws(() => scoreHeads(att, 2, 1, 5, [duplicateTokenPattern(TOKENS)]), /1 detection patterns for a batch of 2/);
   assert.throws(() => scoreHeads(att.subarray(1), 2, 1, 5, previousTokenPattern(5)), /needs 50/);
 });

@@ -7,6 +7,7 @@ import { parseArgs, SEED_MAX, type CommandSpec } from '../cli/args.ts';
 import { UsageError } from '../io/errors.ts';
 import { get_encoder, BPE_CACHE_MAX } from '../mingpt/bpe.ts';
 import { runScript } from './run_script.ts';
+import { FIXTURE_ARG } from './helpers.ts';
 
 const SPEC: CommandSpec = {
   usage: 'x',
@@ -46,7 +47,7 @@ test('the BPE memo stays bounded on a text of many distinct words, and encoding 
 
 test('generate.ts --out \'\' is refused with a message, exit 1, nothing written in the current folder', async () => {
   const before = fs.readdirSync(process.cwd()).sort();
-  const r = await runScript('generate.ts', ['--weights', 'test/fixtures/gpt2-tiny', '--out', '']);
+  const r = await runScript('generate.ts', ['--weights', FIXTURE_ARG, '--out', '']);
   assert.is(r.code, 1, r.stderr);
   assert.match(r.stderr, /output folder name is empty/);
   assert.equal(fs.readdirSync(process.cwd()).sort(), before);

@@ -16,13 +16,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ROOT } from './helpers.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 function tsFiles(dir: string): string[] {
   const out: string[] = [];
-  for (const e of fs.readdirSync(path.join(root, dir), { withFileTypes: true })) {
+  for (const e of fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true })) {
     const rel = path.join(dir, e.name);
     if (e.isDirectory()) { if (e.name !== 'node_modules' && !e.name.startsWith('.')) out.push(...tsFiles(rel)); }
     else if (e.name.endsWith('.ts')) out.push(rel);
@@ -44,7 +43,7 @@ function runtimeImportsOf(file: string, src: string): Import[] {
   }
   return out;
 }
-const runtimeImports = (file: string) => runtimeImportsOf(file, fs.readFileSync(path.join(root, file), 'utf8'));
+const runtimeImports = (file: string) => runtimeImportsOf(file, fs.readFileSync(path.join(ROOT, file), 'utf8'));
 
 /** Every cycle met by a depth-first walk of `graph`, each written a → b → … → a. */
 function findCycles(graph: Map<string, string[]>): string[] {
@@ -70,7 +69,7 @@ const layerOf = (f: string) => {
 const LAZY_EXCEPTION = { from: path.join('mingpt', 'model.ts'), to: path.join('io', 'load.ts') };
 const isException = (from: string, imp: Import) => imp.lazy && from === LAZY_EXCEPTION.from && imp.target === LAZY_EXCEPTION.to;
 
-const files = [...LAYERS, 'assignments', 'bench', 'conformance'].flatMap(tsFiles).concat('generate.ts').filter((f) => fs.existsSync(path.join(root, f)));
+const files = [...LAYERS, 'assignments', 'bench', 'conformance'].flatMap(tsFiles).concat('generate.ts').filter((f) => fs.existsSync(path.join(ROOT, f)));
 const graph = new Map(files.map((f) => [f, runtimeImports(f).filter((d) => !isException(f, d) && files.includes(d.target)).map((d) => d.target)]));
 
 test('no import cycles among the project\'s modules', () => {

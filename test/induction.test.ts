@@ -9,7 +9,6 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   detectHeads, duplicateTokenScores, evaluateDetection, inductionScores, parseTokenRange, previousTokenScores, repeatedTokens, stripeOf, stripeScore,
 } from '../assignments/induction-heads/scores.ts';
@@ -17,20 +16,16 @@ import { ablationHooks, cleanRun, halves, mlpAblation, nextTokenStats, runAblate
 import { COMMAND, blocksToRun, plural, readOptions, runExperiment, setup, type Options } from '../assignments/induction-heads/induction.ts';
 import { buildHandmade } from '../assignments/induction-heads/handmade.ts';
 import { UsageError } from '../io/errors.ts';
-import { helpText } from '../cli/args.ts';
-import { GPT } from '../mingpt/model.ts';
+import { helpText, type OptionSpec } from '../cli/args.ts';
 import { logSoftmaxAt } from '../lens/metrics.ts';
 import { kernelsName } from '../mingpt/kernels/index.ts';
 import { mlpAblationsOnThreads } from '../assignments/induction-heads/ablation_pool.ts';
 import { runScript, type Run } from './run_script.ts';
 import { loadGPT } from '../io/load.ts';
+import { FIXTURE, close } from './helpers.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const fixture = path.join(root, 'test', 'fixtures', 'gpt2-tiny');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'induction-test-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
-
-const close = (a: number, b: number, tol = 1e-9) => Math.abs(a - b) <= tol;
 
 // -----------------------------------------------------------------------------------------------
 // hand-written attention patterns
@@ -57,9 +52,9 @@ const stack = (batches: number[][][]) => Float32Array.from(batches.flat(2));
 test('stripeScore: mean of att[b, h, t, t − offset] over the batch and the query rows', () => {
   // one batch row, one head, T = 3: rows [1 0 0], [.25 .75 0], [.1 .6 .3]
   const att = [1, 0, 0, 0.25, 0.75, 0, 0.1, 0.6, 0.3];
-  assert.ok(close(stripeScore(att, 1, 1, 3, 1, 3, 1)[0], (0.25 + 0.6) / 2)); // (1,0) and (2,1)
-  assert.ok(close(stripeScore(att, 1, 1, 3, 0, 3, 0)[0], (1 + 0.75 + 0.3) / 3)); // the diagonal
-  assert.ok(close(stripeScore(att, 1, 1, 3, 2, 3, 2)[0], 0.1)); // (2,0)
+  close(stripeScore(att, 1, 1, 3, 1, 3, 1)[0], (0.25 + 0.6) / 2, 1e-9, 'stripeScore'); // (1,0) and (2,1)
+  close(stripeScore(att, 1, 1, 3, 0, 3, 0)[0], (1 + 0.75 + 0.3) / 3, 1e-9, 'stripeScore'); // the diagonal
+  close(stripeScore(att, 1, 1, 3, 2, 3, 2)[0], 0.1, 1e-9, 'stripeScore'); // (2,0)
   assert.throws(() => stripeScore(att, 1, 1, 3, 0, 3, 1), /does not fit/); // (0, −1) does not exist
 });
 
@@ -71,30 +66,30 @@ test('stripeOf: the cells each score reads, for n = 3 (the stripes listed above)
 
 test('scores on hand-written patterns: a perfect induction head', () => {
   const att = stack([[restThenBack(2)]]); // B = 1, one head
-  assert.ok(close(inductionScores(att, 1, 1, 7, 3)[0], 1, 1e-7)); // (4,2) (5,3) (6,4) all 1
-  assert.ok(close(duplicateTokenScores(att, 1, 1, 7, 3)[0], 0)); // (4,1) (5,2) (6,3) all 0
+  close(inductionScores(att, 1, 1, 7, 3)[0], 1, 1e-7, 'inductionScores'); // (4,2) (5,3) (6,4) all 1
+  close(duplicateTokenScores(att, 1, 1, 7, 3)[0], 0, 1e-9, 'duplicateTokenScores'); // (4,1) (5,2) (6,3) all 0
   // previous-token: only row 1 (resting on BOS = position 0 = t − 1) hits: 1 of 6 rows
-  assert.ok(close(previousTokenScores(att, 1, 1, 7)[0], 1 / 6, 1e-7));
+  close(previousTokenScores(att, 1, 1, 7)[0], 1 / 6, 1e-7, 'previousTokenScores');
 });
 
 test('scores on hand-written patterns: uniform attention', () => {
   const att = stack([[uniform]]);
   // row t spreads 1/(t+1) everywhere. previous-token: rows 1..6 give 1/2 + 1/3 + … + 1/7 = 223/140, over 6 rows
-  assert.ok(close(previousTokenScores(att, 1, 1, 7)[0], 223 / 840, 1e-7));
+  close(previousTokenScores(att, 1, 1, 7)[0], 223 / 840, 1e-7, 'previousTokenScores');
   // induction and duplicate-token: rows 4, 5, 6 give 1/5 + 1/6 + 1/7 = 107/210, over 3 rows
-  assert.ok(close(inductionScores(att, 1, 1, 7, 3)[0], 107 / 630, 1e-7));
-  assert.ok(close(duplicateTokenScores(att, 1, 1, 7, 3)[0], 107 / 630, 1e-7));
+  close(inductionScores(att, 1, 1, 7, 3)[0], 107 / 630, 1e-7, 'inductionScores');
+  close(duplicateTokenScores(att, 1, 1, 7, 3)[0], 107 / 630, 1e-7, 'duplicateTokenScores');
 });
 
 test('scores average over the batch and keep heads apart', () => {
   // batch row 0: head 0 induction, head 1 uniform; batch row 1: head 0 duplicate-token, head 1 uniform
   const att = stack([[restThenBack(2), uniform], [restThenBack(3), uniform]]);
   const ind = inductionScores(att, 2, 2, 7, 3), dup = duplicateTokenScores(att, 2, 2, 7, 3), prev = previousTokenScores(att, 2, 2, 7);
-  assert.ok(close(ind[0], 0.5, 1e-7)); // (1 + 0) / 2
-  assert.ok(close(dup[0], 0.5, 1e-7)); // (0 + 1) / 2
-  assert.ok(close(prev[0], 1 / 6, 1e-7)); // row 1 rests on BOS in both
-  assert.ok(close(ind[1], 107 / 630, 1e-7));
-  assert.ok(close(prev[1], 223 / 840, 1e-7));
+  close(ind[0], 0.5, 1e-7, 'ind[0]'); // (1 + 0) / 2
+  close(dup[0], 0.5, 1e-7, 'dup[0]'); // (0 + 1) / 2
+  close(prev[0], 1 / 6, 1e-7, 'prev[0]'); // row 1 rests on BOS in both
+  close(ind[1], 107 / 630, 1e-7, 'ind[1]');
+  close(prev[1], 223 / 840, 1e-7, 'prev[1]');
   assert.throws(() => inductionScores(att, 2, 2, 7, 4), /T = 7/); // 2·4 + 1 = 9 positions expected
 });
 
@@ -102,8 +97,9 @@ test('detectHeads: threshold mean + k·std over all heads, with a floor', () => 
   const scores = [[0.1, 0.9], [0.1, 0.1]];
   // mean 0.3; std = sqrt((3 · 0.2² + 0.6²) / 4) = sqrt(0.12)
   const d1 = detectHeads(scores, 1);
-  assert.ok(close(d1.mean, 0.3) && close(d1.std, Math.sqrt(0.12)));
-  assert.ok(close(d1.threshold, 0.3 + Math.sqrt(0.12)));
+  close(d1.mean, 0.3, 1e-9, 'd1.mean');
+  close(d1.std, Math.sqrt(0.12), 1e-9, 'd1.std');
+  close(d1.threshold, 0.3 + Math.sqrt(0.12), 1e-9, 'd1.threshold');
   assert.equal(d1.heads, ['0.1']);
   assert.equal(detectHeads(scores, 2).heads, []); // 0.3 + 2·0.3464 = 0.993 > 0.9
   assert.equal(detectHeads(scores, 0, 0.95).heads, []); // the floor wins over 0.3
@@ -118,8 +114,9 @@ test('evaluateDetection: precision, recall and F1 by hand', () => {
   assert.equal(e.true_positives, ['5.1', '5.5']);
   assert.equal(e.false_positives, ['3.3']);
   assert.equal(e.false_negatives, ['6.9', '7.2', '7.10']);
-  assert.ok(close(e.precision!, 2 / 3) && close(e.recall!, 2 / 5));
-  assert.ok(close(e.f1!, 0.5)); // 2 · (2/3 · 2/5) / (2/3 + 2/5) = (8/15) / (16/15)
+  close(e.precision!, 2 / 3, 1e-9, 'precision');
+  close(e.recall!, 2 / 5, 1e-9, 'recall');
+  close(e.f1!, 0.5, 1e-9, 'F1'); // 2 · (2/3 · 2/5) / (2/3 + 2/5) = (8/15) / (16/15)
   const none = evaluateDetection([], ['2.2', '4.11']);
   assert.is(none.precision, null); // 0/0
   assert.is(none.recall, 0);
@@ -154,22 +151,23 @@ test('nextTokenStats: log-softmax of the target, top-1 hit', () => {
   // one row, positions [0], V = 3, logits [0, ln 2, ln 1]: probabilities 1/4, 2/4, 1/4
   const logits = Float32Array.from([0, Math.log(2), 0]);
   const hit = nextTokenStats(logits, 3, [[0, 1]], [0]);
-  assert.ok(close(hit.logprob[0], Math.log(0.5), 1e-6));
+  close(hit.logprob[0], Math.log(0.5), 1e-6, 'hit.logprob[0]');
   assert.is(hit.correct[0], 1);
   const miss = nextTokenStats(logits, 3, [[0, 2]], [0]);
-  assert.ok(close(miss.logprob[0], Math.log(0.25), 1e-6));
+  close(miss.logprob[0], Math.log(0.25), 1e-6, 'miss.logprob[0]');
   assert.is(miss.correct[0], 0);
   // logits for whole sequences (S = 2 rows each) but only position 0 asked for: rows 0 and 2 are read
   const two = Float32Array.from([/* b0 t0 */ Math.log(3), 0, 0, 9, 9, 9, /* b1 t0 */ 0, 0, Math.log(2), 9, 9, 9]);
   const s = nextTokenStats(two, 3, [[0, 0], [0, 2]], [0], 2);
-  assert.ok(close(s.logprob[0], Math.log(3 / 5), 1e-6) && close(s.logprob[1], Math.log(2 / 4), 1e-6));
+  close(s.logprob[0], Math.log(3 / 5), 1e-6, 's.logprob[0]');
+  close(s.logprob[1], Math.log(2 / 4), 1e-6, 's.logprob[1]');
   assert.equal([...s.correct], [1, 1]);
 });
 
 test('parseTokenRange and readOptions refuse what they cannot use', () => {
   assert.equal(parseTokenRange('256,1256'), [256, 1256]);
   assert.equal(parseTokenRange(' 3 , 9 '), [3, 9]);
-  for (const bad of ['5,5', '9,3', 'a,b', '7', '1,2,3', '-1,4']) assert.throws(() => parseTokenRange(bad), (e: unknown) => e instanceof UsageError);
+  for (const bad of ['5,5', '9,3', 'a,b', '7', '1,2,3', '-1,4']) assert.throws(() => parseTokenRange(bad), (e: unknown) => e instanceof RangeError);
   const o = readOptions(['--weights', 'x', '--seq-len', '12', '--circuit', '4.11,5.5']) as Options;
   assert.is(o.seqLen, 12);
   assert.equal(o.circuit, ['4.11', '5.5']);
@@ -219,7 +217,7 @@ test('plural: "1 sequence", "8 sequences"', () => {
 
 test('--help lists every option, with its choices and default', () => {
   const help = helpText(COMMAND);
-  for (const [name, spec] of Object.entries(COMMAND.options)) {
+  for (const [name, spec] of Object.entries<OptionSpec>(COMMAND.options)) {
     assert.match(help, `--${name}`, name);
     for (const choice of spec.choices ?? []) assert.ok(help.includes(choice), `--${name}: choice ${choice}`);
   }
@@ -267,7 +265,7 @@ const EXPECTED_FILES = ['induction.json', ...['logprob', 'scores', 'attention', 
 
 test('command line on the fixture checkpoint: runs and writes induction.json and the charts', async () => {
   const out = path.join(tmp, 'tiny');
-  const r = await runCli(['--weights', fixture, '--seq-len', '10', '--batch', '2', '--out', out]);
+  const r = await runCli(['--weights', FIXTURE, '--seq-len', '10', '--batch', '2', '--out', out]);
   assert.is(r.code, 0, r.stderr);
   assert.equal(fs.readdirSync(out).sort(), [...EXPECTED_FILES].sort());
   const j = JSON.parse(fs.readFileSync(path.join(out, 'induction.json'), 'utf8'));
@@ -301,7 +299,7 @@ test('command line on the fixture checkpoint: runs and writes induction.json and
 
   // run to run: a second process with the same seed writes the same numbers and the same charts
   const again = path.join(tmp, 'tiny-again');
-  const r2 = await runCli(['--weights', fixture, '--seq-len', '10', '--batch', '2', '--out', again]);
+  const r2 = await runCli(['--weights', FIXTURE, '--seq-len', '10', '--batch', '2', '--out', again]);
   assert.is(r2.code, 0, r2.stderr);
   const withoutTimings = (dir: string) => ({ ...JSON.parse(fs.readFileSync(path.join(dir, 'induction.json'), 'utf8')), timing_s: null });
   assert.equal(withoutTimings(again), withoutTimings(out));
@@ -312,17 +310,17 @@ test('command line on the fixture checkpoint: runs and writes induction.json and
 
 test('command line: bad input gives a clear message, a non-zero exit, and writes nothing', async () => {
   const cases: Array<[string[], number, RegExp]> = [
-    [['--weights', fixture, '--seq-lenn', '10'], 2, /unknown option --seq-lenn \(did you mean --seq-len\?\)/],
-    [['--weights', fixture, '--seq-len', '40'], 1, /81 positions.*context of 64/], // 1 + 2·40 > 64
-    [['--weights', fixture, '--seq-len', '10', '--token-range', '300,200'], 2, /HI must be larger/],
-    [['--weights', fixture, '--seq-len', '10', '--token-range', '300,60000'], 1, /past the vocabulary/],
+    [['--weights', FIXTURE, '--seq-lenn', '10'], 2, /unknown option --seq-lenn \(did you mean --seq-len\?\)/],
+    [['--weights', FIXTURE, '--seq-len', '40'], 1, /81 positions.*context of 64/], // 1 + 2·40 > 64
+    [['--weights', FIXTURE, '--seq-len', '10', '--token-range', '300,200'], 2, /HI must be larger/],
+    [['--weights', FIXTURE, '--seq-len', '10', '--token-range', '300,60000'], 1, /past the vocabulary/],
     [['--weights', path.join(tmp, 'no-such-checkpoint')], 1, /not found/],
     [['--model', 'gpt3'], 1, /unknown pretrained model 'gpt3'/], // refused before any download
-    [['--weights', fixture, '--seq-len', '10', '--labels', 'gpt2-small'], 1, /labelled induction heads include 5\.1.*3 layers of 4 heads/],
-    [['--weights', fixture, '--seq-len', '10', '--circuit', '0.1,3.0'], 1, /no such head 3\.0: the model has 3 layers × 4 heads/],
-    [['--weights', fixture, '--seq-len', '10', '--circuit', '9.9,1.0'], 1, /no such head 9\.9: the model has 3 layers × 4 heads/],
-    [['--weights', fixture, '--seq-len', '10', '--ablate', '0.4'], 1, /--ablate: no such head 0\.4/],
-    [['--weights', fixture, '--seq-len', '10', '--circuit', '2.1,1.0'], 2, /earlier layer/],
+    [['--weights', FIXTURE, '--seq-len', '10', '--labels', 'gpt2-small'], 1, /labelled induction heads include 5\.1.*3 layers of 4 heads/],
+    [['--weights', FIXTURE, '--seq-len', '10', '--circuit', '0.1,3.0'], 1, /no such head 3\.0: the model has 3 layers × 4 heads/],
+    [['--weights', FIXTURE, '--seq-len', '10', '--circuit', '9.9,1.0'], 1, /no such head 9\.9: the model has 3 layers × 4 heads/],
+    [['--weights', FIXTURE, '--seq-len', '10', '--ablate', '0.4'], 1, /--ablate: no such head 0\.4/],
+    [['--weights', FIXTURE, '--seq-len', '10', '--circuit', '2.1,1.0'], 2, /earlier layer/],
   ];
   let i = 0;
   for (const [args, code, message] of cases) {
@@ -336,7 +334,7 @@ test('command line: bad input gives a clear message, a non-zero exit, and writes
   const file = path.join(tmp, 'a-file');
   fs.writeFileSync(file, 'keep me\n');
   for (const [out, message] of [[file, /exists and is not a folder/], [path.join(file, 'sub'), /is a file, so no folder/]] as const) {
-    const r = await runCli(['--weights', fixture, '--seq-len', '10', '--out', out]);
+    const r = await runCli(['--weights', FIXTURE, '--seq-len', '10', '--out', out]);
     assert.is(r.code, 1, r.stderr);
     assert.match(r.stderr, message);
     assert.is(r.stdout, '');
@@ -346,7 +344,7 @@ test('command line: bad input gives a clear message, a non-zero exit, and writes
 
 test('command line: one sequence is "1 sequence"; --ablate reports the heads removed', async () => {
   const out = path.join(tmp, 'one');
-  const r = await runCli(['--weights', fixture, '--seq-len', '6', '--batch', '1', '--ablate', '2.1,0.3', '--ablation', 'zero', '--out', out]);
+  const r = await runCli(['--weights', FIXTURE, '--seq-len', '6', '--batch', '1', '--ablate', '2.1,0.3', '--ablation', 'zero', '--out', out]);
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stdout, /1 sequence of BOS/);
   assert.not.match(r.stdout, /\b1 sequences\b/);
@@ -377,7 +375,7 @@ function secondHalfFromFull(logits: Float32Array, tokens: number[][], n: number,
 
 test('MLP ablation fast path (start after the block, logits at the second half) = the full forward with a hook, to 1e-4; the same on two threads', async () => {
   // the fixture: 3 layers of random weights, so every MLP matters
-  const model = loadGPT(fixture);
+  const model = loadGPT(FIXTURE);
   const n = 8, V = model.config.vocab_size;
   const tokens = repeatedTokens({ batch: 3, seqLen: n, lo: 256, hi: 1256, bos: 50256, seed: 4 });
   const clean = cleanRun(model, tokens, n);

@@ -2,8 +2,8 @@
  * The IOI experiment (assignments/ioi/) against test/fixtures/gpt2-tiny/analysis.json's `group`:
  * an independent PyTorch run of ANALYSIS.md's definitions on the prompts of ioi-group.json
  * (F_model, accuracy, logit lens, DLA per head, activation patching of each head's z, path
- * patching to the logits and to the name movers' queries). Tolerance 1e-3 relative to
- * max(1, |value|). Then the command line end to end on the fixture: the files it writes, ioi.json
+ * patching to the logits and to the name movers' queries). Tolerance FLOAT32_TOL relative to
+ * max(1, |value|) (test/helpers.ts). Then the command line end to end on the fixture: the files it writes, ioi.json
  * equal to the reference, and clear refusals of bad input.
  */
 import { test } from 'uvu';
@@ -11,8 +11,6 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { GPT } from '../mingpt/model.ts';
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { parseHead } from '../lens/heads.ts';
 import { loadPromptsFile, tokenizePrompts } from '../assignments/ioi/dataset.ts';
@@ -22,26 +20,14 @@ import { makeDataset } from '../assignments/ioi/dataset.ts';
 import { headName } from '../lens/heads.ts';
 import { runScript } from './run_script.ts';
 import { loadGPT } from '../io/load.ts';
+import { ANALYSIS, FIXTURE, FLOAT32_TOL, IOI_GROUP_FILE, closeAll } from './helpers.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const FIXTURE = path.join(here, 'fixtures', 'gpt2-tiny');
-const GROUP_FILE = path.join(here, 'fixtures', 'ioi-group.json');
-const A = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'analysis.json'), 'utf8'));
+const A = ANALYSIS;
 const G = A.group;
 const model = loadGPT(FIXTURE);
-const groups = tokenizePrompts(loadPromptsFile(GROUP_FILE), new BPETokenizer());
+const groups = tokenizePrompts(loadPromptsFile(IOI_GROUP_FILE), new BPETokenizer());
 const quiet: StepsProgress = { start() {}, update() {}, end() {} };
 
-function closeAll(got: unknown, want: unknown, what: string, tol = 1e-3) {
-  if (Array.isArray(want)) {
-    assert.ok(Array.isArray(got) && got.length === want.length, `${what}: length ${Array.isArray(got) ? got.length : '-'} vs ${want.length}`);
-    want.forEach((w, i) => closeAll((got as unknown[])[i], w, `${what}[${i}]`, tol));
-    return;
-  }
-  if (want === null) { assert.is(got, null, `${what}: expected null`); return; }
-  const g = got as number, w = want as number;
-  assert.ok(typeof g === 'number' && Math.abs(g - w) <= tol * Math.max(1, Math.abs(w)), `${what}: ${g} vs reference ${w}`);
-}
 
 test('the fixture\'s prompts make one group of the fixture\'s tokens', () => {
   assert.is(groups.length, 1);
@@ -52,26 +38,26 @@ test('the fixture\'s prompts make one group of the fixture\'s tokens', () => {
 const basic = basicResults(model, groups, quiet);
 
 test('F_model, accuracy, logit lens, DLA per head, activation patching of each head\'s z', () => {
-  closeAll(basic.F_model, G.F_model, 'F_model');
-  closeAll(basic.accuracy, G.accuracy, 'accuracy');
-  closeAll(basic.logit_lens, G.logit_lens, 'logit_lens');
-  closeAll(basic.dla.heads, G.dla.heads, 'dla.heads');
-  closeAll(basic.patching.head_z, G.patching.head_z, 'patching.head_z');
+  closeAll(basic.F_model, G.F_model, FLOAT32_TOL, 'F_model');
+  closeAll(basic.accuracy, G.accuracy, FLOAT32_TOL, 'accuracy');
+  closeAll(basic.logit_lens, G.logit_lens, FLOAT32_TOL, 'logit_lens');
+  closeAll(basic.dla.heads, G.dla.heads, FLOAT32_TOL, 'dla.heads');
+  closeAll(basic.patching.head_z, G.patching.head_z, FLOAT32_TOL, 'patching.head_z');
 });
 
 test('path patching to the logits and to the name movers\' queries', () => {
   const r = pathResults(model, groups, G.name_movers.map(parseHead), quiet);
-  closeAll(r.to_logits, G.path_patching.to_logits, 'to_logits');
-  closeAll(r.to_name_movers, G.path_patching.to_name_movers, 'to_name_movers');
+  closeAll(r.to_logits, G.path_patching.to_logits, FLOAT32_TOL, 'to_logits');
+  closeAll(r.to_name_movers, G.path_patching.to_name_movers, FLOAT32_TOL, 'to_name_movers');
 });
 
 test('a group split in two gives the same means (each prompt weighs the same)', () => {
   const g = groups[0];
   const split = [{ ...g, key: 'a', prompts: g.prompts.slice(0, 1) }, { ...g, key: 'b', prompts: g.prompts.slice(1) }];
   const b2 = basicResults(model, split, quiet);
-  closeAll(b2.F_model, G.F_model, 'F_model');
-  closeAll(b2.dla.heads, G.dla.heads, 'dla.heads');
-  closeAll(b2.patching.head_z, G.patching.head_z, 'patching.head_z');
+  closeAll(b2.F_model, G.F_model, FLOAT32_TOL, 'F_model');
+  closeAll(b2.dla.heads, G.dla.heads, FLOAT32_TOL, 'dla.heads');
+  closeAll(b2.patching.head_z, G.patching.head_z, FLOAT32_TOL, 'patching.head_z');
 });
 
 
@@ -107,7 +93,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ioi-test-'));
 
 test('ioi.ts end to end on the fixture: its files, and ioi.json equal to the reference', async () => {
   const out = path.join(tmp, 'run');
-  const r = await runScript('assignments/ioi/ioi.ts', ['--weights', FIXTURE, '--prompts', GROUP_FILE, '--kernels', 'js', '--out', out]);
+  const r = await runScript('assignments/ioi/ioi.ts', ['--weights', FIXTURE, '--prompts', IOI_GROUP_FILE, '--kernels', 'js', '--out', out]);
   assert.is(r.code, 0, r.stderr);
   for (const chart of ['logit_lens', 'dla', 'head_patching', 'resid_patching', 'attention', 'patterns', 'path_patching', 'knockout'])
     for (const ext of ['vl.json', 'svg', 'html']) assert.ok(fs.existsSync(path.join(out, `${chart}.${ext}`)), `${chart}.${ext}`);
@@ -115,21 +101,21 @@ test('ioi.ts end to end on the fixture: its files, and ioi.json equal to the ref
   for (const key of ['prompts', 'n_prompts', 'F_model', 'accuracy', 'io_prob', 'logit_lens', 'dla', 'patching', 'attention', 'path_patching', 'knockout'])
     assert.ok(key in j, `ioi.json has ${key}`);
   assert.is(j.n_prompts, 4);
-  assert.equal(j.prompts[0], { ...JSON.parse(fs.readFileSync(GROUP_FILE, 'utf8')).prompts[0], group: 'all' });
-  closeAll(j.F_model, G.F_model, 'F_model');
-  closeAll(j.accuracy, G.accuracy, 'accuracy');
-  closeAll(j.logit_lens, G.logit_lens, 'logit_lens');
-  closeAll(j.dla.heads, G.dla.heads, 'dla.heads');
-  closeAll(j.patching.head_z, G.patching.head_z, 'patching.head_z');
+  assert.equal(j.prompts[0], { ...JSON.parse(fs.readFileSync(IOI_GROUP_FILE, 'utf8')).prompts[0], group: 'all' });
+  closeAll(j.F_model, G.F_model, FLOAT32_TOL, 'F_model');
+  closeAll(j.accuracy, G.accuracy, FLOAT32_TOL, 'accuracy');
+  closeAll(j.logit_lens, G.logit_lens, FLOAT32_TOL, 'logit_lens');
+  closeAll(j.dla.heads, G.dla.heads, FLOAT32_TOL, 'dla.heads');
+  closeAll(j.patching.head_z, G.patching.head_z, FLOAT32_TOL, 'patching.head_z');
   assert.equal(j.path_patching.name_movers, G.name_movers); // from the prompts file
-  closeAll(j.path_patching.to_logits, G.path_patching.to_logits, 'to_logits');
-  closeAll(j.path_patching.to_name_movers, G.path_patching.to_name_movers, 'to_name_movers');
+  closeAll(j.path_patching.to_logits, G.path_patching.to_logits, FLOAT32_TOL, 'to_logits');
+  closeAll(j.path_patching.to_name_movers, G.path_patching.to_name_movers, FLOAT32_TOL, 'to_name_movers');
   const K = A.knockout;
   assert.equal(j.knockout.circuit, K.circuit);
-  for (const f of ['F_model', 'F_circuit', 'F_empty', 'faithfulness']) closeAll(j.knockout[f], K[f], `knockout.${f}`);
-  closeAll(j.knockout.completeness.map((c: { value: number }) => c.value), K.completeness.map((c: { value: number }) => c.value), 'completeness');
+  for (const f of ['F_model', 'F_circuit', 'F_empty', 'faithfulness']) closeAll(j.knockout[f], K[f], FLOAT32_TOL, `knockout.${f}`);
+  closeAll(j.knockout.completeness.map((c: { value: number }) => c.value), K.completeness.map((c: { value: number }) => c.value), FLOAT32_TOL, 'completeness');
   assert.equal(j.knockout.completeness.map((c: { K: string[] }) => c.K), K.completeness.map((c: { K: string[] }) => c.K));
-  closeAll(j.knockout.minimality.map((m: { value: number }) => m.value), K.minimality.map((m: { value: number }) => m.value), 'minimality');
+  closeAll(j.knockout.minimality.map((m: { value: number }) => m.value), K.minimality.map((m: { value: number }) => m.value), FLOAT32_TOL, 'minimality');
 });
 
 async function refused(args: string[], pattern: RegExp, code = 1) {
@@ -145,19 +131,19 @@ test('bad --prompts input: missing file, not JSON, missing field, names of two t
   await refused(['--prompts', path.join(tmp, 'nope.json')], /cannot read the prompts file/);
   await refused(['--prompts', write('bad.json', '{ not json')], /not valid JSON/);
   await refused(['--prompts', write('nofield.json', JSON.stringify([{ clean: 'a', corrupt: 'b', io: ' Mary' }]))], /prompt 0 has no "s"/);
-  const p = JSON.parse(fs.readFileSync(GROUP_FILE, 'utf8')).prompts;
+  const p = JSON.parse(fs.readFileSync(IOI_GROUP_FILE, 'utf8')).prompts;
   await refused(['--prompts', write('long.json', JSON.stringify([{ ...p[0], io: ' Maryanne' }]))], /" Maryanne" is 2 tokens, it must be one/);
   await refused(['--prompts', write('len.json', JSON.stringify([p[0], { ...p[1], clean: 'Then ' + p[1].clean, corrupt: 'Then ' + p[1].corrupt }]))], /one token length/);
 });
 
 test('--circuit paper on a model that is not GPT-2 small, and heads that do not exist, are refused before any work', async () => {
-  await refused(['--prompts', GROUP_FILE, '--circuit', 'paper'], /GPT-2 small's circuit \(12 layers × 12 heads\).*3 layers × 4 heads/);
-  await refused(['--prompts', GROUP_FILE, '--circuit', '0.1,5.0'], /head 5\.0 does not exist/);
-  await refused(['--prompts', GROUP_FILE, '--name-movers', '2.x'], /LAYER\.HEAD/);
-  await refused(['--prompts', GROUP_FILE, '--n', '3'], /either --n .* or --prompts/, 2);
-  await refused(['--prompts', GROUP_FILE, '--positions', 'paper'], /head 0\.1 .* has no class/);
+  await refused(['--prompts', IOI_GROUP_FILE, '--circuit', 'paper'], /GPT-2 small's circuit \(12 layers × 12 heads\).*3 layers × 4 heads/);
+  await refused(['--prompts', IOI_GROUP_FILE, '--circuit', '0.1,5.0'], /head 5\.0 does not exist/);
+  await refused(['--prompts', IOI_GROUP_FILE, '--name-movers', '2.x'], /LAYER\.HEAD/);
+  await refused(['--prompts', IOI_GROUP_FILE, '--n', '3'], /either --n .* or --prompts/, 2);
+  await refused(['--prompts', IOI_GROUP_FILE, '--positions', 'paper'], /head 0\.1 .* has no class/);
   await refused(['--positions', 'paper'], /no known circuit with classes/);
-  await refused(['--prompts', GROUP_FILE, '--circuit', '0.1,0.1'], /listed twice/);
+  await refused(['--prompts', IOI_GROUP_FILE, '--circuit', '0.1,0.1'], /listed twice/);
 });
 
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -7,14 +7,13 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { InputError } from '../io/errors.ts';
 import {
   NAMES, OBJECTS, PLACES, TEMPLATES, fillTemplate, loadPromptsFile, makeDataset, parsePrompts, tokenizePrompts, type IOIPrompt,
 } from '../assignments/ioi/dataset.ts';
+import { ANALYSIS, IOI_GROUP_FILE } from './helpers.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tok = new BPETokenizer();
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ioi-dataset-test-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -122,13 +121,13 @@ test('makeDataset restricted to a few names and templates uses only those', () =
 });
 
 test('ioi-group.json loads as one group of 4 prompts, T = 14, with the reference token ids', () => {
-  const prompts = loadPromptsFile(path.join(root, 'test/fixtures/ioi-group.json'));
+  const prompts = loadPromptsFile(IOI_GROUP_FILE);
   const groups = tokenizePrompts(prompts, tok);
   assert.is(groups.length, 1);
   const [g] = groups;
   assert.is(g.T, 14);
   assert.is(g.prompts.length, 4);
-  const ref = JSON.parse(fs.readFileSync(path.join(root, 'test/fixtures/gpt2-tiny/analysis.json'), 'utf-8')).knockout;
+  const ref = ANALYSIS.knockout;
   assert.equal(g.prompts.map((p) => [p.clean_ids, p.corrupt_ids]), ref.group_ids);
   assert.equal(g.prompts.map((p) => p.io_id), ref.io_ids);
   assert.equal(g.prompts.map((p) => p.s_id), ref.s_ids);

@@ -11,15 +11,13 @@
 //   - the decoy heads write nothing, so knocking them all out changes nothing;
 //   - with the name mover mean-ablated, END holds the average of the ABC prompts' names, which
 //     favours neither IO nor S: about 0.
-// Knockouts, DLA and path patching follow test/fixtures/gpt2-tiny/ANALYSIS.md's definitions
+// Knockouts, DLA and path patching follow test/fixtures/ANALYSIS.md's definitions
 // (the IOI analysis script is written separately; these are the same definitions, written small).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { GPT } from '../mingpt/model.ts';
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { clone, type HookSpec } from '../mingpt/hooks.ts';
 import { directLogitAttribution } from '../lens/attribution.ts';
@@ -30,8 +28,9 @@ import { loadPromptsFile, makeDataset, tokenizePrompts, type PromptGroup } from 
 import { runScript } from './run_script.ts';
 import { loadGPT } from '../io/load.ts';
 import { run_with_cache } from '../lens/activation_cache.ts';
+import { IOI_GROUP_FILE } from './helpers.ts';
+import { headName } from '../lens/heads.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ioi-handmade-test-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -39,8 +38,7 @@ const tok = new BPETokenizer();
 const built = buildHandmade({ tokenizer: tok });
 const model = built.model;
 const C = N_EMBD, NH = N_HEAD, hs = HEAD_SIZE;
-const key = (x: { layer: number; head: number }) => `${x.layer}.${x.head}`;
-const CIRCUIT = new Set([key(DUP_HEAD), key(SINH_HEAD), key(NAME_MOVER)]);
+const CIRCUIT = new Set([headName(DUP_HEAD), headName(SINH_HEAD), headName(NAME_MOVER)]);
 const ALL_HEADS = Array.from({ length: N_LAYER * NH }, (_, i) => `${Math.floor(i / NH)}.${i % NH}`);
 
 // 150 prompts made of the model's names: 15 groups (one per template) of 10
@@ -126,7 +124,7 @@ test('construction: zero-mean codes of equal norm, tied unembedding, MLPs zero, 
   assert.is(cfg.vocab_size, 50257);
   assert.equal(cfg.names, DEFAULT_NAMES.map((n) => ' ' + n));
   assert.equal(cfg.name_ids, DEFAULT_NAMES.map((n) => tok.encode(' ' + n)[0]));
-  assert.equal(cfg.known_heads, { duplicate_token: [key(DUP_HEAD)], s_inhibition: [key(SINH_HEAD)], name_mover: [key(NAME_MOVER)] });
+  assert.equal(cfg.known_heads, { duplicate_token: [headName(DUP_HEAD)], s_inhibition: [headName(SINH_HEAD)], name_mover: [headName(NAME_MOVER)] });
 });
 
 test('IOI solved: accuracy > 0.95, F_model = the name mover\'s gain, IO the top-1 token', () => {
@@ -146,7 +144,7 @@ test('IOI solved: accuracy > 0.95, F_model = the name mover\'s gain, IO the top-
   }
   assert.ok(top / n > 0.95, `IO top-1 on ${top} of ${n}`);
   // the fixture's group (its eight names are among the model's) is solved too
-  const [fx] = tokenizePrompts(loadPromptsFile(path.join(root, 'test/fixtures/ioi-group.json')), tok);
+  const [fx] = tokenizePrompts(loadPromptsFile(IOI_GROUP_FILE), tok);
   for (const d of diffs(fx)) assert.ok(Math.abs(d - NM_GAIN) < 0.05, `fixture prompt: ${d}`);
 });
 
@@ -164,7 +162,7 @@ test('attention: S2 looks at S1 (not itself), END at S2 (S-inhibition) and at IO
 });
 
 test('knockouts: the name mover out drops F to about 0; the circuit alone keeps F; the inhibition out reverses F', () => {
-  const F_nm = F([key(NAME_MOVER)]);
+  const F_nm = F([headName(NAME_MOVER)]);
   assert.ok(Math.abs(F_nm) < 0.1 * F_model, `F without the name mover ${F_nm} (F_model ${F_model})`);
   const F_circuit = F(ALL_HEADS.filter((h) => !CIRCUIT.has(h)));
   const faithfulness = Math.abs(F_model - F_circuit);
@@ -172,8 +170,8 @@ test('knockouts: the name mover out drops F to about 0; the circuit alone keeps 
   // everything knocked out is the same as the name mover alone out: nothing else writes to the logits
   assert.ok(Math.abs(F(ALL_HEADS) - F_nm) < 1e-3);
   for (const h of [SINH_HEAD, DUP_HEAD]) {
-    const f = F([key(h)]);
-    assert.ok(Math.abs(f - SPREAD_F) < 0.01, `F without ${key(h)}: ${f}, designed ${SPREAD_F}`);
+    const f = F([headName(h)]);
+    assert.ok(Math.abs(f - SPREAD_F) < 0.01, `F without ${headName(h)}: ${f}, designed ${SPREAD_F}`);
   }
   console.log(`    handmade IOI: F_model ${F_model.toFixed(4)}, name mover out ${F_nm.toFixed(4)}, circuit only ${F_circuit.toFixed(4)} (faithfulness ${faithfulness.toFixed(4)})`);
 });
@@ -189,7 +187,7 @@ test('DLA (lens/attribution.ts): the name mover is the top head and carries all 
     n += g.prompts.length;
   }
   const ranked = ALL_HEADS.map((hk) => { const [l, h] = hk.split('.').map(Number); return { hk, v: sum[l][h] / n }; }).sort((a, b) => Math.abs(b.v) - Math.abs(a.v));
-  assert.is(ranked[0].hk, key(NAME_MOVER));
+  assert.is(ranked[0].hk, headName(NAME_MOVER));
   assert.ok(Math.abs(ranked[0].v - F_model) < 1e-3, `name mover DLA ${ranked[0].v}`);
   assert.ok(Math.abs(ranked[1].v) < 1e-3, `next head ${ranked[1].hk}: ${ranked[1].v}`);
 });
@@ -231,7 +229,7 @@ test('path patching to the name mover\'s queries at END singles out the S-inhibi
   }
   for (const s of senders) effect.set(s, mean(per.get(s)!) - F_model);
   const ranked = [...effect].sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
-  assert.is(ranked[0][0], key(SINH_HEAD));
+  assert.is(ranked[0][0], headName(SINH_HEAD));
   // without S in INH the name mover spreads over IO, S1, S2: F falls from F_model to SPREAD_F
   assert.ok(Math.abs(ranked[0][1] - (SPREAD_F - F_model)) < 0.01, `S-inhibition effect ${ranked[0][1]}`);
   assert.ok(Math.abs(ranked[1][1]) < 1e-3, `next sender ${ranked[1][0]}: ${ranked[1][1]}`);

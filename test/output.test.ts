@@ -6,11 +6,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { OutputWriter, atomicWrite } from '../io/output.ts';
 import { InputError } from '../io/errors.ts';
+import { ROOT } from './helpers.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mingpt-output-test-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 let counter = 0;
@@ -106,7 +105,7 @@ async function interrupted(signal: 'SIGINT' | 'SIGTERM'): Promise<void> {
   const N = 40;
   for (let i = 0; i < N; i++) fs.writeFileSync(path.join(dir, `f${i}.bin`), 'old');
   const script = `
-    import { OutputWriter } from ${JSON.stringify(path.join(root, 'io', 'output.ts'))};
+    import { OutputWriter } from ${JSON.stringify(path.join(ROOT, 'io', 'output.ts'))};
     const w = new OutputWriter(${JSON.stringify(dir)});
     const big = new Uint8Array(2 * 1024 * 1024).fill(7);
     for (let i = 0; i < ${N}; i++) w.add('f' + i + '.bin', big);
@@ -115,7 +114,7 @@ async function interrupted(signal: 'SIGINT' | 'SIGTERM'): Promise<void> {
     process.stdout.write('committed\\n');
     setTimeout(() => process.stdout.write('still alive\\n'), 2000);
   `;
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stderr.on('data', (d) => { err += d; });

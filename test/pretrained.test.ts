@@ -11,17 +11,16 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { ensurePretrained, findInHFCache, hfHubCacheDir, PretrainedError, PRETRAINED } from '../io/pretrained.ts';
 import { acquireLock, normalizeEtag, etagKind } from '../io/download.ts';
 import { Checkpoint } from '../io/checkpoint.ts';
 import { ProgressBar, formatBytes } from '../io/progress.ts';
+import { FIXTURE } from './helpers.ts';
 
-const FIXTURE_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'gpt2-tiny');
-const MODEL_A = fs.readFileSync(path.join(FIXTURE_DIR, 'model.safetensors'));
-const CONFIG = fs.readFileSync(path.join(FIXTURE_DIR, 'config.json'));
+const MODEL_A = fs.readFileSync(path.join(FIXTURE, 'model.safetensors'));
+const CONFIG = fs.readFileSync(path.join(FIXTURE, 'config.json'));
 /** Another version of the model: same header, the last 4 data bytes changed (still a valid file). */
 const MODEL_B = Buffer.from(MODEL_A);
 MODEL_B.writeFloatLE(0.125, MODEL_B.length - 4);
@@ -184,7 +183,7 @@ function modelOnly(): { weightsDir: string; dir: string } {
   const weightsDir = tmpDir('weights');
   const dir = path.join(weightsDir, 'gpt2');
   fs.mkdirSync(dir);
-  fs.copyFileSync(path.join(FIXTURE_DIR, 'config.json'), path.join(dir, 'config.json'));
+  fs.copyFileSync(path.join(FIXTURE, 'config.json'), path.join(dir, 'config.json'));
   return { weightsDir, dir };
 }
 const same = (file: string, want: Buffer) => assert.ok(fs.readFileSync(file).equals(want), `${file} differs from what the Hub serves`);
@@ -196,8 +195,8 @@ test('ensurePretrained uses weights/<name>/ when both files are there, without a
   const weightsDir = tmpDir('weights');
   const dir = path.join(weightsDir, 'gpt2-medium');
   fs.mkdirSync(dir);
-  fs.copyFileSync(path.join(FIXTURE_DIR, 'model.safetensors'), path.join(dir, 'model.safetensors'));
-  fs.copyFileSync(path.join(FIXTURE_DIR, 'config.json'), path.join(dir, 'config.json'));
+  fs.copyFileSync(path.join(FIXTURE, 'model.safetensors'), path.join(dir, 'model.safetensors'));
+  fs.copyFileSync(path.join(FIXTURE, 'config.json'), path.join(dir, 'config.json'));
   const got = await ensurePretrained('gpt2-medium', { weightsDir, env: envFor(), fetchImpl: noFetch });
   assert.is(got, dir);
   assert.equal(seen, []);
@@ -260,8 +259,8 @@ test('findInHFCache: refs/main must be a commit hash, never a path to follow; sn
   // a checkpoint elsewhere that a refs/main of "../../../elsewhere" would reach
   const elsewhere = path.join(hubDir, 'elsewhere');
   fs.mkdirSync(elsewhere);
-  fs.copyFileSync(path.join(FIXTURE_DIR, 'model.safetensors'), path.join(elsewhere, 'model.safetensors'));
-  fs.copyFileSync(path.join(FIXTURE_DIR, 'config.json'), path.join(elsewhere, 'config.json'));
+  fs.copyFileSync(path.join(FIXTURE, 'model.safetensors'), path.join(elsewhere, 'model.safetensors'));
+  fs.copyFileSync(path.join(FIXTURE, 'config.json'), path.join(elsewhere, 'config.json'));
   fs.mkdirSync(path.join(hubDir, 'models--openai-community--gpt2', 'refs'));
   fs.writeFileSync(path.join(hubDir, 'models--openai-community--gpt2', 'refs', 'main'), '../../../elsewhere');
   assert.is(findInHFCache('gpt2', { HF_HUB_CACHE: hubDir }), path.join(hubDir, 'models--openai-community--gpt2', 'snapshots', REV_MAIN));
@@ -436,7 +435,7 @@ test('download: 200 with an error body instead of the model -> refused by size o
     await rejects(ensurePretrained('gpt2', { ...fast, retries: 1, weightsDir, env: envFor() }), 'gpt2/model.safetensors', `answered with ${page.length} bytes`, `is ${MODEL_A.length} bytes`, 'error page');
     cdn.removeAllListeners('request');
     const garbage = Buffer.alloc(MODEL_A.length, 0x20);
-    cdn.on('request', (req, res) => { res.writeHead(200, { 'content-length': garbage.length }); res.end(garbage); });
+    cdn.on('request', (_req, res) => { res.writeHead(200, { 'content-length': garbage.length }); res.end(garbage); });
     fs.rmSync(path.join(dir, 'model.safetensors.partial'), { force: true });
     await rejects(ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor() }), 'gpt2/model.safetensors', 'do not match the sha256', sha256(MODEL_A));
   } finally {

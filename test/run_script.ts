@@ -1,10 +1,7 @@
 // Test helper (not a test file): runs one of the project's scripts as a user would, in a child
 // process, and collects what it prints.
 import { spawn } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+import { ROOT } from './helpers.ts';
 
 export interface Run {
   code: number | null;
@@ -16,7 +13,7 @@ export interface Run {
 export function runScript(script: string, args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
-      cwd: root,
+      cwd: ROOT,
       env: { ...process.env, MINGPT_QUIET: '1', NO_COLOR: '1', FORCE_COLOR: undefined, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

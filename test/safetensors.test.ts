@@ -7,13 +7,12 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { openSafetensors, writeSafetensors, SafetensorsError, type TensorToWrite } from '../io/safetensors.ts';
 import { Checkpoint, CheckpointError, transposeBand } from '../io/checkpoint.ts';
+import { FIXTURE } from './helpers.ts';
 
-const FIXTURE_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'gpt2-tiny');
-const FIXTURE = path.join(FIXTURE_DIR, 'model.safetensors');
-const CONFIG = JSON.parse(fs.readFileSync(path.join(FIXTURE_DIR, 'config.json'), 'utf8'));
+const MODEL_FILE = path.join(FIXTURE, 'model.safetensors');
+const CONFIG = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8'));
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mingpt-safetensors-test-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -22,7 +21,7 @@ const tmpPath = (name: string) => path.join(tmp, `${counter++}-${name}`);
 const tmpDir = () => { const d = tmpPath('dir'); fs.mkdirSync(d); return d; };
 
 /** The fixture parsed by hand: Buffer + JSON.parse + readFloatLE, no code from mingpt/. */
-const RAW = fs.readFileSync(FIXTURE);
+const RAW = fs.readFileSync(MODEL_FILE);
 const RAW_N = Number(RAW.readBigUInt64LE(0));
 const RAW_HEADER = JSON.parse(RAW.subarray(8, 8 + RAW_N).toString('utf8'));
 const rawCache = new Map<string, { shape: number[]; values: Float32Array }>();
@@ -89,7 +88,7 @@ const LAYER_PARAMS = ['ln_1.weight', 'ln_1.bias', 'attn.bias', 'attn.c_attn.weig
   'mlp.c_proj.weight', 'mlp.c_proj.bias'];
 
 test('fixture gpt2-tiny opens and lists what fixtures/README.md describes: wte, wpe, 3 layers with attn.bias buffers, ln_f, no lm_head', () => {
-  const f = openSafetensors(FIXTURE);
+  const f = openSafetensors(MODEL_FILE);
   const expected = ['wte.weight', 'wpe.weight', 'ln_f.weight', 'ln_f.bias'];
   for (let i = 0; i < 3; i++) for (const p of LAYER_PARAMS) expected.push(`h.${i}.${p}`);
   assert.equal([...f.tensors.keys()].sort(), expected.sort());
@@ -102,7 +101,7 @@ test('fixture gpt2-tiny opens and lists what fixtures/README.md describes: wte, 
 test('fixture shapes follow config.json (n_embd 32, n_layer 3, vocab 50257, n_positions 64), Conv1D weights stored [in, out]', () => {
   const { n_embd: C, n_layer, vocab_size: V, n_positions: T } = CONFIG;
   assert.equal([C, n_layer, V, T], [32, 3, 50257, 64]);
-  const f = openSafetensors(FIXTURE);
+  const f = openSafetensors(MODEL_FILE);
   const shape = (n: string) => f.tensors.get(n)!.shape;
   assert.equal(shape('wte.weight'), [V, C]);
   assert.equal(shape('wpe.weight'), [T, C]);
@@ -121,7 +120,7 @@ test('fixture shapes follow config.json (n_embd 32, n_layer 3, vocab 50257, n_po
 });
 
 test('readF32 of the fixture gives the bytes of the file (wte, wpe, h.2.mlp.c_proj.bias parsed by hand)', () => {
-  const f = openSafetensors(FIXTURE);
+  const f = openSafetensors(MODEL_FILE);
   for (const name of ['wte.weight', 'wpe.weight', 'h.2.mlp.c_proj.bias']) {
     const raw = rawTensor(name);
     const out = new Float32Array(raw.values.length);
@@ -219,12 +218,12 @@ test('F16 and BF16 tensors larger than the conversion scratch buffer are read co
 });
 
 test('readF32 refuses a destination of the wrong size, an unknown name, and reading after close', () => {
-  const f = openSafetensors(FIXTURE);
-  refuses(() => f.readF32('wpe.weight', new Float32Array(10)), SafetensorsError, FIXTURE, 'wpe.weight', '2048');
-  refuses(() => f.readF32('nope', new Float32Array(1)), SafetensorsError, FIXTURE, 'nope');
+  const f = openSafetensors(MODEL_FILE);
+  refuses(() => f.readF32('wpe.weight', new Float32Array(10)), SafetensorsError, MODEL_FILE, 'wpe.weight', '2048');
+  refuses(() => f.readF32('nope', new Float32Array(1)), SafetensorsError, MODEL_FILE, 'nope');
   refuses(() => f.readF32Range('ln_f.bias', 30, new Float32Array(3)), SafetensorsError, 'ln_f.bias');
   f.close();
-  refuses(() => f.readF32('ln_f.bias', new Float32Array(32)), SafetensorsError, FIXTURE, 'ln_f.bias', 'closed');
+  refuses(() => f.readF32('ln_f.bias', new Float32Array(32)), SafetensorsError, MODEL_FILE, 'ln_f.bias', 'closed');
 });
 
 // ------------------------------------------------------------------------------------------------
@@ -439,19 +438,19 @@ function readAllAndCompare(ck: Checkpoint): void {
 }
 
 test('Checkpoint.open reads config.json: n_layer 3, n_head 4, n_embd 32, vocab 50257, block_size 64 (n_positions), eps 1e-5', () => {
-  const ck = Checkpoint.open(FIXTURE_DIR);
-  assert.is(ck.file, FIXTURE);
+  const ck = Checkpoint.open(FIXTURE);
+  assert.is(ck.file, MODEL_FILE);
   const { raw, ...hp } = ck.hparams;
   assert.equal(hp, { n_layer: 3, n_head: 4, n_embd: 32, vocab_size: 50257, block_size: 64, layer_norm_epsilon: 1e-5 });
   assert.is(raw.activation_function, 'gelu_new');
   ck.close();
-  const byFile = Checkpoint.open(FIXTURE); // the .safetensors itself, config.json beside it
+  const byFile = Checkpoint.open(MODEL_FILE); // the .safetensors itself, config.json beside it
   assert.is(byFile.hparams.n_embd, 32);
   byFile.close();
 });
 
 test('Checkpoint readInto of a Conv1D weight equals the manual transpose of the stored [in, out] tensor (fixture, no prefix)', () => {
-  const ck = Checkpoint.open(FIXTURE_DIR);
+  const ck = Checkpoint.open(FIXTURE);
   const stored = rawTensor('h.1.attn.c_attn.weight'); // [32, 96] = [in, out]
   assert.equal(stored.shape, [32, 96]);
   const out = new Float32Array(96 * 32);
@@ -468,7 +467,7 @@ test('Checkpoint readInto of a Conv1D weight equals the manual transpose of the 
 
 test('Checkpoint transposes in bands through a small scratch buffer with the same result (scratch of 1, 100, 1000 elements)', () => {
   for (const scratchElements of [1, 100, 1000]) {
-    const ck = Checkpoint.open(FIXTURE_DIR, { scratchElements });
+    const ck = Checkpoint.open(FIXTURE, { scratchElements });
     for (const name of ['transformer.h.2.mlp.c_fc.weight', 'transformer.h.2.mlp.c_proj.weight', 'transformer.h.0.attn.c_attn.weight']) {
       const shape = minGPTParams().find(([n]) => n === name)![1];
       const out = new Float32Array(shape[0] * shape[1]);
@@ -495,7 +494,7 @@ test('transposeBand (the fast 8-column kernel) matches the naive transpose on aw
 });
 
 test('Checkpoint without the transformer. prefix (openai-community/gpt2 layout): every minGPT parameter reads as expected, nothing unused', () => {
-  const ck = Checkpoint.open(FIXTURE_DIR);
+  const ck = Checkpoint.open(FIXTURE);
   assert.ok(ck.has('transformer.wte.weight'));
   assert.ok(ck.has('transformer.h.2.mlp.c_proj.bias'));
   readAllAndCompare(ck);
@@ -523,7 +522,7 @@ test('Checkpoint with and without the attn.bias buffers: both load, buffers neve
 });
 
 test('Checkpoint lm_head.weight: absent in the fixture (tied) -> has() false; present -> has() true and read as stored', () => {
-  const tied = Checkpoint.open(FIXTURE_DIR);
+  const tied = Checkpoint.open(FIXTURE);
   assert.not.ok(tied.has('lm_head.weight'));
   tied.close();
   const head = Float32Array.from({ length: 50257 * 32 }, (_, i) => (i % 1000) / 1000);
@@ -546,19 +545,19 @@ test('Checkpoint.unusedTensors lists a tensor the model never read', () => {
 });
 
 test('Checkpoint.readInto refuses a shape the model asks for that the file does not have, naming the tensor and both shapes', () => {
-  const ck = Checkpoint.open(FIXTURE_DIR);
+  const ck = Checkpoint.open(FIXTURE);
   refuses(() => ck.readInto('transformer.wte.weight', new Float32Array(50257 * 48), [50257, 48]),
-    CheckpointError, FIXTURE, "'transformer.wte.weight'", '[50257, 32]', '[50257, 48]');
+    CheckpointError, MODEL_FILE, "'transformer.wte.weight'", '[50257, 32]', '[50257, 48]');
   // Conv1D: the model asks for (out, in) = [144, 48], i.e. [48, 144] stored; the file has [32, 96]
   refuses(() => ck.readInto('transformer.h.0.attn.c_attn.weight', new Float32Array(144 * 48), [144, 48]),
-    CheckpointError, FIXTURE, "'transformer.h.0.attn.c_attn.weight'", '[32, 96]', '[144, 48]', '[48, 144]');
+    CheckpointError, MODEL_FILE, "'transformer.h.0.attn.c_attn.weight'", '[32, 96]', '[144, 48]', '[48, 144]');
   ck.close();
 });
 
 test('Checkpoint.open compares config.json with the tensor shapes before anything is allocated, naming the wrong field', () => {
   // the fixture's tensors: wte [50257, 32], wpe [64, 32], blocks h.0 .. h.2
   const dir = tmpDir();
-  fs.copyFileSync(FIXTURE, path.join(dir, 'model.safetensors'));
+  fs.copyFileSync(MODEL_FILE, path.join(dir, 'model.safetensors'));
   const cfg = path.join(dir, 'config.json');
   const file = path.join(dir, 'model.safetensors');
   const cases: [object, string[]][] = [
@@ -580,7 +579,7 @@ test('Checkpoint.open compares config.json with the tensor shapes before anythin
 
 test('checkConfigAgainstTensors refuses a model larger than the available memory, with its size', async () => {
   const { checkConfigAgainstTensors } = await import('../io/checkpoint.ts');
-  const ck = Checkpoint.open(FIXTURE_DIR);
+  const ck = Checkpoint.open(FIXTURE);
   const st = (ck as unknown as { st: { tensors: Map<string, any> } }).st;
   // the fixture: (50257 + 64) * 32 + 3 * (12 * 32^2 + 13 * 32) + 2 * 32 = 1,648,448 floats = 6,593,792 bytes (as the fixture holds)
   checkConfigAgainstTensors(ck.hparams, st.tensors, 'c.json', 'm.st', 6_593_792);
@@ -590,7 +589,7 @@ test('checkConfigAgainstTensors refuses a model larger than the available memory
 
 test('config.json that is JSON but not a GPT-2 config is refused by name: an error page, another model_type, another activation', () => {
   const dir = tmpDir();
-  fs.copyFileSync(FIXTURE, path.join(dir, 'model.safetensors'));
+  fs.copyFileSync(MODEL_FILE, path.join(dir, 'model.safetensors'));
   const cfg = path.join(dir, 'config.json');
   const cases: [object, string[]][] = [
     [{ error: 'Invalid credentials in Authorization header' }, ['not a GPT-2 config.json', 'Invalid credentials']],
@@ -613,22 +612,22 @@ test('config.json that is JSON but not a GPT-2 config is refused by name: an err
 });
 
 test('Checkpoint refuses a missing tensor, naming it', () => {
-  const ck = Checkpoint.open(FIXTURE_DIR);
-  refuses(() => ck.readInto('transformer.h.3.ln_1.weight', new Float32Array(32), [32]), CheckpointError, FIXTURE, "'transformer.h.3.ln_1.weight'", 'missing');
+  const ck = Checkpoint.open(FIXTURE);
+  refuses(() => ck.readInto('transformer.h.3.ln_1.weight', new Float32Array(32), [32]), CheckpointError, MODEL_FILE, "'transformer.h.3.ln_1.weight'", 'missing');
   refuses(() => ck.readInto('lm_head.weight', new Float32Array(50257 * 32), [50257, 32]), CheckpointError, "'lm_head.weight'", 'missing');
   ck.close();
 });
 
 test('Checkpoint.open refuses a missing config.json, naming the path', () => {
   const dir = tmpDir();
-  fs.copyFileSync(FIXTURE, path.join(dir, 'model.safetensors'));
+  fs.copyFileSync(MODEL_FILE, path.join(dir, 'model.safetensors'));
   refuses(() => Checkpoint.open(dir), CheckpointError, path.join(dir, 'config.json'), 'missing config.json');
   refuses(() => Checkpoint.open(path.join(dir, 'model.safetensors')), CheckpointError, path.join(dir, 'config.json'));
 });
 
 test('Checkpoint.open refuses an unparsable config, a missing hparam, and n_embd not divisible by n_head', () => {
   const dir = tmpDir();
-  fs.copyFileSync(FIXTURE, path.join(dir, 'model.safetensors'));
+  fs.copyFileSync(MODEL_FILE, path.join(dir, 'model.safetensors'));
   const cfg = path.join(dir, 'config.json');
   fs.writeFileSync(cfg, '{"n_layer": 3,');
   refuses(() => Checkpoint.open(dir), CheckpointError, cfg, 'not valid JSON');
@@ -642,7 +641,7 @@ test('Checkpoint.open refuses an unparsable config, a missing hparam, and n_embd
 test('Checkpoint.open wraps a SafetensorsError (truncated model.safetensors) in a CheckpointError', () => {
   const dir = tmpDir();
   fs.writeFileSync(path.join(dir, 'model.safetensors'), RAW.subarray(0, 6_000_000));
-  fs.copyFileSync(path.join(FIXTURE_DIR, 'config.json'), path.join(dir, 'config.json'));
+  fs.copyFileSync(path.join(FIXTURE, 'config.json'), path.join(dir, 'config.json'));
   const msg = refuses(() => Checkpoint.open(dir), CheckpointError, path.join(dir, 'model.safetensors'), 'truncated');
   assert.ok(msg.length > 0);
   refuses(() => Checkpoint.open(path.join(dir, 'nothing-here')), CheckpointError, 'nothing-here');

@@ -5,15 +5,12 @@
  *    and outside any (the copying path GPT-2 XL takes);
  *  - one choice of kernels gives bit-identical numbers whichever way it is called (the rows of
  *    a batch one by one, one thread or two, weights in place or copied);
- *  - the tiny checkpoint's PyTorch reference numbers (1e-3) with simd and with js, the fast
+ *  - the tiny checkpoint's PyTorch reference numbers (FLOAT32_TOL) with simd and with js, the fast
  *    sweep with one and two workers (workers attach the same shared WebAssembly.Memory);
  *  - the fallback: with SIMD unavailable, asking for simd gives js, and everything still works.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { matmulForwardNaive, geluForward as geluJs } from '../mingpt/kernels/js.ts';
 import * as simd from '../mingpt/kernels/simd/kernels.ts';
 import { allocParams, kernelsName, paramsMemory, setKernels } from '../mingpt/kernels/index.ts';
@@ -25,10 +22,9 @@ import { GPT } from '../mingpt/model.ts';
 import { fastPatchingSweep, endFastSweeps } from '../sweep/fast.ts';
 import { RNG } from '../mingpt/utils.ts';
 import { loadGPT } from '../io/load.ts';
+import { FIXTURE, FLOAT32_TOL, REFERENCE, close, closeAll } from './helpers.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const FIXTURE = path.join(here, 'fixtures', 'gpt2-tiny');
-const reference = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'reference.json'), 'utf8'));
+const reference = REFERENCE;
 
 const rng = new RNG(4321);
 const randn = (n: number) => Float32Array.from({ length: n }, () => rng.randn());
@@ -157,22 +153,21 @@ const input = { clean_ids: c0.clean_ids, corrupt_ids: c0.corrupt_ids, clean_toke
 function checkAgainstPyTorch(model: GPT, what: string): void {
   const { logits } = model.forward(c0.clean_ids);
   const T = c0.clean_ids.length;
-  c0.clean_last_logits_first8.forEach((v: number, k: number) =>
-    assert.ok(Math.abs(logits.get(0, T - 1, k) - v) <= 1e-3, `${what}: logit[${k}] ${logits.get(0, T - 1, k)} vs ${v}`));
+  const first8 = c0.clean_last_logits_first8.map((_: number, k: number) => logits.get(0, T - 1, k));
+  closeAll(first8, c0.clean_last_logits_first8, FLOAT32_TOL, `${what}: the first 8 last-position logits`);
   const diff = model.lastLogits[c0.corrupt_token_id] - model.lastLogits[c0.clean_token_id];
-  assert.ok(Math.abs(diff - c0.clean_logit_diff) <= 1e-3, `${what}: logit difference ${diff} vs ${c0.clean_logit_diff}`);
+  close(diff, c0.clean_logit_diff, FLOAT32_TOL, `${what}: logit difference`);
 }
 
 async function checkSweep(model: GPT, what: string): Promise<void> {
   const one = await fastPatchingSweep(model, input, { workers: 1 });
   const two = await fastPatchingSweep(model, input, { workers: 2 }); // the workers attach the same memory
   assert.equal(two.matrix, one.matrix, `${what}: one worker and two give the same bits`);
-  one.matrix.forEach((row, l) => row.forEach((v, p) =>
-    assert.ok(Math.abs(v - c0.patch_matrix[l][p]) <= 1e-3, `${what}: matrix[${l}][${p}] ${v} vs ${c0.patch_matrix[l][p]}`)));
+  closeAll(one.matrix, c0.patch_matrix, FLOAT32_TOL, `${what}: matrix`);
 }
 
 for (const kernels of ['simd', 'js'] as const) {
-  (kernels === 'simd' ? maybe : test)(`${kernels} kernels: the forward pass and the fast sweep (1 and 2 workers) match PyTorch (1e-3)`, async () => {
+  (kernels === 'simd' ? maybe : test)(`${kernels} kernels: the forward pass and the fast sweep (1 and 2 workers) match PyTorch`, async () => {
     const before = kernelsName();
     try {
       assert.is(setKernels(kernels), kernels);
@@ -195,7 +190,7 @@ maybe('simd and js sweep matrices agree to 1e-5 on the tiny checkpoint', async (
     const a = await fastPatchingSweep(model, input, { workers: 1 });
     setKernels('js');
     const b = await fastPatchingSweep(model, input, { workers: 1 });
-    a.matrix.forEach((row, l) => row.forEach((v, p) => assert.ok(Math.abs(v - b.matrix[l][p]) <= 1e-5, `[${l}][${p}]`)));
+    closeAll(a.matrix, b.matrix, 1e-5, 'simd vs js');
   } finally {
     setKernels(before);
   }

@@ -20,7 +20,7 @@ import {
   get_act_patch_resid_mid, get_act_patch_resid_post, get_act_patch_resid_pre, logitDiffMetric, nested, type AxisName, type PatchResult,
 } from '../../lens/patching.ts';
 import { directLogitAttribution, logitLens } from '../../lens/attribution.ts';
-import { logitDiff, softmax } from '../../lens/metrics.ts';
+import { firstDifference, logitDiff, softmax } from '../../lens/metrics.ts';
 import { InputError } from '../../io/errors.ts';
 import { visibleToken, type TopRow } from '../../cli/terminal.ts';
 import { run_with_cache } from '../../lens/activation_cache.ts';
@@ -56,7 +56,15 @@ export function patchAxes(kind: PatchKind): AxisName[] {
 // checking the inputs (tokenizer only, so mistakes are reported before the model loads)
 
 const q = (s: string) => JSON.stringify(s);
-const showTokens = (ids: readonly number[]) => tokenStrings(ids).map((t, i) => `${i}:${visibleToken(t)}`).join(' ');
+/**
+ * index:token for at most `max` tokens of `ids`, from a little before position `at` (where the
+ * texts part), with "…" where the list is cut: a message about a long text stays short.
+ */
+function showTokens(ids: readonly number[], at: number, max = 24): string {
+  const start = Math.max(0, Math.min(at - 4, ids.length - max)), end = Math.min(ids.length, start + max);
+  const shown = tokenStrings(ids.slice(start, end)).map((t, i) => `${start + i}:${visibleToken(t)}`).join(' ');
+  return (start > 0 ? '… ' : '') + shown + (end < ids.length ? ' …' : '');
+}
 
 /** The one token id of a target word, or an InputError saying what it splits into. */
 export function targetTokenId(bpe: BPETokenizer, word: string, flag: string): number {
@@ -108,11 +116,12 @@ export function tokenizeInputs(bpe: BPETokenizer, o: TextsAndTargets): Tokenized
   const clean_ids = bpe.encode(o.clean);
   const corrupt_ids = bpe.encode(o.corrupt);
   if (clean_ids.length !== corrupt_ids.length) {
+    const at = firstDifference(clean_ids, corrupt_ids);
     throw new InputError(
       `the two texts must have the same number of tokens, so that every position has a partner to patch from; ` +
         `the clean text has ${clean_ids.length} and the corrupted text ${corrupt_ids.length}:\n` +
-        `  clean   (${clean_ids.length}): ${showTokens(clean_ids)}\n` +
-        `  corrupt (${corrupt_ids.length}): ${showTokens(corrupt_ids)}\n` +
+        `  clean   (${clean_ids.length}): ${showTokens(clean_ids, at)}\n` +
+        `  corrupt (${corrupt_ids.length}): ${showTokens(corrupt_ids, at)}\n` +
         `Change a word for one that splits into as many tokens as the word it replaces.`,
     );
   }
@@ -210,8 +219,6 @@ export interface Patch {
   sweep_s: number;
 }
 
-export type ExperimentResult = Runs & { patch: Patch };
-
 /** The hook points attribution reads (logit lens and DLA), so the clean cache keeps only those. */
 export function attributionHooks(L: number): string[] {
   const names = ['hook_embed', 'hook_pos_embed', 'ln_final.hook_scale'];
@@ -276,12 +283,6 @@ export async function runPatch(model: GPT, t: Tokenized, runs: Runs, o: Experime
   const metric = logitDiffMetric(t.corrupt_token_id, t.clean_token_id);
   const r: PatchResult = SWEEPS[o.patch](model, t.corrupt_ids, runs.cache, metric, { onProgress: o.onProgress });
   return { kind: o.patch, hook: r.hook, axes: r.axes, shape: r.shape, matrix: nested(r), sweep_s: seconds() };
-}
-
-/** Both steps at once. */
-export async function runExperiment(model: GPT, t: Tokenized, o: ExperimentOptions): Promise<ExperimentResult> {
-  const runs = runTexts(model, t, o);
-  return { ...runs, patch: await runPatch(model, t, runs, o) };
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { tokenStrings } from '../../mingpt/bpe.ts';
 import type { AxisName } from '../../lens/patching.ts';
+import { firstDifference } from '../../lens/metrics.ts';
 import {
   bold, colorNames, formatHeatmap, formatTokenList, formatTopTable, visibleToken, type ColorDepth, type TopRow,
 } from '../../cli/terminal.ts';
@@ -240,7 +241,7 @@ export function readingAid(r: ReadingAidInput): string[] {
   );
 
   // positions before the first difference are identical in both runs: exactly no effect
-  const firstDiff = r.clean_ids.findIndex((id, i) => id !== r.corrupt_ids[i]);
+  const firstDiff = firstDifference(r.clean_ids, r.corrupt_ids);
   if (byPos && firstDiff > 0) {
     out.push(
       (firstDiff === 1 ? 'Position 0 comes' : `Positions ${ranges([...Array(firstDiff).keys()])} come`) +

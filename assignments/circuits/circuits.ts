@@ -10,11 +10,11 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { GPT } from '../../mingpt/model.ts';
-import { helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
+import { helpText, optionValue, parseArgs, type CommandSpec, type ParsedArgs } from '../../cli/args.ts';
 import { InputError, UsageError } from '../../io/errors.ts';
-import { MODEL_OPTIONS, checkModelChoice, loadModel, runCli } from '../../cli/command.ts';
+import { MODEL_OPTIONS, checkModelChoice, loadModel, runCli, type ModelChoice } from '../../cli/command.ts';
 import { OutputWriter } from '../../io/output.ts';
-import { headExists, headName, parseHead, type HeadRef } from '../../lens/heads.ts';
+import { allHeads, headExists, headName, parseHead, type HeadRef } from '../../lens/heads.ts';
 import { BPETokenizer, tokenStrings } from '../../mingpt/bpe.ts';
 import { RNG } from '../../mingpt/utils.ts';
 import { parseTokenRange } from '../induction-heads/scores.ts';
@@ -27,7 +27,7 @@ const DEFAULT_TEXT = 'Alice and Bob went to the market, and Alice bought pears. 
 /** Heads the literature reports in GPT-2 small: they should come out as copying heads. */
 export const GPT2_SMALL_COPYING = { induction: ['5.1', '5.5', '6.9', '7.2', '7.10'], name_movers: ['9.9', '9.6', '10.0'] };
 
-export const COMMAND: CommandSpec = {
+export const COMMAND = {
   usage: SCRIPT,
   description: `
 Weight circuits ("A Mathematical Framework for Transformer Circuits"): what each head's QK circuit
@@ -59,34 +59,28 @@ examples:
   npx tsx assignments/circuits/handmade_erasers.ts --out out/handmade-erasers
   ${SCRIPT} --weights out/handmade-erasers --out out/circuits-handmade
   ${SCRIPT} --weights test/fixtures/gpt2-tiny`,
-};
+} as const satisfies CommandSpec;
 
 interface Parsed {
-  args: Record<string, unknown>;
+  args: ParsedArgs<typeof COMMAND.options>;
   head: HeadRef | null;
   path: [HeadRef, HeadRef] | null;
+  choice: ModelChoice;
 }
 
 function readArgs(argv: readonly string[]): Parsed | 'help' {
   const args = parseArgs(argv, COMMAND);
   if (args.help) return 'help';
-  checkModelChoice(argv, args);
-  const asHead = (text: string, flag: string) => {
-    try {
-      return parseHead(text);
-    } catch (e) {
-      throw new UsageError(`${flag}: ${(e as Error).message}`);
-    }
-  };
-  const head = args.head === undefined ? null : asHead(args.head as string, '--head');
+  const choice = checkModelChoice(argv, args);
+  const head = args.head === undefined ? null : optionValue('--head', args.head, parseHead);
   let p: [HeadRef, HeadRef] | null = null;
   if (args.path !== undefined) {
-    const parts = (args.path as string).split(',');
+    const parts = args.path.split(',');
     if (parts.length !== 2) throw new UsageError(`--path expects two heads A,B, e.g. 4.11,5.5; got "${args.path}"`);
-    p = [asHead(parts[0], '--path'), asHead(parts[1], '--path')];
+    p = [optionValue('--path', parts[0], parseHead), optionValue('--path', parts[1], parseHead)];
     if (!(p[0].layer < p[1].layer)) throw new UsageError(`--path ${args.path}: the writer must sit in an earlier layer than the reader`);
   }
-  return { args, head, path: p };
+  return { args, head, path: p, choice };
 }
 
 /** What the checkpoint's config.json says about BOS and the token range (handmade models). */
@@ -103,12 +97,12 @@ const fmt = (v: number, d = 3) => (v >= 0 ? ' ' : '') + v.toFixed(d);
 
 function printReport(r: Report, print: (s?: string) => void): void {
   const L = r.config.n_layer, nh = r.config.n_head;
-  const flat = r.copying_score.flatMap((row, l) => row.map((v, h) => ({ name: `${l}.${h}`, v }))).sort((a, b) => b.v - a.v);
+  const flat = r.copying_score.flatMap((row, l) => row.map((v, h) => ({ name: headName({ layer: l, head: h }), v }))).sort((a, b) => b.v - a.v);
   print(`\n1. copying scores (${r.weights} weights; +1 = the head raises the logit of the token it attends to)`);
   print(`   highest: ${flat.slice(0, 8).map((x) => `${x.name} ${x.v.toFixed(2)}`).join(', ')}`);
   print(`   lowest:  ${flat.slice(-4).reverse().map((x) => `${x.name} ${x.v.toFixed(2)}`).join(', ')}`);
   if (L === 12 && nh === 12) {
-    const show = (names: string[]) => names.map((n) => { const [l, h] = n.split('.').map(Number); return `${n} ${r.copying_score[l][h].toFixed(2)}`; }).join(', ');
+    const show = (names: string[]) => names.map((n) => { const { layer, head } = parseHead(n); return `${n} ${r.copying_score[layer][head].toFixed(2)}`; }).join(', ');
     print(`   GPT-2 small's induction heads: ${show(GPT2_SMALL_COPYING.induction)}`);
     print(`   GPT-2 small's name movers:     ${show(GPT2_SMALL_COPYING.name_movers)}`);
   }
@@ -117,9 +111,10 @@ function printReport(r: Report, print: (s?: string) => void): void {
   for (const m of ['q', 'k', 'v'] as const) {
     print(`   ${m.toUpperCase()}: ${r.top_pairs[m].slice(0, 5).map((p) => `${p.writer}→${p.reader} ${p.score.toFixed(3)}`).join(', ')}`);
   }
-  const pq = r.positional_qk[Number(r.path.writer.split('.')[0])][Number(r.path.writer.split('.')[1])];
+  const positionalQK = (name: string) => { const { layer, head } = parseHead(name); return r.positional_qk[layer][head]; };
+  const pq = positionalQK(r.path.writer);
   const peaks = (m: number[][]) => m.slice(1).filter((row, i) => { const q = i + 1; let best = 0; for (let k = 0; k <= q; k++) if (row[k] > row[best]) best = k; return best === q - 1; }).length;
-  const hq = r.positional_qk[Number(r.head.split('.')[0])][Number(r.head.split('.')[1])];
+  const hq = positionalQK(r.head);
   print(`\n3. positional QK (first ${pq.length} positions): the best key among 0 … q is q − 1 in ${peaks(pq)} of ${pq.length - 1} rows for ${r.path.writer}, ${peaks(hq)} for ${r.head}`);
   const T = r.text.ids.length;
   print(`\n4. head ${r.head} on the text (${T} tokens): scores and their split are in token_qk.svg; the OV circuit on its ${r.ov_on_tokens.ids.length} distinct tokens in ov_tokens.svg`);
@@ -161,12 +156,11 @@ export async function outputFiles(r: Report): Promise<Map<string, string | Uint8
     colors: 'diverging', domain: [-1, 1], valueTitle: 'copying score',
   }), 'Copying scores', 'Rows are layers, columns heads.');
 
-  const names: string[] = [];
-  for (let l = 0; l < L; l++) for (let h = 0; h < nh; h++) names.push(`${l}.${h}`);
-  const writers = names.filter((n) => Number(n.split('.')[0]) < L - 1), readers = names.filter((n) => Number(n.split('.')[0]) > 0);
+  const everyHead = allHeads(L, nh);
+  const writers = everyHead.filter((h) => h.layer < L - 1), readers = everyHead.filter((h) => h.layer > 0);
   const compPanel = (mode: 'q' | 'k' | 'v', title: string) => ({
-    title, rows: writers, cols: readers, rowTitle: 'writer head A', colTitle: 'reader head B',
-    values: writers.map((a) => { const [lA, hA] = a.split('.').map(Number); return readers.map((b) => { const [lB, hB] = b.split('.').map(Number); return r.composition[mode][lA][hA][lB][hB]; }); }),
+    title, rows: writers.map(headName), cols: readers.map(headName), rowTitle: 'writer head A', colTitle: 'reader head B',
+    values: writers.map((a) => readers.map((b) => r.composition[mode][a.layer][a.head][b.layer][b.head])),
   });
   const base = r.composition_baseline;
   await add('composition', charts.heatmapSpec({
@@ -179,7 +173,7 @@ export async function outputFiles(r: Report): Promise<Map<string, string | Uint8
     colors: 'sequential', valueTitle: 'composition',
   }), 'Composition scores', 'Rows: the writer head A; columns: the reader head B in a later layer.');
 
-  const pos = (name: string) => { const [l, h] = name.split('.').map(Number); return r.positional_qk[l][h]; };
+  const pos = (name: string) => { const { layer, head } = parseHead(name); return r.positional_qk[layer][head]; };
   const shown = [...new Set([r.path.writer, r.head])];
   const P = pos(shown[0]).length;
   const posLabels = Array.from({ length: P }, (_, i) => String(i));
@@ -247,12 +241,12 @@ export async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   const a = parsed.args;
-  const out = new OutputWriter(a.out as string);
+  const out = new OutputWriter(a.out);
   out.check(); // before the long part
   const print = (s = '') => process.stdout.write(s + '\n');
   const start = performance.now();
-  const model = await loadModel({ model: a.model as string | undefined, weights: a.weights as string | undefined, kernels: a.kernels as string | undefined });
-  const name = (a.weights as string | undefined) ?? (a.model as string);
+  const model = await loadModel(parsed.choice);
+  const name = a.weights ?? a.model;
   const load_s = (performance.now() - start) / 1000;
   const L = model.config.n_layer as number, nh = model.config.n_head as number, V = model.config.vocab_size as number;
   const shape = `${name} has ${L} layers of ${nh} heads`;
@@ -263,12 +257,12 @@ export async function main(argv: readonly string[]): Promise<void> {
   const facts = modelFacts(model);
   let ids: number[];
   if (a.text !== undefined) {
-    if ((a.text as string).trim() === '') throw new UsageError('--text is empty');
-    ids = new BPETokenizer().encode(a.text as string);
+    if (a.text.trim() === '') throw new UsageError('--text is empty');
+    ids = new BPETokenizer().encode(a.text);
     const bad = ids.filter((id) => id >= V);
     if (bad.length) throw new InputError(`--text has tokens ${[...new Set(bad)].slice(0, 5).join(', ')} outside the vocabulary of ${name} (ids 0..${V - 1})`);
   } else if (facts.range) {
-    const rng = new RNG(a.seed as number);
+    const rng = new RNG(a.seed);
     const x = Array.from({ length: 8 }, () => rng.randint(facts.range![0], facts.range![1]));
     ids = [facts.bos, ...x, ...x];
   } else {
@@ -278,16 +272,16 @@ export async function main(argv: readonly string[]): Promise<void> {
   const labels = ids.map((id) => (id === facts.bos && facts.range ? 'BOS' : tokenStrings([id])[0]));
 
   // step 7's tokens
-  const [lo, hi] = a['token-range'] !== undefined ? parseTokenRange(a['token-range'] as string) : facts.range ?? [256, Math.min(EOT, V)];
+  const [lo, hi] = a['token-range'] !== undefined ? optionValue('--token-range', a['token-range'], parseTokenRange) : facts.range ?? [256, Math.min(EOT, V)];
   if (hi > V) throw new InputError(`the token range [${lo}, ${hi}) goes past the vocabulary of ${name} (${V} tokens)`);
-  const seqLen = a['seq-len'] as number;
+  const seqLen = a['seq-len'];
   if (2 * seqLen + 1 > model.block_size) throw new InputError(`--seq-len ${seqLen} needs ${2 * seqLen + 1} positions; ${name} reads at most ${model.block_size}`);
 
   print(`model: ${name} (${L} layers × ${nh} heads, n_embd ${model.config.n_embd}, vocabulary ${V}), loaded in ${load_s.toFixed(1)} s; ${a.raw ? 'raw' : 'processed'} weights`);
   const report = runCircuits(model, name, {
     processed: !a.raw, ids, labels, head: parsed.head, path: parsed.path,
-    eraserBelow: a['eraser-below'] as number, top: a.top as number,
-    batch: a.batch as number, seqLen, seed: a.seed as number, lo, hi, bos: facts.bos,
+    eraserBelow: a['eraser-below'], top: a.top,
+    batch: a.batch, seqLen, seed: a.seed, lo, hi, bos: facts.bos,
   }, (step) => print(`   … ${step}`));
   printReport(report, print);
 

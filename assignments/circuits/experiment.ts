@@ -8,7 +8,7 @@ import {
   COMPOSITION_MODES, compositionBaseline, compositionScores, copyingScores, neuronCosines, ovOnTokens, positionalQK,
   tokenQK, virtualWeights, type Composition, type CompositionMode, type TokenQK, type VirtualWeights,
 } from '../../lens/circuits.ts';
-import { headName, type HeadRef } from '../../lens/heads.ts';
+import { headName, parseHead, type HeadRef } from '../../lens/heads.ts';
 import { RNG } from '../../mingpt/utils.ts';
 import { repeatedTokens } from '../induction-heads/scores.ts';
 import { qkPathAblation, type PathAblationResult } from './qk_path.ts';
@@ -80,11 +80,6 @@ export function topPairs(comp: Composition, mode: CompositionMode, k: number): P
   return out.sort((x, y) => y.score - x.score).slice(0, k);
 }
 
-const parse = (name: string): HeadRef => {
-  const [l, h] = name.split('.').map(Number);
-  return { layer: l, head: h };
-};
-
 /** Steps 1-7. `onStep` is told the name of each step as it starts. */
 export function runCircuits(model: GPT, name: string, o: ExperimentOptions, onStep: (step: string) => void = () => {}): Report {
   const cfg = model.config as unknown as Report['config'] & { layer_norm_epsilon: number };
@@ -106,7 +101,7 @@ export function runCircuits(model: GPT, name: string, o: ExperimentOptions, onSt
   const top_pairs = Object.fromEntries(COMPOSITION_MODES.map((m) => [m, topPairs(composition, m, 10)])) as Record<CompositionMode, Pair[]>;
   lap('composition');
 
-  const path: [HeadRef, HeadRef] = o.path ?? (top_pairs.k.length ? [parse(top_pairs.k[0].writer), parse(top_pairs.k[0].reader)] : [{ layer: 0, head: 0 }, { layer: Math.min(1, L - 1), head: 0 }]);
+  const path: [HeadRef, HeadRef] = o.path ?? (top_pairs.k.length ? [parseHead(top_pairs.k[0].writer), parseHead(top_pairs.k[0].reader)] : [{ layer: 0, head: 0 }, { layer: Math.min(1, L - 1), head: 0 }]);
   const head = o.head ?? path[1];
 
   onStep('3. positional QK');

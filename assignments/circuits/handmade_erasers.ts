@@ -22,7 +22,7 @@ import { RNG } from '../../mingpt/utils.ts';
 import type { GPT } from '../../mingpt/model.ts';
 import { checkpointFiles } from '../../io/checkpoint_writer.ts';
 import { OutputWriter } from '../../io/output.ts';
-import { helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
+import { helpText, optionValue, parseArgs, type CommandSpec } from '../../cli/args.ts';
 import { UsageError } from '../../io/errors.ts';
 import { runCli } from '../../cli/command.ts';
 import { buildHandmade, DEFAULT_RANGE, LAYOUT, N_EMBD } from '../induction-heads/handmade.ts';
@@ -96,7 +96,7 @@ export function buildHandmadeWithErasers(opts: { lo: number; hi: number; seed: n
   };
 }
 
-export const COMMAND: CommandSpec = {
+export const COMMAND = {
   usage: 'npx tsx assignments/circuits/handmade_erasers.ts',
   description: `
 The hand-built induction model (assignments/induction-heads/handmade.ts) plus MLP neurons whose
@@ -109,7 +109,7 @@ behaviour is unchanged. Run the circuits experiment on it with
     'token-range': { type: 'string', default: DEFAULT_RANGE.join(','), metavar: 'LO,HI', help: 'the token ids [LO, HI) the induction model is built for; BOS gets the id HI' },
     seed: { type: 'int', default: 0, min: 0, metavar: 'N', help: 'seed of the random weights (decoy heads, neuron directions)' },
   },
-};
+} as const satisfies CommandSpec;
 
 export async function main(argv: readonly string[]): Promise<void> {
   const a = parseArgs(argv, COMMAND);
@@ -117,12 +117,12 @@ export async function main(argv: readonly string[]): Promise<void> {
     process.stdout.write(helpText(COMMAND));
     return;
   }
-  const [lo, hi] = parseTokenRange(a['token-range'] as string);
-  const outDir = a.out as string;
+  const [lo, hi] = optionValue('--token-range', a['token-range'], parseTokenRange);
+  const outDir = a.out;
   if (outDir === '') throw new UsageError('--out needs a folder');
   const out = new OutputWriter(outDir);
   out.check();
-  const { model, config } = buildHandmadeWithErasers({ lo, hi, seed: a.seed as number });
+  const { model, config } = buildHandmadeWithErasers({ lo, hi, seed: a.seed });
   for (const [name, data] of checkpointFiles(model, config)) out.add(name, data);
   const written = out.commit();
   process.stdout.write(`handmade induction model with eraser neurons ${ERASERS.map(({ layer, neuron }) => `${layer}.${neuron}`).join(', ')}\n`);

@@ -18,7 +18,7 @@
 import ndarray from 'ndarray';
 import type { GPT } from '../../mingpt/model.ts';
 import type { HookSpec } from '../../mingpt/hooks.ts';
-import type { HeadRef } from '../../lens/heads.ts';
+import { headName, type HeadRef } from '../../lens/heads.ts';
 import { lnScales } from '../../lens/circuits.ts';
 import { halves, nextTokenStats } from '../induction-heads/circuit.ts';
 
@@ -44,7 +44,7 @@ const range = (from: number, to: number) => Array.from({ length: Math.max(0, to 
  * the random tokens were drawn from).
  */
 export function qkPathAblation(model: GPT, writer: HeadRef, reader: HeadRef, tokens: number[][], n: number, chance: number): PathAblationResult {
-  if (writer.layer >= reader.layer) throw new Error(`the writer ${writer.layer}.${writer.head} must sit in an earlier layer than the reader ${reader.layer}.${reader.head}`);
+  if (writer.layer >= reader.layer) throw new Error(`the writer ${headName(writer)} must sit in an earlier layer than the reader ${headName(reader)}`);
   const cfg = model.config as unknown as { n_embd: number; n_head: number; vocab_size: number; layer_norm_epsilon: number };
   const C = cfg.n_embd, nh = cfg.n_head, hs = C / nh, V = cfg.vocab_size;
   const B = tokens.length, T = tokens[0].length;
@@ -98,8 +98,8 @@ export function qkPathAblation(model: GPT, writer: HeadRef, reader: HeadRef, tok
   }]];
   const rerun = (hooks: HookSpec) => model.forward(null, { start_at_layer: reader.layer, residual: ndarray(x.slice(), [B, T, C]), logits_at: positions, hooks }).logits.data;
   return {
-    writer: `${writer.layer}.${writer.head}`,
-    reader: `${reader.layer}.${reader.head}`,
+    writer: headName(writer),
+    reader: headName(reader),
     batch: B,
     seq_len: n,
     clean: score(clean.logits.data),

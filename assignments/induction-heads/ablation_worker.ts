@@ -5,7 +5,6 @@
  * from the same list meanwhile, so the two finish at about the same time.
  */
 import { parentPort } from 'node:worker_threads';
-import { GPT } from '../../mingpt/model.ts';
 import { setKernels } from '../../mingpt/kernels/index.ts';
 import { mlpAblation } from './circuit.ts';
 import type { AblationJob, AblationReply } from './ablation_pool.ts';

@@ -23,7 +23,8 @@ import ndarray from 'ndarray';
 import type { GPT } from '../../mingpt/model.ts';
 import type { HookFn, HookSpec } from '../../mingpt/hooks.ts';
 import { logSoftmaxAt } from '../../lens/metrics.ts';
-import { duplicateTokenScores, inductionScores, parseHeadName, previousTokenScores, type HeadScores } from './scores.ts';
+import { duplicateTokenScores, inductionScores, previousTokenScores, type HeadScores } from './scores.ts';
+import { allHeads, headName, parseHead } from '../../lens/heads.ts';
 
 // -----------------------------------------------------------------------------------------------
 // which positions are which
@@ -240,7 +241,7 @@ export function ablationHooks(model: GPT, run: CleanRun, spec: AblationSpec): { 
   const hooks: HookSpec = [];
   const byLayer = new Map<number, number[]>();
   for (const name of spec.heads ?? []) {
-    const { layer, head } = parseHeadName(name);
+    const { layer, head } = parseHead(name);
     if (layer >= L || head >= nh) throw new Error(`head ${name} does not exist: the model has ${L} layers of ${nh} heads`);
     byLayer.set(layer, [...(byLayer.get(layer) ?? []), head]);
   }
@@ -337,7 +338,7 @@ export function allHeadsExcept(model: GPT, keep: readonly string[]): string[] {
   const L = model.config.n_layer as number, nh = model.config.n_head as number;
   const kept = new Set(keep);
   const out: string[] = [];
-  for (let l = 0; l < L; l++) for (let h = 0; h < nh; h++) if (!kept.has(`${l}.${h}`)) out.push(`${l}.${h}`);
+  for (const h of allHeads(L, nh)) if (!kept.has(headName(h))) out.push(headName(h));
   return out;
 }
 

@@ -28,10 +28,11 @@ import { pathToFileURL } from 'node:url';
 import { GPT } from '../../mingpt/model.ts';
 import { RNG } from '../../mingpt/utils.ts';
 import { checkpointFiles, gpt2Config } from '../../io/checkpoint_writer.ts';
-import { helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
+import { helpText, optionValue, parseArgs, type CommandSpec } from '../../cli/args.ts';
 import { runCli } from '../../cli/command.ts';
 import { InputError, UsageError } from '../../io/errors.ts';
 import { OutputWriter } from '../../io/output.ts';
+import { headName, type HeadRef } from '../../lens/heads.ts';
 import { parseTokenRange } from './scores.ts';
 
 // -----------------------------------------------------------------------------------------------
@@ -46,8 +47,8 @@ export const DIGITS = 3; // token offsets are written with 3 decimal digits: up 
 export const MAX_RANGE = 10 ** DIGITS;
 
 /** Which heads do the work. Not head 0, so that a detector cannot succeed by always saying "head 0". */
-export const PREV_HEAD = { layer: 0, head: 2 };
-export const INDUCTION_HEAD = { layer: 1, head: 1 };
+export const PREV_HEAD: HeadRef = { layer: 0, head: 2 };
+export const INDUCTION_HEAD: HeadRef = { layer: 1, head: 1 };
 
 /** A token code has, per digit, 10 digit slots, one BOS slot and one balance channel. */
 const TOK_BLOCK = 12;
@@ -244,8 +245,8 @@ export function buildHandmade(opts: HandmadeOptions): { model: GPT; config: Reco
     eos_token_id: bos,
     token_range: [lo, hi],
     known_heads: {
-      previous_token: [`${PREV_HEAD.layer}.${PREV_HEAD.head}`],
-      induction: [`${INDUCTION_HEAD.layer}.${INDUCTION_HEAD.head}`],
+      previous_token: [headName(PREV_HEAD)],
+      induction: [headName(INDUCTION_HEAD)],
       duplicate_token: [],
     },
     handmade: {
@@ -260,7 +261,7 @@ export function buildHandmade(opts: HandmadeOptions): { model: GPT; config: Reco
 // -----------------------------------------------------------------------------------------------
 // The command line
 
-export const COMMAND: CommandSpec = {
+export const COMMAND = {
   usage: 'npx tsx assignments/induction-heads/handmade.ts',
   description: `
 Build, without training, a 2-layer attention-only GPT-2-layout checkpoint with one
@@ -274,7 +275,7 @@ Writes model.safetensors and config.json; config.json records the token ids it w
     'token-range': { type: 'string', default: DEFAULT_RANGE.join(','), metavar: 'LO,HI', help: `the token ids [LO, HI) to build it for (at most ${MAX_RANGE}); BOS gets the id HI` },
     seed: { type: 'int', default: 0, min: 0, metavar: 'N', help: 'seed of the random query/key weights of the heads that do nothing' },
   },
-};
+} as const satisfies CommandSpec;
 
 export async function main(argv: readonly string[]): Promise<void> {
   const a = parseArgs(argv, COMMAND);
@@ -282,19 +283,19 @@ export async function main(argv: readonly string[]): Promise<void> {
     process.stdout.write(helpText(COMMAND));
     return;
   }
-  const [lo, hi] = parseTokenRange(a['token-range'] as string);
-  const outDir = a.out as string;
+  const [lo, hi] = optionValue('--token-range', a['token-range'], parseTokenRange);
+  const outDir = a.out;
   if (outDir === '') throw new UsageError('--out needs a folder');
   const out = new OutputWriter(outDir);
   out.check(); // a bad --out is refused before anything is built
-  const { model, config } = buildHandmade({ lo, hi, seed: a.seed as number });
+  const { model, config } = buildHandmade({ lo, hi, seed: a.seed });
   // the one checkpoint writer: openai-community/gpt2's tensor names and Conv1D layout
   for (const [name, data] of checkpointFiles(model, config, { metadata: { format: 'pt', source: 'assignments/induction-heads/handmade.ts' } })) out.add(name, data);
   const written = out.commit();
   const print = (s = '') => process.stdout.write(s + '\n');
   print(`handmade induction model: ${N_LAYER} layers × ${N_HEAD} heads, n_embd ${N_EMBD}, context ${BLOCK_SIZE}, vocabulary ${hi + 1}`);
   print(`built for token ids [${lo}, ${hi}) (${hi - lo} tokens); BOS is id ${hi}`);
-  print(`previous-token head ${PREV_HEAD.layer}.${PREV_HEAD.head}, induction head ${INDUCTION_HEAD.layer}.${INDUCTION_HEAD.head}; the other heads write nothing; MLPs are zero`);
+  print(`previous-token head ${headName(PREV_HEAD)}, induction head ${headName(INDUCTION_HEAD)}; the other heads write nothing; MLPs are zero`);
   for (const f of written) print(`  ${f}`);
   print(`next: npx tsx assignments/induction-heads/induction.ts --weights ${outDir} --token-range ${lo},${hi}`);
 }

@@ -24,14 +24,15 @@ import { pathToFileURL } from 'node:url';
 import type { GPT } from '../../mingpt/model.ts';
 import { tokenStrings } from '../../mingpt/bpe.ts';
 import { ProgressBar } from '../../io/progress.ts';
-import { helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
+import { helpText, optionValue, parseArgs, type CommandSpec } from '../../cli/args.ts';
+import { headExists, headName, parseHead } from '../../lens/heads.ts';
 import { MODEL_OPTIONS, checkModelChoice, loadModel as loadChosenModel, runCli, type ModelChoice } from '../../cli/command.ts';
 import { InputError, UsageError } from '../../io/errors.ts';
 import { OutputWriter } from '../../io/output.ts';
 import { kernelsName } from '../../mingpt/kernels/index.ts';
 import { autoWorkers, mlpAblationsOnThreads } from './ablation_pool.ts';
 import {
-  GPT2_SMALL_HEADS, SCORE_KINDS, detectHeads, evaluateDetection, headName, parseHeadName, parseTokenRange, repeatedTokens, stripeOf,
+  GPT2_SMALL_HEADS, SCORE_KINDS, detectHeads, evaluateDetection, parseTokenRange, repeatedTokens, stripeOf,
   type Detection, type Evaluation, type LabelledHeads, type ScoreKind,
 } from './scores.ts';
 import type { AttentionPanel } from './charts.ts';
@@ -44,7 +45,7 @@ const GPT2_VOCAB = 50257;
 // -----------------------------------------------------------------------------------------------
 // the command line
 
-export const COMMAND: CommandSpec = {
+export const COMMAND = {
   usage: SCRIPT,
   description: `
 Induction heads on repeated random tokens: how much better the model predicts the second copy
@@ -78,7 +79,7 @@ examples:
   ${SCRIPT} --weights out/handmade --token-range 256,1256 --out out/induction-handmade
   ${SCRIPT} --weights test/fixtures/gpt2-tiny --seq-len 20 --batch 4
   ${SCRIPT} --weights out/handmade --ablate 1.1 --ablation zero`,
-};
+} as const satisfies CommandSpec;
 
 export interface Options extends ModelChoice {
   seqLen: number;
@@ -102,37 +103,37 @@ export function readOptions(argv: readonly string[]): Options | 'help' {
   const a = parseArgs(argv, COMMAND);
   if (a.help) return 'help';
   const choice = checkModelChoice(argv, a);
-  if ((a.out as string) === '') throw new UsageError('--out needs a folder');
+  if (a.out === '') throw new UsageError('--out needs a folder');
   // heads are only read here; whether they exist (and the circuit's layer order) is checked
   // against the model in setup()
   let circuit: [string, string] | undefined;
   if (a.circuit !== undefined) {
-    const parts = (a.circuit as string).split(',');
+    const parts = a.circuit.split(',');
     if (parts.length !== 2) throw new UsageError(`--circuit expects two heads PREV,IND, e.g. 4.11,5.5; got "${a.circuit}"`);
-    const [p, i] = parts.map(parseHeadName);
-    circuit = [headName(p.layer, p.head), headName(i.layer, i.head)];
+    const [p, i] = parts.map((x) => optionValue('--circuit', x, parseHead));
+    circuit = [headName(p), headName(i)];
   }
   let ablate: string[] | undefined;
   if (a.ablate !== undefined) {
-    const heads = (a.ablate as string).split(',').map(parseHeadName).map(({ layer, head }) => headName(layer, head));
+    const heads = a.ablate.split(',').map((x) => headName(optionValue('--ablate', x, parseHead)));
     ablate = [...new Set(heads)];
   }
   return {
     model: choice.weights === undefined ? choice.model : undefined,
     weights: choice.weights,
     kernels: choice.kernels,
-    seqLen: a['seq-len'] as number,
-    batch: a.batch as number,
-    seed: a.seed as number,
-    tokenRange: a['token-range'] === undefined ? undefined : parseTokenRange(a['token-range'] as string),
-    k: a.k as number,
-    minScore: a['min-score'] as number,
-    labels: a.labels as Options['labels'],
+    seqLen: a['seq-len'],
+    batch: a.batch,
+    seed: a.seed,
+    tokenRange: a['token-range'] === undefined ? undefined : optionValue('--token-range', a['token-range'], parseTokenRange),
+    k: a.k,
+    minScore: a['min-score'],
+    labels: a.labels,
     circuit,
     ablate,
-    ablation: a.ablation as AblationMode,
-    workers: a.workers as number | undefined,
-    out: a.out as string,
+    ablation: a.ablation,
+    workers: a.workers,
+    out: a.out,
   };
 }
 
@@ -211,15 +212,18 @@ export function setup(info: ModelInfo, o: Options): Setup {
   }
   const L = model.config.n_layer as number, nh = model.config.n_head as number;
   const exists = (h: string) => {
-    const m = /^(\d+)\.(\d+)$/.exec(h);
-    return m !== null && Number(m[1]) < L && Number(m[2]) < nh;
+    try {
+      return headExists(parseHead(h), L, nh);
+    } catch {
+      return false; // not even of the form layer.head
+    }
   };
   const shape = `${info.name} has ${L} layers of ${nh} heads`;
   const noSuchHead = (flag: string, h: string) => new InputError(`${flag}: no such head ${h}: the model has ${plural(L, 'layer')} × ${plural(nh, 'head')} (layers 0 … ${L - 1}, heads 0 … ${nh - 1})`);
   for (const h of o.circuit ?? []) if (!exists(h)) throw noSuchHead('--circuit', h);
   for (const h of o.ablate ?? []) if (!exists(h)) throw noSuchHead('--ablate', h);
   if (o.circuit) {
-    const [p, i] = o.circuit.map(parseHeadName);
+    const [p, i] = o.circuit.map(parseHead);
     if (!(p.layer < i.layer)) throw new UsageError(`--circuit ${o.circuit.join(',')}: the previous-token head must sit in an earlier layer than the induction head, whose keys it prepares`);
   }
   for (const kind of SCORE_KINDS) {
@@ -306,13 +310,13 @@ export function blocksToRun(L: number, ablateFrom?: number): number {
 }
 
 /** The lowest layer among heads "layer.head" (undefined for none). */
-const lowestLayer = (heads?: readonly string[]) => (heads && heads.length ? Math.min(...heads.map((h) => parseHeadName(h).layer)) : undefined);
+const lowestLayer = (heads?: readonly string[]) => (heads && heads.length ? Math.min(...heads.map((h) => parseHead(h).layer)) : undefined);
 
 /** The best head of a kind, "layer.head", among layers [fromLayer, toLayer). */
 function topHead(scores: number[][], fromLayer = 0, toLayer = scores.length): string | null {
   let best: { name: string; score: number } | null = null;
   for (let l = fromLayer; l < toLayer; l++) scores[l].forEach((s, h) => {
-    if (!best || s > best.score) best = { name: headName(l, h), score: s };
+    if (!best || s > best.score) best = { name: headName({ layer: l, head: h }), score: s };
   });
   return best ? (best as { name: string }).name : null;
 }
@@ -368,7 +372,7 @@ function twoHeadCircuit(model: GPT, clean: CleanRun, o: Options, fullAccuracy: n
   let chosenBy = '--circuit';
   if (!heads && circuitRuns(model.config.n_layer as number) > 0) {
     const ind = topHead(clean.scores.induction, 1);
-    const prev = ind ? topHead(clean.scores.previous_token, 0, parseHeadName(ind).layer) : null;
+    const prev = ind ? topHead(clean.scores.previous_token, 0, parseHead(ind).layer) : null;
     if (ind && prev) heads = [prev, ind];
     chosenBy = 'scores: the top induction head (layer ≥ 1), and the top previous-token head in the layers below it';
   }
@@ -488,7 +492,7 @@ const KIND_WORDS: Record<ScoreKind, string> = { induction: 'induction', previous
 export function attentionPanels(report: Report, clean: CleanRun): AttentionPanel[] {
   const T = clean.T;
   const scoreOf = (kind: ScoreKind, head: string) => {
-    const { layer, head: h } = parseHeadName(head);
+    const { layer, head: h } = parseHead(head);
     return report.scores[kind][layer][h];
   };
   const wanted: { head: string; kind: ScoreKind; why: string }[] = SCORE_KINDS.map((kind) => {
@@ -507,7 +511,7 @@ export function attentionPanels(report: Report, clean: CleanRun): AttentionPanel
     else if (!e.why.includes(w.why)) e.why.push(w.why);
   }
   return [...shown].map(([head, { kind, why }]) => {
-    const { layer, head: h } = parseHeadName(head);
+    const { layer, head: h } = parseHead(head);
     const scoresText = SCORE_KINDS.map((k) => `${KIND_WORDS[k]} ${scoreOf(k, head).toFixed(2)}`).join(', ');
     return {
       head,
@@ -571,7 +575,7 @@ function printResults(report: Report, o: Options, s: Setup, print: (line?: strin
 
   print('\n3-4. head scores and detection (threshold = max(mean + k·std over all heads, floor), k = ' + o.k + ', floor = ' + o.minScore + ')');
   for (const kind of SCORE_KINDS) {
-    const flat = report.scores[kind].flatMap((row, l) => row.map((v, h) => ({ name: headName(l, h), v }))).sort((a, b) => b.v - a.v);
+    const flat = report.scores[kind].flatMap((row, l) => row.map((v, h) => ({ name: headName({ layer: l, head: h }), v }))).sort((a, b) => b.v - a.v);
     const d = report.detection[kind];
     print(`   ${kind.replace('_', '-')}: top ${flat.slice(0, 5).map((x) => `${x.name} ${x.v.toFixed(3)}`).join(', ')}`);
     print(`      threshold ${d.threshold.toFixed(3)} (mean ${d.mean.toFixed(3)}, std ${d.std.toFixed(3)}): detected ${report.detected[kind].join(', ') || 'none'}`);

@@ -18,7 +18,7 @@
  * the three scores read.
  */
 import { RNG } from '../../mingpt/utils.ts';
-import { UsageError } from '../../io/errors.ts';
+import { headName } from '../../lens/heads.ts';
 import { scoreHeads, type DetectionPattern } from '../../lens/head_detector.ts';
 
 // -----------------------------------------------------------------------------------------------
@@ -46,12 +46,12 @@ export function repeatedTokens(o: RepeatedTokensOptions): number[][] {
   return rows;
 }
 
-/** "lo,hi" -> [lo, hi], whole numbers with 0 ≤ lo < hi. Throws UsageError otherwise. */
+/** "lo,hi" -> [lo, hi], whole numbers with 0 ≤ lo < hi. Throws a RangeError otherwise. */
 export function parseTokenRange(text: string): [number, number] {
   const m = /^\s*(\d+)\s*,\s*(\d+)\s*$/.exec(text);
-  if (!m) throw new UsageError(`--token-range expects two whole numbers LO,HI (the ids [LO, HI)), e.g. 256,1256; got "${text}"`);
+  if (!m) throw new RangeError(`a token range is two whole numbers LO,HI (the ids [LO, HI)), e.g. 256,1256; got "${text}"`);
   const lo = Number(m[1]), hi = Number(m[2]);
-  if (!(hi > lo)) throw new UsageError(`--token-range ${text}: HI must be larger than LO (the range [LO, HI) would be empty)`);
+  if (!(hi > lo)) throw new RangeError(`${text}: HI must be larger than LO (the range [LO, HI) would be empty)`);
   return [lo, hi];
 }
 
@@ -129,14 +129,6 @@ export function duplicateTokenScores(att: ArrayLike<number>, B: number, nh: numb
 // -----------------------------------------------------------------------------------------------
 // detection and its evaluation
 
-export const headName = (layer: number, head: number) => `${layer}.${head}`;
-
-export function parseHeadName(name: string): { layer: number; head: number } {
-  const m = /^(\d+)\.(\d+)$/.exec(name.trim());
-  if (!m) throw new UsageError(`a head is written LAYER.HEAD, e.g. 5.1; got "${name}"`);
-  return { layer: Number(m[1]), head: Number(m[2]) };
-}
-
 export interface Detection {
   /** mean and (population) standard deviation of the scores of all heads */
   mean: number;
@@ -161,7 +153,7 @@ export function detectHeads(scores: number[][], k: number, minScore = 0): Detect
   const threshold = Math.max(mean + k * std, minScore);
   const flagged: { name: string; score: number }[] = [];
   scores.forEach((row, l) => row.forEach((s, h) => {
-    if (s > threshold) flagged.push({ name: headName(l, h), score: s });
+    if (s > threshold) flagged.push({ name: headName({ layer: l, head: h }), score: s });
   }));
   flagged.sort((a, b) => b.score - a.score);
   return { mean, std, k, min_score: minScore, threshold, heads: flagged.map((f) => f.name) };

@@ -9,7 +9,7 @@
  * write to the answer and the S-inhibition heads at END, induction and duplicate-token heads at
  * S2, previous-token heads at S1+1.
  */
-import { headExists, parseHead, type HeadRef } from '../../lens/heads.ts';
+import { headExists, headName, parseHead, type HeadRef } from '../../lens/heads.ts';
 import type { KeptHead } from '../../lens/knockout.ts';
 import { InputError } from '../../io/errors.ts';
 
@@ -62,7 +62,7 @@ export function circuitFromClasses(byClass: Record<string, unknown>, source: str
     for (const name of list as string[]) {
       const h = parseHeadOrThrow(name, source);
       if (!headExists(h, L, nh)) throw new InputError(`${source}: head ${name} (class ${cls}) does not exist in a model of ${L} layers × ${nh} heads`);
-      const key = `${h.layer}.${h.head}`;
+      const key = headName(h);
       if (classes[key] === undefined) heads.push(h);
       classes[key] = classes[key] === undefined ? cls : classes[key];
     }
@@ -100,12 +100,12 @@ function parseHeadOrThrow(text: string, where: string): HeadRef {
 export function keptHeads(c: Circuit, positions: 'all' | 'paper'): KeptHead[] {
   if (positions === 'all') return c.heads.map((h) => ({ ...h }));
   return c.heads.map((h) => {
-    const cls = c.classes[`${h.layer}.${h.head}`];
+    const cls = c.classes[headName(h)];
     const at = (CLASS_POSITIONS as Record<string, string[]>)[cls];
     if (!at) {
       throw new InputError(cls === undefined
-        ? `--positions paper keeps each head at its class's positions, but head ${h.layer}.${h.head} of ${c.source} has no class (use --circuit paper, a config.json with known_heads, or --positions all)`
-        : `--positions paper: head ${h.layer}.${h.head} has the class "${cls}", which the paper gives no positions (classes: ${HEAD_CLASSES.join(', ')})`);
+        ? `--positions paper keeps each head at its class's positions, but head ${headName(h)} of ${c.source} has no class (use --circuit paper, a config.json with known_heads, or --positions all)`
+        : `--positions paper: head ${headName(h)} has the class "${cls}", which the paper gives no positions (classes: ${HEAD_CLASSES.join(', ')})`);
     }
     return { ...h, positions: at };
   });

@@ -37,9 +37,11 @@ import { GPT } from '../../mingpt/model.ts';
 import { BPETokenizer } from '../../mingpt/bpe.ts';
 import { RNG } from '../../mingpt/utils.ts';
 import { checkpointFiles, gpt2Config } from '../../io/checkpoint_writer.ts';
-import { fail, helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
+import { helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
+import { runCli } from '../../cli/command.ts';
 import { InputError, UsageError } from '../../io/errors.ts';
 import { OutputWriter } from '../../io/output.ts';
+import { headName, type HeadRef } from '../../lens/heads.ts';
 import { NAMES, makeDataset, tokenizePrompts, type Encoder } from './dataset.ts';
 
 // -----------------------------------------------------------------------------------------------
@@ -57,9 +59,9 @@ export const MAX_NAMES = HEAD_SIZE - BLOCK_SIZE - 1; // 39
 export const DEFAULT_NAMES: readonly string[] = NAMES.slice(0, 32);
 
 /** The heads that do the work (not all head 0, so "always head 0" is no detector). */
-export const DUP_HEAD = { layer: 0, head: 1 };
-export const SINH_HEAD = { layer: 1, head: 3 };
-export const NAME_MOVER = { layer: 2, head: 2 };
+export const DUP_HEAD: HeadRef = { layer: 0, head: 1 };
+export const SINH_HEAD: HeadRef = { layer: 1, head: 3 };
+export const NAME_MOVER: HeadRef = { layer: 2, head: 2 };
 
 const WORD = MAX_NAMES; // the NAME-block slot of every token that is not a name
 const NAME_BAL = MAX_NAMES + 1; // the NAME block's balance channel
@@ -266,15 +268,14 @@ export function buildHandmade(opts: HandmadeOptions = {}): { model: GPT; config:
   // --- final layer norm: END holds the token, position, DUP and INH codes and the copied name
   setLayerNorm(ln_f.weight, ln_f.bias, NORM2.final, eps, false);
 
-  const head = (x: { layer: number; head: number }) => `${x.layer}.${x.head}`;
   const config = gpt2Config(model, {
     tie_word_embeddings: true,
     names: names.map((n) => ' ' + n),
     name_ids: ids,
     known_heads: {
-      duplicate_token: [head(DUP_HEAD)],
-      s_inhibition: [head(SINH_HEAD)],
-      name_mover: [head(NAME_MOVER)],
+      duplicate_token: [headName(DUP_HEAD)],
+      s_inhibition: [headName(SINH_HEAD)],
+      name_mover: [headName(NAME_MOVER)],
     },
     handmade: {
       description: 'hand-set weights, no training: assignments/ioi/README.md explains them',
@@ -311,20 +312,20 @@ export function checkHandmade(model: GPT, names: readonly string[], tokenizer: E
 // -----------------------------------------------------------------------------------------------
 // The command line
 
-export const COMMAND: CommandSpec = {
+export const COMMAND = {
   usage: 'npx tsx assignments/ioi/handmade.ts',
   description: `
 Build, without training, a 3-layer attention-only GPT-2-layout checkpoint (GPT-2's vocabulary,
 tied unembedding, MLPs zero) that does indirect-object identification on prompts made of the
-names it is built for, with one duplicate-token head (${DUP_HEAD.layer}.${DUP_HEAD.head}), one S-inhibition head (${SINH_HEAD.layer}.${SINH_HEAD.head})
-and one name-mover head (${NAME_MOVER.layer}.${NAME_MOVER.head}); the other heads write nothing. Writes model.safetensors
+names it is built for, with one duplicate-token head (${headName(DUP_HEAD)}), one S-inhibition head (${headName(SINH_HEAD)})
+and one name-mover head (${headName(NAME_MOVER)}); the other heads write nothing. Writes model.safetensors
 and config.json, which lists the names ("names", "name_ids") and the heads by class ("known_heads").`,
   options: {
     out: { type: 'string', default: 'out/ioi-handmade', metavar: 'DIR', help: 'folder for model.safetensors and config.json (created when missing)' },
     names: { type: 'string', metavar: 'A,B,...', help: `the names to build it for, comma-separated, 5 to ${MAX_NAMES} single-token names (default: ${DEFAULT_NAMES.length} common first names, ${DEFAULT_NAMES.slice(0, 4).join(', ')}, ...)` },
     seed: { type: 'int', default: 0, min: 0, metavar: 'N', help: 'seed of the random query/key weights of the heads that do nothing' },
   },
-};
+} as const satisfies CommandSpec;
 
 export async function main(argv: readonly string[]): Promise<void> {
   const a = parseArgs(argv, COMMAND);
@@ -332,30 +333,24 @@ export async function main(argv: readonly string[]): Promise<void> {
     process.stdout.write(helpText(COMMAND));
     return;
   }
-  const outDir = a.out as string;
+  const outDir = a.out;
   if (outDir === '') throw new UsageError('--out needs a folder');
-  const names = a.names === undefined ? DEFAULT_NAMES : (a.names as string).split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const names = a.names === undefined ? DEFAULT_NAMES : a.names.split(',').map((s) => s.trim()).filter((s) => s !== '');
   const out = new OutputWriter(outDir);
   out.check();
   const tokenizer = new BPETokenizer();
-  const { model, config } = buildHandmade({ names, seed: a.seed as number, tokenizer });
+  const { model, config } = buildHandmade({ names, seed: a.seed, tokenizer });
   const check = checkHandmade(model, names, tokenizer);
   for (const [name, data] of checkpointFiles(model, config, { metadata: { format: 'pt', source: 'assignments/ioi/handmade.ts' } })) out.add(name, data);
   const written = out.commit();
   const print = (s = '') => process.stdout.write(s + '\n');
   print(`handmade IOI model: ${N_LAYER} layers × ${N_HEAD} heads, n_embd ${N_EMBD}, context ${BLOCK_SIZE}, GPT-2's vocabulary (${VOCAB_SIZE}), MLPs zero`);
   print(`built for ${names.length} names: ${names.join(', ')}`);
-  print(`duplicate-token head ${DUP_HEAD.layer}.${DUP_HEAD.head}, S-inhibition head ${SINH_HEAD.layer}.${SINH_HEAD.head}, name mover ${NAME_MOVER.layer}.${NAME_MOVER.head}; the other heads write nothing`);
+  print(`duplicate-token head ${headName(DUP_HEAD)}, S-inhibition head ${headName(SINH_HEAD)}, name mover ${headName(NAME_MOVER)}; the other heads write nothing`);
   print(`check on ${check.n} prompts of these names (the 15 templates, seed 0): accuracy ${check.accuracy.toFixed(3)}, F = mean logit(IO) − logit(S) = ${check.F.toFixed(3)}`);
   for (const f of written) print(`  ${f}`);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  try {
-    await main(process.argv.slice(2));
-  } catch (err) {
-    if (err instanceof UsageError) fail(`${err.message}\n(run \`npx tsx assignments/ioi/handmade.ts --help\` for the options)`, 2);
-    if (err instanceof InputError) fail(err.message, 1);
-    throw err;
-  }
+  await runCli(main, COMMAND.usage);
 }

@@ -26,7 +26,7 @@ import { ProgressBar } from '../../io/progress.ts';
 import { helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
 import { InputError, UsageError } from '../../io/errors.ts';
 import { OutputWriter } from '../../io/output.ts';
-import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, loadModel, runCli } from '../../cli/command.ts';
+import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, loadModel, runCli, type ModelChoice } from '../../cli/command.ts';
 import { endSweeps } from '../../sweep/engines.ts';
 import { headName, parseHead, type HeadRef } from '../../lens/heads.ts';
 import { loadPromptsFile, makeDataset, tokenizePrompts, type IOIPrompt, type PromptGroup } from './dataset.ts';
@@ -44,7 +44,7 @@ const SCRIPT = 'npx tsx assignments/ioi/ioi.ts';
 // -----------------------------------------------------------------------------------------------
 // the command line
 
-export const COMMAND: CommandSpec = {
+export const COMMAND = {
   usage: SCRIPT,
   description: `
 Indirect object identification ("When Mary and John went to the store, John gave a drink to" ->
@@ -78,12 +78,9 @@ examples:
   ${SCRIPT} --eap --eap-steps 8 --eap-edges 30
   ${SCRIPT} --weights test/fixtures/gpt2-tiny --prompts test/fixtures/ioi-group.json --out out/ioi-tiny
   npx tsx assignments/ioi/handmade.ts --out out/ioi-handmade && ${SCRIPT} --weights out/ioi-handmade --out out/ioi-hand`,
-};
+} as const satisfies CommandSpec;
 
-export interface Options {
-  model?: string;
-  weights?: string;
-  kernels?: string;
+export interface Options extends ModelChoice {
   n: number;
   seed: number;
   prompts?: string;
@@ -102,22 +99,22 @@ export function readOptions(argv: readonly string[]): Options | 'help' {
   const a = parseArgs(argv, COMMAND);
   if (a.help) return 'help';
   const choice = checkModelChoice(argv, a);
-  if ((a.out as string) === '') throw new UsageError('--out needs a folder');
+  if (a.out === '') throw new UsageError('--out needs a folder');
   if (a.prompts !== undefined && argv.some((x) => x === '--n' || x.startsWith('--n='))) throw new UsageError('give either --n (generated prompts) or --prompts FILE, not both');
   return {
     ...choice,
-    n: a.n as number,
-    seed: a.seed as number,
-    prompts: a.prompts as string | undefined,
-    circuit: a.circuit as string | undefined,
-    nameMovers: a['name-movers'] as string | undefined,
-    positions: a.positions as 'all' | 'paper',
-    completenessSamples: a['completeness-samples'] as number,
-    residSweep: !(a['skip-resid-sweep'] as boolean),
-    eap: a.eap as boolean,
-    eapSteps: a['eap-steps'] as number,
-    eapEdges: a['eap-edges'] as number,
-    out: a.out as string,
+    n: a.n,
+    seed: a.seed,
+    prompts: a.prompts,
+    circuit: a.circuit,
+    nameMovers: a['name-movers'],
+    positions: a.positions,
+    completenessSamples: a['completeness-samples'],
+    residSweep: !a['skip-resid-sweep'],
+    eap: a.eap,
+    eapSteps: a['eap-steps'],
+    eapEdges: a['eap-edges'],
+    out: a.out,
   };
 }
 
@@ -213,7 +210,7 @@ export function chooseCircuit(model: GPT, o: Options, s: Setup, nameMovers: Head
   if (small) return chooseCircuit(model, { ...o, circuit: 'paper' }, s, nameMovers, path, F_model);
   // the name movers, and the three heads whose path to the name movers' queries moves F the most
   const nm = new Set(nameMovers.map(headName));
-  const ranked = (path?.to_name_movers ?? []).flatMap((row, l) => row.map((v, h) => ({ name: `${l}.${h}`, d: v === null ? -1 : Math.abs(v - F_model) })))
+  const ranked = (path?.to_name_movers ?? []).flatMap((row, l) => row.map((v, h) => ({ name: headName({ layer: l, head: h }), d: v === null ? -1 : Math.abs(v - F_model) })))
     .filter((x) => x.d >= 0 && !nm.has(x.name)).sort((a, b) => b.d - a.d).slice(0, 3);
   return {
     heads: [...nameMovers, ...ranked.map((x) => parseHead(x.name))],
@@ -376,7 +373,7 @@ export async function outputFiles(r: Results): Promise<Map<string, string | Uint
 const f3 = (v: number | null) => (v === null ? '—' : v.toFixed(3));
 
 function topList(g: HeadGrid, n: number, by: (v: number) => number): string {
-  return g.flatMap((row, l) => row.map((v, h) => ({ name: `${l}.${h}`, v })))
+  return g.flatMap((row, l) => row.map((v, h) => ({ name: headName({ layer: l, head: h }), v })))
     .filter((x): x is { name: string; v: number } => x.v !== null).sort((a, b) => by(b.v) - by(a.v)).slice(0, n)
     .map((x) => `${x.name} ${x.v >= 0 ? '+' : ''}${x.v.toFixed(3)}`).join(', ');
 }

@@ -11,12 +11,12 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { chartHtml } from '../../cli/plot.ts';
 import { patchingHeatmapSpec } from '../../assignments/activation-patching/charts.ts';
+import { REFERENCE } from '../helpers.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const reference = JSON.parse(fs.readFileSync(path.join(root, 'test/fixtures/gpt2-tiny/reference.json'), 'utf8'));
+const reference = REFERENCE;
 
 /** The first Chromium on PATH (or $CHROMIUM), or null. */
 function findChromium(): string | null {

@@ -77,11 +77,6 @@ for (;;) {
 `;
 
 let helpers: Helper[] = [];
-/** products run split over threads, and on one thread only (for the benchmark's report) */
-const stats = { split: 0, single: 0, stolen: 0 };
-export function kernelThreadStats(): { split: number; single: number; stolen: number; helpers: number } {
-  return { ...stats, helpers: helpers.filter((h) => Atomics.load(h.ctl, READY) === 1).length };
-}
 /** MINGPT_KERNEL_THREADS=n sets the default (1: no helpers). */
 let wanted = Number(process.env.MINGPT_KERNEL_THREADS) >= 1 ? Math.floor(Number(process.env.MINGPT_KERNEL_THREADS)) : Math.max(1, os.availableParallelism());
 
@@ -153,18 +148,15 @@ function split(km: KernelMemory, kind: 0 | 1, args: number[], total: number, flo
   const kernel = kind === 1 ? km.exports.matmul_acc : km.exports.matmul;
   const mm = (o0: number, o1: number) => kernel(args[0], args[1], args[2], args[3], args[4], args[5], args[6], o0, o1);
   if (wanted <= 1 || !isMainThread || flop < SPLIT_FLOP || total < 64) {
-    stats.single++;
     mm(0, total);
     return;
   }
   if (helpers.length < wanted - 1) startHelpers();
   const ready = helpers.filter((h) => Atomics.load(h.ctl, READY) === 1);
   if (ready.length === 0) {
-    stats.single++;
     mm(0, total);
     return;
   }
-  stats.split++;
   const parts = ready.length + 1;
   const unit = kind === 1 ? 16 : 4; // whole tiles per thread (2 × 4 channels; 2 × 16 columns)
   const chunk = Math.ceil(total / parts / unit) * unit;
@@ -193,7 +185,6 @@ function split(km: KernelMemory, kind: 0 | 1, args: number[], total: number, flo
   for (const h of busy) {
     if (Atomics.compareExchange(h.ctl, CLAIM, 0, 1) === 0) { // not started yet: do it here
       mm(h.ctl[ARGS + 7], h.ctl[ARGS + 8]);
-      stats.stolen++;
       continue;
     }
     for (let spins = 0; Atomics.load(h.ctl, DONE) !== h.seq; spins++) {

@@ -1,0 +1,71 @@
+// Test helper (not a test file): where the fixtures are, the two PyTorch reference files read
+// once, and the one tolerance check every test uses, close(actual, expected, tol, what).
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as assert from 'uvu/assert';
+
+/** The repository's root: the scripts run from here, and FIXTURE_ARG is relative to it. */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** The tiny random checkpoint with GPT-2's layout and its references (test/fixtures/README.md). */
+export const FIXTURE = path.join(ROOT, 'test', 'fixtures', 'gpt2-tiny');
+/** FIXTURE as a user types it on a script's command line (relative to ROOT). */
+export const FIXTURE_ARG = path.relative(ROOT, FIXTURE);
+/** The IOI prompts of analysis.json's `group` and `knockout` entries, as a --prompts file. */
+export const IOI_GROUP_FILE = path.join(ROOT, 'test', 'fixtures', 'ioi-group.json');
+
+const readJson = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8'));
+/** reference.json: an independent PyTorch (float32) GPT-2 on the fixture's two cases. */
+export const REFERENCE = readJson(path.join(FIXTURE, 'reference.json'));
+/** analysis.json: the interpretability instruments in PyTorch (definitions in test/fixtures/ANALYSIS.md). */
+export const ANALYSIS = readJson(path.join(FIXTURE, 'analysis.json'));
+
+/**
+ * The tolerance against the float32 PyTorch fixtures (reference.json, analysis.json's activations,
+ * patching, attribution, path patching and knockouts). The float32 forward pass agrees with them to
+ * 2.3e-6 at worst (block 2's attention scores; most values to 1e-6, both kernels), so 1e-5 leaves
+ * room for another summation order while any real mistake stays far outside it.
+ */
+export const FLOAT32_TOL = 1e-5;
+
+/**
+ * The error of `actual` against `expected`, |actual − expected| / max(1, |expected|): absolute for
+ * values up to 1 in size, relative above, since float32 keeps about 7 significant digits at any size.
+ */
+function error(actual: number, expected: number): number {
+  return Math.abs(actual - expected) / Math.max(1, Math.abs(expected));
+}
+
+/** Asserts that `actual` is within `tol` of `expected` (see error()); NaN never is. */
+export function close(actual: number, expected: number, tol: number, what: string): void {
+  const err = error(actual, expected);
+  assert.ok(err <= tol, `${what}: ${actual} vs reference ${expected} (error ${err.toExponential(2)}, tolerance ${tol})`);
+}
+
+type List = ArrayLike<unknown>;
+const isList = (x: unknown): x is List => Array.isArray(x) || (ArrayBuffer.isView(x) && !(x instanceof DataView));
+
+/**
+ * close() over nested arrays (plain or typed) of the same shape, reporting the worst entry. A null
+ * in the reference stands for a masked entry (−∞, which JSON cannot hold): the actual entry must be
+ * null or −∞ there.
+ */
+export function closeAll(actual: unknown, expected: unknown, tol: number, what: string): void {
+  let worst = 0, where = '', got: unknown, want: unknown;
+  const walk = (a: unknown, e: unknown, at: string): void => {
+    if (isList(e)) {
+      assert.ok(isList(a) && a.length === e.length, `${what}${at}: length ${isList(a) ? a.length : typeof a} vs ${e.length} in the reference`);
+      for (let i = 0; i < e.length; i++) walk(a[i], e[i], `${at}[${i}]`);
+      return;
+    }
+    if (e === null) {
+      assert.ok(a === null || a === -Infinity, `${what}${at}: ${a}, where the reference is masked (−∞)`);
+      return;
+    }
+    const err = typeof a === 'number' && typeof e === 'number' ? error(a, e) : NaN;
+    if (!(err <= worst) && !Number.isNaN(worst)) [worst, where, got, want] = [err, at, a, e];
+  };
+  walk(actual, expected, '');
+  assert.ok(worst <= tol, `${what}${where}: ${got} vs reference ${want} (error ${worst.toExponential(2)}, tolerance ${tol})`);
+}
+
