@@ -7,7 +7,7 @@
  *   - `eap`: every edge of the graph, and which pairs are no edge (null);
  *   - `loss_grads`: minGPT's loss and every parameter's gradient (lm_head untied).
  * GRADIENTS.md allows 1e-4 relative to max(1, |value|) (1e-3 for sums of many terms); we hold
- * every entry to 1e-5, about ten times what the code achieves (≈ 1e-6: float32 rounding).
+ * every entry to FLOAT32_TOL (1e-5), about ten times what the code achieves (≈ 1e-6: float32 rounding).
  * Then properties whose expected values also come from the fixture: backward hooks, gradients
  * accumulating over two backward passes, a tied lm_head, the sum of the edges into the logits,
  * and EAP-IG approaching the whole difference between the runs.
@@ -17,7 +17,6 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { loadGPT } from '../io/load.ts';
 import { gradientsReport, type Case } from '../conformance/gradients.ts';
@@ -25,35 +24,16 @@ import { run_with_grad_cache } from '../lens/gradients.ts';
 import { edge_attribution_patching } from '../lens/eap.ts';
 import { logitDiffMetric } from '../lens/patching.ts';
 import { runScript } from './run_script.ts';
+import { FIXTURE, FIXTURE_ARG, FLOAT32_TOL, GRADIENTS as G, closeAll } from './helpers.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const FIXTURE = path.join(here, 'fixtures', 'gpt2-tiny');
-const G = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'gradients.json'), 'utf8'));
 const CASES = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'cases.json'), 'utf8')) as Case[];
-const TOL = 1e-5;
 
 const model = loadGPT(FIXTURE, { untie_lm_head: true });
 const report = gradientsReport(model, CASES[0], new BPETokenizer()) as Record<string, any>;
 const c = G.case;
 const metric = logitDiffMetric(c.corrupt_token_id, c.clean_token_id);
 
-/** The largest error of `got` against `want` (nested arrays; null in want must be null in got), relative to max(1, |want|). */
-function worstError(got: unknown, want: unknown, what: string): number {
-  if (want === null) {
-    assert.is(got, null, `${what}: expected null (no such entry)`);
-    return 0;
-  }
-  if (Array.isArray(want)) {
-    assert.ok(Array.isArray(got) && got.length === want.length, `${what}: length ${Array.isArray(got) ? got.length : typeof got} vs ${want.length}`);
-    return Math.max(0, ...want.map((w, i) => worstError((got as unknown[])[i], w, `${what}[${i}]`)));
-  }
-  assert.type(got, 'number', what);
-  return Math.abs((got as number) - (want as number)) / Math.max(1, Math.abs(want as number));
-}
-function close(got: unknown, want: unknown, what: string, tol = TOL): void {
-  const err = worstError(got, want, what);
-  assert.ok(err <= tol, `${what}: worst error ${err.toExponential(2)} (allowed ${tol})`);
-}
+const close = (got: unknown, want: unknown, what: string, tol = FLOAT32_TOL) => closeAll(got, want, tol, what);
 
 test('the case and the two runs\' metric', () => {
   assert.equal(report.case.clean_ids, c.clean_ids);
@@ -157,15 +137,15 @@ test('conformance/gradients.ts writes the report; refuses a missing --case and a
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gradients-cli-'));
   try {
     const out = path.join(tmp, 'g.json');
-    const ok = await runScript('conformance/gradients.ts', ['--weights', 'test/fixtures/gpt2-tiny', '--case', 'test/fixtures/gpt2-tiny/cases.json', '--out', out]);
+    const ok = await runScript('conformance/gradients.ts', ['--weights', FIXTURE_ARG, '--case', path.join(FIXTURE_ARG, 'cases.json'), '--out', out]);
     assert.is(ok.code, 0, ok.stderr);
     const written = JSON.parse(fs.readFileSync(out, 'utf8'));
     close(written.eap.scores, G.eap.scores, 'written eap.scores');
-    const missing = await runScript('conformance/gradients.ts', ['--weights', 'test/fixtures/gpt2-tiny', '--out', out]);
+    const missing = await runScript('conformance/gradients.ts', ['--weights', FIXTURE_ARG, '--out', out]);
     assert.is(missing.code, 2);
     assert.match(missing.stderr, '--case is required');
     fs.writeFileSync(path.join(tmp, 'bad.json'), '{"clean": "x"}');
-    const bad = await runScript('conformance/gradients.ts', ['--weights', 'test/fixtures/gpt2-tiny', '--case', path.join(tmp, 'bad.json'), '--out', path.join(tmp, 'h.json')]);
+    const bad = await runScript('conformance/gradients.ts', ['--weights', FIXTURE_ARG, '--case', path.join(tmp, 'bad.json'), '--out', path.join(tmp, 'h.json')]);
     assert.is(bad.code, 1);
     assert.match(bad.stderr, 'expected a list of cases');
     assert.not.ok(fs.existsSync(path.join(tmp, 'h.json')), 'nothing written');

@@ -1,5 +1,5 @@
-// Test helper (not a test file): where the fixtures are, the two PyTorch reference files read
-// once, and the one tolerance check every test uses, close(actual, expected, tol, what).
+// Test helper (not a test file): where the fixtures are, the PyTorch reference files read once,
+// and the one tolerance check every test uses, close(actual, expected, tol, what).
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +19,8 @@ const readJson = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8'));
 export const REFERENCE = readJson(path.join(FIXTURE, 'reference.json'));
 /** analysis.json: the interpretability instruments in PyTorch (definitions in test/fixtures/ANALYSIS.md). */
 export const ANALYSIS = readJson(path.join(FIXTURE, 'analysis.json'));
+/** gradients.json: the backward pass and the attributions built on it, by PyTorch autograd (test/fixtures/GRADIENTS.md). */
+export const GRADIENTS = readJson(path.join(FIXTURE, 'gradients.json'));
 
 /**
  * The tolerance against the float32 PyTorch fixtures (reference.json, analysis.json's activations,

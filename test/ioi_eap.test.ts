@@ -9,12 +9,10 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { runScript } from './run_script.ts';
 import { headOfNode } from '../assignments/ioi/eap.ts';
+import { ANALYSIS as A, FIXTURE_ARG, FLOAT32_TOL, IOI_GROUP_FILE, close } from './helpers.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const A = JSON.parse(fs.readFileSync(path.join(here, 'fixtures', 'gpt2-tiny', 'analysis.json'), 'utf8'));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ioi-eap-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -24,7 +22,7 @@ const EDGES = 40 + 4 * 28 + 4 * 15 + 4 * 2 + 27 + 14 + 1;
 
 test('--eap: every edge scored, the circuit of the top 6, its knockouts, the graph chart', async () => {
   const out = path.join(tmp, 'out');
-  const r = await runScript('assignments/ioi/ioi.ts', ['--weights', 'test/fixtures/gpt2-tiny', '--prompts', 'test/fixtures/ioi-group.json', '--skip-resid-sweep', '--eap', '--eap-edges', '6', '--out', out]);
+  const r = await runScript('assignments/ioi/ioi.ts', ['--weights', FIXTURE_ARG, '--prompts', IOI_GROUP_FILE, '--skip-resid-sweep', '--eap', '--eap-edges', '6', '--out', out]);
   assert.is(r.code, 0, r.stderr);
   const eap = JSON.parse(fs.readFileSync(path.join(out, 'ioi.json'), 'utf8')).eap;
   assert.is(eap.n_edges, EDGES);
@@ -33,7 +31,7 @@ test('--eap: every edge scored, the circuit of the top 6, its knockouts, the gra
   assert.equal(sizes, [...sizes].sort((a: number, b: number) => b - a), 'largest |score| first');
   const heads = new Set(eap.edges.flatMap((e: { from: string; to: string }) => [headOfNode(e.from), headOfNode(e.to)]).filter(Boolean));
   assert.equal(eap.heads, [...heads].sort());
-  assert.ok(Math.abs(eap.knockout.F_model - A.knockout.F_model) < 1e-4, `F_model ${eap.knockout.F_model} vs ${A.knockout.F_model}`);
+  close(eap.knockout.F_model, A.knockout.F_model, FLOAT32_TOL, 'F_model');
   assert.ok(Math.abs(eap.knockout.faithfulness - Math.abs(eap.knockout.F_model - eap.knockout.F_circuit)) < 1e-12);
   assert.ok(fs.existsSync(path.join(out, 'eap_circuit.svg')) && fs.existsSync(path.join(out, 'eap_circuit.vl.json')));
   assert.match(r.stdout, '9. edge attribution patching');
