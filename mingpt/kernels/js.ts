@@ -586,15 +586,20 @@ export function crossEntropyForward(logits: Float32Array, targets: number[][], B
       const y = targets[b][t];
       if (y === -1) continue;
       const o = (b * T + t) * V;
-      let max = -Infinity;
-      for (let i = 0; i < V; i++) if (logits[o + i] > max) max = logits[o + i];
-      let sum = 0;
-      for (let i = 0; i < V; i++) sum += Math.exp(logits[o + i] - max);
-      total -= logits[o + y] - max - Math.log(sum);
+      total -= logits[o + y] - rowLogSumExp(logits, o, V);
       count++;
     }
   }
   return total / count;
+}
+
+/** log Σ exp over the row x[o … o + V), in doubles, after subtracting the row's maximum. */
+function rowLogSumExp(x: Float32Array, o: number, V: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < V; i++) if (x[o + i] > max) max = x[o + i];
+  let sum = 0;
+  for (let i = 0; i < V; i++) sum += Math.exp(x[o + i] - max);
+  return max + Math.log(sum);
 }
 
 /**
@@ -608,12 +613,8 @@ export function crossEntropyBackward(dlogits: Float32Array, logits: Float32Array
     for (let t = 0; t < T; t++) {
       const y = targets[b][t];
       if (y === -1) continue;
-      const o = (b * T + t) * V;
-      let max = -Infinity;
-      for (let i = 0; i < V; i++) if (logits[o + i] > max) max = logits[o + i];
-      let sum = 0;
-      for (let i = 0; i < V; i++) sum += Math.exp(logits[o + i] - max);
-      for (let i = 0; i < V; i++) dlogits[o + i] += (Math.exp(logits[o + i] - max) / sum - (i === y ? 1 : 0)) / count;
+      const o = (b * T + t) * V, lse = rowLogSumExp(logits, o, V);
+      for (let i = 0; i < V; i++) dlogits[o + i] += (Math.exp(logits[o + i] - lse) - (i === y ? 1 : 0)) / count;
     }
   }
 }
