@@ -160,8 +160,9 @@ function downstreamGrads(model: GPT, cache: ActivationCache, grads: ActivationCa
 }
 
 /**
- * The score of every edge for one clean/corrupted pair (or batch of pairs, rows summed), texts of
- * one length. `steps` > 1: EAP-IG with that many steps.
+ * The score of every edge for one clean/corrupted pair, or a batch of pairs (the metric says how
+ * the rows combine: logitDiffMetric takes their mean), texts of one length. `steps` > 1: EAP-IG
+ * with that many steps.
  */
 export function edge_attribution_patching(
   model: GPT, clean_ids: number[] | number[][], corrupted_ids: number[] | number[][], metric: Metric, opts: { steps?: number } = {},
