@@ -15,10 +15,11 @@ import { GPT, NonFiniteError } from '../mingpt/model.ts';
 import { CheckpointError } from '../io/checkpoint.ts';
 import { SafetensorsError } from '../io/safetensors.ts';
 import { PRETRAINED, PretrainedError } from '../io/pretrained.ts';
-import { fail, type OptionSpec, type ParsedValue } from './args.ts';
+import { type OptionSpec, type ParsedValue } from './args.ts';
 import { InputError, UsageError } from '../io/errors.ts';
 import { KERNELS, setKernels, type KernelsName } from '../mingpt/kernels/index.ts';
 import { loadGPT } from '../io/load.ts';
+import { notRegularFile } from '../io/files.ts';
 
 /** --model, --weights and --kernels, as every experiment spells them. */
 export const MODEL_OPTIONS: Record<'model' | 'weights' | 'kernels', OptionSpec> = {
@@ -67,7 +68,9 @@ export function knownContext(choice: ModelChoice): number | undefined {
   try {
     const w = choice.weights;
     const dir = fs.statSync(w).isDirectory() ? w : path.dirname(w);
-    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    const file = path.join(dir, 'config.json');
+    if (notRegularFile(fs.statSync(file))) return undefined; // a FIFO would hang here; the loader says what it is
+    const cfg = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
     const n = cfg.n_positions ?? cfg.n_ctx;
     return typeof n === 'number' && Number.isInteger(n) && n > 0 ? n : undefined;
   } catch {
@@ -90,12 +93,20 @@ export async function runCli(main: (argv: string[]) => Promise<void>, command: s
   try {
     await main(process.argv.slice(2));
   } catch (err) {
-    if (err instanceof UsageError) fail(`${err.message}\n(run \`${command} --help\` for the options)`, 2);
-    if (err instanceof PretrainedError) fail(err.message + offlineHint(err, command), 1);
+    if (err instanceof UsageError) await failDrained(`${err.message}\n(run \`${command} --help\` for the options)`, 2);
+    if (err instanceof PretrainedError) await failDrained(err.message + offlineHint(err, command), 1);
     if (err instanceof InputError || err instanceof CheckpointError || err instanceof SafetensorsError
-      || err instanceof NonFiniteError) fail(err.message, 1);
+      || err instanceof NonFiniteError) await failDrained(err.message, 1);
     throw err;
   }
+}
+
+/**
+ * `error: message` on stderr, and the exit once stderr has taken all of it: a pipe accepts a
+ * long message in parts, and exiting before the last part is written (as fail() does) cuts it off.
+ */
+function failDrained(message: string, code: number): Promise<never> {
+  return new Promise<never>(() => process.stderr.write(`error: ${message.trimEnd()}\n`, () => process.exit(code)));
 }
 
 /**

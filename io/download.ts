@@ -27,6 +27,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { atomicWrite, fsyncPath } from './output.ts';
 import { ProgressBar } from './progress.ts';
+import { tryLock } from './lock.ts';
 
 export class DownloadError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -160,15 +161,6 @@ function readNote(file: string): PartialNote | null {
 // -----------------------------------------------------------------------------------------------
 // the lock
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'; // exists, but is someone else's
-  }
-}
-
 /**
  * Takes `<dest>.lock` (created exclusively, holding our pid). While another live process holds
  * it we wait; a lock whose process is gone (killed mid-download) is taken over.
@@ -199,25 +191,15 @@ const heldHere = new Map<string, Promise<void>>();
 async function takeLockFile(lockFile: string, label: string, quiet: boolean, pollMs: number): Promise<void> {
   let told = false;
   for (;;) {
+    let holder: number | null;
     try {
-      const fd = fs.openSync(lockFile, 'wx');
-      fs.writeSync(fd, `${process.pid}\n`);
-      fs.closeSync(fd);
-      return;
+      holder = tryLock(lockFile);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new DownloadError(`cannot create the lock file ${lockFile} (${(err as NodeJS.ErrnoException).code ?? describe(err)}): is its folder writable?`, { cause: err });
-      }
+      throw new DownloadError(`cannot create the lock file ${lockFile} (${(err as NodeJS.ErrnoException).code ?? describe(err)}): is its folder writable?`, { cause: err });
     }
-    let pid = NaN;
-    try { pid = Number.parseInt(fs.readFileSync(lockFile, 'utf8'), 10); } catch { continue; /* just released */ }
-    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || !alive(pid)) {
-      // left behind by a process that is gone (our own pid: an earlier life of it): take it over (rename first, so only one taker wins)
-      try { fs.renameSync(lockFile, `${lockFile}.stale-${process.pid}`); fs.rmSync(`${lockFile}.stale-${process.pid}`, { force: true }); } catch { /* someone else took it */ }
-      continue;
-    }
+    if (holder === null) return;
     if (!told && !quiet) {
-      process.stderr.write(`${label}: process ${pid} is downloading this file already; waiting for it to finish (lock ${lockFile})\n`);
+      process.stderr.write(`${label}: process ${holder} is downloading this file already; waiting for it to finish (lock ${lockFile})\n`);
       told = true;
     }
     await sleep(pollMs);

@@ -7,6 +7,7 @@
 import { GPT } from '../mingpt/model.ts';
 import { Checkpoint, CheckpointError } from './checkpoint.ts';
 import { ensurePretrained } from './pretrained.ts';
+import { quoted } from './show.ts';
 
 /**
  * Load a GPT-2-layout checkpoint in the Hugging Face safetensors format: a directory with
@@ -30,7 +31,7 @@ export function loadGPT(fileOrDir: string): GPT {
     // like minGPT's from_pretrained, insist that the two sets of names match exactly
     const unused = ckpt.unusedTensors();
     if (unused.length)
-      throw new CheckpointError(`${ckpt.file}: tensors the GPT-2 layout has no place for: ${unused.slice(0, 5).join(', ')}${unused.length > 5 ? ` (and ${unused.length - 5} more)` : ''}`);
+      throw new CheckpointError(`${ckpt.file}: tensors the GPT-2 layout has no place for: ${unused.slice(0, 5).map((k) => quoted(k)).join(', ')}${unused.length > 5 ? ` (and ${unused.length - 5} more)` : ''}`);
     model.source = { file: ckpt.file, raw_config: hp.raw };
     return model;
   } finally {
