@@ -6,7 +6,8 @@
  */
 import { GPT } from '../mingpt/model.ts';
 import { Checkpoint, CheckpointError } from './checkpoint.ts';
-import { ensurePretrained } from './pretrained.ts';
+import path from 'node:path';
+import { defaultWeightsDir, ensurePretrained } from './pretrained.ts';
 import { quoted } from './show.ts';
 
 /**
@@ -41,7 +42,17 @@ export function loadGPT(fileOrDir: string): GPT {
 
 /** GPT-2 by name: found in weights/<name>/ or the Hugging Face cache, or downloaded (./pretrained.ts). */
 export async function loadPretrained(model_type: string): Promise<GPT> {
-  const model = loadGPT(await ensurePretrained(model_type));
+  const dir = await ensurePretrained(model_type);
+  let model: GPT;
+  try {
+    model = loadGPT(dir);
+  } catch (err) {
+    // a copy that was damaged after it was downloaded (or placed there by hand) fails every run: say how to start over
+    if (err instanceof CheckpointError && path.resolve(dir).startsWith(defaultWeightsDir() + path.sep)) {
+      throw new CheckpointError(`${err.message}\nThis is the copy of ${model_type} in ${dir}: delete that folder to download it again.`, { cause: err });
+    }
+    throw err;
+  }
   model.config.model_type = model_type;
   return model;
 }
