@@ -108,6 +108,17 @@ export function findInHFCache(name: string, env: NodeJS.ProcessEnv = process.env
   return null;
 }
 
+/**
+ * The files `--model name` reads, wherever they are or would be downloaded to: weights/<name>/
+ * and the Hugging Face cache's snapshot (so that nothing is ever written over them).
+ */
+export function pretrainedFiles(name: string, env: NodeJS.ProcessEnv = process.env, weightsDir = defaultWeightsDir()): string[] {
+  const dirs = [path.join(weightsDir, name)];
+  const cached = findInHFCache(name, env);
+  if (cached) dirs.push(cached);
+  return dirs.flatMap((d) => FILES.map((f) => path.join(d, f)));
+}
+
 const truthy = (v: string | undefined) => !!v && ['1', 'true', 'yes', 'on'].includes(v.toLowerCase());
 
 /** $HF_ENDPOINT (default https://huggingface.co) without trailing slashes, if it is an http(s) address. */

@@ -28,19 +28,30 @@ export function escapeControls(text: string): string {
 /** Characters of file content shown in a message before it is cut. */
 export const SHOWN_MAX = 120;
 
-/**
- * `text` safe for the terminal: cut after `max` characters (never inside a surrogate pair),
- * with "… (N more characters)" saying so, and with controls escaped.
- */
+/** `text` cut after `max` characters (never inside a surrogate pair), and how many were cut off. */
+function cut(text: string, max: number): [string, number] {
+  if (text.length <= max) return [text, 0];
+  const at = /[\ud800-\udbff]/.test(text[max - 1]) ? max - 1 : max; // keep a pair together
+  return [text.slice(0, at), text.length - at];
+}
+
+const more = (n: number) => (n > 0 ? `… (${n} more characters)` : '');
+
+/** `text` safe for the terminal: cut after `max` characters, with "… (N more characters)" saying so, and with controls escaped. */
 export function shown(text: string, max = SHOWN_MAX): string {
-  if (text.length <= max) return escapeControls(text);
-  const cut = /[\ud800-\udbff]/.test(text[max - 1]) ? max - 1 : max; // keep a pair together
-  return `${escapeControls(text.slice(0, cut))}… (${text.length - cut} more characters)`;
+  const [head, rest] = cut(text, max);
+  return escapeControls(head) + more(rest);
 }
 
 /** A name from a file in quotes, as messages write names: 'h.0.attn.c_attn.weight'. */
 export function quoted(text: string, max = SHOWN_MAX): string {
   return `'${shown(text, max)}'`;
+}
+
+/** A text (from the user or a file) as a JSON string, cut after `max` characters and escaped: "Then, John"… (N more characters). */
+export function quotedText(text: string, max = SHOWN_MAX): string {
+  const [head, rest] = cut(text, max);
+  return escapeControls(JSON.stringify(head)) + more(rest);
 }
 
 /**
