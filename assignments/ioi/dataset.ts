@@ -220,7 +220,7 @@ export function parsePrompts(json: unknown, where = 'the prompts'): IOIPrompt[] 
       // half of a UTF-16 pair (a "\ud800" escape in the JSON) is no character: it cannot be tokenized
       const lone = text.search(/\p{Surrogate}/u);
       if (lone >= 0)
-        throw new InputError(`${where}: prompt ${i}'s "${field}" text holds a lone surrogate at character ${lone} (\\u${text.charCodeAt(lone).toString(16)}, half of a UTF-16 pair), which is no character; fix the text: ${quotedText(text)}`);
+        throw new InputError(`${where}: prompt ${i}'s "${field}" text holds a lone surrogate at character ${lone + 1} (\\u${text.charCodeAt(lone).toString(16)}, half of a UTF-16 pair), which is no character; fix the text: ${quotedText(text)}`);
     }
     if (e.group !== undefined && typeof e.group !== 'string' && typeof e.group !== 'number')
       throw new InputError(`${where}: prompt ${i} has a "group" that is neither a string nor a number`);
