@@ -165,4 +165,17 @@ test('a padded vocabulary (50304 rows, nanoGPT style): the padded rows are no to
   assert.ok(top[0].prob > 0.7, `P(The) ${top[0].prob}: the padding takes no probability`);
 });
 
+test('circuits --batch: refused above 4096, and above what fits in step 7\'s 1 GiB, with the limit named (item 10)', async () => {
+  const [big, heavy] = await Promise.all([
+    runScript('assignments/circuits/circuits.ts', [...W, '--batch', '100000', '--out', path.join(tmp, 'c1')]),
+    runScript('assignments/circuits/circuits.ts', [...W, '--batch', '4000', '--seq-len', '30', '--out', path.join(tmp, 'c2')]),
+  ]);
+  assert.is(big.code, 2, big.stderr);
+  assert.match(big.stderr, /--batch must be at most 4096 \(got 100000\)/);
+  // per sequence: 4 bytes × (30 positions × 50257 logits + 61 positions × 3 layers × 20 × 32 activations) = 6,499,320 bytes; 2^30 / that = 165.2
+  assert.is(heavy.code, 1, heavy.stderr);
+  assert.match(heavy.stderr, /at most 165 fit in the 1 GiB it may use: give --batch 165 or fewer/);
+  assert.not.ok(fs.existsSync(path.join(tmp, 'c2')));
+});
+
 test.run();
