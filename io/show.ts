@@ -26,7 +26,7 @@ export function escapeControls(text: string): string {
 }
 
 /** Characters of file content shown in a message before it is cut. */
-export const SHOWN_MAX = 120;
+const SHOWN_MAX = 120;
 
 /** `text` cut after `max` characters (never inside a surrogate pair), and how many were cut off. */
 function cut(text: string, max: number): [string, number] {

@@ -151,8 +151,8 @@ function readPromptsExtras(file: string): Setup['file'] {
 }
 
 /** The prompts of --prompts FILE, read, checked and tokenized before any model is loaded (or downloaded); null without --prompts. */
-export type PromptsFromFile = Pick<Setup, 'prompts' | 'promptsSource' | 'groups' | 'file'>;
-export function readPrompts(o: Options): PromptsFromFile | null {
+type PromptsFromFile = Pick<Setup, 'prompts' | 'promptsSource' | 'groups' | 'file'>;
+function readPrompts(o: Options): PromptsFromFile | null {
   if (o.prompts === undefined) return null;
   const prompts = loadPromptsFile(o.prompts);
   return { prompts, promptsSource: o.prompts, file: readPromptsExtras(o.prompts), groups: tokenizePrompts(prompts, new BPETokenizer()) };
