@@ -434,14 +434,15 @@ function replaceAll(stage: string, target: string, names: string[], shownAs: str
         stuck.push(name);
       }
     };
-    for (const name of movedIn) back(path.join(target, name), path.join(stage, name), name);
+    // an old file moved back replaces the new one; a new file without an old one is moved out
+    for (const name of movedIn) if (!movedAside.includes(name)) back(path.join(target, name), path.join(stage, name), name);
     for (const name of movedAside) back(path.join(aside, name), path.join(target, name), name);
     const why = `cannot replace ${failed} (${code(err)})`;
     if (stuck.length === 0) {
       throw new InputError(`${why}, so the results were not written: ${shownAs} holds the same files as before the run, none of this run's`);
     }
-    throw new MixedSetError(`${why}, and putting the folder back as it was failed too: ${shownAs} now holds a mix of old and new files. `
-      + `${stuck.join(', ')} could not be moved back; the old files are in ${aside}`);
+    throw new MixedSetError(`${why}, and putting the folder back as it was failed too (for ${stuck.join(', ')}): ${shownAs} now holds a mix of old and new files; `
+      + `the old files are in ${aside}`);
   }
 }
 
