@@ -19,6 +19,7 @@ import type { OptionSpecs, ParsedArgs } from './args.ts';
 import { InputError, UsageError } from '../io/errors.ts';
 import { KERNELS, setKernels, type KernelsName } from '../mingpt/kernels/index.ts';
 import { loadGPT } from '../io/load.ts';
+import { notRegularFile } from '../io/files.ts';
 
 /** --model, --weights and --kernels, as every experiment spells them. */
 export const MODEL_OPTIONS = {
@@ -67,7 +68,9 @@ export function knownContext(choice: ModelChoice): number | undefined {
   try {
     const w = choice.weights;
     const dir = fs.statSync(w).isDirectory() ? w : path.dirname(w);
-    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    const file = path.join(dir, 'config.json');
+    if (notRegularFile(fs.statSync(file))) return undefined; // a FIFO would hang here; the loader says what it is
+    const cfg = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
     const n = cfg.n_positions ?? cfg.n_ctx;
     return typeof n === 'number' && Number.isInteger(n) && n > 0 ? n : undefined;
   } catch {

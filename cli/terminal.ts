@@ -4,6 +4,7 @@
  * (FORCE_COLOR turns them on, or off with FORCE_COLOR=0); otherwise everything is plain text
  * that reads well in a log file.
  */
+import { escapeControls } from '../io/show.ts';
 
 // -----------------------------------------------------------------------------
 // when to colour
@@ -152,15 +153,10 @@ function textOn(rgb: RGB): RGB {
 
 /**
  * A token as the reader should see it: spaces become '␣', newlines '↵', tabs '⇥', and other
- * control characters a \x.. escape. " Jones" prints as "␣Jones".
+ * characters a terminal would act on a visible escape (io/show.ts). " Jones" prints as "␣Jones".
  */
 export function visibleToken(token: string): string {
-  return token
-    .replace(/ /g, '␣')
-    .replace(/\n/g, '↵')
-    .replace(/\r/g, '␍')
-    .replace(/\t/g, '⇥')
-    .replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return escapeControls(token.replace(/ /g, '␣').replace(/\n/g, '↵').replace(/\r/g, '␍').replace(/\t/g, '⇥'));
 }
 
 /**

@@ -38,6 +38,8 @@ export interface KnockoutGroup {
   other: number[]; // (B)
   /** per clean row: named positions (e.g. { END: 14, S2: 9 }), for heads kept at some positions only */
   positions?: Array<Record<string, number>>;
+  /** the mean-ablation values [l] (T, nh, hs), when computed by the caller (over more rows than `corrupt`, in batches); `corrupt` is then not run */
+  meanZ?: Float32Array[];
 }
 
 /** A head kept in a knockout run: everywhere, or only at the named positions. */
@@ -76,9 +78,9 @@ export class Knockout {
       if (g.token.length !== B || g.other.length !== B) throw new Error(`knockout group: ${B} clean rows but ${g.token.length} token and ${g.other.length} other ids`);
       if (g.positions && g.positions.length !== B) throw new Error(`knockout group: ${B} clean rows but ${g.positions.length} position records`);
       // the mean-ablation values: hook_z of the corrupt runs, averaged over the rows
-      const zs = run_with_cache(model, g.corrupt, { names: (n) => n.endsWith('attn.hook_z'), logits_at: [T - 1] }).cache;
-      const meanZ = Array.from({ length: L }, (_, l) => {
-        const z = zs.get('z', l).data, n = z.length / g.corrupt.length, out = new Float32Array(n);
+      const zs = g.meanZ ? null : run_with_cache(model, g.corrupt, { names: (n) => n.endsWith('attn.hook_z'), logits_at: [T - 1] }).cache;
+      const meanZ = g.meanZ ?? Array.from({ length: L }, (_, l) => {
+        const z = zs!.get('z', l).data, n = z.length / g.corrupt.length, out = new Float32Array(n);
         for (let b = 0; b < g.corrupt.length; b++) for (let i = 0; i < n; i++) out[i] += z[b * n + i];
         for (let i = 0; i < n; i++) out[i] /= g.corrupt.length;
         return out;

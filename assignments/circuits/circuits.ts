@@ -27,6 +27,10 @@ const DEFAULT_TEXT = 'Alice and Bob went to the market, and Alice bought pears. 
 /** Heads the literature reports in GPT-2 small: they should come out as copying heads. */
 export const GPT2_SMALL_COPYING = { induction: ['5.1', '5.5', '6.9', '7.2', '7.10'], name_movers: ['9.9', '9.6', '10.0'] };
 
+/** Step 7's limits: sequences, and the memory their logits and activations may take. */
+const STEP7_MAX_BATCH = 4096;
+const STEP7_BYTES = 2 ** 30;
+
 export const COMMAND = {
   usage: SCRIPT,
   description: `
@@ -42,7 +46,7 @@ memory-management neurons; then one causal check that a head's keys really need 
     raw: { type: 'boolean', default: false, help: 'use the raw weights instead of the processed ones (layer norms folded, writing weights and unembedding centred)' },
     'eraser-below': { type: 'number', default: -0.9, metavar: 'X', help: 'list the MLP neurons whose input/output cosine is at or below X' },
     top: { type: 'int', default: 10, min: 1, metavar: 'N', help: 'how many of the lowest-cosine neurons to list anyway' },
-    batch: { type: 'int', default: 4, min: 1, metavar: 'B', help: 'step 7: sequences of repeated random tokens' },
+    batch: { type: 'int', default: 4, min: 1, max: STEP7_MAX_BATCH, metavar: 'B', help: `step 7: sequences of repeated random tokens (at most ${STEP7_MAX_BATCH}, and as many as fit in ${STEP7_BYTES / 2 ** 30} GiB)` },
     'seq-len': { type: 'int', default: 20, min: 2, metavar: 'N', help: 'step 7: length of each copy (sequences are BOS + 2N tokens)' },
     'token-range': { type: 'string', metavar: 'LO,HI', help: "step 7: draw random tokens from the ids [LO, HI) (default: config.json's token_range, else 256,50256)" },
     seed: { type: 'int', default: 0, min: 0, metavar: 'N', help: 'seed of the random tokens and of the baseline matrices' },
@@ -276,6 +280,13 @@ export async function main(argv: readonly string[]): Promise<void> {
   if (hi > V) throw new InputError(`the token range [${lo}, ${hi}) goes past the vocabulary of ${name} (${V} tokens)`);
   const seqLen = a['seq-len'];
   if (2 * seqLen + 1 > model.block_size) throw new InputError(`--seq-len ${seqLen} needs ${2 * seqLen + 1} positions; ${name} reads at most ${model.block_size}`);
+  // step 7 holds every sequence's logits at the second half's positions and its activations at once
+  const perSequence = 4 * (seqLen * V + (2 * seqLen + 1) * L * 20 * model.config.n_embd);
+  const fit = Math.floor(STEP7_BYTES / perSequence);
+  if ((a.batch as number) > fit) {
+    throw new InputError(`--batch ${a.batch} needs about ${((a.batch as number) * perSequence / 2 ** 30).toFixed(1)} GiB for step 7 (sequences of BOS + 2 × ${seqLen} tokens on ${name}); `
+      + `at most ${fit} fit in the ${STEP7_BYTES / 2 ** 30} GiB it may use: give --batch ${Math.max(1, fit)} or fewer (or a shorter --seq-len)`);
+  }
 
   print(`model: ${name} (${L} layers × ${nh} heads, n_embd ${model.config.n_embd}, vocabulary ${V}), loaded in ${load_s.toFixed(1)} s; ${a.raw ? 'raw' : 'processed'} weights`);
   const report = runCircuits(model, name, {

@@ -26,6 +26,7 @@ import { ProgressBar } from '../../io/progress.ts';
 import { helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
 import { InputError, UsageError } from '../../io/errors.ts';
 import { OutputWriter } from '../../io/output.ts';
+import { quotedText } from '../../io/show.ts';
 import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, loadModel, runCli, type ModelChoice } from '../../cli/command.ts';
 import { endSweeps } from '../../sweep/engines.ts';
 import { headName, parseHead, type HeadRef } from '../../lens/heads.ts';
@@ -134,6 +135,8 @@ export interface Setup {
 }
 
 const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+/** A list of at least one "layer.head" string: an empty one would silently mean "no heads". */
+const isHeadList = (v: unknown): v is string[] => isStringList(v) && v.length > 0;
 
 function readPromptsExtras(file: string): Setup['file'] {
   const json = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown; // loadPromptsFile has checked it parses
@@ -141,37 +144,45 @@ function readPromptsExtras(file: string): Setup['file'] {
   const o = json as Record<string, unknown>;
   const out: Setup['file'] = {};
   if (o.circuit !== undefined) {
-    if (!isStringList(o.circuit)) throw new InputError(`${file}: "circuit" must be a list of "layer.head" strings`);
+    if (!isHeadList(o.circuit)) throw new InputError(`${file}: "circuit" must be a non-empty list of "layer.head" strings`);
     out.circuit = o.circuit;
   }
   if (o.name_movers !== undefined) {
-    if (!isStringList(o.name_movers)) throw new InputError(`${file}: "name_movers" must be a list of "layer.head" strings`);
+    if (!isHeadList(o.name_movers)) throw new InputError(`${file}: "name_movers" must be a non-empty list of "layer.head" strings (leave it out to have them chosen)`);
     out.name_movers = o.name_movers;
   }
   if (o.completeness_sets !== undefined) {
-    if (!Array.isArray(o.completeness_sets) || !o.completeness_sets.every(isStringList)) throw new InputError(`${file}: "completeness_sets" must be a list of lists of "layer.head" strings`);
+    if (!Array.isArray(o.completeness_sets) || o.completeness_sets.length === 0 || !o.completeness_sets.every(isHeadList)) {
+      throw new InputError(`${file}: "completeness_sets" must be a non-empty list of non-empty lists of "layer.head" strings (an empty set K leaves the circuit whole, so it tests nothing)`);
+    }
     out.completeness_sets = o.completeness_sets as string[][];
   }
   return out;
 }
 
-export function setup(model: GPT, o: Options): Setup {
+/** The prompts of --prompts FILE, read, checked and tokenized before any model is loaded (or downloaded); null without --prompts. */
+type PromptsFromFile = Pick<Setup, 'prompts' | 'promptsSource' | 'groups' | 'file'>;
+function readPrompts(o: Options): PromptsFromFile | null {
+  if (o.prompts === undefined) return null;
+  const prompts = loadPromptsFile(o.prompts);
+  return { prompts, promptsSource: o.prompts, file: readPromptsExtras(o.prompts), groups: tokenizePrompts(prompts, new BPETokenizer()) };
+}
+
+export function setup(model: GPT, o: Options, fromFile: PromptsFromFile | null = readPrompts(o)): Setup {
   const raw = model.source?.raw_config ?? null;
   const c = model.config;
   const shapeSmall = c.n_layer === 12 && c.n_head === 12 && c.n_embd === 768 && c.vocab_size === 50257;
   const gpt2Small = o.weights === undefined ? o.model === 'gpt2' : shapeSmall && !hasRandomWeights(model);
-  let prompts: IOIPrompt[], promptsSource: string, file: Setup['file'] = {};
-  if (o.prompts !== undefined) {
-    prompts = loadPromptsFile(o.prompts);
-    file = readPromptsExtras(o.prompts);
-    promptsSource = o.prompts;
+  let prompts: IOIPrompt[], promptsSource: string, file: Setup['file'] = {}, groups: PromptGroup[];
+  if (fromFile) {
+    ({ prompts, promptsSource, file, groups } = fromFile);
   } else {
     // a checkpoint built for some names only (the handmade model) lists them in config.json
     const names = isStringList(raw?.names) ? (raw!.names as string[]).map((n) => n.trim()) : undefined;
     prompts = makeDataset({ n: o.n, seed: o.seed, names });
     promptsSource = `generated: ${o.n} prompts, seed ${o.seed}${names ? `, the ${names.length} names of config.json` : ''}`;
+    groups = tokenizePrompts(prompts, new BPETokenizer());
   }
-  const groups = tokenizePrompts(prompts, new BPETokenizer());
   for (const g of groups) {
     if (g.T > model.block_size) throw new InputError(`the prompts of group "${g.key}" are ${g.T} tokens, more than the model's context of ${model.block_size}`);
     for (const p of g.prompts) {
@@ -436,11 +447,12 @@ export async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   new OutputWriter(o.out).check(); // before the long part, not after it
+  const fromFile = readPrompts(o); // a bad prompts file is refused before the model is loaded or downloaded
   const print = (s = '') => process.stdout.write(s + '\n');
   const start = performance.now();
   const model = await loadModel(o);
   const load_s = (performance.now() - start) / 1000;
-  const s = setup(model, o);
+  const s = setup(model, o, fromFile);
   // a circuit or a list of heads that cannot work on this model is refused before the long part
   checkEarly(model, o, s);
   const c = model.config;
@@ -448,7 +460,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   const n = s.groups.reduce((a, g) => a + g.prompts.length, 0);
   print(`\n1. prompts: ${n} (${s.promptsSource}), in ${s.groups.length} group${s.groups.length > 1 ? 's' : ''} of one token length each`);
   const p0 = s.groups[0].prompts[0];
-  print(`   e.g. ${JSON.stringify(p0.prompt.clean)} -> IO ${JSON.stringify(p0.prompt.io)}, S ${JSON.stringify(p0.prompt.s)}; ABC twin ${JSON.stringify(p0.prompt.corrupt)}`);
+  print(`   e.g. ${quotedText(p0.prompt.clean)} -> IO ${quotedText(p0.prompt.io)}, S ${quotedText(p0.prompt.s)}; ABC twin ${quotedText(p0.prompt.corrupt)}`);
 
   const results = await runExperiment(model, o, s, stepBars());
   printResults(results.report, print);
