@@ -9,16 +9,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { runScript, type Run } from './run_script.ts';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { compile } from 'vega-lite';
 import { openSafetensors } from '../io/safetensors.ts';
 import { displayWidth } from '../cli/terminal.ts';
-import { ANALYSIS, FIXTURE, FIXTURE_ARG, FLOAT32_TOL, closeAll } from './helpers.ts';
+import { ANALYSIS, FIXTURE, FIXTURE_ARG, FLOAT32_TOL, closeAll, tempDir } from './helpers.ts';
 
 const A = ANALYSIS;
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'generate-analysis-'));
-process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('generate-analysis-');
 const L = 3, NH = 4, T = A.case.clean_ids.length;
 
 /** generate.ts in a child process with extra environment variables; colours off, progress quiet. */

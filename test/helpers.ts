@@ -1,6 +1,7 @@
 // Test helper (not a test file): where the fixtures are, the PyTorch reference files read once,
 // and the one tolerance check every test uses, close(actual, expected, tol, what).
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as assert from 'uvu/assert';
@@ -13,6 +14,16 @@ export const FIXTURE = path.join(ROOT, 'test', 'fixtures', 'gpt2-tiny');
 export const FIXTURE_ARG = path.relative(ROOT, FIXTURE);
 /** The IOI prompts of analysis.json's `group` and `knockout` entries, as a --prompts file. */
 export const IOI_GROUP_FILE = path.join(ROOT, 'test', 'fixtures', 'ioi-group.json');
+
+/** Temporary folders made by tempDir, removed together when the test process ends. */
+const tempDirs: string[] = [];
+/** A fresh temporary folder for one test file's outputs, removed at exit (one listener for all of them). */
+export function tempDir(prefix: string): string {
+  if (tempDirs.length === 0) process.on('exit', () => { for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true }); });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
 
 const readJson = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8'));
 /** reference.json: an independent PyTorch (float32) GPT-2 on the fixture's two cases. */

@@ -7,7 +7,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import {
   detectHeads, duplicateTokenScores, evaluateDetection, inductionScores, parseTokenRange, previousTokenScores, repeatedTokens, stripeOf, stripeScore,
@@ -22,10 +21,9 @@ import { kernelsName } from '../mingpt/kernels/index.ts';
 import { mlpAblationsOnThreads } from '../assignments/induction-heads/ablation_pool.ts';
 import { runScript, type Run } from './run_script.ts';
 import { loadGPT } from '../io/load.ts';
-import { FIXTURE, close } from './helpers.ts';
+import { FIXTURE, close, tempDir } from './helpers.ts';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'induction-test-'));
-process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('induction-test-');
 
 // -----------------------------------------------------------------------------------------------
 // hand-written attention patterns

@@ -120,7 +120,7 @@ export function tokenizeInputs(bpe: BPETokenizer, o: TextsAndTargets): Tokenized
     const at = firstDifference(clean_ids, corrupt_ids);
     throw new InputError(
       `the two texts must have the same number of tokens, so that every position has a partner to patch from; ` +
-        `the clean text has ${clean_ids.length} and the corrupted text ${corrupt_ids.length}:\n` +
+        `the clean text has ${clean_ids.length} and the corrupted text ${corrupt_ids.length}${at > 4 ? ` (they differ first at token ${at})` : ''}:\n` +
         `  clean   (${clean_ids.length}): ${showTokens(clean_ids, at)}\n` +
         `  corrupt (${corrupt_ids.length}): ${showTokens(corrupt_ids, at)}\n` +
         `Change a word for one that splits into as many tokens as the word it replaces.`,

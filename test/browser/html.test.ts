@@ -9,12 +9,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chartHtml } from '../../cli/plot.ts';
 import { patchingHeatmapSpec } from '../../assignments/activation-patching/charts.ts';
-import { REFERENCE } from '../helpers.ts';
+import { REFERENCE, tempDir } from '../helpers.ts';
 
 const reference = REFERENCE;
 
@@ -32,8 +31,7 @@ const chromium = findChromium();
 if (!chromium) console.warn('  (test/browser: no chromium on PATH; the browser tests are skipped. Install it with: apt-get install -y chromium)');
 const browserTest = chromium ? test : test.skip;
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'browser-test-'));
-process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('browser-test-');
 
 const ref = reference.cases[0];
 const L = ref.patch_matrix.length, T = ref.clean_ids.length;
