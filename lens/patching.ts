@@ -38,6 +38,7 @@ export interface Metric {
  */
 export function logitDiffMetric(token: number | number[], other: number | number[]): Metric {
   return (logits) => {
+    // BEGIN TASK 3.1: the logit difference over a group
     const [B, P, V] = logits.shape;
     let sum = 0;
     for (let b = 0; b < B; b++) {
@@ -46,6 +47,7 @@ export function logitDiffMetric(token: number | number[], other: number | number
       sum += logits.data[o + t] - logits.data[o + u];
     }
     return sum / B;
+    // END TASK 3.1
   };
 }
 
@@ -61,7 +63,9 @@ export const layer_pos_patch_setter: PatchSetter = (act, { pos }, clean) => {
 };
 /** (B, T, nh, hs): head `head` at every position. */
 export const layer_head_vector_patch_setter: PatchSetter = (act, { head }, clean) => {
+  // BEGIN TASK 3.2: patch one head's output at every position
   ops.assign(act.pick(null, null, head), clean.pick(null, null, head));
+  // END TASK 3.2
 };
 /** (B, T, nh, hs): head `head` at position `pos`. */
 export const layer_head_pos_patch_setter: PatchSetter = (act, { pos, head }, clean) => {
