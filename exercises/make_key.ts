@@ -1,0 +1,1 @@
+export async function makeKey(o: { root: string; weights: string; out: string; cases?: string; prompts?: string }): Promise<{ dir: string; files: string[]; seconds: number }> { throw new Error(String(o)); }
