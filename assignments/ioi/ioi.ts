@@ -125,7 +125,7 @@ export interface Setup {
 
 const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
 
-function readPromptsExtras(file: string): Setup['file'] {
+export function readPromptsExtras(file: string): Setup['file'] {
   const json = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown; // loadPromptsFile has checked it parses
   if (Array.isArray(json) || json === null || typeof json !== 'object') return {};
   const o = json as Record<string, unknown>;

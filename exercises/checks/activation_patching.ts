@@ -134,15 +134,21 @@ const task13: TaskChecks = async (t, c) => {
 function patchAlternatives(model: GPT, k: Context['ref']['analysis']['case'], post: Float32Array[], want: number[][], c: Context): Alternative[] {
   const { n_layer: L, n_embd: C, vocab_size: V } = model.config, T = k.clean_ids.length;
   const at = (l: number, p: number) => (l < L && p < T ? want[l][p] : NaN);
-  // the saved output of block l written into block l's input instead (computed with a plain hook)
-  const input = Array.from({ length: L }, (_, l) => Array.from({ length: T }, (_, p) => {
-    const r = model.run_with_hooks(k.corrupt_ids, [[`blocks.${l}.hook_resid_pre`, (act) => { act.data.set(post[l].subarray(p * C, (p + 1) * C), p * C); }]]);
+  // the saved vector of (l, p) written somewhere else: (hook point, position), computed with a plain hook
+  const misplaced = (where: (l: number, p: number) => [string, number] | null) => Array.from({ length: L }, (_, l) => Array.from({ length: T }, (_, p) => {
+    const w = where(l, p);
+    if (!w) return NaN;
+    const r = model.run_with_hooks(k.corrupt_ids, [[w[0], (act) => { act.data.set(post[l].subarray(p * C, (p + 1) * C), w[1] * C); }]]);
     return lastDiff(r.logits.data, T, V, k.corrupt_token_id, k.clean_token_id);
-  }));
+  })).flat();
+  const nextPosition = 'each patch lands on the next position (p + 1): the vector at position p is entry p';
+  const nextBlock = 'each patch lands after the next block (l + 1): patch the output of block `layer` itself';
   return [
-    { values: want.flatMap((row, l) => row.map((_, p) => at(l, p + 1))), hint: 'each patch lands on the next position (p + 1): the vector at position p is entry p' },
-    { values: want.flatMap((row, l) => row.map((_, p) => at(l + 1, p))), hint: 'each patch lands after the next block (l + 1): patch the output of block `layer` itself' },
-    { values: input.flat(), hint: "the patch is written into the block's input; the assignment patches its output, before the next block reads it" },
+    { values: want.flatMap((row, l) => row.map((_, p) => at(l, p + 1))), hint: nextPosition },
+    { values: want.flatMap((row, l) => row.map((_, p) => at(l + 1, p))), hint: nextBlock },
+    { values: misplaced((l, p) => (p + 1 < T ? [`blocks.${l}.hook_resid_post`, p + 1] : null)), hint: nextPosition },
+    { values: misplaced((l, p) => (l + 1 < L ? [`blocks.${l + 1}.hook_resid_post`, p] : null)), hint: nextBlock },
+    { values: misplaced((l, p) => [`blocks.${l}.hook_resid_pre`, p]), hint: "the patch is written into the block's input; the assignment patches its output, before the next block reads it" },
     { values: c.ref.analysis.patching.resid_pre.flat(), hint: "that is patching each block's input (resid_pre) from the clean run; the assignment patches the block's output (resid_post)" },
     { values: want.flat().map(() => c.ref.analysis.metric.corrupt), hint: 'no patch changed anything: the patched vector must be the saved clean one (model.activations[layer][position]), written into the run' },
   ];
