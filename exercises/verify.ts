@@ -127,17 +127,39 @@ async function main(argv: string[]): Promise<void> {
       if (install) run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline'], starter);
       else fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(starter, 'node_modules'), 'dir');
       run('npx', ['tsc', '--noEmit'], starter);
+      // every experiment's script stops at the first task it needs, says which, and writes nothing
+      for (const script of [['generate.ts'], ['assignments/induction-heads/induction.ts', '--seq-len', '10', '--batch', '2'],
+        ['assignments/ioi/ioi.ts', '--prompts', 'test/fixtures/ioi-group.json'], ['assignments/circuits/circuits.ts']]) {
+        const out = path.join(tmp, `out-${path.basename(script[0], '.ts')}`);
+        const r = spawnSync(process.execPath, ['--import', 'tsx', ...script, '--weights', 'test/fixtures/gpt2-tiny', '--out', out], { cwd: starter, encoding: 'utf8', env: { ...process.env, MINGPT_QUIET: '1' } });
+        const said = /error: TASK ([\w.]+) not done: .* Write it in \S+/.exec(r.stderr);
+        if (r.status !== 1 || !said) problem(`starter: ${script[0]} should stop with "TASK … not done" and exit code 1; it exited ${r.status}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`);
+        else process.stdout.write(`  ${script[0]} stops at task ${said[1]}\n`);
+        if (fs.existsSync(out)) problem(`starter: ${script[0]} wrote ${out} although it stopped`);
+      }
       const leaked = ['exercises/mutants.ts', 'exercises/verify.ts'].filter((f) => fs.existsSync(path.join(starter, f)));
       if (leaked.length) problem(`the starter holds the teacher's files ${leaked.join(', ')}`);
     });
 
     // 3, 4 ------------------------------------------------------------------------------------
     await phase('3–4. the starter earns nothing (each task stops at its own stub); the solution earns everything', async () => {
-      const [onStarter, onSolution] = await gradeAll([{ dir: starter, tasks: required }, { dir: ROOT, tasks: [...TASKS] }]);
-      for (const r of onStarter) {
-        const t = TASKS.find((x) => x.id === r.task)!;
-        if (t.worked ? r.status !== 'passed' : r.status !== 'not done') problem(`starter: task ${r.task} is "${r.status}"${t.worked ? ' (a worked example: should pass)' : ', not "not done" (its checks must meet its own stub first)'}: ${firstHint(r)}`);
+      // the starter through the command itself, as a student runs it, with Gradescope's results file
+      const json = path.join(tmp, 'results.json');
+      if (run(process.execPath, ['--import', 'tsx', 'exercises/grade.ts', '--jobs', String(JOBS), '--json', json], starter)) {
+        const res = JSON.parse(fs.readFileSync(json, 'utf8')) as { score: number; max_score: number; tests: Record<string, unknown>[] };
+        const worked = required.filter((t) => t.worked).reduce((a, t) => a + t.points, 0);
+        if (res.score !== worked || res.max_score !== 100 * tracksFrom(undefined).length) problem(`starter: results.json says ${res.score}/${res.max_score}, not ${worked}/${100 * tracksFrom(undefined).length}`);
+        for (const test of res.tests) {
+          const missing = ['number', 'name', 'score', 'max_score', 'output', 'visibility'].filter((f) => !(f in test));
+          if (missing.length) problem(`results.json: test ${String(test.number)} lacks ${missing.join(', ')}`);
+          const t = TASKS.find((x) => x.id === test.number);
+          const status = String(test.output).split('\n')[0];
+          if (!t) problem(`results.json: unknown task ${String(test.number)}`);
+          else if (!(t.worked ? status.startsWith('passed') : status === 'not done')) problem(`starter: task ${t.id} is "${status}", not "not done" (its checks must meet its own stub first)`);
+        }
+        if (res.tests.length !== required.length) problem(`results.json: ${res.tests.length} tests, not ${required.length}`);
       }
+      const [onSolution] = await gradeAll([{ dir: ROOT, tasks: [...TASKS] }]);
       for (const r of onSolution) if (r.status !== 'passed') problem(`solution: task ${r.task} is "${r.status}", not full marks: ${firstHint(r)} ${r.message ?? ''}`);
     });
 
