@@ -11,7 +11,7 @@
 
 export type ExperimentId = 'activation-patching' | 'induction-heads' | 'ioi' | 'circuits' | 'model';
 
-export interface Experiment {
+interface Experiment {
   id: ExperimentId;
   title: string;
   /** the assignment's README, which links back to its tasks */

@@ -15,9 +15,9 @@ import { parseRegions, rewriteRegions, type Region } from './regions.ts';
 const SKIP = new Set(['.git', 'node_modules', 'out', '.bench']);
 
 /** The teacher's side of the exercises: the mutants (solution code, slightly wrong) and the checks that use them. */
-export const TEACHER_FILES = ['exercises/mutants.ts', 'exercises/verify.ts'];
+export const TEACHER_FILES = ['exercises/mutants.ts', 'exercises/verify.ts', 'test/exercises.test.ts'];
 
-export interface CopyOptions {
+interface CopyOptions {
   /** the lines to put in a region instead of its body (null: keep the body) */
   region?: (r: Region) => string[] | null;
   /** leave out TEACHER_FILES */

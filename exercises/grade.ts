@@ -26,7 +26,7 @@ import type { TaskResult } from './run_task.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-export const COMMAND: CommandSpec = {
+const COMMAND: CommandSpec = {
   usage: 'npm run grade --',
   description: `
 Grades the exercises of this copy of the repository (exercises/README.md): every task's checks run
@@ -58,7 +58,7 @@ examples:
 // -----------------------------------------------------------------------------------------------
 // running the tasks
 
-export interface GradeOptions {
+interface GradeOptions {
   root: string;
   tasks: Task[];
   key?: string;
@@ -122,7 +122,7 @@ export async function gradeTasks(o: GradeOptions): Promise<TaskResult[]> {
 export const pointsOf = (r: TaskResult): number => (r.status === 'passed' ? taskById(r.task).points : 0);
 
 /** What went wrong in a task, as lines (empty when it passed). */
-export function failureLines(r: TaskResult): string[] {
+function failureLines(r: TaskResult): string[] {
   if (r.status === 'passed') return [];
   const lines: string[] = [];
   if (r.message) lines.push(r.message);

@@ -8,7 +8,7 @@
  */
 import { TASK_NOT_DONE } from '../cli/command.ts';
 
-export type TestStatus = 'passed' | 'failed' | 'error';
+type TestStatus = 'passed' | 'failed' | 'error';
 
 export interface TestOutcome {
   name: string;
@@ -94,7 +94,7 @@ export function expectArrayNear(what: string, got: ArrayLike<number>, want: Arra
 }
 
 /** A grid (nested arrays) flattened, with nulls kept as NaN. */
-export function flat(grid: unknown): number[] {
+function flat(grid: unknown): number[] {
   return (Array.isArray(grid) ? grid.flat(Infinity) : [grid]).map((x) => (x === null ? NaN : Number(x)));
 }
 

@@ -27,7 +27,7 @@ import { readPromptsExtras } from '../assignments/ioi/ioi.ts';
 import { detectHeads, repeatedTokens, stripeOf, stripeScore } from '../assignments/induction-heads/scores.ts';
 import { KEY_FILES, type AnalysisJson, type Case, type GroupJson, type KeyExtra, type ReferenceJson } from './reference.ts';
 
-export interface MakeKeyOptions {
+interface MakeKeyOptions {
   /** the repository (for the default cases and prompts: the fixtures') */
   root: string;
   weights: string;

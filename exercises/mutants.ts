@@ -10,7 +10,7 @@
  */
 import type { Region } from './regions.ts';
 
-export interface Mutant {
+interface Mutant {
   id: string;
   task: string;
   edits?: [string, string][];

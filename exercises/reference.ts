@@ -11,6 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { InputError } from '../io/errors.ts';
+import type { CircuitEvaluation } from '../lens/knockout.ts';
 
 export interface Case {
   clean: string;
@@ -43,18 +44,8 @@ export interface AnalysisJson {
   metric: { clean: number; corrupt: number };
   patching: { resid_pre: number[][]; resid_post: number[][]; head_z: number[][] };
   path_patching: { to_logits: number[][]; to_q_last_layer: Grid };
-  knockout: {
-    group_ids: [number[], number[]][];
-    io_ids: number[];
-    s_ids: number[];
-    circuit: string[];
-    F_model: number;
-    F_circuit: number;
-    F_empty: number;
-    faithfulness: number;
-    completeness: { K: string[]; value: number; F_C_minus_K: number; F_M_minus_K: number }[];
-    minimality: { head: string; value: number; F_C_minus_v: number }[];
-  };
+  /** the group's prompts ([clean ids, corrupt ids] each) and ids, and the circuit's evaluation */
+  knockout: CircuitEvaluation & { group_ids: [number[], number[]][]; io_ids: number[]; s_ids: number[] };
   circuits: { copying_score: number[][]; composition: { q: Grid4; k: Grid4; v: Grid4 }; positional_qk: number[][][][] };
   group: {
     F_model: number;

@@ -64,7 +64,7 @@ export function parseRegions(file: string, text: string): Region[] {
 const SKIP_DIRS = new Set(['node_modules', 'test', 'exercises', 'out', 'weights']);
 
 /** The TypeScript source files that may hold regions, relative to root, with / separators. */
-export function sourceFiles(root: string, dir = ''): string[] {
+function sourceFiles(root: string, dir = ''): string[] {
   const out: string[] = [];
   for (const e of fs.readdirSync(path.join(root, dir), { withFileTypes: true })) {
     const rel = dir ? `${dir}/${e.name}` : e.name;
@@ -96,7 +96,7 @@ export function regionsByTask(regions: readonly Region[]): Map<string, Region[]>
 }
 
 /** What a stub says: the task, where to write it, and where to read about it. */
-export function notDoneMessage(task: Task, file: string): string {
+function notDoneMessage(task: Task, file: string): string {
   const msg = `TASK ${task.id} not done: ${task.title}. Write it in ${file} (${task.where}), between the BEGIN and END TASK ${task.id} lines; exercises/README.md says what to read first.`;
   if (!TASK_NOT_DONE.test(msg)) throw new Error('internal: the stub message no longer matches cli/command.ts\'s TASK_NOT_DONE');
   return msg;

@@ -15,7 +15,7 @@ import { StubReached, TaskRun, describeError, stubTask, type TestOutcome } from 
 import { loadReference } from './reference.ts';
 import { makeContext, type TaskChecks } from './context.ts';
 
-export type TaskStatus = 'passed' | 'failed' | 'not done' | 'blocked' | 'timeout' | 'crashed';
+type TaskStatus = 'passed' | 'failed' | 'not done' | 'blocked' | 'timeout' | 'crashed';
 
 export interface TaskResult {
   task: string;
@@ -42,7 +42,7 @@ async function checksOf(id: string): Promise<TaskChecks> {
   return checks;
 }
 
-export async function runTask(id: string, keyDir: string | undefined): Promise<TaskResult> {
+async function runTask(id: string, keyDir: string | undefined): Promise<TaskResult> {
   const start = performance.now();
   const run = new TaskRun();
   const done = (status: TaskStatus, message?: string): TaskResult => ({ task: id, status, tests: run.outcomes, message, seconds: (performance.now() - start) / 1000 });

@@ -39,7 +39,7 @@ examples:
   npm run starter -- ../starter-model --tracks all`,
 };
 
-export interface StarterResult {
+interface StarterResult {
   dir: string;
   stubbed: string[];
   worked: string[];
@@ -47,7 +47,7 @@ export interface StarterResult {
 }
 
 /** Writes the starter for `tracks` into `dest` from the repository at `root`. */
-export function makeStarter(root: string, dest: string, tracks: readonly ExperimentId[]): StarterResult {
+function makeStarter(root: string, dest: string, tracks: readonly ExperimentId[]): StarterResult {
   const regions = findRegions(root);
   const byTask = regionsByTask(regions);
   const chosen = TASKS.filter((t) => tracks.includes(t.experiment));

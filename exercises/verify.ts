@@ -26,7 +26,7 @@ import { RNG } from '../mingpt/utils.ts';
 import { writeCheckpoint, gpt2Config } from '../io/checkpoint_writer.ts';
 import { makeDataset } from '../assignments/ioi/dataset.ts';
 import { EXPERIMENTS, TASKS, tracksFrom, type Task } from './catalogue.ts';
-import { writeCopy } from './copy.ts';
+import { TEACHER_FILES, writeCopy } from './copy.ts';
 import { findRegions, regionsByTask, stubLines, type Region } from './regions.ts';
 import { MUTANTS, mutantRewriter } from './mutants.ts';
 import { gradeTasks, pointsOf } from './grade.ts';
@@ -137,7 +137,7 @@ async function main(argv: string[]): Promise<void> {
         else process.stdout.write(`  ${script[0]} stops at task ${said[1]}\n`);
         if (fs.existsSync(out)) problem(`starter: ${script[0]} wrote ${out} although it stopped`);
       }
-      const leaked = ['exercises/mutants.ts', 'exercises/verify.ts'].filter((f) => fs.existsSync(path.join(starter, f)));
+      const leaked = TEACHER_FILES.filter((f) => fs.existsSync(path.join(starter, f)));
       if (leaked.length) problem(`the starter holds the teacher's files ${leaked.join(', ')}`);
     });
 
