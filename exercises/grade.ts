@@ -38,7 +38,7 @@ hint. Exit code 0 whenever grading ran.`,
     tracks: { type: 'string', default: 'required', metavar: 'LIST', help: "which experiments: 'required' (all but the optional model track), 'all', or a comma-separated list (activation-patching, induction-heads, ioi, circuits, model)" },
     key: { type: 'string', metavar: 'DIR', help: "grade against a teacher's key (made with --make-key) instead of the fixtures" },
     json: { type: 'string', metavar: 'FILE', help: "also write the results in Gradescope's format (results.json)" },
-    timeout: { type: 'number', default: 120, min: 1, metavar: 'S', help: "each task's time limit in seconds (an endless loop costs that task only)" },
+    timeout: { type: 'number', min: 1, metavar: 'S', help: "each task's time limit in seconds (an endless loop costs that task only); default 60 s plus 1 s per 4 MB of the checkpoint (63 s for the fixtures, about 200 s for a key made from GPT-2 small)" },
     jobs: { type: 'int', default: 1, min: 1, max: 16, metavar: 'N', help: 'tasks graded at the same time' },
     'make-key': { type: 'boolean', help: "teacher: write a key (expected numbers only) for --weights into --out; run it in the solution" },
     weights: { type: 'string', metavar: 'DIR', help: 'with --make-key: the GPT-2-layout checkpoint (model.safetensors and config.json)' },
@@ -208,6 +208,12 @@ function selectTasks(taskList: string | undefined, tracks: string): Task[] {
   return TASKS.filter((t) => chosen.includes(t.experiment));
 }
 
+/** A task's time limit: a minute, and more for a bigger checkpoint (the checks run the model). */
+function defaultTimeout(weights: string): number {
+  const mb = fs.statSync(path.join(weights, 'model.safetensors')).size / 1e6;
+  return Math.round(60 + mb / 4);
+}
+
 async function main(argv: string[]): Promise<void> {
   const a = parseArgs(argv, COMMAND);
   if (a.help) {
@@ -226,7 +232,8 @@ async function main(argv: string[]): Promise<void> {
   if (keyOnly.length) throw new UsageError(`${keyOnly.map((n) => `--${n}`).join(', ')} ${keyOnly.length > 1 ? 'go' : 'goes'} with --make-key`);
   const tasks = selectTasks(a.task as string | undefined, a.tracks as string);
   const key = a.key as string | undefined;
-  loadReference(ROOT, key); // a missing or broken key stops here, before any task runs
+  const ref = loadReference(ROOT, key); // a missing or broken key stops here, before any task runs
+  const timeout = (a.timeout as number | undefined) ?? defaultTimeout(ref.weights);
   const json = a.json as string | undefined;
   if (json !== undefined) {
     if (json === '') throw new UsageError('--json needs a file name');
@@ -236,7 +243,7 @@ async function main(argv: string[]): Promise<void> {
   const source = key ? `the key ${key}` : 'the fixtures (test/fixtures/)';
   process.stderr.write(`grading ${tasks.length} task${tasks.length > 1 ? 's' : ''} against ${source}\n`);
   const results = await gradeTasks({
-    root: ROOT, tasks, key: key && path.resolve(key), timeout: a.timeout as number, jobs: a.jobs as number,
+    root: ROOT, tasks, key: key && path.resolve(key), timeout, jobs: a.jobs as number,
     onResult: (r) => process.stderr.write(`  ${r.task.padEnd(4)} ${r.status} (${r.seconds.toFixed(1)} s)\n`),
   });
   process.stdout.write('\n' + report(results));
