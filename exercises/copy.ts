@@ -14,8 +14,11 @@ import { parseRegions, rewriteRegions, type Region } from './regions.ts';
 /** Never copied: version control, dependencies (installed or linked), outputs, caches. */
 const SKIP = new Set(['.git', 'node_modules', 'out', '.bench']);
 
-/** The teacher's side of the exercises: the mutants (solution code, slightly wrong) and the checks that use them. */
-export const TEACHER_FILES = ['exercises/mutants.ts', 'exercises/verify.ts', 'test/exercises.test.ts'];
+/**
+ * The teacher's side, left out of a starter: the mutants (solution code, slightly wrong), the checks
+ * that use them, and the solution's CI (it checks the solution, not a student's copy).
+ */
+export const TEACHER_FILES = ['exercises/mutants.ts', 'exercises/verify.ts', 'test/exercises.test.ts', '.ci'];
 
 interface CopyOptions {
   /** the lines to put in a region instead of its body (null: keep the body) */
