@@ -20,7 +20,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { helpText, parseArgs, type CommandSpec } from '../cli/args.ts';
 import { runCli } from '../cli/command.ts';
 import { InputError, UsageError } from '../io/errors.ts';
-import { TASKS, experimentById, taskById, tracksFrom, type Task } from './catalogue.ts';
+import { EXPERIMENTS, TASKS, experimentById, taskById, tracksFrom, type Task } from './catalogue.ts';
 import { loadReference } from './reference.ts';
 import type { TaskResult } from './run_task.ts';
 
@@ -40,6 +40,7 @@ hint. Exit code 0 whenever grading ran.`,
     json: { type: 'string', metavar: 'FILE', help: "also write the results in Gradescope's format (results.json)" },
     timeout: { type: 'number', min: 1, metavar: 'S', help: "each task's time limit in seconds (an endless loop costs that task only); default 60 s plus 1 s per 4 MB of the checkpoint (63 s for the fixtures, about 200 s for a key made from GPT-2 small)" },
     jobs: { type: 'int', default: 1, min: 1, max: 16, metavar: 'N', help: 'tasks graded at the same time' },
+    list: { type: 'boolean', help: 'print the catalogue (every task: where, points, what to read first, what grades it, the mistakes it names) and exit' },
     'make-key': { type: 'boolean', help: "teacher: write a key (expected numbers only) for --weights into --out; run it in the solution" },
     weights: { type: 'string', metavar: 'DIR', help: 'with --make-key: the GPT-2-layout checkpoint (model.safetensors and config.json)' },
     cases: { type: 'string', metavar: 'FILE', help: 'with --make-key: the activation-patching cases, in the format of test/fixtures/gpt2-tiny/cases.json' },
@@ -186,6 +187,20 @@ export function gradescope(results: readonly TaskResult[], source: string): Reco
   };
 }
 
+/** The catalogue as text, experiment by experiment. */
+function catalogueText(): string {
+  const out: string[] = [];
+  for (const e of EXPERIMENTS) {
+    out.push(`${e.title}${e.optional ? ' (optional: --tracks all)' : ''}, ${e.readme}`);
+    for (const t of TASKS.filter((x) => x.experiment === e.id)) {
+      out.push(`  ${t.id}  ${t.title} (${t.points} points)`, `       where:  ${t.file}, ${t.where}`, `       read:   ${t.read}`,
+        `       graded: ${t.graded} (exercises/checks/${t.experiment.replace('-', '_')}.ts)`, `       names:  ${Object.values(t.mutants).join('; ')}`);
+    }
+    out.push('');
+  }
+  return out.join('\n');
+}
+
 // -----------------------------------------------------------------------------------------------
 // the command line
 
@@ -218,6 +233,10 @@ async function main(argv: string[]): Promise<void> {
   const a = parseArgs(argv, COMMAND);
   if (a.help) {
     process.stdout.write(helpText(COMMAND));
+    return;
+  }
+  if (a.list) {
+    process.stdout.write(catalogueText());
     return;
   }
   const keyOnly = ['weights', 'cases', 'prompts', 'out'].filter((n) => a[n] !== undefined);
