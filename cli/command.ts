@@ -84,10 +84,14 @@ export function hasRandomWeights(model: GPT): boolean {
   return !!raw && (raw.random_weights === true || /random weights/i.test(String(raw._comment ?? '')));
 }
 
+/** What a student copy's stub throws (exercises/regions.ts): "TASK 1.2 not done: …, write it in …". */
+export const TASK_NOT_DONE = /^TASK ([\w.]+) not done: /;
+
 /**
  * Runs `main` and turns the errors we expect into `error: …` on stderr and an exit code:
- * 2 for a wrong command line (with a pointer to --help), 1 for input, weights or a run that
- * went non-finite. Anything else is a bug, and Node prints its stack.
+ * 2 for a wrong command line (with a pointer to --help), 1 for input, weights, a run that
+ * went non-finite, or a task of a student copy that is not written yet. Anything else is a
+ * bug, and Node prints its stack.
  */
 export async function runCli(main: (argv: string[]) => Promise<void>, command: string): Promise<void> {
   try {
@@ -97,6 +101,7 @@ export async function runCli(main: (argv: string[]) => Promise<void>, command: s
     if (err instanceof PretrainedError) return exitWithError(err.message + offlineHint(err, command), 1);
     if (err instanceof InputError || err instanceof CheckpointError || err instanceof SafetensorsError
       || err instanceof NonFiniteError) return exitWithError(err.message, 1);
+    if (err instanceof Error && TASK_NOT_DONE.test(err.message)) return exitWithError(err.message, 1);
     throw err;
   }
 }

@@ -29,14 +29,18 @@ import { headName, type HeadRef } from './heads.ts';
 
 /** W_QK = W_Q W_Kᵀ (C, C), factored through the head dimension. */
 export function qkCircuit(w: Weights, l: number, h: number): FactoredMatrix {
+  // BEGIN TASK 4.2: a head's QK circuit
   const C = w.d_model, hs = w.d_head, hw = w.head(l, h);
   return new FactoredMatrix(dense(hw.W_Q, C, hs), transpose(dense(hw.W_K, C, hs)));
+  // END TASK 4.2
 }
 
 /** W_OV = W_V W_O (C, C), factored through the head dimension. */
 export function ovCircuit(w: Weights, l: number, h: number): FactoredMatrix {
+  // BEGIN TASK 4.1: a head's OV circuit
   const C = w.d_model, hs = w.d_head, hw = w.head(l, h);
   return new FactoredMatrix(dense(hw.W_V, C, hs), dense(hw.W_O, hs, C));
+  // END TASK 4.1
 }
 
 // -----------------------------------------------------------------------------------------------
@@ -44,12 +48,14 @@ export function ovCircuit(w: Weights, l: number, h: number): FactoredMatrix {
 
 /** Σ Re λ / Σ |λ| (0 when every eigenvalue is 0, e.g. a head that writes nothing). */
 export function copyingScoreOf(ev: { re: Float64Array; im: Float64Array }): number {
+  // BEGIN TASK 4.3: the copying score from the eigenvalues
   let re = 0, abs = 0;
   for (let i = 0; i < ev.re.length; i++) {
     re += ev.re[i];
     abs += Math.hypot(ev.re[i], ev.im[i]);
   }
   return abs > 0 ? re / abs : 0;
+  // END TASK 4.3
 }
 
 /**
@@ -207,10 +213,16 @@ export function compositionScores(w: Weights, onLayer?: () => void): Composition
 
 /** The same score for one pair, straight from the factored matrices (the readable version). */
 export function compositionScore(w: Weights, A: HeadRef, B: HeadRef, mode: CompositionMode): number {
-  const Lm = ovCircuit(w, A.layer, A.head);
-  const R = mode === 'q' ? qkCircuit(w, B.layer, B.head) : mode === 'k' ? qkCircuit(w, B.layer, B.head).T : ovCircuit(w, B.layer, B.head);
-  const denom = Lm.norm() * R.norm();
-  return denom > 0 ? Lm.mulFactored(R).norm() / denom : 0;
+  return compositionOf(ovCircuit(w, A.layer, A.head), { qk: qkCircuit(w, B.layer, B.head), ov: ovCircuit(w, B.layer, B.head) }, mode);
+}
+
+/** How much a reader (B's QK and OV circuits) reads what a writer's OV circuit `ovA` writes, by mode. */
+export function compositionOf(ovA: FactoredMatrix, reader: { qk: FactoredMatrix; ov: FactoredMatrix }, mode: CompositionMode): number {
+  // BEGIN TASK 4.4: the composition score
+  const R = mode === 'q' ? reader.qk : mode === 'k' ? reader.qk.T : reader.ov;
+  const denom = ovA.norm() * R.norm();
+  return denom > 0 ? ovA.mulFactored(R).norm() / denom : 0;
+  // END TASK 4.4
 }
 
 /**

@@ -161,12 +161,14 @@ export class Knockout {
       if (!ablated(l)) continue;
       const m = p.meanZ[l];
       hooks.push([`blocks.${l}.attn.hook_z`, (act) => {
+        // BEGIN TASK 3.4: knock out (mean-ablate) every head not kept
         // act (B, T, nh, hs): the knocked-out (b, t, h) take the mean (t, h)
         for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let h = 0; h < nh; h++) {
           const k = keep[l][h];
           if (k === 'all' || (k !== null && k[b].has(t))) continue;
           act.data.set(m.subarray((t * nh + h) * hs, (t * nh + h + 1) * hs), ((b * T + t) * nh + h) * hs);
         }
+        // END TASK 3.4
       }]);
     }
     const res = this.model.forward(null, { start_at_layer: start, residual: ndarray(from[start], [B, T, C]), logits_at: [T - 1], hooks });
@@ -238,6 +240,7 @@ export function evaluateCircuit(ko: Knockout, circuit: readonly KeptHead[], opts
     const drop = new Set(K.map(headName));
     return X.filter((x) => !drop.has(headName(x)));
   };
+  // BEGIN TASK 3.5: faithfulness, completeness and minimality
   const F_model = ko.F('all');
   const F_circuit = F(circuit, true); // C \ K and C \ {v} start where they part from C
   const F_empty = F([]);
@@ -250,4 +253,5 @@ export function evaluateCircuit(ko: Knockout, circuit: readonly KeptHead[], opts
     return { head: headName(v), value: Math.abs(F_C_minus_v - F_circuit), F_C_minus_v };
   });
   return { circuit: circuit.map(headName), F_model, F_circuit, F_empty, faithfulness: Math.abs(F_model - F_circuit), completeness, minimality };
+  // END TASK 3.5
 }

@@ -131,6 +131,7 @@ function headQuery(model: GPT, l: number, h: number, ln: Float32Array, N: number
  * records, by receiver index: (N, hs) each (null for receivers before the senders' layer).
  */
 function passC(model: GPT, run: OrigRun, senders: HeadRef[], P: number[], receivers: HeadRef[]): { x: Float32Array; q: (Float32Array | null)[] } {
+  // BEGIN TASK 3.3: path patching's pass C (every other head frozen)
   const { n_layer: L, n_embd: C, n_head: nh } = model.config;
   const hs = C / nh, { B, T, cache } = run, S = senders.length, n1 = B * P.length, N = S * n1;
   const ls = senders[0].layer;
@@ -168,6 +169,7 @@ function passC(model: GPT, run: OrigRun, senders: HeadRef[], P: number[], receiv
     for (let k = 0; k < x.length; k++) x[k] = mid[k] + mlp[k];
   }
   return { x, q };
+  // END TASK 3.3
 }
 
 /**

@@ -269,10 +269,12 @@ export class Block {
 
   /** MLP forward: x (B, T, C) -> (B, T, 4C) -> GELU -> (B, T, C) */
   mlpf(x: Float32Array, B: number, T: number): Float32Array {
+    // BEGIN TASK M.3: the MLP: expand, GELU, project back
     const m = this.mlp, h = this.hooks, n = this.names, shape = [B, T, m.c_fc.out_features];
     const pre = h.point(n.mlp_pre, m.c_fc.forward(x, B * T), shape); // (B, T, 4C)
     const post = h.point(n.mlp_post, m.act.forward(pre), shape); // (B, T, 4C)
     return m.c_proj.forward(post, B * T); // (B, T, C)
+    // END TASK M.3
   }
 
   /** The MLP's backward: dy (B, T, C) -> dx (B, T, C) added to `dx`, given the forward's input x */
@@ -601,7 +603,9 @@ export class GPT {
         ' (are the weights damaged, or did a hook write something non-finite?)');
     }
 
+    // BEGIN TASK 1.4: keep the last position's logits
     if (P > 0) this.lastLogits = logits.slice((P - 1) * V, P * V); // batch row 0, last computed position
+    // END TASK 1.4
     // if we are given some desired targets also calculate the loss
     let loss: number | null = null;
     if (opts.targets !== undefined) {
@@ -748,6 +752,7 @@ export class GPT {
     const hooks: HookSpec = [];
     const L = this.config.n_layer;
     if (opts.save) {
+      // BEGIN TASK 1.2: save every block's output at every position
       this.activations = Array.from({ length: L }, () => []);
       for (let l = 0; l < L; l++) {
         hooks.push([this.transformer.h[l].names.resid_post, (act) => {
@@ -756,8 +761,10 @@ export class GPT {
           for (let t = 0; t < T; t++) this.activations[l][t] = act.data.slice(t * C, (t + 1) * C);
         }]);
       }
+      // END TASK 1.2
     }
     if (opts.patch) {
+      // BEGIN TASK 1.3: patch one block output at one position
       const { layer, position } = opts.patch;
       if (!(layer >= 0 && layer < L)) throw new Error(`patch layer ${layer} is outside 0..${L - 1}`);
       if (!(position >= 0 && position < T)) throw new Error(`patch position ${position} is outside 0..${T - 1}`);
@@ -767,6 +774,7 @@ export class GPT {
         const [B, , C] = act.shape;
         for (let b = 0; b < B; b++) act.data.set(value, (b * T + position) * C);
       }]);
+      // END TASK 1.3
     }
     return hooks;
   }

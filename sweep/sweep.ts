@@ -55,6 +55,7 @@ export function checkPatchingInput(model: GPT, input: PatchingInput): void {
 
 /** The assignment's algorithm, written for reading: 2 + n_layer × T full forward passes. */
 export function referencePatchingSweep(model: GPT, input: PatchingInput, opts: PatchingOptions = {}): PatchingResult {
+  // BEGIN TASK 1.5: the layer × position loop and its logit-difference matrix
   const { clean_ids, corrupt_ids, clean_token_id, corrupt_token_id } = input;
   const diff = (logits: Float32Array) => logits[corrupt_token_id] - logits[clean_token_id];
   const L = model.config.n_layer, T = clean_ids.length;
@@ -82,4 +83,5 @@ export function referencePatchingSweep(model: GPT, input: PatchingInput, opts: P
     clean_last_logits,
     corrupt_last_logits,
   };
+  // END TASK 1.5
 }

@@ -101,12 +101,14 @@ export function patchHeatmapSpec(input: PatchChartInput): TopLevelSpec {
       row.forEach((v, head) => cells.push({ row: String(layer), col: cols[head], layer, head, ...base(v) }));
     });
   } else {
+    // BEGIN TASK 1.6: the heatmap's cells from the layer × position matrix
     const m = input.matrix as number[][];
     cols = posLabels;
     m.forEach((row, layer) => {
       rows.push(String(layer));
       row.forEach((v, position) => cells.push({ row: String(layer), col: posLabels[position], layer, position, token: q(tokens[position]), ...base(v) }));
     });
+    // END TASK 1.6
   }
   const values = cells.map((c) => c.value).filter(Number.isFinite);
   const maxAbs = input.maxAbs ?? (Math.max(0, ...values.map(Math.abs)) || 1);

@@ -69,6 +69,7 @@ function showTokens(ids: readonly number[], at: number, max = 24): string {
 
 /** The one token id of a target word, or an InputError saying what it splits into. */
 export function targetTokenId(bpe: BPETokenizer, word: string, flag: string): number {
+  // BEGIN TASK 1.1: the answer's token id (mind the leading space)
   if (word === '') throw new InputError(`${flag} is empty; give the one token the text should predict, e.g. ${flag} " Jones"`);
   const ids = bpe.encode(word);
   if (ids.length === 1) return ids[0];
@@ -85,6 +86,7 @@ export function targetTokenId(bpe: BPETokenizer, word: string, flag: string): nu
   }
   message += '\nThe experiment compares the logits of two single tokens; choose words that are one token each.';
   throw new InputError(message);
+  // END TASK 1.1
 }
 
 /** A note (not an error) when a word-like target lacks the leading space it usually needs. */

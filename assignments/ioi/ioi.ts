@@ -138,7 +138,7 @@ const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every(
 /** A list of at least one "layer.head" string: an empty one would silently mean "no heads". */
 const isHeadList = (v: unknown): v is string[] => isStringList(v) && v.length > 0;
 
-function readPromptsExtras(file: string): Setup['file'] {
+export function readPromptsExtras(file: string): Setup['file'] {
   const json = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown; // loadPromptsFile has checked it parses
   if (Array.isArray(json) || json === null || typeof json !== 'object') return {};
   const o = json as Record<string, unknown>;
