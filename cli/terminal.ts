@@ -299,10 +299,33 @@ export interface HeatmapOptions {
 }
 
 function formatValue(v: number, digits: number): string {
+  return num(v, digits, true);
+}
+
+/**
+ * A number with `digits` decimals as the reports print it: never "-0.000" (a value that rounds to
+ * zero prints as 0.000), with a "+" on positive values when `sign` is set.
+ */
+export function num(v: number, digits = 3, sign = false): string {
   if (!Number.isFinite(v)) return String(v);
   const s = v.toFixed(digits);
-  if (Number(s) === 0) return (0).toFixed(digits); // no "-0.00"
-  return v > 0 ? `+${s}` : s;
+  if (Number(s) === 0) return (0).toFixed(digits);
+  return sign && v > 0 ? `+${s}` : s;
+}
+
+/** A number inside a formula: negative values in parentheses, so "a − (−b)" never reads "a − -b". */
+export function term(v: number, digits = 3): string {
+  const s = num(v, digits);
+  return s.startsWith('-') ? `(${s})` : s;
+}
+
+/**
+ * The warning every experiment prints, and the charts repeat, when the checkpoint's config.json
+ * marks its weights as random (the test fixture, the benchmark's checkpoint).
+ */
+export function randomWeightsWarning(): string {
+  return 'This checkpoint has random weights (its config.json says so): the numbers exercise the arithmetic of the experiment, ' +
+    'but the model knows no language, so no pattern here is a finding about GPT-2.';
 }
 
 /** The one side of zero every finite value sits on, or null when they straddle it (or are 0). */

@@ -6,7 +6,7 @@
 import { tokenStrings } from '../../mingpt/bpe.ts';
 import type { AxisName } from '../../lens/patching.ts';
 import {
-  bold, colorNames, formatHeatmap, formatTokenList, formatTopTable, visibleToken, type ColorDepth, type TopRow,
+  bold, colorNames, formatHeatmap, randomWeightsWarning, formatTokenList, formatTopTable, visibleToken, type ColorDepth, type TopRow,
 } from '../../cli/terminal.ts';
 import type { Engine } from '../../sweep/sweep.ts';
 import { patchGrid, patchHook, rankOf, type DLAParts, type Patch, type PatchKind, type Runs, type TextsAndTargets, type Tokenized } from './experiment.ts';
@@ -182,12 +182,7 @@ export function readingAid(r: ReadingAidInput): string[] {
   const out: string[] = [];
   const gap = r.corrupt_logit_diff - r.clean_logit_diff;
 
-  if (r.randomWeights) {
-    out.push(
-      'This checkpoint has random weights (its config.json says so): the numbers below exercise the arithmetic of patching, ' +
-        'but the model knows no language, so no pattern here is a finding about GPT-2.',
-    );
-  }
+  if (r.randomWeights) out.push(randomWeightsWarning());
   const names = r.color === undefined ? null : colorNames(r.color);
   const shades = names ? `Negative cells (${names.negative}) favour ${ct}, positive cells (${names.positive}) favour ${xt}.`
     : `Negative cells favour ${ct}, positive cells favour ${xt} (blue and orange in the charts).`;
