@@ -40,7 +40,7 @@ import {
   type PatchKind, type TextsAndTargets,
 } from './assignments/activation-patching/experiment.ts';
 import {
-  printAttribution, printPatchPlan, printPatchResult, printTargets, printTokens, printTop, section, type Printer,
+  answerTokenWarnings, printAttribution, printPatchPlan, printPatchResult, printTargets, printTokens, printTop, section, sweepCost, type Printer,
 } from './assignments/activation-patching/report.ts';
 
 // These were generate.ts's own; they live in the assignment's folder now.
@@ -166,6 +166,9 @@ export async function main(argv: readonly string[]): Promise<void> {
   const cleanTokens = tokenStrings(t.clean_ids);
   printTokens(p, o, t);
   for (const note of t.notes) process.stderr.write(note + '\n');
+  const given = (name: string) => argv.some((x) => x === `--${name}` || x.startsWith(`--${name}=`));
+  const answerGiven = { texts: given('clean') || given('corrupt'), cleanToken: given('clean-token'), corruptToken: given('corrupt-token') };
+  for (const warning of answerTokenWarnings(o, t, DEFAULTS, answerGiven)) process.stderr.write(warning + '\n');
   if (o.engineGiven && o.patch !== 'resid_post') process.stderr.write(`note: --engine applies to --patch resid_post only; --patch ${o.patch} uses the generic patch\n`);
   new OutputWriter(o.out).check(); // a bad --out fails now, not after the sweep
   const cacheDir = o.saveCache === undefined ? undefined : cacheStagingDir(o.saveCache);
@@ -184,7 +187,9 @@ export async function main(argv: readonly string[]): Promise<void> {
   // 2–3. the two runs, and the clean run's attribution (the fast engine's threads boot meanwhile)
   const x = { patch: o.patch, engine: o.engine, keepCache: o.saveCache !== undefined };
   await prepareExperiment(model, t, x);
+  const runsStart = performance.now();
   const runs = runTexts(model, t, x);
+  const forward_s = (performance.now() - runsStart) / 1000 / 2; // two runs: the clean one (cached) and the corrupted one
   const top = topTokens(runs.clean_last_logits, o.top);
   printTop(p, t, top, cleanTokens[cleanTokens.length - 1]);
   printTargets(p, o, t, runs.clean_last_logits);
@@ -193,10 +198,12 @@ export async function main(argv: readonly string[]): Promise<void> {
   printTargets(p, o, t, runs.corrupt_last_logits);
 
   // 4. the patch ----------------------------------------------------------------------
-  printPatchPlan(p, o.patch, o.engine, cfg.n_layer, cfg.n_head, t.clean_ids.length);
+  const firstDiff = t.clean_ids.findIndex((id, i) => id !== t.corrupt_ids[i]);
+  const cost = sweepCost(o.patch, o.engine, cfg.n_layer, cfg.n_head, t.clean_ids.length, firstDiff);
+  printPatchPlan(p, o.patch, o.engine, cfg.n_layer, cfg.n_head, t.clean_ids.length, { passes: cost.passes, forward_s });
   let bar: ProgressBar | undefined;
   const patch = await runPatch(model, t, runs, {
-    ...x, onStart: (total) => (bar = new ProgressBar({ total, label: 'patching' })), onProgress: (done) => bar?.update(done),
+    ...x, onStart: (total) => (bar = new ProgressBar({ total, label: 'patching', workDone: cost.share })), onProgress: (done) => bar?.update(done),
   });
   bar?.done();
   p.print(`done in ${patch.sweep_s.toFixed(1)} s`);
@@ -208,7 +215,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   if (o.saveCache !== undefined && cacheDir !== undefined && runs.cache) {
     stagedCache = path.join(cacheDir, `.${path.basename(o.saveCache)}.${process.pid}.partial`);
     cleanupOnExit(stagedCache);
-    runs.cache.save(stagedCache, { model: modelName, text: o.clean });
+    // the token ids too, so the cache can be matched with its text without our tokenizer
+    runs.cache.save(stagedCache, { model: modelName, text: o.clean, token_ids: JSON.stringify(t.clean_ids) });
   }
   runs.cache = undefined;
   await endSweeps();

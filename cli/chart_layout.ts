@@ -1,15 +1,11 @@
 /**
- * Layout helpers for the charts: how wide a text is, wrapping it to a width, and choosing which
- * rows, columns and axis labels a large chart shows.
+ * Layout helpers for the charts (and the terminal's large grids): how wide a text is, wrapping it
+ * to a width, and choosing which rows, columns and axis labels a large result shows. No vega here,
+ * so that the terminal report can use it without loading vega; cli/plot.ts hands textWidth to vega.
  *
- * Text widths. In Node vega has no canvas to measure text with, and estimates every character at
- * 0.8 em, so a long title or axis label made the picture far wider than what it holds. We give vega
- * the advance widths of DejaVu Sans (the sans-serif face the PNG is drawn with on Linux; Arial,
- * used elsewhere, is a little narrower), through the hook vega keeps for that purpose
- * (`textMetrics.width`, the one vl-convert also sets). In the browser vega measures with its
- * canvas and this file changes nothing.
+ * Widths are those of DejaVu Sans, the sans-serif face the PNG is drawn with on Linux (Arial, used
+ * elsewhere, is a little narrower).
  */
-import * as vega from 'vega';
 
 // Advance widths of the printable ASCII characters (32 … 126), in thousandths of an em, read
 // from DejaVuSans.ttf and DejaVuSans-Bold.ttf (their hmtx tables).
@@ -44,24 +40,6 @@ export function textWidth(text: string, fontSize: number, bold = false): number 
   }
   return (units * fontSize) / 1000;
 }
-
-interface TextItem {
-  text?: unknown;
-  fontSize?: number;
-  fontWeight?: string | number;
-  limit?: number;
-}
-
-const isBold = (w: unknown) => w === 'bold' || w === 'bolder' || (typeof w === 'number' && w >= 600) || (typeof w === 'string' && Number(w) >= 600);
-
-// vega asks this for the width of every text it lays out (labels, titles, legends); a label cut at
-// its `limit` is as wide as the limit.
-const metrics = (vega as unknown as { textMetrics: { width: (item: TextItem, text?: string) => number } }).textMetrics;
-metrics.width = (item: TextItem, text?: string) => {
-  const line = String(text ?? item.text ?? '').trim();
-  const w = textWidth(line, item.fontSize ?? 11, isBold(item.fontWeight));
-  return item.limit && item.limit > 0 ? Math.min(w, item.limit) : w;
-};
 
 /**
  * `text` broken at spaces into lines no wider than `maxWidth` pixels. A word wider than the whole

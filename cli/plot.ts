@@ -15,10 +15,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compile, type TopLevelSpec } from 'vega-lite';
+import * as vega from 'vega';
 import { parse, View } from 'vega';
 import { atomicWrite } from '../io/output.ts';
 import { visibleToken } from './terminal.ts';
-import { wrapLines } from './chart_layout.ts';
+import { textWidth, wrapLines } from './chart_layout.ts';
 
 export type { TopLevelSpec };
 
@@ -35,6 +36,28 @@ export function positionLabel(i: number, token: string): string {
 
 // -----------------------------------------------------------------------------
 // rendering in Node
+
+// Text widths. In Node vega has no canvas to measure text with and estimates every character at
+// 0.8 em, so a long title or label made the picture far wider than what it holds. It keeps a hook
+// for a better measure (`textMetrics.width`, the one vl-convert sets too); we give it DejaVu Sans's
+// widths. In the browser vega measures with its canvas and this changes nothing.
+interface TextItem {
+  text?: unknown;
+  fontSize?: number;
+  fontWeight?: string | number;
+  limit?: number;
+}
+
+const isBold = (w: unknown) => w === 'bold' || w === 'bolder' || (typeof w === 'number' && w >= 600) || (typeof w === 'string' && Number(w) >= 600);
+
+// vega asks this for the width of every text it lays out (labels, titles, legends); a label cut at
+// its `limit` is as wide as the limit.
+const metrics = (vega as unknown as { textMetrics: { width: (item: TextItem, text?: string) => number } }).textMetrics;
+metrics.width = (item: TextItem, text?: string) => {
+  const line = String(text ?? item.text ?? '').trim();
+  const w = textWidth(line, item.fontSize ?? 11, isBold(item.fontWeight));
+  return item.limit && item.limit > 0 ? Math.min(w, item.limit) : w;
+};
 
 /** The Vega spec that a vega-lite spec compiles to (throws on an invalid spec). */
 export function compileVegaLite(spec: TopLevelSpec) {

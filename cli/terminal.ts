@@ -217,15 +217,16 @@ export function wrapText(text: string, width: number, indent = ''): string[] {
 }
 
 /**
- * Tokens as `index:token` pairs separated by spaces, wrapped at `width` columns. Positions in
+ * Tokens as `index:token` pairs separated by spaces, wrapped at `width` columns (`numbers` gives
+ * the indices when the tokens are a selection). Positions in
  * `highlight` are shown bold (with colour) so a reader spots where two texts differ.
  */
-export function formatTokenList(tokens: readonly string[], opts: { highlight?: ReadonlySet<number>; color?: ColorDepth; width?: number } = {}): string {
+export function formatTokenList(tokens: readonly string[], opts: { highlight?: ReadonlySet<number>; color?: ColorDepth; width?: number; numbers?: readonly number[] } = {}): string {
   const width = opts.width ?? 100;
   const lines: string[] = [];
   let line = '';
   tokens.forEach((tok, i) => {
-    const plain = `${i}:${visibleToken(tok)}`;
+    const plain = `${opts.numbers?.[i] ?? i}:${visibleToken(tok)}`;
     const shown = opts.highlight?.has(i) && opts.color ? `${ESC}1;4m${plain}${RESET}` : plain;
     if (line && displayWidth(line) + 1 + displayWidth(plain) > width) {
       lines.push(line);
@@ -279,6 +280,8 @@ export interface HeatmapOptions {
   rowLabels: readonly string[];
   /** one label per column, e.g. the tokens */
   columnLabels: readonly string[];
+  /** the number printed above each column (default 0, 1, 2, …): the positions, when only some are shown */
+  columnNumbers?: readonly number[];
   /** what a negative value means, e.g. "␣Jones favoured" */
   negativeLabel?: string;
   /** what a positive value means */
@@ -338,6 +341,18 @@ export function oneSide(values: readonly number[]): 'above' | 'below' | null {
 }
 
 /**
+ * Whether colours centred on zero hide the differences between the cells: every cell within a
+ * fifth of the largest |value| of every other (e.g. all near −3.4 on a scale of ±3.65, when both
+ * runs favour the same token). The experiments then name a scale that shows them.
+ */
+export function zeroScaleHides(values: readonly number[]): boolean {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  const m = Math.max(Math.abs(lo), Math.abs(hi));
+  return lo < hi && hi - lo < 0.2 * m;
+}
+
+/**
  * A matrix as a heatmap: rows top to bottom, columns left to right, each cell coloured on a
  * diverging scale (blue negative, orange positive, centred on zero unless `domain` says
  * otherwise), with a legend. When the cells are wide enough they also show the value. Without
@@ -351,10 +366,14 @@ export function formatHeatmap(matrix: readonly (readonly number[])[], opts: Heat
   const nCols = opts.columnLabels.length;
   const rowW = Math.max(...opts.rowLabels.map(displayWidth)) + 1;
   const flat = matrix.flat().filter(Number.isFinite);
-  const maxAbs = Math.max(0, ...flat.map(Math.abs)) || 1;
+  // loops, not Math.max(...flat): a large grid would overflow the stack
+  let smallest = 0, largest = 0;
+  for (const v of flat) { smallest = Math.min(smallest, v); largest = Math.max(largest, v); }
+  const maxAbs = Math.max(-smallest, largest) || 1;
   const [lo, hi] = opts.domain ?? [-maxAbs, maxAbs];
   const toT = (v: number) => (hi === lo ? 0 : (2 * (v - lo)) / (hi - lo) - 1); // lo → −1, hi → +1
-  const valueW = Math.max(...flat.map((v) => formatValue(v, digits).length), digits + 3) + 1;
+  const valueW = Math.max(formatValue(smallest, digits).length, formatValue(largest, digits).length, digits + 3) + 1;
+  const number = (j: number) => opts.columnNumbers?.[j] ?? j;
 
   // Widest layout that fits: values in the cells, then colour-only blocks, then 1 column each.
   // Without colour the numbers are the only content, so keep them and cut the grid into blocks.
@@ -377,12 +396,12 @@ export function formatHeatmap(matrix: readonly (readonly number[])[], opts: Heat
     const cols = Array.from({ length: end - start }, (_, k) => start + k);
     if (start > 0) lines.push('');
     // column numbers: across when they fit in a cell, otherwise one digit per line, read downwards
-    const indexW = String(end - 1).length;
+    const indexW = Math.max(...cols.map((j) => String(number(j)).length));
     if (cellW > indexW) {
-      lines.push(dim((' '.repeat(rowW) + cols.map((j) => padStartW(String(j), cellW)).join('')).trimEnd(), depth));
+      lines.push(dim((' '.repeat(rowW) + cols.map((j) => padStartW(String(number(j)), cellW)).join('')).trimEnd(), depth));
     } else {
       for (let d = 0; d < indexW; d++) {
-        const digitsRow = cols.map((j) => padStartW(String(j).padStart(indexW, ' ')[d], cellW)).join('');
+        const digitsRow = cols.map((j) => padStartW(String(number(j)).padStart(indexW, ' ')[d], cellW)).join('');
         lines.push(dim((' '.repeat(rowW) + digitsRow).trimEnd(), depth));
       }
     }
@@ -401,7 +420,7 @@ export function formatHeatmap(matrix: readonly (readonly number[])[], opts: Heat
     });
   }
   if (!labelsAbove) {
-    lines.push('columns: ' + formatTokenList(opts.columnLabels, { width: Math.max(40, width - 9) }).replace(/\n/g, '\n         '));
+    lines.push('columns: ' + formatTokenList(opts.columnLabels, { width: Math.max(40, width - 9), numbers: opts.columnNumbers }).replace(/\n/g, '\n         '));
   }
 
   // Legend: a colour ramp from one end of the scale to the other, with what each end means.

@@ -13,7 +13,7 @@
 import { VEGA_LITE_SCHEMA, positionLabel, type TopLevelSpec } from '../../cli/plot.ts';
 import { cellLabels, cellTextFit, cellTextLayer, colourWord, extent, fixed, maxAbs, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
 import { pickIndices, textWidth } from '../../cli/chart_layout.ts';
-import { oneSide, visibleToken } from '../../cli/terminal.ts';
+import { oneSide, visibleToken, zeroScaleHides } from '../../cli/terminal.ts';
 import type { AxisName } from '../../lens/patching.ts';
 import type { DLAParts, Patch } from './experiment.ts';
 
@@ -109,17 +109,6 @@ export function patchColourScale(values: readonly number[], r: RunDescription, s
   }
   const m = maxAbs(values) || 1;
   return { scheme: 'blueorange', domain: [-m, m] };
-}
-
-/**
- * Whether the zero-centred colours hide the differences between the cells: every cell within a
- * fifth of the scale's half-width of every other (e.g. all near −3.4 on a scale of ±3.65, when
- * both runs favour the same token). The caption and the terminal then name --scale runs.
- */
-export function zeroScaleHides(values: readonly number[]): boolean {
-  const [lo, hi] = extent(values);
-  const m = maxAbs(values);
-  return m > 0 && hi - lo > 0 && hi - lo < 0.2 * m;
 }
 
 export function patchHeatmapSpec(input: PatchChartInput): TopLevelSpec {

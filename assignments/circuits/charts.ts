@@ -24,6 +24,8 @@ export interface HeatmapPanel {
   colTitle: string;
   /** for grids too large to label every row: the labels to print (e.g. the first head of each layer) */
   labelEvery?: readonly string[];
+  /** how to print those labels (a vega expression on datum.value), e.g. "'L' + split(datum.value, '.')[0]" */
+  labelExpr?: string;
   /** the largest entries as bars under the grid, when the grid is too large to read them off */
   top?: readonly { label: string; value: number }[];
 }
@@ -73,6 +75,7 @@ function heatPanel(p: HeatmapPanel, scale: ColourScale, o: HeatmapChartInput) {
   const values = cellLabels(raw, (d) => d.v, scale, fit.decimals);
   const labelFont = step >= 12 ? 10 : 9;
   const labels = (all: readonly string[]) => p.labelEvery ?? (step >= 10 ? all : labelledIndices(all.length, all.length * step, labelFont + 3).map((i) => all[i]));
+  const axisLabels = p.labelExpr ? { labelExpr: p.labelExpr, labelOverlap: false, labelFontSize: 10 } : {};
   const cut = nr < p.rows.length || nc < p.cols.length ? `the first ${Math.max(nr, nc)} of ${Math.max(p.rows.length, p.cols.length)} tokens (all in circuits.json)` : '';
   const subtitle = [p.subtitle, cut].filter((x): x is string => !!x).flatMap((x) => wrapToWidth(x, Math.max(220, nc * step), 11));
   const grid = {
@@ -81,8 +84,8 @@ function heatPanel(p: HeatmapPanel, scale: ColourScale, o: HeatmapChartInput) {
     width: { step },
     height: { step },
     encoding: {
-      x: { field: 'c', type: 'ordinal', scale: { domain: cols }, title: p.colTitle, axis: { labelFontSize: labelFont, labelAngle: -90, labelAlign: 'right', labelBaseline: 'middle', labelLimit: 110, values: labels(cols) } },
-      y: { field: 'r', type: 'ordinal', scale: { domain: rows }, title: p.rowTitle, axis: { labelFontSize: labelFont, labelLimit: 110, values: labels(rows) } },
+      x: { field: 'c', type: 'ordinal', scale: { domain: cols }, title: p.colTitle, axis: { labelFontSize: labelFont, labelAngle: -90, labelAlign: 'right', labelBaseline: 'middle', labelLimit: 110, values: labels(cols), ...axisLabels } },
+      y: { field: 'r', type: 'ordinal', scale: { domain: rows }, title: p.rowTitle, axis: { labelFontSize: labelFont, labelLimit: 110, values: labels(rows), ...axisLabels } },
     },
     layer: [
       {
@@ -102,7 +105,7 @@ function heatPanel(p: HeatmapPanel, scale: ColourScale, o: HeatmapChartInput) {
   if (!p.top?.length) return grid;
   const bars = {
     title: { text: `the ${p.top.length} largest`, fontSize: 12 },
-    data: { values: p.top.map((t) => ({ ...t, text: fixed(t.value, 3) })) },
+    data: { values: p.top.map((t) => ({ ...t, text: t.value.toPrecision(3) })) },
     width: Math.max(200, nc * step - 80),
     height: { step: 14 },
     encoding: {
@@ -160,6 +163,7 @@ export function neuronsSpec(o: NeuronsChartInput): TopLevelSpec {
     for (const v of row) if (v !== null && Number.isFinite(v)) counts[Math.min(nb - 1, Math.max(0, Math.floor((v + 1) / BIN)))]++;
     counts.forEach((count, b) => { if (count) values.push({ layer: l, from: round(-1 + b * BIN), to: round(-1 + (b + 1) * BIN), count }); });
   });
+  const maxCount = values.reduce((m, v) => Math.max(m, v.count), 1);
   const spec = {
     $schema: SCHEMA,
     title: {
@@ -182,9 +186,9 @@ export function neuronsSpec(o: NeuronsChartInput): TopLevelSpec {
         {
           mark: { type: 'bar', color: '#4c78a8' },
           encoding: {
-            x: { field: 'from', type: 'quantitative', bin: { binned: true, step: BIN }, title: 'cosine(W_in[:, n], W_out[n, :])', scale: { domain: [-1, 1] } },
+            x: { field: 'from', type: 'quantitative', bin: { binned: true, step: BIN }, title: 'cosine(W_in[:, n], W_out[n, :])', scale: { domain: [-1, 1] }, axis: { values: [-1, -0.5, 0, 0.5, 1], format: '.1f' } },
             x2: { field: 'to' },
-            y: { field: 'count', type: 'quantitative', title: 'neurons', scale: { type: 'symlog' } },
+            y: { field: 'count', type: 'quantitative', title: 'neurons', scale: { type: 'symlog' }, axis: { values: [0, 1, 10, 100, 1000, 10000].filter((v) => v <= maxCount * 10), format: 'd' } },
             tooltip: [
               { field: 'from', type: 'quantitative', title: 'from' },
               { field: 'to', type: 'quantitative', title: 'to' },

@@ -132,7 +132,7 @@ export async function outputFiles(r: Report): Promise<Map<string, string | Uint8
   const compPanel = (mode: 'q' | 'k' | 'v', title: string) => ({
     title, rows: writers, cols: readers, rowTitle: 'writer head A', colTitle: 'reader head B',
     values: writers.map((a) => { const [lA, hA] = a.split('.').map(Number); return readers.map((b) => { const [lB, hB] = b.split('.').map(Number); return r.composition[mode][lA][hA][lB][hB]; }); }),
-    ...(large ? { labelEvery: firstOfLayer(writers), top: r.top_pairs[mode].map((p) => ({ label: `${p.writer} → ${p.reader}`, value: p.score })) } : {}),
+    ...(large ? { labelEvery: firstOfLayer(writers), labelExpr: "'layer ' + split(datum.value, '.')[0]", top: r.top_pairs[mode].map((p) => ({ label: `${p.writer} → ${p.reader}`, value: p.score })) } : {}),
   });
   const base = r.composition_baseline;
   let compMax = base.mean;
@@ -141,11 +141,11 @@ export async function outputFiles(r: Report): Promise<Map<string, string | Uint8
     title: `Composition scores: how much head B reads what head A writes (${m})`,
     subtitle: [
       '‖W_OV[A] R‖ / (‖W_OV[A]‖ ‖R‖) with R = W_QK[B] (Q: A feeds B\'s queries), W_QK[B]ᵀ (K: B\'s keys), W_OV[B] (V: B\'s values).',
-      `Random matrices of the same shapes score ${base.mean.toFixed(3)} ± ${base.std.toFixed(3)}: the colours start there, so every cell at or below that baseline is the lightest blue, and only what stands above chance is dark. Blank: B not after A.`,
-      ...(large ? ['Rows and columns are labelled at the first head of each layer; under each grid, its largest pairs.'] : []),
+      `Random matrices of the same shapes score ${base.mean.toPrecision(3)} ± ${base.std.toPrecision(2)}: the colours start there, so every cell at or below that baseline is the lightest blue, and only what stands above chance is dark. Blank: B not after A.`,
+      ...(large ? ['Rows and columns are labelled at the first head of each layer (hover a cell for its heads); under each grid, its largest pairs.'] : []),
     ],
     panels: [compPanel('q', 'Q-composition'), compPanel('k', 'K-composition'), compPanel('v', 'V-composition')],
-    colors: 'sequential', domain: [base.mean, compMax > base.mean ? compMax : base.mean + base.std], valueTitle: ['composition', `(from the baseline ${base.mean.toFixed(3)})`],
+    colors: 'sequential', domain: [base.mean, compMax > base.mean ? compMax : base.mean + base.std], valueTitle: ['composition', `(from the baseline ${base.mean.toPrecision(3)})`],
   }, 'Composition scores', 'Rows: the writer head A; columns: the reader head B in a later layer.');
 
   const pos = (name: string) => { const [l, h] = name.split('.').map(Number); return r.positional_qk[l][h]; };

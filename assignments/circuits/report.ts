@@ -33,9 +33,9 @@ export function printReport(r: Report, print: (s?: string) => void): void {
     print(`   GPT-2 small's name movers:     ${show(GPT2_SMALL_COPYING.name_movers)}`);
   }
   const b = r.composition_baseline;
-  print(`\n2. composition scores (random matrices of the same shapes: ${num(b.mean)} ± ${num(b.std)})`);
+  print(`\n2. composition scores (random matrices of the same shapes: ${b.mean.toPrecision(3)} ± ${b.std.toPrecision(2)})`);
   for (const m of ['q', 'k', 'v'] as const) {
-    print(`   ${m.toUpperCase()}: ${r.top_pairs[m].slice(0, 5).map((p) => `${p.writer}→${p.reader} ${num(p.score)}`).join(', ')}`);
+    print(`   ${m.toUpperCase()}: ${r.top_pairs[m].slice(0, 5).map((p) => `${p.writer}→${p.reader} ${p.score.toPrecision(3)}`).join(', ')}`);
   }
   const pq = at(r.positional_qk, r.path.writer);
   const hq = at(r.positional_qk, r.head);
@@ -74,8 +74,8 @@ export function readingAid(r: Report, randomWeights: boolean): string[] {
     if (!best) continue;
     const z = b.std > 0 ? (best.score - b.mean) / b.std : 0;
     out.push(z >= 3
-      ? `The strongest ${name}-composition, ${best.writer} → ${best.reader} (${num(best.score)}), is ${num(z, 1)} standard deviations above random matrices (${num(b.mean)}): ${best.reader} reads what ${best.writer} writes${m === 'k' ? ' into its keys, as an induction head reads a previous-token head' : ''}.`
-      : `No ${name}-composition stands clearly above chance: the strongest, ${best.writer} → ${best.reader} (${num(best.score)}), is ${num(Math.abs(z), 1)} standard deviations ${z >= 0 ? 'above' : 'below'} random matrices.`);
+      ? `The strongest ${name}-composition, ${best.writer} → ${best.reader} (${best.score.toPrecision(3)}), is ${num(z, 1)} standard deviations above random matrices (${b.mean.toPrecision(3)}): ${best.reader} reads what ${best.writer} writes${m === 'k' ? ' into its keys, as an induction head reads a previous-token head' : ''}.`
+      : `No ${name}-composition stands clearly above chance: the strongest, ${best.writer} → ${best.reader} (${best.score.toPrecision(3)}), is ${num(Math.abs(z), 1)} standard deviations ${z >= 0 ? 'above' : 'below'} random matrices.`);
   }
   const pq = at(r.positional_qk, r.path.writer);
   const peaks = previousPeaks(pq);
