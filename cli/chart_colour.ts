@@ -109,15 +109,19 @@ export function fixed(v: number, decimals: number): string {
 }
 
 /**
- * Decimals that tell the cells apart: enough to resolve a tenth of the spread of the values
- * (0 … 3). A grid of copying scores in [−0.3, 0.3] gets 2; logits around 50, 0.
+ * Decimals that tell the cells apart: enough to resolve a tenth of the spread of the values.
+ * A grid of copying scores in [−0.3, 0.3] gets 2; logits around 50, 0; values of 1e-7, 8
+ * (cellTextFit prints no numbers that need more than 3).
  */
 export function decimalsFor(values: readonly number[]): number {
   const [lo, hi] = extent(values);
   if (Number.isNaN(lo)) return 2;
   const spread = hi - lo || maxAbs(values) || 1;
-  return Math.max(0, Math.min(3, 1 - Math.floor(Math.log10(spread))));
+  return Math.max(0, 1 - Math.floor(Math.log10(spread)));
 }
+
+/** More decimals than this make cell numbers unreadable; such grids are read by hovering. */
+const MAX_DECIMALS = 3;
 
 export interface CellText {
   /** whether the numbers fit the cells (false: draw none) */
@@ -128,9 +132,11 @@ export interface CellText {
 
 /**
  * Whether numbers with `decimals` decimals fit cells `width` × `height` pixels, and at which
- * size (10 px, else 9, else 8; smaller is not worth reading: the numbers are then dropped).
+ * size (10 px, else 9, else 8; smaller is not worth reading: the numbers are then dropped, as
+ * they are when they need more than three decimals).
  */
 export function cellTextFit(values: readonly number[], width: number, height: number, decimals = decimalsFor(values)): CellText {
+  if (decimals > MAX_DECIMALS) return { show: false, fontSize: 8, decimals };
   // the widest number is one of the two ends
   const [lo, hi] = extent(values);
   const widest = Number.isNaN(lo) ? 0 : Math.max(textWidth(fixed(lo, decimals), 1), textWidth(fixed(hi, decimals), 1));

@@ -86,12 +86,12 @@ export function hasRandomWeights(model: GPT): boolean {
  * 2 for a wrong command line (with a pointer to --help), 1 for input, weights or a run that
  * went non-finite. Anything else is a bug, and Node prints its stack.
  */
-export async function runCli(main: (argv: string[]) => Promise<void>, command: string): Promise<void> {
+export async function runCli(main: (argv: string[]) => Promise<void>, command: string, offlineArgs = ''): Promise<void> {
   try {
     await main(process.argv.slice(2));
   } catch (err) {
     if (err instanceof UsageError) fail(`${err.message}\n(run \`${command} --help\` for the options)`, 2);
-    if (err instanceof PretrainedError) fail(err.message + offlineHint(err, command), 1);
+    if (err instanceof PretrainedError) fail(err.message + offlineHint(err, command, offlineArgs), 1);
     if (err instanceof InputError || err instanceof CheckpointError || err instanceof SafetensorsError
       || err instanceof NonFiniteError) fail(err.message, 1);
     throw err;
@@ -100,10 +100,11 @@ export async function runCli(main: (argv: string[]) => Promise<void>, command: s
 
 /**
  * When a pretrained model could not be had (not on disk, no network), the command that works
- * without it: the small random checkpoint that comes with the repository.
+ * without it: the small random checkpoint that comes with the repository, with `extra` options the
+ * command needs there (its context is 64 tokens).
  */
-export function offlineHint(err: PretrainedError, command: string): string {
+export function offlineHint(err: PretrainedError, command: string, extra = ''): string {
   if (/^unknown pretrained model/.test(err.message)) return '';
   return `\nTo try the command without downloading anything, run it on the small test checkpoint that comes with the repository `
-    + `(random weights, so the numbers show the mechanics, not findings):\n  ${command} --weights test/fixtures/gpt2-tiny`;
+    + `(random weights, so the numbers show the mechanics, not findings):\n  ${command} --weights test/fixtures/gpt2-tiny${extra ? ` ${extra}` : ''}`;
 }

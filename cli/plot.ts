@@ -199,7 +199,7 @@ ${bundles.join('\n')}
     // Only the export menu: the other actions open the online Vega editor.
     actions: { export: true, source: false, compiled: false, editor: false },
   }).catch((err) => {
-    document.getElementById('chart-error').textContent = 'The chart could not be drawn: ' + err;
+    document.getElementById('chart-error').textContent = 'error: the chart could not be drawn: ' + (err && err.message ? err.message : err);
   });
 </script>
 </body>

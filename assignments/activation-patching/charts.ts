@@ -127,7 +127,9 @@ export function patchHeatmapSpec(input: PatchChartInput): TopLevelSpec {
     notes.push(`showing the ${rowIdx.length} of ${grid.rows.length} heads whose patch moves the difference most (all in patching.json)`);
   }
   if (axes[axes.length - 1] === 'pos' && grid.cols.length > MAX_COLUMNS) {
-    colIdx = pickIndices(grid.cols.map((_, j) => extent(rowIdx.map((i) => effect(grid.matrix[i][j])))[1]), MAX_COLUMNS, [tokens.length - 1]);
+    const colEffect = grid.cols.map((_, j) => extent(rowIdx.map((i) => effect(grid.matrix[i][j])))[1]);
+    // always the first position a patch changes (where the texts first differ) and the last one
+    colIdx = pickIndices(colEffect, MAX_COLUMNS, [colEffect.findIndex((e) => e > 0), tokens.length - 1]);
     notes.push(`showing the ${colIdx.length} of ${grid.cols.length} positions where a patch moves the difference most (all in patching.json)`);
   }
   const rows = rowIdx.map((i) => grid.rows[i]), cols = colIdx.map((j) => grid.cols[j]);
@@ -163,7 +165,7 @@ export function patchHeatmapSpec(input: PatchChartInput): TopLevelSpec {
   if (side) extra.push(`every cell is ${side} zero: every patched run favours ${q(side === 'above' ? input.corruptToken : input.cleanToken)}`);
   if (!runs && zeroScaleHides(allValues)) {
     const [lo, hi] = extent(allValues);
-    extra.push(`the cells differ by at most ${f2(hi - lo)}, little beside their size: on this zero-centred scale they look alike; --scale runs spreads the colours between the two runs`);
+    extra.push(`the cells differ by at most ${hi - lo >= 0.01 ? f2(hi - lo) : (hi - lo).toPrecision(2)}, little beside their size: on this zero-centred scale they look alike; --scale runs spreads the colours between the two runs`);
   }
   if (!fit.show) extra.push('hover a cell for its numbers');
   extra.push(...notes);

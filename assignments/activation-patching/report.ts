@@ -142,11 +142,12 @@ export function sweepCost(kind: PatchKind, engine: Engine, L: number, nh: number
 }
 
 /**
- * Batching makes a patched run cheaper than a forward pass of its own (the weights are read once for
- * a batch of cells); measured on GPT-2 small's shape with the simd kernels, a cell's share of a pass
- * costs about this fraction of the time one unpatched run took.
+ * A cell's share of a pass costs about this many times one forward pass of the text on its own (the
+ * last position's logits only): measured on GPT-2 small's shape with the simd kernels, 34 tokens
+ * (generic patch: the hook that writes each cell, and the corrupted and clean runs it starts with,
+ * cost more than batching saves) and 81 tokens (the fast engine). Rough: the estimate says "about".
  */
-const BATCHED_RUN_COST = { generic: 0.5, fast: 0.5 };
+const COST_PER_PASS = { generic: 1.5, fast: 1.0 };
 
 /** Step 4's heading: what is patched, how many runs that takes and, when it is long, about how long. */
 export function printPatchPlan(p: Printer, kind: PatchKind, engine: Engine, L: number, nh: number, T: number, timing?: { passes: number; forward_s: number }): void {
@@ -154,12 +155,15 @@ export function printPatchPlan(p: Printer, kind: PatchKind, engine: Engine, L: n
     : kind === 'head-pos' ? `${L} layers × ${nh} heads × ${T} positions = ${L * nh * T}` : `${L} layers × ${T} positions = ${L * T}`;
   section(p, `4. patching ${patchHook(kind)}: ${plan} runs (${kind === 'resid_post' ? `engine: ${engine}` : 'generic patch'})`);
   if (!timing) return;
-  const estimate = timing.passes * timing.forward_s * (kind === 'resid_post' && engine === 'fast' ? BATCHED_RUN_COST.fast : BATCHED_RUN_COST.generic);
+  const estimate = timing.passes * timing.forward_s * (kind === 'resid_post' && engine === 'fast' ? COST_PER_PASS.fast : COST_PER_PASS.generic);
   if (estimate < 20) return;
-  let line = `estimated time: about ${formatDuration(estimate)} (each unpatched run took ${timing.forward_s.toFixed(2)} s)`;
+  let line = `estimated time: about ${formatDuration(estimate)} (one forward pass of the text takes ${timing.forward_s.toFixed(2)} s)`;
   if (kind === 'head-pos') line += `; --patch head (${L * nh} runs) shows which heads matter first, in a fraction of that`;
   p.print(line);
 }
+
+/** A small difference with enough digits to show it is not zero: 0.36, 0.0042. */
+export const spreadText = (d: number) => (d >= 0.01 ? d.toFixed(2) : d.toPrecision(2));
 
 /** Rows (heads) and columns (positions) the terminal heatmap prints at most; a larger result shows its strongest. */
 const MAX_PRINTED_ROWS = 24, MAX_PRINTED_COLUMNS = 40;
@@ -183,7 +187,8 @@ export function printPatchResult(p: Printer, o: TextsAndTargets, t: Tokenized, r
     notes.push(`the ${rows.length} of ${grid.matrix.length} heads whose patch moves the difference most`);
   }
   if (byPos && cols.length > MAX_PRINTED_COLUMNS) {
-    cols = pickIndices(cols.map((j) => strongest(rows.map((i) => grid.matrix[i][j]))), MAX_PRINTED_COLUMNS, [tokens.length - 1]);
+    const colEffect = cols.map((j) => strongest(rows.map((i) => grid.matrix[i][j])));
+    cols = pickIndices(colEffect, MAX_PRINTED_COLUMNS, [colEffect.findIndex((e) => e > 0), tokens.length - 1]);
     notes.push(`the ${cols.length} of ${grid.columnLabels.length} positions where it moves most`);
   }
   if (notes.length) p.print(`showing ${notes.join(', and ')} (every cell is in patching.json and the heatmap's tooltips)`);
@@ -203,7 +208,7 @@ export function printPatchResult(p: Printer, o: TextsAndTargets, t: Tokenized, r
   if (opts.scale === 'zero' && zeroScaleHides(all)) {
     let a = Infinity, b = -Infinity;
     for (const v of all) if (Number.isFinite(v)) { a = Math.min(a, v); b = Math.max(b, v); }
-    p.print(`note: the cells differ by at most ${(b - a).toFixed(2)}, little beside their size, so on colours centred on zero they look alike; ` +
+    p.print(`note: the cells differ by at most ${spreadText(b - a)}, little beside their size, so on colours centred on zero they look alike; ` +
       'run with --scale runs to spread the colours between the two unpatched runs (the numbers stay the same)');
   }
   p.print('');

@@ -44,7 +44,8 @@ export interface HeatmapChartInput {
   shared?: boolean;
 }
 
-const round = (v: number) => (Math.abs(v) >= 100 ? Math.round(v * 100) / 100 : Math.round(v * 1e4) / 1e4);
+/** Four significant digits: enough for the tooltips, and tiny values (a random model's 1e-7) stay what they are. */
+const round = (v: number) => Number(v.toPrecision(4));
 
 /** Rows or columns a token panel shows at most: the first ones of a longer text. */
 export const MAX_TOKENS_SHOWN = 64;
@@ -91,7 +92,7 @@ function heatPanel(p: HeatmapPanel, scale: ColourScale, o: HeatmapChartInput) {
       {
         mark: { type: 'rect' },
         encoding: {
-          color: { field: 'v', type: 'quantitative', title: o.valueTitle, scale: vlColourScale(scale), legend: { titleLimit: 300 } },
+          color: { field: 'v', type: 'quantitative', title: o.valueTitle, scale: vlColourScale(scale), legend: { titleLimit: 300, format: '.3~g' } },
           tooltip: [
             { field: 'r', type: 'nominal', title: p.rowTitle },
             { field: 'c', type: 'nominal', title: p.colTitle },

@@ -194,6 +194,8 @@ export interface AttentionPanel {
 
 export interface AttentionChartInput {
   model: string;
+  /** which sequence the patterns are of (default "first sequence of the batch") */
+  sequence?: string;
   /** the sequence's tokens as strings, BOS included */
   tokens: readonly string[];
   panels: readonly AttentionPanel[];
@@ -239,7 +241,7 @@ export function attentionSpec(o: AttentionChartInput): TopLevelSpec {
   const fontSize = withTokens && step < 12 ? 9 : 10;
   const shownLabels = labelledIndices(n, side, fontSize + 4).map((i) => labels[i]);
   const axis = (title: string, extra: Record<string, unknown>) => ({ title, axis: { labelFontSize: fontSize, labelLimit: 100, values: shownLabels, ...extra } });
-  const columns = Math.max(1, Math.min(3, Math.floor(1300 / (side + 140))));
+  const columns = Math.max(1, Math.min(3, Math.floor(1500 / (side + 140))));
   const panels = o.panels.map((panel) => {
     const values = patternCells(panel.pattern, T, block, panel.stripe).map((c) => ({
       ...c, q: labels[c.qi], k: labels[c.ki], ...(block === 1 ? { qt: JSON.stringify(o.tokens[c.qi]), kt: JSON.stringify(o.tokens[c.ki]) } : {}),
@@ -276,10 +278,11 @@ export function attentionSpec(o: AttentionChartInput): TopLevelSpec {
   const spec = {
     $schema: SCHEMA,
     title: {
-      text: `Attention patterns of the top heads (${o.model}), first sequence of the batch`,
+      text: `Attention patterns of the top heads (${o.model}), ${o.sequence ?? 'first sequence of the batch'}`,
       subtitle: [
         'Row: the query position; column: the key position it reads from; colour: the attention weight (each row sums to 1).',
-        `Blue outlines: the cells that head’s score averages (the stripe of its kind). Weights below ${MIN_SHOWN} are left blank.`,
+        ...(o.panels.some((p) => p.stripe) ? ['Blue outlines: the cells that head’s score averages (the stripe of its kind).'] : []),
+        `Weights below ${MIN_SHOWN} are left blank.`,
         ...(block > 1 ? [`${T} positions, drawn in blocks of ${block}: each cell is a block of queries × a block of keys, the attention summed over the keys and averaged over the queries.`] : []),
         ...(!withTokens && block === 1 ? ['Positions are numbered; hover a cell for its tokens.'] : []),
       ],

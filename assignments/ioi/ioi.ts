@@ -349,7 +349,7 @@ export async function outputFiles(r: Results): Promise<Map<string, string | Uint
     return { head: t.head, caption: t.why, pattern: r.basic.first_patterns[h.layer][h.head] };
   });
   const { attentionSpec } = await import('../induction-heads/charts.ts');
-  await add('patterns', attentionSpec({ model, tokens: r.tokens, panels }), 'Attention patterns of the top heads (first prompt)',
+  await add('patterns', attentionSpec({ model, sequence: 'the first prompt', tokens: r.tokens, panels }), 'Attention patterns of the top heads (first prompt)',
     'Rows attend to columns; the first prompt of the first group.');
   await add('path_patching', charts.pathSpec({ model, to_logits: rep.path_patching.to_logits, to_name_movers: rep.path_patching.to_name_movers, F: rep.F_model, name_movers: rep.path_patching.name_movers, marks }),
     'Path patching', 'Left: each sender\'s path straight to the logits. Right: its path through the name movers\' queries at END. White: the model\'s own F.');
