@@ -191,6 +191,7 @@ test('--save-cache: every hook point under its TransformerLens name, batch axis 
   try {
     const names = Object.keys(A.hooks);
     assert.equal([...f.tensors.keys()].sort(), [...names].sort());
+    assert.equal(JSON.parse(f.metadata.token_ids), A.case.clean_ids, 'the token ids of the cached text, in the metadata');
     for (const name of names) {
       const want = A.hooks[name];
       const shape: number[] = [];
