@@ -24,7 +24,7 @@ export interface ColourScale {
 }
 
 /** What the ends of each scheme are called in a caption, and whether its middle is white. */
-export const SCHEME_ENDS = {
+const SCHEME_ENDS = {
   blueorange: { low: 'blue', high: 'orange', diverging: true },
   redblue: { low: 'red', high: 'blue', diverging: true },
   blues: { low: 'light blue', high: 'dark blue', diverging: false },
@@ -77,7 +77,7 @@ export function contrastRatio(a: RGB, b: RGB): number {
 }
 
 /** Black or white, whichever contrasts more with `rgb`. */
-export function inkOn(rgb: RGB): '#000000' | '#ffffff' {
+function inkOn(rgb: RGB): '#000000' | '#ffffff' {
   return contrastRatio(rgb, [0, 0, 0]) >= contrastRatio(rgb, [255, 255, 255]) ? '#000000' : '#ffffff';
 }
 
@@ -113,7 +113,7 @@ export function fixed(v: number, decimals: number): string {
  * A grid of copying scores in [−0.3, 0.3] gets 2; logits around 50, 0; values of 1e-7, 8
  * (cellTextFit prints no numbers that need more than 3).
  */
-export function decimalsFor(values: readonly number[]): number {
+function decimalsFor(values: readonly number[]): number {
   const [lo, hi] = extent(values);
   if (Number.isNaN(lo)) return 2;
   const spread = hi - lo || maxAbs(values) || 1;
@@ -123,7 +123,7 @@ export function decimalsFor(values: readonly number[]): number {
 /** More decimals than this make cell numbers unreadable; such grids are read by hovering. */
 const MAX_DECIMALS = 3;
 
-export interface CellText {
+interface CellText {
   /** whether the numbers fit the cells (false: draw none) */
   show: boolean;
   fontSize: number;

@@ -104,6 +104,17 @@ export function labelledIndices(n: number, length: number, labelSize: number): n
   return Array.from({ length: n }, (_, i) => i).filter((i) => i % k === 0);
 }
 
+/**
+ * Columns for `count` panels `panelWidth` pixels wide (labels included) in at most `maxWidth`
+ * pixels: as few rows as fit, the panels shared out evenly (5 panels: 3 + 2, not 4 + 1), so that
+ * no row is mostly empty.
+ */
+export function balancedColumns(count: number, panelWidth: number, maxWidth: number): number {
+  const fit = Math.max(1, Math.floor(maxWidth / panelWidth));
+  const rows = Math.ceil(count / fit);
+  return Math.max(1, Math.ceil(count / rows));
+}
+
 /** 1 → 2 → 5 → 10 → 20 → 50 → … */
 function nextStep(k: number): number {
   const p = 10 ** Math.floor(Math.log10(k));

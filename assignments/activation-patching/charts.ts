@@ -72,6 +72,9 @@ export interface PatchChartInput extends RunDescription {
   scale?: 'zero' | 'runs';
 }
 
+/** The narrowest a heatmap's grid is drawn, in pixels. */
+const MIN_GRID_WIDTH = 400;
+
 /** The most columns (positions) and head rows a heatmap shows; larger results show their strongest. */
 export const MAX_COLUMNS = 40;
 export const MAX_HEAD_ROWS = 24;
@@ -102,7 +105,7 @@ function gridOf(input: PatchChartInput): Grid {
 }
 
 /** The colour scale of the heatmap: centred on zero, or spanning both runs and every cell. */
-export function patchColourScale(values: readonly number[], r: RunDescription, scale: 'zero' | 'runs'): ColourScale {
+function patchColourScale(values: readonly number[], r: RunDescription, scale: 'zero' | 'runs'): ColourScale {
   if (scale === 'runs') {
     const [lo, hi] = extent([...values, r.cleanLogitDiff, r.corruptLogitDiff]);
     return { scheme: 'blueorange', domain: hi > lo ? [lo, hi] : [lo - 1, lo + 1] };
@@ -134,7 +137,8 @@ export function patchHeatmapSpec(input: PatchChartInput): TopLevelSpec {
   }
   const rows = rowIdx.map((i) => grid.rows[i]), cols = colIdx.map((j) => grid.cols[j]);
 
-  const stepX = cols.length <= 16 ? 46 : cols.length <= 24 ? 34 : 24;
+  // a grid of few columns gets wider cells, so that it, not its caption, sets the picture's width
+  const stepX = Math.min(80, Math.max(cols.length <= 16 ? 46 : cols.length <= 24 ? 34 : 24, Math.floor(MIN_GRID_WIDTH / cols.length)));
   const stepY = axes.length === 3 ? 20 : 24;
   const shownValues = rowIdx.flatMap((i) => colIdx.map((j) => grid.matrix[i][j]));
   const fit = cellTextFit(shownValues, stepX, stepY);
@@ -271,7 +275,7 @@ export function dlaRows(dla: DLAParts): { part: string; group: string; value: nu
 }
 
 /** Up to this many parts are drawn in the model's order; more are ranked, the largest shown. */
-export const MAX_DLA_BARS = 32;
+const MAX_DLA_BARS = 32;
 const DLA_RANKED = 24;
 
 export function dlaSpec(dla: DLAParts, r: RunDescription): TopLevelSpec {

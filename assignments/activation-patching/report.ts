@@ -163,7 +163,7 @@ export function printPatchPlan(p: Printer, kind: PatchKind, engine: Engine, L: n
 }
 
 /** A small difference with enough digits to show it is not zero: 0.36, 0.0042. */
-export const spreadText = (d: number) => (d >= 0.01 ? d.toFixed(2) : d.toPrecision(2));
+const spreadText = (d: number) => (d >= 0.01 ? d.toFixed(2) : d.toPrecision(2));
 
 /** Rows (heads) and columns (positions) the terminal heatmap prints at most; a larger result shows its strongest. */
 const MAX_PRINTED_ROWS = 24, MAX_PRINTED_COLUMNS = 40;

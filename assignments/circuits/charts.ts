@@ -8,7 +8,7 @@
  */
 import type { TopLevelSpec } from '../../cli/plot.ts';
 import { cellLabels, cellTextFit, cellTextLayer, colourWord, extent, fixed, maxAbs, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
-import { labelledIndices, wrapToWidth } from '../../cli/chart_layout.ts';
+import { balancedColumns, labelledIndices, wrapToWidth } from '../../cli/chart_layout.ts';
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 
@@ -65,11 +65,12 @@ function stepFor(n: number): number {
   return n <= 16 ? 30 : n <= 24 ? 22 : n <= 48 ? 12 : n <= 96 ? 7 : 4;
 }
 
-function heatPanel(p: HeatmapPanel, scale: ColourScale, o: HeatmapChartInput) {
+function heatPanel(p: HeatmapPanel, scale: ColourScale, o: HeatmapChartInput, minWidth: number) {
   // a long text shows its first tokens
   const nr = Math.min(p.rows.length, p.labelEvery ? p.rows.length : MAX_TOKENS_SHOWN), nc = Math.min(p.cols.length, p.labelEvery ? p.cols.length : MAX_TOKENS_SHOWN);
   const rows = p.rows.slice(0, nr), cols = p.cols.slice(0, nc);
-  const step = stepFor(Math.max(nr, nc));
+  // a lone grid of few cells gets bigger ones, so that it, not its caption, sets the picture's width
+  const step = Math.min(60, Math.max(stepFor(Math.max(nr, nc)), Math.floor(minWidth / Math.max(nr, nc))));
   const raw: Array<{ r: string; c: string; v: number }> = [];
   p.values.slice(0, nr).forEach((row, i) => row.slice(0, nc).forEach((v, j) => { if (v !== null && Number.isFinite(v)) raw.push({ r: rows[i], c: cols[j], v: round(v) }); }));
   const fit = cellTextFit(raw.map((d) => d.v), step, step);
@@ -125,13 +126,13 @@ function heatPanel(p: HeatmapPanel, scale: ColourScale, o: HeatmapChartInput) {
 export function heatmapSpec(o: HeatmapChartInput): TopLevelSpec {
   const shared = o.shared !== false;
   const all = o.panels.flatMap((p) => p.values.flat());
-  const panels = o.panels.map((p) => heatPanel(p, scaleFor(o, shared ? all : p.values.flat()), o));
+  const panels = o.panels.map((p) => heatPanel(p, scaleFor(o, shared ? all : p.values.flat()), o, o.panels.length === 1 ? 360 : 0));
   const widest = Math.max(...o.panels.map((p) => stepFor(Math.max(p.rows.length, p.cols.length)) * Math.min(p.cols.length, MAX_TOKENS_SHOWN)));
   const spec = {
     $schema: SCHEMA,
     title: { text: o.title, subtitle: [...o.subtitle], anchor: 'start' },
     concat: panels,
-    columns: Math.max(1, Math.min(3, panels.length, Math.floor(1400 / (widest + 160)))),
+    columns: balancedColumns(panels.length, widest + 160, 2100),
     resolve: { scale: { color: shared ? 'shared' : 'independent' } },
     config: { view: { stroke: null }, axis: { domain: false, ticks: false } },
   };

@@ -10,7 +10,7 @@
 import type { TopLevelSpec } from '../../cli/plot.ts';
 import { positionLabel } from '../../cli/plot.ts';
 import { cellLabels, cellTextFit, cellTextLayer, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
-import { labelledIndices, wrapToWidth } from '../../cli/chart_layout.ts';
+import { balancedColumns, labelledIndices, wrapToWidth } from '../../cli/chart_layout.ts';
 import type { ScoreKind } from './scores.ts';
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
@@ -107,7 +107,8 @@ const SCORE_SCALE: ColourScale = { scheme: 'blues', domain: [0, 1], extent: [0.1
 export function scoresSpec(o: ScoresChartInput): TopLevelSpec {
   const kinds = Object.keys(KIND_TITLE) as ScoreKind[];
   const H = o.scores.induction[0].length;
-  const stepX = H <= 16 ? 30 : 18, stepY = 22;
+  // few heads get wider cells, so that the three grids, not the caption, set the picture's width
+  const stepX = Math.min(60, Math.max(H <= 16 ? 30 : 18, Math.floor(240 / H))), stepY = 22;
   const fit = cellTextFit(kinds.flatMap((k) => o.scores[k].flat()), stepX, stepY, 2);
   const panels = kinds.map((kind) => {
     const found = new Set(o.detected[kind]);
@@ -241,7 +242,7 @@ export function attentionSpec(o: AttentionChartInput): TopLevelSpec {
   const fontSize = withTokens && step < 12 ? 9 : 10;
   const shownLabels = labelledIndices(n, side, fontSize + 4).map((i) => labels[i]);
   const axis = (title: string, extra: Record<string, unknown>) => ({ title, axis: { labelFontSize: fontSize, labelLimit: 100, values: shownLabels, ...extra } });
-  const columns = Math.max(1, Math.min(3, Math.floor(1500 / (side + 140))));
+  const columns = balancedColumns(o.panels.length, side + 140, 1800);
   const panels = o.panels.map((panel) => {
     const values = patternCells(panel.pattern, T, block, panel.stripe).map((c) => ({
       ...c, q: labels[c.qi], k: labels[c.ki], ...(block === 1 ? { qt: JSON.stringify(o.tokens[c.qi]), kt: JSON.stringify(o.tokens[c.ki]) } : {}),
@@ -270,7 +271,7 @@ export function attentionSpec(o: AttentionChartInput): TopLevelSpec {
         },
         {
           transform: [{ filter: 'datum.stripe' }],
-          mark: { type: 'rect', fillOpacity: 0, stroke: '#2b83ba', strokeWidth: step >= 6 ? 1.5 : 1 },
+          mark: { type: 'rect', fillOpacity: 0, stroke: '#2b83ba', strokeWidth: step >= 6 ? 1.5 : 0.75 },
         },
       ],
     };

@@ -53,7 +53,7 @@ export function lensSpec(o: { model: string; lens: readonly number[]; F: number 
 }
 
 /** The IOI grids' scale: redblue centred on `center`, wide enough for every value given. */
-export function ioiScale(center: number, values: Iterable<number | null>): ColourScale {
+function ioiScale(center: number, values: Iterable<number | null>): ColourScale {
   const [lo, hi] = extent(values);
   const span = Number.isNaN(lo) ? 1 : Math.max(Math.abs(lo - center), Math.abs(hi - center)) || 1;
   return { scheme: 'redblue', domain: [center - span, center + span] };
@@ -65,10 +65,11 @@ function colourKey(s: ColourScale, center: number, centerName: string, higher: s
   return `white: ${centerName} ${f3(center)}; ${colourWord(s, hi)}: higher, ${higher}; ${colourWord(s, lo)}: lower, ${lower}`;
 }
 
-function gridPanel(grid: HeadGrid, what: string | string[], marks: Marks | null, scale: ColourScale, title: string | null) {
+function gridPanel(grid: HeadGrid, what: string | string[], marks: Marks | null, scale: ColourScale, title: string | null, minWidth: number) {
   const nm = new Set(marks?.name_movers ?? []), circ = new Set(marks?.circuit ?? []);
   const H = grid[0]?.length ?? 0;
-  const stepX = H <= 12 ? 38 : 24, stepY = 24;
+  // few heads get wider cells, so that the grid, not its caption, sets the picture's width
+  const stepX = Math.min(80, Math.max(H <= 12 ? 38 : 24, Math.floor(minWidth / Math.max(1, H)))), stepY = 24;
   const values = grid.flatMap((row, layer) => row.map((value, head) => {
     const name = `${layer}.${head}`;
     return { layer, head, name, value, mark: nm.has(name) ? 'name mover' : circ.has(name) ? 'circuit' : '' };
@@ -112,7 +113,7 @@ export function headGridSpec(o: { model: string; grid: HeadGrid; title: string; 
       subtitle: ['Mean over the prompts.', colourKey(scale, o.center, o.centerName, o.higher, o.lower), 'Outlined: the name movers (black) and the other circuit heads (grey).'],
       anchor: 'start',
     },
-    ...gridPanel(o.grid, o.what, o.marks, scale, null),
+    ...gridPanel(o.grid, o.what, o.marks, scale, null, 400),
     config: { view: { stroke: null }, axis: { domain: false, ticks: false } },
   } as unknown as TopLevelSpec;
 }
@@ -126,7 +127,7 @@ export function residSpec(o: { model: string; matrix: number[][]; tokens: readon
   const scale = ioiScale(o.corrupt, [...o.matrix.flat(), o.clean]);
   const effect = (v: number) => Math.abs(v - o.corrupt);
   const cols = T > MAX_POSITIONS ? pickIndices(labels.map((_, p) => extent(o.matrix.map((row) => effect(row[p])))[1]), MAX_POSITIONS, [T - 1]) : labels.map((_, p) => p);
-  const stepX = 40, stepY = 22;
+  const stepX = Math.min(80, Math.max(40, Math.floor(400 / cols.length))), stepY = 22;
   const raw = o.matrix.flatMap((row, layer) => cols.map((p) => ({ layer, position: labels[p], value: row[p] })));
   const fit = cellTextFit(raw.map((d) => d.value), stepX, stepY);
   const values = cellLabels(raw, (d) => d.value, scale, fit.decimals);
@@ -218,8 +219,8 @@ export function pathSpec(o: { model: string; to_logits: HeadGrid; to_name_movers
       anchor: 'start',
     },
     hconcat: [
-      gridPanel(o.to_logits, 'IO − S', o.marks, scale, 'to the logits'),
-      gridPanel(o.to_name_movers, 'IO − S', o.marks, scale, "to the name movers' queries"),
+      gridPanel(o.to_logits, 'IO − S', o.marks, scale, 'to the logits', 260),
+      gridPanel(o.to_name_movers, 'IO − S', o.marks, scale, "to the name movers' queries", 260),
     ],
     resolve: { scale: { color: 'shared', stroke: 'shared' } },
     config: { view: { stroke: null }, axis: { domain: false, ticks: false } },
