@@ -129,7 +129,7 @@ test('the chart says so when every cell sits on one side of zero', () => {
 test('head results: layer × head has one column per head; layer × head × position one row per head', () => {
   const byHead = patchHeatmapSpec({ ...input, hook: 'blocks.{l}.attn.hook_z', axes: ['layer', 'head'], matrix: [[1, 2, 3], [4, 5, 6]] }) as any;
   compile(byHead);
-  assert.equal(byHead.encoding.x.scale.domain, ['head 0', 'head 1', 'head 2']);
+  assert.equal(byHead.encoding.x.scale.domain, ['0', '1', '2'], 'the heads by number, under the axis title "head"');
   assert.equal(byHead.data.values.find((d: any) => d.layer === 1 && d.head === 2).value, 6);
   const byPos = patchHeatmapSpec({ ...input, hook: 'blocks.{l}.attn.hook_z', axes: ['layer', 'head', 'pos'], matrix: [[[1, 2, 3, 4, 5]], [[6, 7, 8, 9, 10]]] }) as any;
   compile(byPos);

@@ -99,7 +99,7 @@ function gridOf(input: PatchChartInput): Grid {
   }
   const m = input.matrix as number[][];
   if (axes[1] === 'head') {
-    return { rows: m.map((_, l) => String(l)), cols: (m[0] ?? []).map((_, h) => `head ${h}`), matrix: m, row: (i) => ({ layer: i }), col: (j) => ({ head: j }) };
+    return { rows: m.map((_, l) => String(l)), cols: (m[0] ?? []).map((_, h) => String(h)), matrix: m, row: (i) => ({ layer: i }), col: (j) => ({ head: j }) };
   }
   return { rows: m.map((_, l) => String(l)), cols: tokens.map((t, i) => positionLabel(i, t)), matrix: m, row: (i) => ({ layer: i }), col: (j) => ({ position: j }) };
 }

@@ -55,7 +55,7 @@ export function logprobSpec(o: LogprobChartInput): TopLevelSpec {
     layer: [
       {
         data: { values },
-        mark: { type: 'line', point: true, interpolate: 'linear' },
+        mark: { type: 'line', point: n <= 100, interpolate: 'linear' }, // points only while they do not merge into the line
         encoding: {
           x: { field: 'position', type: 'quantitative', title: 'position of the predicted token', scale: { domain: [0, 2 * n + 1], nice: false } },
           y: { field: 'logprob', type: 'quantitative', title: 'log P(correct next token)' },
