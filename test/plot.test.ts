@@ -68,7 +68,10 @@ test('a datum carries layer, position, token (quoted, spaces kept), its value an
   const spec = patchingHeatmapSpec(input) as any;
   const d = spec.data.values.find((v: { layer: number; position: number }) => v.layer === 1 && v.position === 3);
   // the values spread over 5 (−2 … 3): one decimal resolves a tenth of that
-  assert.equal(d, { row: '1', col: '3: ␣the', layer: 1, position: 3, token: '" the"', value: 3, change: 1.5, label: '3.0', ink: '#ffffff' });
+  assert.equal(d, {
+    row: '1', col: '3: ␣the', layer: 1, position: 3, token: '" the"', value: 3, change: 1.5,
+    desc: 'layer: 1; position: 3; token: " the"; value: 3', label: '3.0', ink: '#ffffff',
+  });
 });
 
 test('renderSvg: one cell per layer × position, layer 0 on top, positions left to right', async () => {

@@ -145,10 +145,19 @@ export function patchHeatmapSpec(input: PatchChartInput): TopLevelSpec {
   const cells = cellLabels(rowIdx.flatMap((i) => colIdx.map((j) => {
     const v = grid.matrix[i][j];
     const c = grid.col(j);
+    const r = grid.row(i);
+    const token = c.position !== undefined ? q(tokens[c.position]) : undefined;
+    // what a screen reader says for the cell (and what a test finds it by)
+    const parts = [`layer: ${r.layer}`];
+    const head = r.head ?? c.head;
+    if (head !== undefined) parts.push(`head: ${head}`);
+    if (c.position !== undefined) parts.push(`position: ${c.position}`, `token: ${token}`);
+    parts.push(`value: ${v}`);
+    const desc = parts.join('; ');
     return {
-      row: grid.rows[i], col: grid.cols[j], ...grid.row(i), ...c,
-      ...(c.position !== undefined ? { token: q(tokens[c.position]) } : {}),
-      value: v, change: v - input.corruptLogitDiff,
+      row: grid.rows[i], col: grid.cols[j], ...r, ...c,
+      ...(token !== undefined ? { token } : {}),
+      value: v, change: v - input.corruptLogitDiff, desc,
     };
   })), (d) => d.value, cs, fit.decimals);
 
@@ -205,9 +214,10 @@ export function patchHeatmapSpec(input: PatchChartInput): TopLevelSpec {
             },
           },
           tooltip,
+          description: { field: 'desc' },
         },
       },
-      ...(fit.show ? [cellTextLayer(fit.fontSize, { tooltip })] : []),
+      ...(fit.show ? [cellTextLayer(fit.fontSize, { tooltip, description: { field: 'desc' } })] : []),
     ],
     config: { view: { stroke: null }, axis: { labelFontSize: 11, titleFontSize: 12 } },
   };

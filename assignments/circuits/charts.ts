@@ -22,8 +22,8 @@ export interface HeatmapPanel {
   values: ReadonlyArray<ReadonlyArray<number | null>>;
   rowTitle: string;
   colTitle: string;
-  /** for grids too large to label every row: the labels to print (e.g. the first head of each layer) */
-  labelEvery?: readonly string[];
+  /** for grids too large to label every row and column: the labels to print (e.g. the first head of each layer) */
+  labelEvery?: { rows: readonly string[]; cols: readonly string[] };
   /** how to print those labels (a vega expression on datum.value), e.g. "'L' + split(datum.value, '.')[0]" */
   labelExpr?: string;
   /** the largest entries as bars under the grid, when the grid is too large to read them off */
@@ -76,7 +76,7 @@ function heatPanel(p: HeatmapPanel, scale: ColourScale, o: HeatmapChartInput, mi
   const fit = cellTextFit(raw.map((d) => d.v), step, step);
   const values = cellLabels(raw, (d) => d.v, scale, fit.decimals);
   const labelFont = step >= 12 ? 10 : 9;
-  const labels = (all: readonly string[]) => p.labelEvery ?? (step >= 10 ? all : labelledIndices(all.length, all.length * step, labelFont + 3).map((i) => all[i]));
+  const labels = (all: readonly string[], given?: readonly string[]) => given ?? (step >= 10 ? all : labelledIndices(all.length, all.length * step, labelFont + 3).map((i) => all[i]));
   const axisLabels = p.labelExpr ? { labelExpr: p.labelExpr, labelOverlap: false, labelFontSize: 10 } : {};
   const cut = nr < p.rows.length || nc < p.cols.length ? `the first ${Math.max(nr, nc)} of ${Math.max(p.rows.length, p.cols.length)} tokens (all in circuits.json)` : '';
   const subtitle = [p.subtitle, cut].filter((x): x is string => !!x).flatMap((x) => wrapToWidth(x, Math.max(220, nc * step), 11));
@@ -86,8 +86,8 @@ function heatPanel(p: HeatmapPanel, scale: ColourScale, o: HeatmapChartInput, mi
     width: { step },
     height: { step },
     encoding: {
-      x: { field: 'c', type: 'ordinal', scale: { domain: cols }, title: p.colTitle, axis: { labelFontSize: labelFont, labelAngle: -90, labelAlign: 'right', labelBaseline: 'middle', labelLimit: 110, values: labels(cols), ...axisLabels } },
-      y: { field: 'r', type: 'ordinal', scale: { domain: rows }, title: p.rowTitle, axis: { labelFontSize: labelFont, labelLimit: 110, values: labels(rows), ...axisLabels } },
+      x: { field: 'c', type: 'ordinal', scale: { domain: cols }, title: p.colTitle, axis: { labelFontSize: labelFont, labelAngle: -90, labelAlign: 'right', labelBaseline: 'middle', labelLimit: 110, values: labels(cols, p.labelEvery?.cols), ...axisLabels } },
+      y: { field: 'r', type: 'ordinal', scale: { domain: rows }, title: p.rowTitle, axis: { labelFontSize: labelFont, labelLimit: 110, values: labels(rows, p.labelEvery?.rows), ...axisLabels } },
     },
     layer: [
       {

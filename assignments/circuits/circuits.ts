@@ -132,7 +132,7 @@ export async function outputFiles(r: Report): Promise<Map<string, string | Uint8
   const compPanel = (mode: 'q' | 'k' | 'v', title: string) => ({
     title, rows: writers, cols: readers, rowTitle: 'writer head A', colTitle: 'reader head B',
     values: writers.map((a) => { const [lA, hA] = a.split('.').map(Number); return readers.map((b) => { const [lB, hB] = b.split('.').map(Number); return r.composition[mode][lA][hA][lB][hB]; }); }),
-    ...(large ? { labelEvery: firstOfLayer(writers), labelExpr: "'layer ' + split(datum.value, '.')[0]", top: r.top_pairs[mode].map((p) => ({ label: `${p.writer} → ${p.reader}`, value: p.score })) } : {}),
+    ...(large ? { labelEvery: { rows: firstOfLayer(writers), cols: firstOfLayer(readers) }, labelExpr: "'layer ' + split(datum.value, '.')[0]", top: r.top_pairs[mode].map((p) => ({ label: `${p.writer} → ${p.reader}`, value: p.score })) } : {}),
   });
   const base = r.composition_baseline;
   let compMax = base.mean;

@@ -230,7 +230,7 @@ export function pathSpec(o: { model: string; to_logits: HeadGrid; to_name_movers
 /** Horizontal bars with their values printed at the ends; labels on the left, never cut. */
 function barPanel(title: string | { text: string; subtitle: string[] }, values: { label: string; value: number; tip?: string }[], xTitle: string, domainMax?: number) {
   const [lo, hi] = extent(values.map((v) => v.value));
-  const max = Math.max(hi, 0, domainMax ?? 0), min = Math.min(lo, 0);
+  const max = Math.max(Number.isNaN(hi) ? 0 : hi, domainMax ?? 0), min = Math.min(Number.isNaN(lo) ? 0 : lo, 0);
   return {
     title,
     data: { values: values.map((v) => ({ ...v, text: f3(v.value) })) },
@@ -269,8 +269,8 @@ export function knockoutSpec(o: { model: string; ko: KnockoutResults & { circuit
         { label: 'F_circuit (only the circuit)', value: k.F_circuit },
         { label: 'F_empty (every head knocked out)', value: k.F_empty },
       ], 'logit(IO) − logit(S)'),
-      barPanel({ text: 'completeness |F(C\\K) − F(M\\K)|', subtitle: [allZero ? 'every value is 0: removing K hurts the circuit exactly as much as the model' : 'small: removing K hurts the circuit as much as the model'] },
-        comp, '|F(C\\K) − F(M\\K)|', 0.05 * scaleOf),
+      ...(comp.length ? [barPanel({ text: 'completeness |F(C\\K) − F(M\\K)|', subtitle: [allZero ? 'every value is 0: removing K hurts the circuit exactly as much as the model' : 'small: removing K hurts the circuit as much as the model'] },
+        comp, '|F(C\\K) − F(M\\K)|', 0.05 * scaleOf)] : []),
       barPanel({ text: 'minimality |F(C\\{v}) − F(C)|', subtitle: ['large: the circuit needs head v'] },
         k.minimality.map((m) => ({ label: `head ${m.head}`, value: m.value })), '|F(C\\{v}) − F(C)|', 0.05 * scaleOf),
     ],

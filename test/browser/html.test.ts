@@ -58,7 +58,7 @@ const spec = patchingHeatmapSpec({ ...runOf(), matrix: ref.patch_matrix, tokens:
 const hoverScript = `<script>
 new MutationObserver((_, observer) => {
   const cells = [...document.querySelectorAll('#chart .mark-rect.role-mark path')];
-  const cell = cells.find((p) => { const l = p.getAttribute('aria-label') || ''; return /; layer: 1;/.test(l) && /; position: 1;/.test(l); });
+  const cell = cells.find((p) => /^layer: 1; position: 1;/.test(p.getAttribute('aria-label') || ''));
   if (!cell) return;
   observer.disconnect();
   const r = cell.getBoundingClientRect();
