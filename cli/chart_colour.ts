@@ -110,13 +110,16 @@ export function fixed(v: number, decimals: number): string {
 
 /**
  * Decimals that tell the cells apart: enough to resolve a tenth of the spread of the values.
- * A grid of copying scores in [−0.3, 0.3] gets 2; logits around 50, 0; values of 1e-7, 8
+ * A grid of copying scores in [−0.3, 0.3] gets 2; logits around 50, 0; values of 1e-7, 8; a grid
+ * whose cells are all −0.256, 2
  * (cellTextFit prints no numbers that need more than 3).
  */
 function decimalsFor(values: readonly number[]): number {
   const [lo, hi] = extent(values);
   if (Number.isNaN(lo)) return 2;
-  const spread = hi - lo || maxAbs(values) || 1;
+  // values that are all the same (to a thousandth of their size) are shown to their own size
+  const size = maxAbs(values);
+  const spread = hi - lo > 1e-3 * size ? hi - lo : size || 1;
   return Math.max(0, 1 - Math.floor(Math.log10(spread)));
 }
 

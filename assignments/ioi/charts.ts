@@ -230,7 +230,11 @@ export function pathSpec(o: { model: string; to_logits: HeadGrid; to_name_movers
 /** Horizontal bars with their values printed at the ends; labels on the left, never cut. */
 function barPanel(title: string | { text: string; subtitle: string[] }, values: { label: string; value: number; tip?: string }[], xTitle: string, domainMax?: number) {
   const [lo, hi] = extent(values.map((v) => v.value));
-  const max = Math.max(Number.isNaN(hi) ? 0 : hi, domainMax ?? 0), min = Math.min(Number.isNaN(lo) ? 0 : lo, 0);
+  let max = Math.max(Number.isNaN(hi) ? 0 : hi, domainMax ?? 0), min = Math.min(Number.isNaN(lo) ? 0 : lo, 0);
+  // room for the numbers printed beyond the bars' ends
+  const room = 0.18 * (max - min || 1);
+  if (max > 0) max += room;
+  if (min < 0) min -= room;
   return {
     title,
     data: { values: values.map((v) => ({ ...v, text: f3(v.value) })) },
@@ -238,12 +242,13 @@ function barPanel(title: string | { text: string; subtitle: string[] }, values: 
     height: { step: 22 },
     encoding: {
       y: { field: 'label', type: 'nominal', scale: { domain: values.map((v) => v.label) }, title: null, axis: { labelLimit: 320 } },
-      x: { field: 'value', type: 'quantitative', title: xTitle, scale: { domain: [min, max === min ? min + 1 : max], nice: true } },
+      x: { field: 'value', type: 'quantitative', title: xTitle, scale: { domain: [min, max === min ? min + 1 : max], nice: false } },
       tooltip: [{ field: 'label', type: 'nominal', title: 'what' }, { field: 'value', type: 'quantitative', format: '.3f' }, ...(values.some((v) => v.tip) ? [{ field: 'tip', type: 'nominal', title: 'detail' }] : [])],
     },
     layer: [
       { mark: { type: 'bar', color: '#4c78a8' } },
-      { mark: { type: 'text', align: 'left', dx: 3, fontSize: 10 }, encoding: { text: { field: 'text', type: 'nominal' } } },
+      // the number beyond the bar's end: right of a positive bar, left of a negative one
+      { mark: { type: 'text', align: { expr: "datum.value < 0 ? 'right' : 'left'" }, dx: { expr: 'datum.value < 0 ? -3 : 3' }, fontSize: 10 }, encoding: { text: { field: 'text', type: 'nominal' } } },
     ],
   };
 }
@@ -251,8 +256,11 @@ function barPanel(title: string | { text: string; subtitle: string[] }, values: 
 export function knockoutSpec(o: { model: string; ko: KnockoutResults & { circuit_source: string } }): TopLevelSpec {
   const k = o.ko;
   const scaleOf = Math.abs(k.F_model) || 1;
+  // a set of a few heads is named in full; a larger one by its size (all its heads in the tooltip), so no label is cut
+  let random = 0;
   const comp = k.completeness.map((c) => ({
-    label: `${c.kind}: K = {${c.K.join(', ')}}`, value: c.value, tip: `F(C\\K) ${f3(c.F_C_minus_K)}, F(M\\K) ${f3(c.F_M_minus_K)}`,
+    label: `${c.kind === 'random' ? `random set ${++random}` : c.kind}: ${c.K.length <= 4 ? `K = {${c.K.join(', ')}}` : `${c.K.length} heads`}`,
+    value: c.value, tip: `K = {${c.K.join(', ')}}; F(C\\K) ${f3(c.F_C_minus_K)}, F(M\\K) ${f3(c.F_M_minus_K)}`,
   }));
   const allZero = comp.every((c) => c.value === 0);
   return {

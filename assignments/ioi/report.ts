@@ -95,10 +95,10 @@ export function readingAid(rep: Report, randomWeights: boolean): string[] {
   const direct = drops(rep.path_patching.to_logits), viaQ = drops(rep.path_patching.to_name_movers);
   out.push(direct.length
     ? `Path patching: the direct paths to the logits that carry the answer (F drops by more than a tenth when they come from the ABC run): ${list(direct, (x) => `${x.name} (to ${num(x.v, 2)})`)}.`
-    : 'Path patching: no single head\'s direct path to the logits carries a tenth of F.');
+    : 'Path patching: no single head\'s direct path to the logits carries a tenth of |F|.');
   out.push(viaQ.length
     ? `Through the queries of ${rep.path_patching.name_movers.join(', ')}: ${list(viaQ, (x) => `${x.name} (to ${num(x.v, 2)})`)}; in GPT-2 small the S-inhibition heads do this, telling the name movers which name not to copy.`
-    : `No head's path into the queries of ${rep.path_patching.name_movers.join(', ')} moves F by a tenth.`);
+    : `No head's path into the queries of ${rep.path_patching.name_movers.join(', ')} moves F by a tenth of |F|.`);
 
   const k = rep.knockout;
   const faithful = k.faithfulness / absF;
@@ -111,7 +111,8 @@ export function readingAid(rep: Report, randomWeights: boolean): string[] {
       : `Completeness: removing K = {${worst.K.join(', ')}} (${worst.kind}) hurts the circuit and the model differently (${num(worst.value, 2)}): the model has heads outside the circuit that take over.`);
   }
   const idle = k.minimality.filter((m) => m.value < 0.05 * absF).map((m) => m.head);
-  if (idle.length) out.push(`Minimality: the circuit barely needs ${idle.join(', ')} (removing each changes F_circuit by less than 5% of |F|).`);
+  const some = (xs: string[]) => (xs.length > 8 ? `${xs.slice(0, 8).join(', ')} and ${xs.length - 8} more` : xs.join(', '));
+  if (idle.length) out.push(`Minimality: the circuit barely needs ${some(idle)} (removing each changes F_circuit by less than 5% of |F|).`);
   else if (k.minimality.length) out.push('Minimality: removing any one circuit head changes F_circuit by at least 5% of |F|: each one is needed.');
   return out;
 }
