@@ -110,6 +110,7 @@ export function scoresSpec(o: ScoresChartInput): TopLevelSpec {
   // few heads get wider cells, so that the three grids, not the caption, set the picture's width
   const stepX = Math.min(60, Math.max(H <= 16 ? 30 : 18, Math.floor(240 / H))), stepY = 22;
   const fit = cellTextFit(kinds.flatMap((k) => o.scores[k].flat()), stepX, stepY, 2);
+  const anyOutlined = kinds.some((k) => o.detected[k].length || (o.labelled?.[k].length ?? 0));
   const panels = kinds.map((kind) => {
     const found = new Set(o.detected[kind]);
     const labelled = o.labelled ? new Set(o.labelled[kind]) : null;
@@ -153,7 +154,7 @@ export function scoresSpec(o: ScoresChartInput): TopLevelSpec {
               type: 'nominal',
               title: 'detection',
               scale: o.labelled ? { domain: STATUS.slice(0, 3), range: STATUS_COLOURS.slice(0, 3) } : { domain: [STATUS[3]], range: [STATUS_COLOURS[3]] },
-              legend: { labelLimit: 260 },
+              legend: anyOutlined ? { labelLimit: 260 } : null, // no legend for outlines that are not there
             },
           },
         },

@@ -91,7 +91,7 @@ export function readingAid(report: Report, range: { lo: number; hi: number }, ra
   changes.forEach((c, l) => { if (c < changes[worst]) worst = l; });
   out.push(changes.length && changes[worst] < -0.1
     ? `Replacing MLP ${worst}'s output by its mean costs the second half most: ${num(changes[worst], 2)} nats of log-prob.`
-    : 'No MLP, replaced by its mean, costs the second half more than 0.1 nats: here the attention does the copying.');
+    : `No MLP, replaced by its mean, costs the second half more than 0.1 nats${gain > 1 ? ': the attention does the copying' : ''}.`);
   const c = report.two_head_circuit;
   if (c) {
     const kept = report.second_half_accuracy > 0 ? c.accuracy / report.second_half_accuracy : 0;
