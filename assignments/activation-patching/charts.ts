@@ -138,7 +138,7 @@ export function patchHeatmapSpec(input: PatchChartInput): TopLevelSpec {
   const rows = rowIdx.map((i) => grid.rows[i]), cols = colIdx.map((j) => grid.cols[j]);
 
   // a grid of few columns gets wider cells, so that it, not its caption, sets the picture's width
-  const stepX = Math.min(80, Math.max(cols.length <= 16 ? 46 : cols.length <= 24 ? 34 : 24, Math.floor(MIN_GRID_WIDTH / cols.length)));
+  const stepX = Math.min(120, Math.max(cols.length <= 16 ? 46 : cols.length <= 24 ? 34 : 24, Math.floor(MIN_GRID_WIDTH / cols.length)));
   const stepY = axes.length === 3 ? 20 : 24;
   const shownValues = rowIdx.flatMap((i) => colIdx.map((j) => grid.matrix[i][j]));
   const fit = cellTextFit(shownValues, stepX, stepY);
@@ -210,7 +210,8 @@ export function patchHeatmapSpec(input: PatchChartInput): TopLevelSpec {
             field: 'value', type: 'quantitative', scale: vlColourScale(cs),
             legend: {
               orient: 'bottom', direction: 'horizontal', gradientLength: Math.max(200, Math.min(400, plotWidth)), titleLimit: 600,
-              title: [`${metricName(input)} in the patched corrupted run`, `← ${q(input.cleanToken)} favoured | ${q(input.corruptToken)} favoured →`],
+              title: [`${metricName(input)} in the patched corrupted run`,
+                runs ? `← more ${q(input.cleanToken)} | more ${q(input.corruptToken)} →` : `← ${q(input.cleanToken)} favoured | ${q(input.corruptToken)} favoured →`],
             },
           },
           tooltip,
@@ -246,8 +247,8 @@ export function logitLensSpec(lens: readonly number[], r: RunDescription): TopLe
   const spec = {
     $schema: VEGA_LITE_SCHEMA,
     title: title(`Logit lens: ${metricName(r)} read from the clean run's residual stream`, r,
-      [`below 0: ${q(r.cleanToken)} favoured; above 0: ${q(r.corruptToken)} favoured`]),
-    width: Math.max(360, step * lens.length),
+      [`each point: the stream through the final layer norm and the unembedding, as if the model ended there; below 0: ${q(r.cleanToken)} favoured, above 0: ${q(r.corruptToken)} favoured`]),
+    width: Math.max(420, step * lens.length),
     height: 220,
     data: { values },
     layer: [
@@ -255,7 +256,7 @@ export function logitLensSpec(lens: readonly number[], r: RunDescription): TopLe
       {
         mark: { type: 'line', point: { filled: true, size: 60 }, color: '#4c78a8' },
         encoding: {
-          x: { field: 'stage', type: 'ordinal', scale: { domain: stages }, title: 'residual stream entering block … (end: after the last block), through ln_f and the unembedding', axis: { labelAngle: 0 } },
+          x: { field: 'stage', type: 'ordinal', scale: { domain: stages }, title: ['the residual stream entering block …', '(end: after the last block)'], axis: { labelAngle: 0 } },
           y: { field: 'value', type: 'quantitative', title: metricName(r) },
           tooltip: [
             { field: 'where', type: 'nominal', title: 'stream' },
@@ -264,7 +265,7 @@ export function logitLensSpec(lens: readonly number[], r: RunDescription): TopLe
         },
       },
     ],
-    config: { axis: { labelFontSize: 11, titleFontSize: 12, titleLimit: 1000 } },
+    config: { axis: { labelFontSize: 11, titleFontSize: 12 } },
   };
   return spec as unknown as TopLevelSpec;
 }

@@ -70,7 +70,7 @@ function heatPanel(p: HeatmapPanel, scale: ColourScale, o: HeatmapChartInput, mi
   const nr = Math.min(p.rows.length, p.labelEvery ? p.rows.length : MAX_TOKENS_SHOWN), nc = Math.min(p.cols.length, p.labelEvery ? p.cols.length : MAX_TOKENS_SHOWN);
   const rows = p.rows.slice(0, nr), cols = p.cols.slice(0, nc);
   // a lone grid of few cells gets bigger ones, so that it, not its caption, sets the picture's width
-  const step = Math.min(60, Math.max(stepFor(Math.max(nr, nc)), Math.floor(minWidth / Math.max(nr, nc))));
+  const step = Math.min(100, Math.max(stepFor(Math.max(nr, nc)), Math.floor(minWidth / Math.max(nr, nc))));
   const raw: Array<{ r: string; c: string; v: number }> = [];
   p.values.slice(0, nr).forEach((row, i) => row.slice(0, nc).forEach((v, j) => { if (v !== null && Number.isFinite(v)) raw.push({ r: rows[i], c: cols[j], v: round(v) }); }));
   const fit = cellTextFit(raw.map((d) => d.v), step, step);

@@ -69,7 +69,7 @@ function gridPanel(grid: HeadGrid, what: string | string[], marks: Marks | null,
   const nm = new Set(marks?.name_movers ?? []), circ = new Set(marks?.circuit ?? []);
   const H = grid[0]?.length ?? 0;
   // few heads get wider cells, so that the grid, not its caption, sets the picture's width
-  const stepX = Math.min(80, Math.max(H <= 12 ? 38 : 24, Math.floor(minWidth / Math.max(1, H)))), stepY = 24;
+  const stepX = Math.min(120, Math.max(H <= 12 ? 38 : 24, Math.floor(minWidth / Math.max(1, H)))), stepY = 24;
   const values = grid.flatMap((row, layer) => row.map((value, head) => {
     const name = `${layer}.${head}`;
     return { layer, head, name, value, mark: nm.has(name) ? 'name mover' : circ.has(name) ? 'circuit' : '' };
@@ -127,7 +127,7 @@ export function residSpec(o: { model: string; matrix: number[][]; tokens: readon
   const scale = ioiScale(o.corrupt, [...o.matrix.flat(), o.clean]);
   const effect = (v: number) => Math.abs(v - o.corrupt);
   const cols = T > MAX_POSITIONS ? pickIndices(labels.map((_, p) => extent(o.matrix.map((row) => effect(row[p])))[1]), MAX_POSITIONS, [T - 1]) : labels.map((_, p) => p);
-  const stepX = Math.min(80, Math.max(40, Math.floor(400 / cols.length))), stepY = 22;
+  const stepX = Math.min(120, Math.max(40, Math.floor(400 / cols.length))), stepY = 22;
   const raw = o.matrix.flatMap((row, layer) => cols.map((p) => ({ layer, position: labels[p], value: row[p] })));
   const fit = cellTextFit(raw.map((d) => d.value), stepX, stepY);
   const values = cellLabels(raw, (d) => d.value, scale, fit.decimals);
