@@ -10,7 +10,7 @@
  *   cellLabels(data, ...)  each datum's number (fixed decimals) and ink (black or white)
  */
 import { scheme } from 'vega';
-import { textWidth } from './chart_layout.ts';
+import { extent, maxAbs, textWidth } from './chart_layout.ts';
 
 export type RGB = [number, number, number];
 
@@ -83,23 +83,6 @@ function inkOn(rgb: RGB): '#000000' | '#ffffff' {
 
 // -----------------------------------------------------------------------------
 // numbers in the cells
-
-/** The smallest and largest finite value ([NaN, NaN] for none), without spreading into Math.min (which overflows the stack on long arrays). */
-export function extent(values: Iterable<number | null>): [number, number] {
-  let lo = Infinity, hi = -Infinity;
-  for (const v of values) {
-    if (v === null || !Number.isFinite(v)) continue;
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
-  }
-  return lo <= hi ? [lo, hi] : [NaN, NaN];
-}
-
-/** The largest |value| among the finite values (0 for none). */
-export function maxAbs(values: Iterable<number | null>): number {
-  const [lo, hi] = extent(values);
-  return Number.isNaN(lo) ? 0 : Math.max(-lo, hi);
-}
 
 /** `v` with `decimals` fixed decimals and a true minus sign; never "−0.00". */
 export function fixed(v: number, decimals: number): string {

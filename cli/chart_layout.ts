@@ -77,6 +77,23 @@ export function wrapLines(lines: readonly string[], maxWidth: number, fontSize: 
 // -----------------------------------------------------------------------------
 // what a large chart shows
 
+/** The smallest and largest finite value ([NaN, NaN] for none), without spreading into Math.min (which overflows the stack on long arrays). */
+export function extent(values: Iterable<number | null>): [number, number] {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) {
+    if (v === null || !Number.isFinite(v)) continue;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return lo <= hi ? [lo, hi] : [NaN, NaN];
+}
+
+/** The largest |value| among the finite values (0 for none). */
+export function maxAbs(values: Iterable<number | null>): number {
+  const [lo, hi] = extent(values);
+  return Number.isNaN(lo) ? 0 : Math.max(-lo, hi);
+}
+
 /**
  * The indices (ascending) of the at most `max` entries with the largest `score`, always including
  * `keep` (as far as `max` allows). Used to thin a chart that would be too large to read.

@@ -4,6 +4,7 @@
  * (FORCE_COLOR turns them on, or off with FORCE_COLOR=0); otherwise everything is plain text
  * that reads well in a log file.
  */
+import { extent, maxAbs } from './chart_layout.ts';
 
 // -----------------------------------------------------------------------------
 // when to colour
@@ -346,10 +347,8 @@ export function oneSide(values: readonly number[]): 'above' | 'below' | null {
  * runs favour the same token). The experiments then name a scale that shows them.
  */
 export function zeroScaleHides(values: readonly number[]): boolean {
-  let lo = Infinity, hi = -Infinity;
-  for (const v of values) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
-  const m = Math.max(Math.abs(lo), Math.abs(hi));
-  return lo < hi && hi - lo < 0.2 * m;
+  const [lo, hi] = extent(values);
+  return lo < hi && hi - lo < 0.2 * maxAbs(values);
 }
 
 /**
@@ -366,13 +365,11 @@ export function formatHeatmap(matrix: readonly (readonly number[])[], opts: Heat
   const nCols = opts.columnLabels.length;
   const rowW = Math.max(...opts.rowLabels.map(displayWidth)) + 1;
   const flat = matrix.flat().filter(Number.isFinite);
-  // loops, not Math.max(...flat): a large grid would overflow the stack
-  let smallest = 0, largest = 0;
-  for (const v of flat) { smallest = Math.min(smallest, v); largest = Math.max(largest, v); }
-  const maxAbs = Math.max(-smallest, largest) || 1;
-  const [lo, hi] = opts.domain ?? [-maxAbs, maxAbs];
+  const [smallest, largest] = flat.length ? extent(flat) : [0, 0];
+  const m = maxAbs(flat) || 1;
+  const [lo, hi] = opts.domain ?? [-m, m];
   const toT = (v: number) => (hi === lo ? 0 : (2 * (v - lo)) / (hi - lo) - 1); // lo → −1, hi → +1
-  const valueW = Math.max(formatValue(smallest, digits).length, formatValue(largest, digits).length, digits + 3) + 1;
+  const valueW = Math.max(formatValue(smallest, digits).length, formatValue(largest, digits).length, digits + 3) + 1; // the widest is an end
   const number = (j: number) => opts.columnNumbers?.[j] ?? j;
 
   // Widest layout that fits: values in the cells, then colour-only blocks, then 1 column each.

@@ -11,8 +11,8 @@
  * - dlaSpec: each component's direct share of the clean run's metric, as bars.
  */
 import { VEGA_LITE_SCHEMA, positionLabel, type TopLevelSpec } from '../../cli/plot.ts';
-import { cellLabels, cellTextFit, cellTextLayer, colourWord, extent, fixed, maxAbs, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
-import { pickIndices, textWidth } from '../../cli/chart_layout.ts';
+import { cellLabels, cellTextFit, cellTextLayer, colourWord, fixed, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
+import { extent, maxAbs, pickIndices, textWidth } from '../../cli/chart_layout.ts';
 import { oneSide, visibleToken, zeroScaleHides } from '../../cli/terminal.ts';
 import type { AxisName } from '../../lens/patching.ts';
 import type { DLAParts, Patch } from './experiment.ts';

@@ -10,7 +10,7 @@ import {
 } from '../../cli/terminal.ts';
 import type { Engine } from '../../sweep/sweep.ts';
 import { formatDuration } from '../../io/progress.ts';
-import { pickIndices } from '../../cli/chart_layout.ts';
+import { extent, pickIndices } from '../../cli/chart_layout.ts';
 import { patchGrid, patchHook, rankOf, type DLAParts, type Patch, type PatchKind, type Runs, type TextsAndTargets, type Tokenized } from './experiment.ts';
 
 const q = (s: string) => JSON.stringify(s);
@@ -193,8 +193,7 @@ export function printPatchResult(p: Printer, o: TextsAndTargets, t: Tokenized, r
   }
   if (notes.length) p.print(`showing ${notes.join(', and ')} (every cell is in patching.json and the heatmap's tooltips)`);
   const all = grid.matrix.flat();
-  let lo = Math.min(clean, corrupt), hi = Math.max(clean, corrupt);
-  for (const v of all) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  const [lo, hi] = extent([...all, clean, corrupt]);
   const endName = (v: number, fallback: string) => (v === clean ? 'clean run' : v === corrupt ? 'corrupted run' : fallback);
   const runsScale = opts.scale === 'runs' && hi > lo;
   printHeatmap(p, o, {
@@ -206,8 +205,7 @@ export function printPatchResult(p: Printer, o: TextsAndTargets, t: Tokenized, r
     ...(runsScale ? { domain: [lo, hi], domainLabels: [endName(lo, 'lowest cell'), endName(hi, 'highest cell')] } : {}),
   });
   if (opts.scale === 'zero' && zeroScaleHides(all)) {
-    let a = Infinity, b = -Infinity;
-    for (const v of all) if (Number.isFinite(v)) { a = Math.min(a, v); b = Math.max(b, v); }
+    const [a, b] = extent(all);
     p.print(`note: the cells differ by at most ${spreadText(b - a)}, little beside their size, so on colours centred on zero they look alike; ` +
       'run with --scale runs to spread the colours between the two unpatched runs (the numbers stay the same)');
   }
@@ -295,8 +293,7 @@ export function readingAid(r: ReadingAidInput): string[] {
     out.push('Both runs give practically the same difference, so no single patch can move it toward the clean run: pick texts the model tells apart.');
     return out;
   }
-  let lowest = Infinity, highest = -Infinity;
-  for (const row of matrix) for (const v of row) if (Number.isFinite(v)) { lowest = Math.min(lowest, v); highest = Math.max(highest, v); }
+  const [lowest, highest] = extent(matrix.flat());
   const spread = highest >= lowest ? highest - lowest : 0;
   const smallGap = Math.abs(gap) < spread / 2;
   if (smallGap) {

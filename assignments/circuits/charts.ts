@@ -7,8 +7,8 @@
  *   pathSpec         step 7: second-half accuracy, clean and with a QK path removed
  */
 import type { TopLevelSpec } from '../../cli/plot.ts';
-import { cellLabels, cellTextFit, cellTextLayer, colourWord, extent, fixed, maxAbs, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
-import { balancedColumns, labelledIndices, wrapToWidth } from '../../cli/chart_layout.ts';
+import { cellLabels, cellTextFit, cellTextLayer, colourWord, fixed, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
+import { balancedColumns, extent, labelledIndices, maxAbs, wrapToWidth } from '../../cli/chart_layout.ts';
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 

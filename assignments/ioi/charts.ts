@@ -17,8 +17,8 @@
  */
 import type { TopLevelSpec } from '../../cli/plot.ts';
 import { positionLabel } from '../../cli/plot.ts';
-import { cellLabels, cellTextFit, cellTextLayer, colourWord, extent, fixed, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
-import { pickIndices } from '../../cli/chart_layout.ts';
+import { cellLabels, cellTextFit, cellTextLayer, colourWord, fixed, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
+import { extent, pickIndices } from '../../cli/chart_layout.ts';
 import type { HeadGrid, KnockoutResults } from './experiment.ts';
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
