@@ -27,6 +27,7 @@ import { pathToFileURL } from 'node:url';
 import { BPETokenizer, tokenStrings } from './mingpt/bpe.ts';
 import type { GPT } from './mingpt/model.ts';
 import type { Engine } from './sweep/sweep.ts';
+import { firstDifference } from './lens/metrics.ts';
 import { endSweeps } from './sweep/engines.ts';
 import { ProgressBar } from './io/progress.ts';
 import { collectGarbage } from './cli/memory.ts';
@@ -43,7 +44,7 @@ import {
   type PatchKind, type TextsAndTargets,
 } from './assignments/activation-patching/experiment.ts';
 import {
-  printAttribution, printPatchPlan, printPatchResult, printTargets, printTokens, printTop, section, type Printer,
+  answerTokenWarnings, printAttribution, printPatchPlan, printPatchResult, printTargets, printTokens, printTop, section, sweepCost, type Printer,
 } from './assignments/activation-patching/report.ts';
 import { METHODS, comparePatches, estimatePatch, printComparison, type Method } from './assignments/activation-patching/atp.ts';
 
@@ -200,6 +201,9 @@ export async function main(argv: readonly string[]): Promise<void> {
   const cleanTokens = tokenStrings(t.clean_ids);
   printTokens(p, o, t);
   for (const note of t.notes) process.stderr.write(note + '\n');
+  const given = (name: string) => argv.some((x) => x === `--${name}` || x.startsWith(`--${name}=`));
+  const answerGiven = { texts: given('clean') || given('corrupt'), cleanToken: given('clean-token'), corruptToken: given('corrupt-token') };
+  for (const warning of answerTokenWarnings(o, t, DEFAULTS, answerGiven)) process.stderr.write(warning + '\n');
   if (o.engineGiven && o.patch !== 'resid_post') process.stderr.write(`note: --engine applies to --patch resid_post only; --patch ${o.patch} uses the generic patch\n`);
   if (o.engineGiven && o.method === 'atp') process.stderr.write('note: --engine applies to the exact patch; --method atp runs none\n');
   const exact = o.method !== 'atp';
@@ -220,7 +224,9 @@ export async function main(argv: readonly string[]): Promise<void> {
   // 2–3. the two runs, and the clean run's attribution (the fast engine's threads boot meanwhile)
   const x = { patch: o.patch, engine: o.engine, keepCache: o.saveCache !== undefined };
   if (exact) await prepareExperiment(model, t, x);
+  const runsStart = performance.now();
   const runs = runTexts(model, t, x);
+  let forward_s = (performance.now() - runsStart) / 1000 / 2; // two runs: the clean one (with its cache and every logit) and the corrupted one
   const top = topTokens(runs.clean_last_logits, o.top);
   printTop(p, t, top, cleanTokens[cleanTokens.length - 1]);
   printTargets(p, o, t, runs.clean_last_logits);
@@ -229,11 +235,18 @@ export async function main(argv: readonly string[]): Promise<void> {
   printTargets(p, o, t, runs.corrupt_last_logits);
 
   // 4. the patch, and or its estimate ------------------------------------------------------
-  printPatchPlan(p, o.patch, o.method === 'atp' ? 'atp' : o.engine, cfg.n_layer, cfg.n_head, t.clean_ids.length);
+  const cost = sweepCost(o.patch, o.engine, cfg.n_layer, cfg.n_head, t.clean_ids.length, firstDifference(t.clean_ids, t.corrupt_ids));
+  if (exact && cost.passes * forward_s > 10) {
+    // a long sweep: time one pass as the patched runs make it (the last position's logits only)
+    const passStart = performance.now();
+    model.forward(t.corrupt_ids, { logits_at: [t.corrupt_ids.length - 1] });
+    forward_s = (performance.now() - passStart) / 1000;
+  }
+  printPatchPlan(p, o.patch, exact ? o.engine : 'atp', cfg.n_layer, cfg.n_head, t.clean_ids.length, { passes: cost.passes, forward_s });
   let bar: ProgressBar | undefined;
   const estimate = o.method === 'exact' ? undefined : estimatePatch(model, t, o.patch);
   const patch = !exact ? estimate! : await runPatch(model, t, runs, {
-    ...x, onStart: (total) => (bar = new ProgressBar({ total, label: 'patching' })), onProgress: (done) => bar?.update(done),
+    ...x, onStart: (total) => (bar = new ProgressBar({ total, label: 'patching', workDone: cost.share })), onProgress: (done) => bar?.update(done),
   });
   bar?.done();
   p.print(`done in ${patch.sweep_s.toFixed(1)} s${o.method === 'both' ? ` (attribution patching: ${estimate!.sweep_s.toFixed(2)} s)` : ''}`);
@@ -245,7 +258,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   if (o.saveCache !== undefined && cacheDir !== undefined && runs.cache) {
     stagedCache = temporaryFor(o.saveCache, cacheDir);
     try {
-      runs.cache.save(stagedCache, { model: modelName, text: o.clean });
+      // the token ids too, so the cache can be matched with its text without our tokenizer
+      runs.cache.save(stagedCache, { model: modelName, text: o.clean, token_ids: JSON.stringify(t.clean_ids) });
     } catch (err) {
       const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
       if (!code) throw err;

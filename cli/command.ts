@@ -93,12 +93,12 @@ export const TASK_NOT_DONE = /^TASK ([\w.]+) not done: /;
  * went non-finite, or a task of a student copy that is not written yet. Anything else is a
  * bug, and Node prints its stack.
  */
-export async function runCli(main: (argv: string[]) => Promise<void>, command: string): Promise<void> {
+export async function runCli(main: (argv: string[]) => Promise<void>, command: string, offlineArgs = ''): Promise<void> {
   try {
     await main(process.argv.slice(2));
   } catch (err) {
     if (err instanceof UsageError) return exitWithError(`${err.message}\n(run \`${command} --help\` for the options)`, 2);
-    if (err instanceof PretrainedError) return exitWithError(err.message + offlineHint(err, command), 1);
+    if (err instanceof PretrainedError) return exitWithError(err.message + offlineHint(err, command, offlineArgs), 1);
     if (err instanceof InputError || err instanceof CheckpointError || err instanceof SafetensorsError
       || err instanceof NonFiniteError) return exitWithError(err.message, 1);
     if (err instanceof Error && TASK_NOT_DONE.test(err.message)) return exitWithError(err.message, 1);
@@ -117,10 +117,11 @@ async function exitWithError(message: string, code: number): Promise<never> {
 
 /**
  * When a pretrained model could not be had (not on disk, no network), the command that works
- * without it: the small random checkpoint that comes with the repository.
+ * without it: the small random checkpoint that comes with the repository, with `extra` options the
+ * command needs there (its context is 64 tokens).
  */
-export function offlineHint(err: PretrainedError, command: string): string {
+export function offlineHint(err: PretrainedError, command: string, extra = ''): string {
   if (/^unknown pretrained model/.test(err.message)) return '';
   return `\nTo try the command without downloading anything, run it on the small test checkpoint that comes with the repository `
-    + `(random weights, so the numbers show the mechanics, not findings):\n  ${command} --weights test/fixtures/gpt2-tiny`;
+    + `(random weights, so the numbers show the mechanics, not findings):\n  ${command} --weights test/fixtures/gpt2-tiny${extra ? ` ${extra}` : ''}`;
 }

@@ -100,13 +100,13 @@ export const TASKS: readonly Task[] = [
     },
   },
   {
-    id: '1.6', title: "The heatmap's cells from the matrix", experiment: 'activation-patching',
-    file: 'assignments/activation-patching/charts.ts', where: 'patchHeatmapSpec, the layer × position branch', points: 20,
+    id: '1.6', title: "The heatmap's grid from the matrix", experiment: 'activation-patching',
+    file: 'assignments/activation-patching/charts.ts', where: 'gridOf, the layer × position grid', points: 20,
     read: `${SEED}: "use matshow to visualize the difference matrix"; the vega-lite spec around the region (x = position, y = layer, colour = value)`,
     graded: "patchingHeatmapSpec on a small hand-written matrix: every (layer, position) appears once, on the right row and column, with its value",
     mutants: {
       'ap-heatmap-transposed': 'the heatmap transposed (positions as rows, layers as columns)',
-      'ap-heatmap-shifted-label': "each cell labelled with the next position's token",
+      'ap-heatmap-shifted-label': "each column labelled with the next position's index",
     },
   },
   // --- induction heads ----------------------------------------------------------------------

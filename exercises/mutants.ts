@@ -36,8 +36,11 @@ export const MUTANTS: readonly Mutant[] = [
     edits: [['const matrix: number[][] = [];', 'const matrix: number[][] = Array.from({ length: T }, () => []);'], ['    matrix.push([]);\n', ''], ['matrix[layer].push(', 'matrix[position].push(']],
     hint: /transposed/,
   },
-  { id: 'ap-heatmap-transposed', task: '1.6', edits: [['row: String(layer), col: posLabels[position]', 'row: posLabels[position], col: String(layer)']], hint: /transposed/ },
-  { id: 'ap-heatmap-shifted-label', task: '1.6', edits: [['col: posLabels[position]', 'col: posLabels[position + 1]']], hint: /next position's label/ },
+  {
+    id: 'ap-heatmap-transposed', task: '1.6',
+    edits: [['return { rows, cols, matrix: m,', 'return { rows: cols, cols: rows, matrix: m[0].map((_, position) => m.map((row) => row[position])),']], hint: /transposed/,
+  },
+  { id: 'ap-heatmap-shifted-label', task: '1.6', edits: [['positionLabel(position, token)', 'positionLabel(position + 1, token)']], hint: /next position's label/ },
   // --- induction heads
   { id: 'ih-second-copy-redrawn', task: '2.1', edits: [['rows.push([o.bos, ...x, ...x]);', 'rows.push([o.bos, ...x, ...x.map(() => rng.randint(o.lo, o.hi))]);']], hint: /repeat/ },
   {

@@ -23,7 +23,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GPT } from '../mingpt/model.ts';
 import { RNG } from '../mingpt/utils.ts';
-import { checkpointFiles, gpt2Config } from '../io/checkpoint_writer.ts';
+import { gpt2Config, writeCheckpoint } from '../io/checkpoint_writer.ts';
 import { makeDataset } from '../assignments/ioi/dataset.ts';
 import { EXPERIMENTS, TASKS, tracksFrom, type Task } from './catalogue.ts';
 import { TEACHER_FILES, writeCopy } from './copy.ts';
@@ -260,9 +260,7 @@ function writeRandomCheckpoint(dir: string): void {
     const std = /wte|wpe/.test(name) ? 0.5 : gain || bias ? 0.1 : 0.18;
     for (let i = 0; i < w.length; i++) w[i] = (gain ? 1 : 0) + std * rng.randn();
   }
-  fs.mkdirSync(dir, { recursive: true });
-  const hf = gpt2Config(model, { random_weights: true, _comment: 'random weights, made by exercises/verify.ts for a key from another checkpoint' });
-  for (const [name, data] of checkpointFiles(model, hf)) fs.writeFileSync(path.join(dir, name), data);
+  writeCheckpoint(dir, model, gpt2Config(model, { random_weights: true, _comment: 'random weights, made by exercises/verify.ts for a key from another checkpoint' }));
 }
 
 await main(process.argv.slice(2));

@@ -26,7 +26,7 @@ import { tokenStrings } from '../../mingpt/bpe.ts';
 import { ProgressBar } from '../../io/progress.ts';
 import { helpText, optionValue, parseArgs, type CommandSpec } from '../../cli/args.ts';
 import { headExists, headName, parseHead } from '../../lens/heads.ts';
-import { MODEL_OPTIONS, checkModelChoice, loadModel as loadChosenModel, runCli, type ModelChoice } from '../../cli/command.ts';
+import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, loadModel as loadChosenModel, runCli, type ModelChoice } from '../../cli/command.ts';
 import { InputError, UsageError } from '../../io/errors.ts';
 import { OutputWriter } from '../../io/output.ts';
 import { kernelsName } from '../../mingpt/kernels/index.ts';
@@ -36,6 +36,7 @@ import {
   type Detection, type Evaluation, type LabelledHeads, type ScoreKind,
 } from './scores.ts';
 import type { AttentionPanel } from './charts.ts';
+import { printResults, readingAid } from './report.ts';
 import { circuitSpec, cleanRun, halves, runAblated, summarize, type AblationMode, type CleanRun, type HalfSummary } from './circuit.ts';
 
 const SCRIPT = 'npx tsx assignments/induction-heads/induction.ts';
@@ -562,51 +563,6 @@ export async function outputFiles(report: Report, clean: CleanRun): Promise<Map<
 // -----------------------------------------------------------------------------------------------
 // the run
 
-const fmt = (v: number | null, d = 3) => (v === null ? '—' : v.toFixed(d));
-const signed = (v: number, d = 4) => (v >= 0 ? '+' : '') + v.toFixed(d);
-
-/** Steps 2-6 on the terminal: the numbers a reader looks at first (induction.json has them all). */
-function printResults(report: Report, o: Options, s: Setup, print: (line?: string) => void): void {
-  print(`\n2. log P(correct next token), mean over the batch (clean run: ${report.timing_s.clean_run.toFixed(1)} s)`);
-  print(`   first half  (first copy):                 ${fmt(report.first_half_logprob)}   top-1 accuracy ${fmt(report.first_half_accuracy)}`);
-  print(`   seam        (second copy's first token):  ${fmt(report.seam_logprob)}`);
-  print(`   second half (rest of the second copy):    ${fmt(report.second_half_logprob)}   top-1 accuracy ${fmt(report.second_half_accuracy)}`);
-  print(`   (uniform guessing over the token range: ${fmt(-Math.log(s.hi - s.lo))}, accuracy ${fmt(1 / (s.hi - s.lo), 4)})`);
-
-  print('\n3-4. head scores and detection (threshold = max(mean + k·std over all heads, floor), k = ' + o.k + ', floor = ' + o.minScore + ')');
-  for (const kind of SCORE_KINDS) {
-    const flat = report.scores[kind].flatMap((row, l) => row.map((v, h) => ({ name: headName({ layer: l, head: h }), v }))).sort((a, b) => b.v - a.v);
-    const d = report.detection[kind];
-    print(`   ${kind.replace('_', '-')}: top ${flat.slice(0, 5).map((x) => `${x.name} ${x.v.toFixed(3)}`).join(', ')}`);
-    print(`      threshold ${d.threshold.toFixed(3)} (mean ${d.mean.toFixed(3)}, std ${d.std.toFixed(3)}): detected ${report.detected[kind].join(', ') || 'none'}`);
-    const e = report.evaluation?.[kind];
-    if (e && e.labelled.length) {
-      print(`      vs labelled ${e.labelled.join(', ')}: precision ${fmt(e.precision)}, recall ${fmt(e.recall)}, F1 ${fmt(e.f1)}`);
-    }
-  }
-  if (report.labels) print(`   labels: ${report.labels.source}`);
-  else print('   labels: none for this model (use --labels gpt2-small for a GPT-2 small checkpoint)');
-
-  print(`\n5. MLP ablation at the second-half positions: change in second-half log-prob (${report.timing_s.mlp_ablation.toFixed(1)} s)`);
-  print('   layer      zero      mean');
-  for (let l = 0; l < report.config.n_layer; l++) print(`   ${String(l).padStart(5)}  ${signed(report.mlp_ablation.zero.change[l]).padStart(8)}  ${signed(report.mlp_ablation.mean.change[l]).padStart(8)}`);
-
-  const a = report.head_ablation;
-  if (a) {
-    print(`\n5b. --ablate ${a.heads.join(',')} (${a.ablation}-ablated at every position${a.heads.length > 1 ? ', together' : ''}; ${report.timing_s.head_ablation.toFixed(1)} s)`);
-    print(`   second-half log-prob ${fmt(a.second_half_logprob)} (${signed(a.change)} vs the full model), top-1 accuracy ${fmt(a.second_half_accuracy)} (full model ${fmt(report.second_half_accuracy)})`);
-  }
-
-  const c = report.two_head_circuit;
-  if (c) {
-    print(`\n6. two-head circuit: previous-token head ${c.heads[0]} + induction head ${c.heads[1]}, every other head and every MLP ${c.ablation}-ablated (${report.timing_s.two_head_circuit.toFixed(1)} s)`);
-    print(`   second-half top-1 accuracy ${fmt(c.accuracy)} (${c.other_ablation.ablation}-ablation: ${fmt(c.other_ablation.accuracy)}; full model ${fmt(c.full_model_accuracy)})`);
-    print(`   why ${c.ablation}: ${c.ablation_note}`);
-  } else {
-    print('\n6. two-head circuit: skipped (a one-layer model has no room for a previous-token head below an induction head)');
-  }
-}
-
 export async function main(argv: readonly string[]): Promise<void> {
   const o = readOptions(argv);
   if (o === 'help') {
@@ -623,7 +579,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   const s = setup(info, o);
   const cfg = info.model.config as unknown as Report['config'];
   const n = o.seqLen;
-  print(`model: ${info.name} (${plural(cfg.n_layer, 'layer')} × ${plural(cfg.n_head, 'head')}, n_embd ${cfg.n_embd}, vocabulary ${cfg.vocab_size}, context ${info.model.block_size}), loaded in ${load_s.toFixed(1)} s`);
+  print(`model: ${info.name} (${plural(cfg.n_layer, 'layer')} × ${plural(cfg.n_head, 'head')}, n_embd ${cfg.n_embd}, vocabulary ${cfg.vocab_size}, context ${info.model.block_size}), loaded in ${load_s.toFixed(1)} s` +
+    (hasRandomWeights(info.model) ? ' — random weights (config.json says so)' : ''));
   print(`\n1. data: ${plural(o.batch, 'sequence')} of BOS (id ${s.bos}) + ${n} random tokens + the same ${n} again = ${2 * n + 1} tokens (seed ${o.seed})`);
   print(`   random tokens from the ids [${s.lo}, ${s.hi}) (${s.rangeSource})`);
   // the same draw runExperiment makes (seeded), shown before the long part starts
@@ -638,6 +595,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   bar.done();
 
   printResults(report, o, s, print);
+  print('\nwhat the numbers say:');
+  for (const sentence of readingAid(report, s, hasRandomWeights(info.model))) print(`• ${sentence}`);
 
   const chartStart = performance.now();
   const files = await outputFiles(report, clean);
@@ -657,5 +616,6 @@ export async function main(argv: readonly string[]): Promise<void> {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  await runCli(main, SCRIPT);
+  // the test checkpoint's context is 64 tokens: BOS + 2 × 50 would not fit
+  await runCli(main, SCRIPT, '--seq-len 20 --batch 4');
 }

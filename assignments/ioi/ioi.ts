@@ -30,6 +30,8 @@ import { quotedText } from '../../io/show.ts';
 import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, loadModel, runCli, type ModelChoice } from '../../cli/command.ts';
 import { endSweeps } from '../../sweep/engines.ts';
 import { headName, parseHead, type HeadRef } from '../../lens/heads.ts';
+import { num } from '../../cli/terminal.ts';
+import { printResults, readingAid } from './report.ts';
 import { loadPromptsFile, makeDataset, tokenizePrompts, type IOIPrompt, type PromptGroup } from './dataset.ts';
 import {
   PAPER_CIRCUIT, PAPER_NAME_MOVERS, circuitFromClasses, keptHeads, parseHeadList, type Circuit,
@@ -38,7 +40,7 @@ import {
   basicResults, completenessSets, knockoutResults, pathResults, residSweep,
   type BasicResults, type HeadGrid, type KnockoutResults, type PathResults, type ResidSweep, type StepsProgress,
 } from './experiment.ts';
-import { eapLines, eapResults, type EapReport } from './eap.ts';
+import { eapResults, type EapReport } from './eap.ts';
 
 const SCRIPT = 'npx tsx assignments/ioi/ioi.ts';
 
@@ -270,8 +272,9 @@ export function topHeads(b: BasicResults, nameMovers: HeadRef[]): { head: HeadRe
     out.get(k)!.why.push(why);
   };
   for (const h of nameMovers) add(h, 'name mover');
-  [...flat].sort((a, c) => c.v - a.v).slice(0, 3).forEach((x) => add(x.head, `direct effect ${x.v.toFixed(2)}`));
-  [...flat].sort((a, c) => a.v - c.v).slice(0, 2).filter((x) => x.v < 0).forEach((x) => add(x.head, `direct effect ${x.v.toFixed(2)}`));
+  // heads with no direct effect at all (a hand-built model's idle heads) are not "top" heads
+  [...flat].sort((a, c) => c.v - a.v).slice(0, 3).filter((x) => x.v > 5e-4).forEach((x) => add(x.head, `direct effect ${num(x.v, 2)}`));
+  [...flat].sort((a, c) => a.v - c.v).slice(0, 2).filter((x) => x.v < -5e-4).forEach((x) => add(x.head, `direct effect ${num(x.v, 2)}`));
   return [...out.values()].slice(0, 8).map((x) => ({ head: x.head, why: x.why.join('; ') }));
 }
 
@@ -349,23 +352,29 @@ export async function outputFiles(r: Results): Promise<Map<string, string | Uint
   const marks = { name_movers: rep.path_patching.name_movers, circuit: rep.knockout.circuit };
   await add('logit_lens', charts.lensSpec({ model, lens: rep.logit_lens, F: rep.F_model }), 'Logit lens: IO − S by layer',
     'The residual stream entering each block, read through the final layer norm and the unembedding: mean logit(IO) − logit(S) at END.');
-  await add('dla', charts.headGridSpec({ model, grid: rep.dla.heads, title: 'Direct logit attribution of every head', what: 'direct effect on logit(IO) − logit(S)', marks, center: 0 }),
+  await add('dla', charts.headGridSpec({
+    model, grid: rep.dla.heads, title: 'Direct logit attribution of every head', what: ['direct effect', 'on IO − S'], marks,
+    center: 0, centerName: 'no direct effect,', higher: 'the head writes toward IO', lower: 'toward S',
+  }),
     'Direct logit attribution per head', 'Each head\'s output at END, through the final layer norm (scale held fixed), on the IO − S direction. Name movers stand out positive, negative name movers negative.');
-  await add('head_patching', charts.headGridSpec({ model, grid: rep.patching.head_z, title: 'Activation patching: the ABC run with one head\'s output from the IOI run', what: 'logit(IO) − logit(S)', marks, center: rep.patching.corrupt_F }),
+  await add('head_patching', charts.headGridSpec({
+    model, grid: rep.patching.head_z, title: 'Activation patching: the ABC run with one head\'s output from the IOI run', what: 'IO − S', marks,
+    center: rep.patching.corrupt_F, centerName: 'the ABC run\'s own value', higher: 'the head restores IO', lower: 'it pushes toward S',
+  }),
     'Activation patching per head', 'Each cell: the ABC prompt\'s run with one head\'s z (every position) taken from the IOI prompt. White: the ABC run\'s own value.');
   if (rep.patching.resid_post) {
     const rp = rep.patching.resid_post;
     await add('resid_patching', charts.residSpec({ model, matrix: rp.matrix, tokens: r.tokens, clean: rp.clean_F, corrupt: rp.corrupt_F, group: rp.group, prompts: rp.prompts }),
       'Activation patching of the residual stream', 'The ABC run with one block\'s output at one position from the IOI run; mean over the first group\'s prompts.');
   }
-  await add('attention', charts.attentionBarsSpec({ model, heads: rep.attention.top_heads }), 'Attention from END to IO, S1 and S2',
+  await add('attention', charts.attentionBarsSpec({ model, heads: rep.attention.top_heads, nameMovers: rep.path_patching.name_movers }), 'Attention from END to IO, S1 and S2',
     'Mean attention of the top heads from the last position to the names.');
   const panels = rep.attention.top_heads.map((t) => {
     const h = parseHead(t.head);
     return { head: t.head, caption: t.why, pattern: r.basic.first_patterns[h.layer][h.head] };
   });
   const { attentionSpec } = await import('../induction-heads/charts.ts');
-  await add('patterns', attentionSpec({ model, tokens: r.tokens, panels }), 'Attention patterns of the top heads (first prompt)',
+  await add('patterns', attentionSpec({ model, sequence: 'the first prompt', tokens: r.tokens, panels }), 'Attention patterns of the top heads (first prompt)',
     'Rows attend to columns; the first prompt of the first group.');
   await add('path_patching', charts.pathSpec({ model, to_logits: rep.path_patching.to_logits, to_name_movers: rep.path_patching.to_name_movers, F: rep.F_model, name_movers: rep.path_patching.name_movers, marks }),
     'Path patching', 'Left: each sender\'s path straight to the logits. Right: its path through the name movers\' queries at END. White: the model\'s own F.');
@@ -380,39 +389,6 @@ export async function outputFiles(r: Results): Promise<Map<string, string | Uint
 
 // -----------------------------------------------------------------------------------------------
 // the run
-
-const f3 = (v: number | null) => (v === null ? '—' : v.toFixed(3));
-
-function topList(g: HeadGrid, n: number, by: (v: number) => number): string {
-  return g.flatMap((row, l) => row.map((v, h) => ({ name: headName({ layer: l, head: h }), v })))
-    .filter((x): x is { name: string; v: number } => x.v !== null).sort((a, b) => by(b.v) - by(a.v)).slice(0, n)
-    .map((x) => `${x.name} ${x.v >= 0 ? '+' : ''}${x.v.toFixed(3)}`).join(', ');
-}
-
-function printResults(rep: Report, print: (s?: string) => void): void {
-  print(`\n2. metric: F = mean logit(IO) − logit(S) at END = ${rep.F_model.toFixed(3)} (the paper: about 3.55 on GPT-2 small)`);
-  print(`   accuracy (IO > S) ${(100 * rep.accuracy).toFixed(1)}%, mean P(IO) ${rep.io_prob.toFixed(3)}`);
-  print(`\n3. logit lens (IO − S from the stream entering each block, then the end): ${rep.logit_lens.map((v) => v.toFixed(2)).join(' ')}`);
-  print(`   direct logit attribution, most positive heads: ${topList(rep.dla.heads, 5, (v) => v)}`);
-  print(`   most negative heads: ${topList(rep.dla.heads, 3, (v) => -v)}`);
-  print(`\n4. activation patching (ABC run = ${rep.patching.corrupt_F.toFixed(3)}; one head's z from the IOI run), biggest gains: ${topList(rep.patching.head_z, 5, (v) => v - rep.patching.corrupt_F)}`);
-  if (rep.patching.resid_post) {
-    const rp = rep.patching.resid_post;
-    print(`   residual stream sweep on group "${rp.group}" (${rp.prompts} prompts): IOI run ${rp.clean_F.toFixed(3)}, ABC run ${rp.corrupt_F.toFixed(3)} (resid_patching chart)`);
-  }
-  print('\n5. attention from END (mean):        to IO   to S1   to S2');
-  for (const t of rep.attention.top_heads) print(`   ${t.head.padEnd(6)} ${t.why.slice(0, 26).padEnd(26)} ${t.to_IO.toFixed(3).padStart(6)}  ${t.to_S1.toFixed(3).padStart(6)}  ${t.to_S2.toFixed(3).padStart(6)}`);
-  print(`\n6. path patching (orig = IOI prompt, new = ABC twin; F_model ${rep.F_model.toFixed(3)})`);
-  print(`   to the logits, lowest F (sender's path carries the answer): ${topList(rep.path_patching.to_logits, 5, (v) => rep.F_model - v)}`);
-  print(`   to the queries of ${rep.path_patching.name_movers.join(', ')} at END (${rep.path_patching.name_movers_source}), lowest F: ${topList(rep.path_patching.to_name_movers, 5, (v) => rep.F_model - v)}`);
-  const k = rep.knockout;
-  print(`\n7. knockouts (mean ablation over the ABC prompts; circuit heads kept at ${k.positions === 'paper' ? "their class's positions" : 'every position'})`);
-  print(`   circuit: ${k.circuit.length} heads (${k.circuit_source})`);
-  print(`   F_model ${f3(k.F_model)}   F_circuit ${f3(k.F_circuit)}   F_empty ${f3(k.F_empty)}   faithfulness |F_model − F_circuit| = ${f3(k.faithfulness)} (${(100 * k.faithfulness / Math.abs(k.F_model)).toFixed(1)}% of F_model)`);
-  for (const c of k.completeness) print(`   completeness ${c.kind.padEnd(28)} K = {${c.K.join(', ')}}: |F(C\\K) − F(M\\K)| = |${f3(c.F_C_minus_K)} − ${f3(c.F_M_minus_K)}| = ${f3(c.value)}`);
-  print(`   minimality |F(C\\{v}) − F(C)|: ${[...k.minimality].sort((a, b) => b.value - a.value).map((m) => `${m.head} ${m.value.toFixed(3)}`).join(', ')}`);
-  if (rep.eap) for (const line of eapLines(rep.eap)) print(line);
-}
 
 /**
  * What can be checked before the long part: --name-movers, and the circuit unless it is to be
@@ -456,7 +432,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   // a circuit or a list of heads that cannot work on this model is refused before the long part
   checkEarly(model, o, s);
   const c = model.config;
-  print(`model: ${s.modelName} (${c.n_layer} layers × ${c.n_head} heads, n_embd ${c.n_embd}), loaded in ${load_s.toFixed(1)} s${s.gpt2Small ? '' : ' — not GPT-2 small: the paper\'s heads are not expected here'}`);
+  print(`model: ${s.modelName} (${c.n_layer} layers × ${c.n_head} heads, n_embd ${c.n_embd}), loaded in ${load_s.toFixed(1)} s` +
+    (hasRandomWeights(model) ? ' — random weights (config.json says so)' : s.gpt2Small ? '' : ' — not GPT-2 small: the paper\'s heads are not expected here'));
   const n = s.groups.reduce((a, g) => a + g.prompts.length, 0);
   print(`\n1. prompts: ${n} (${s.promptsSource}), in ${s.groups.length} group${s.groups.length > 1 ? 's' : ''} of one token length each`);
   const p0 = s.groups[0].prompts[0];
@@ -464,6 +441,8 @@ export async function main(argv: readonly string[]): Promise<void> {
 
   const results = await runExperiment(model, o, s, stepBars());
   printResults(results.report, print);
+  print('\nwhat the numbers say:');
+  for (const sentence of readingAid(results.report, hasRandomWeights(model))) print(`• ${sentence}`);
   const t0 = performance.now();
   const files = await outputFiles(results);
   const rep = results.report;

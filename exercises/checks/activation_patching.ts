@@ -10,6 +10,7 @@ import { run_with_cache } from '../../lens/activation_cache.ts';
 import { referencePatchingSweep } from '../../sweep/sweep.ts';
 import { targetTokenId, tokenizeInputs } from '../../assignments/activation-patching/experiment.ts';
 import { patchingHeatmapSpec } from '../../assignments/activation-patching/charts.ts';
+import { positionLabel } from '../../cli/plot.ts';
 import {
   Mismatch, attempt, expectArrayNear, expectGridNear, expectNear, firstDiff, fmt, near, stubTask, type Alternative,
 } from '../harness.ts';
@@ -275,8 +276,11 @@ const task15: TaskChecks = async (t) => {
 // -----------------------------------------------------------------------------------------------
 // 1.6 the heatmap's cells
 
-interface Encoding { field?: string; sort?: unknown }
+interface Encoding { field?: string; sort?: unknown; scale?: { domain?: unknown } }
 interface Spec { data?: { values?: Record<string, unknown>[] }; encoding?: Record<string, Encoding>; layer?: { encoding?: Record<string, Encoding> }[] }
+
+/** The labels an ordinal axis lists, in order (its scale's domain, or a sort array). */
+const axisLabels = (e: Encoding): unknown[] | null => (Array.isArray(e.scale?.domain) ? e.scale.domain : Array.isArray(e.sort) ? e.sort : null);
 
 const task16: TaskChecks = async (t) => {
   // a matrix small enough to check by eye: 3 layers × 4 positions, every value different
@@ -290,25 +294,39 @@ const task16: TaskChecks = async (t) => {
     const cells = spec.data?.values ?? [];
     const enc = (ch: string) => spec.encoding?.[ch] ?? spec.layer?.find((l) => l.encoding?.[ch])?.encoding?.[ch];
     const x = enc('x'), y = enc('y'), color = spec.layer?.[0]?.encoding?.color ?? spec.encoding?.color;
-    if (!x?.field || !y?.field || !color?.field) throw new Mismatch('x, y and colour encodings with fields', q({ x: x?.field, y: y?.field, color: color?.field }), 'the spec around the region encodes x = position, y = layer and colour = value; fill data.values to match');
-    const order = (e: Encoding, what: string, n: number) => {
-      if (!Array.isArray(e.sort) || e.sort.length !== n) throw new Mismatch(`the ${what} axis listing ${n} labels in order`, Array.isArray(e.sort) ? `${e.sort.length} labels` : 'no order', `fill \`${what === 'position' ? 'cols' : 'rows'}\` with one label per ${what}, in order`);
-      return e.sort as unknown[];
+    if (!x?.field || !y?.field || !color?.field) throw new Mismatch('x, y and colour encodings with fields', q({ x: x?.field, y: y?.field, color: color?.field }), 'the spec around the region encodes x = position, y = layer and colour = value; fill the grid to match');
+    const xs = axisLabels(x), ys = axisLabels(y);
+    if (xs?.length === matrix.length && ys?.length === tokens.length)
+      throw new Mismatch(`${tokens.length} position columns and ${matrix.length} layer rows`, `${xs.length} columns and ${ys.length} rows`, 'the heatmap is transposed: positions go on x (columns), layers on y (rows)');
+    const order = (labels: unknown[] | null, what: string, n: number) => {
+      if (!labels || labels.length !== n) throw new Mismatch(`the ${what} axis listing ${n} labels in order`, labels ? `${labels.length} labels` : 'no order', `fill \`${what === 'position' ? 'cols' : 'rows'}\` with one label per ${what}, in order`);
+      return labels;
     };
-    const xs = order(x, 'position', tokens.length), ys = order(y, 'layer', matrix.length);
+    order(xs, 'position', tokens.length);
+    order(ys, 'layer', matrix.length);
+    // each column is labelled "index: token" with its own position's index and token
+    tokens.forEach((token, p) => {
+      const want = positionLabel(p, token);
+      if (xs![p] !== want) {
+        const next = xs![p] === positionLabel(p + 1, token) || (p + 1 < tokens.length && xs![p] === positionLabel(p + 1, tokens[p + 1]));
+        throw new Mismatch(`column ${p} labelled ${q(want)}`, q(String(xs![p])), next
+          ? "each column is labelled with the next position's label: column p is position p (index p, token p)"
+          : 'label column p with positionLabel(p, its token)');
+      }
+    });
     if (cells.length !== matrix.length * tokens.length) throw new Mismatch(`${matrix.length * tokens.length} cells (3 layers × 4 positions)`, String(cells.length), 'one cell per (layer, position)');
     const seen = new Set<string>();
     for (const cell of cells) {
-      const p = xs.indexOf(cell[x.field]), l = ys.indexOf(cell[y.field]);
+      const p = xs!.indexOf(cell[x.field]), l = ys!.indexOf(cell[y.field]);
       if (p < 0 || l < 0) {
-        const swapped = xs.indexOf(cell[y.field]) >= 0 && ys.indexOf(cell[x.field]) >= 0;
-        throw new Mismatch(`a cell whose x is a position label (${xs.map(String).join(', ')}) and y a layer label`, q({ x: cell[x.field], y: cell[y.field] }),
+        const swapped = xs!.indexOf(cell[y.field]) >= 0 && ys!.indexOf(cell[x.field]) >= 0;
+        throw new Mismatch(`a cell whose x is a position label (${xs!.map(String).join(', ')}) and y a layer label`, q({ x: cell[x.field], y: cell[y.field] }),
           swapped ? 'the heatmap is transposed: positions go on x (columns), layers on y (rows)' : 'label each cell with the same row and column labels the axes list (rows, cols)');
       }
       const v = Number(cell[color.field]);
       if (!near(v, matrix[l][p], 1e-9)) {
         const shifted = p > 0 && near(v, matrix[l][p - 1], 1e-9);
-        throw new Mismatch(`the cell at layer ${l}, ${String(xs[p])} = ${fmt(matrix[l][p])}`, fmt(v), shifted
+        throw new Mismatch(`the cell at layer ${l}, ${String(xs![p])} = ${fmt(matrix[l][p])}`, fmt(v), shifted
           ? "each cell is labelled with the next position's label: matrix[layer][p] belongs to position p"
           : 'each cell carries matrix[layer][position], on the row of its layer and the column of its position');
       }
