@@ -17,7 +17,7 @@ import { SafetensorsError } from '../io/safetensors.ts';
 import { PRETRAINED, PretrainedError } from '../io/pretrained.ts';
 import { fail, type OptionSpec, type ParsedValue } from './args.ts';
 import { InputError, UsageError } from '../io/errors.ts';
-import { KERNELS, setKernels, type KernelsName } from '../mingpt/kernels/index.ts';
+import { KERNELS, KernelThreadsError, setKernels, type KernelsName } from '../mingpt/kernels/index.ts';
 import { loadGPT } from '../io/load.ts';
 
 /** --model, --weights and --kernels, as every experiment spells them. */
@@ -93,7 +93,7 @@ export async function runCli(main: (argv: string[]) => Promise<void>, command: s
     if (err instanceof UsageError) fail(`${err.message}\n(run \`${command} --help\` for the options)`, 2);
     if (err instanceof PretrainedError) fail(err.message + offlineHint(err, command), 1);
     if (err instanceof InputError || err instanceof CheckpointError || err instanceof SafetensorsError
-      || err instanceof NonFiniteError) fail(err.message, 1);
+      || err instanceof NonFiniteError || err instanceof KernelThreadsError) fail(err.message, 1);
     throw err;
   }
 }

@@ -30,7 +30,7 @@ export type JobName = (typeof JOBS)[number];
 export function kernelModuleBytes(relaxed: boolean): Uint8Array {
   const funcs: Code[] = [
     matmul(relaxed), attention(relaxed), attentionScores(relaxed), attentionValues(relaxed), softmax(relaxed), splitHeads(false), splitHeads(true), gelu(),
-    residual(), layernormScale(relaxed), layernormApply(),
+    residual(), layernormScale(), layernormApply(),
   ];
   const at = (name: string) => funcs.findIndex((c) => c.name === name);
   const jobs: Record<JobName, Code> = {

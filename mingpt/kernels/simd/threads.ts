@@ -38,8 +38,10 @@ import { JOBS, type JobName } from './kernels_wasm.ts';
 const SPLIT_FLOP = 4e6;
 
 // the control words (Int32Array over a SharedArrayBuffer), one set for all helpers
-const SEQ = 0, NEXT = 1, DONE = 2, ACTIVE = 3, ERR = 4, QUIT = 5, MEM = 6, JOB = 7, ARGS = 8, ITEMS = 9, READY = 10;
+const SEQ = 0, NEXT = 1, DONE = 2, ACTIVE = 3, ERR = 4, MEM = 5, JOB = 6, ARGS = 7, ITEMS = 8;
 const CTL_WORDS = 16;
+// and each helper's own two: it is up; it is to stop
+const UP = 0, QUIT = 1;
 const CLOSED = -1;
 /** Memories a helper keeps instances on: the model's weights and the activations, and one to spare. */
 const HELD = 3;
@@ -47,15 +49,15 @@ const HELD = 3;
 /** The helper's whole program. */
 const HELPER_SOURCE = `
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
-const { module, ctl, port, me, jobs } = workerData;
-const [SEQ, NEXT, DONE, ACTIVE, ERR, QUIT, MEM, JOB, ARGS, ITEMS, READY, CLOSED] = [${SEQ}, ${NEXT}, ${DONE}, ${ACTIVE}, ${ERR}, ${QUIT}, ${MEM}, ${JOB}, ${ARGS}, ${ITEMS}, ${READY}, ${CLOSED}];
+const { module, ctl, own, port, me, jobs } = workerData;
+const [SEQ, NEXT, DONE, ACTIVE, ERR, MEM, JOB, ARGS, ITEMS, CLOSED, UP, QUIT] = [${SEQ}, ${NEXT}, ${DONE}, ${ACTIVE}, ${ERR}, ${MEM}, ${JOB}, ${ARGS}, ${ITEMS}, ${CLOSED}, ${UP}, ${QUIT}];
 const held = new Map(); // memory id -> the module's exports on it
 const fail = (e) => { Atomics.store(ctl, ERR, 1); console.error(e); };
-Atomics.add(ctl, READY, 1);
 let seen = Atomics.load(ctl, SEQ);
+Atomics.store(own, UP, 1);
 for (;;) {
   Atomics.wait(ctl, SEQ, seen);
-  if (Atomics.load(ctl, QUIT)) break;
+  if (Atomics.load(own, QUIT)) break;
   const seq = Atomics.load(ctl, SEQ);
   seen = seq;
   if (seq === CLOSED) continue;
@@ -83,6 +85,7 @@ for (;;) {
 
 interface Helper {
   worker: Worker;
+  own: Int32Array; // UP, QUIT
   port: MessagePort;
   me: number; // its thread number, 1 … wanted − 1 (the main thread is 0)
   held: number[]; // the memory ids it has, oldest first (as it has them: it is told what to drop)
@@ -91,6 +94,13 @@ interface Helper {
 const ctl = new Int32Array(new SharedArrayBuffer(4 * CTL_WORDS));
 let helpers: Helper[] = [];
 let seq = 0;
+/** items of shared jobs done by the main thread and by the helpers, since the start */
+const done = { main: 0, helpers: 0 };
+
+/** How the items of the jobs shared so far fell (the tests check that helpers took part; the benchmark reports it). */
+export function kernelThreadItems(): { main: number; helpers: number } {
+  return { ...done };
+}
 
 /** Thrown for a bad MINGPT_KERNEL_THREADS (or setKernelThreads argument): a user's setting, named in the message. */
 export class KernelThreadsError extends Error {
@@ -136,7 +146,7 @@ export async function stopKernelThreads(): Promise<void> {
   helpers = [];
   if (hs.length === 0) return;
   closeJob();
-  Atomics.store(ctl, QUIT, 1);
+  for (const h of hs) Atomics.store(h.own, QUIT, 1);
   Atomics.notify(ctl, SEQ);
   // (a terminating worker does not keep the event loop alive: a timer does, until they have ended)
   const hold = setInterval(() => undefined, 1000);
@@ -144,8 +154,6 @@ export async function stopKernelThreads(): Promise<void> {
     await Promise.all(hs.map((h) => h.worker.terminate()));
   } finally {
     clearInterval(hold);
-    Atomics.store(ctl, QUIT, 0);
-    Atomics.store(ctl, READY, 0);
   }
 }
 
@@ -156,14 +164,13 @@ function startHelpers(): void {
   for (let me = 1; me <= n; me++) {
     if (helpers.some((h) => h.me === me)) continue;
     const { port1, port2 } = new MessageChannel();
-    const worker = new Worker(HELPER_SOURCE, { eval: true, name: 'mingpt-kernels', workerData: { module, ctl, port: port2, me, jobs: JOBS }, transferList: [port2] });
+    const own = new Int32Array(new SharedArrayBuffer(8));
+    const worker = new Worker(HELPER_SOURCE, { eval: true, name: 'mingpt-kernels', workerData: { module, ctl, own, port: port2, me, jobs: JOBS }, transferList: [port2] });
     worker.unref();
     port1.unref();
-    const h: Helper = { worker, port: port1, me, held: [] };
-    worker.once('exit', () => { // (unexpected: stopKernelThreads empties the list first)
-      if (!helpers.includes(h)) return;
+    const h: Helper = { worker, own, port: port1, me, held: [] };
+    worker.once('exit', () => {
       helpers = helpers.filter((x) => x !== h);
-      Atomics.sub(ctl, READY, 1);
     });
     helpers.push(h);
   }
@@ -201,7 +208,7 @@ export function runJob(km: KernelMemory, name: JobName, args: number, items: num
     return;
   }
   if (helpers.length < kernelThreads() - 1) startHelpers();
-  if (Atomics.load(ctl, READY) === 0) { // none up yet
+  if (!helpers.some((h) => Atomics.load(h.own, UP) === 1)) { // none up yet
     for (let i = 0; i < items; i++) fn(args, i, 0);
     return;
   }
@@ -217,7 +224,8 @@ export function runJob(km: KernelMemory, name: JobName, args: number, items: num
   seq = (seq + 1) & 0x3fffffff;
   Atomics.store(ctl, SEQ, seq);
   Atomics.notify(ctl, SEQ);
-  for (let i; (i = Atomics.add(ctl, NEXT, 1)) < items; ) {
+  let mine = 0;
+  for (let i; (i = Atomics.add(ctl, NEXT, 1)) < items; mine++) {
     fn(args, i, 0);
     Atomics.add(ctl, DONE, 1);
   }
@@ -232,5 +240,7 @@ export function runJob(km: KernelMemory, name: JobName, args: number, items: num
     }
     Atomics.wait(ctl, DONE, d, 100);
   }
+  done.main += mine;
+  done.helpers += items - mine;
   if (Atomics.load(ctl, ERR)) throw new Error('SIMD kernels: a kernel thread failed (see the message above)');
 }

@@ -12,8 +12,8 @@
  * there and from the SIMD and relaxed-SIMD proposals).
  */
 
-export type ValType = 'i32' | 'f32' | 'v128';
-const VALTYPE: Record<ValType, number> = { i32: 0x7f, f32: 0x7d, v128: 0x7b };
+export type ValType = 'i32' | 'f32' | 'f64' | 'v128';
+const VALTYPE: Record<ValType, number> = { i32: 0x7f, f32: 0x7d, f64: 0x7c, v128: 0x7b };
 
 /** Unsigned LEB128, the variable-length integers of the binary format. */
 function uleb(n: number): number[] {
@@ -151,6 +151,16 @@ export class Code {
   f32_div(): this { return this.op(0x95); }
   f32_max(): this { return this.op(0x97); }
   f32_convert_i32_u(): this { return this.op(0xb3); }
+  f32_demote_f64(): this { return this.op(0xb6); }
+
+  // f64 (sums kept in double precision, as the plain kernels keep them)
+  f64_sqrt(): this { return this.op(0x9f); }
+  f64_add(): this { return this.op(0xa0); }
+  f64_sub(): this { return this.op(0xa1); }
+  f64_mul(): this { return this.op(0xa2); }
+  f64_div(): this { return this.op(0xa3); }
+  f64_convert_i32_u(): this { return this.op(0xb8); }
+  f64_promote_f32(): this { return this.op(0xbb); }
 
   // v128: four f32 lanes
   v128_load(offset = 0): this { return this.simd(0x00, ...this.mem(0, offset)); } // align 1: rows need not be 16-byte aligned
@@ -190,6 +200,16 @@ export class Code {
   f32x4_pmax(): this { return this.simd(0xeb); }
   /** b if b < a else a */
   f32x4_pmin(): this { return this.simd(0xea); }
+  // v128: two f64 lanes
+  f64x2_splat(): this { return this.simd(0x14); }
+  f64x2_extract_lane(lane: number): this { return this.simd(0x21, lane); }
+  f64x2_add(): this { return this.simd(0xf0); }
+  f64x2_sub(): this { return this.simd(0xf1); }
+  f64x2_mul(): this { return this.simd(0xf2); }
+  /** f32 lanes 0 and 1 as two f64 */
+  f64x2_promote_low_f32x4(): this { return this.simd(0x5f); }
+  /** two f64 lanes as f32 lanes 0 and 1 (lanes 2 and 3 zero) */
+  f32x4_demote_f64x2_zero(): this { return this.simd(0x5e); }
   // v128: four i32 lanes (to build powers of two from their bits)
   i32x4_splat(): this { return this.simd(0x11); }
   i32x4_lt_s(): this { return this.simd(0x39); }
@@ -202,7 +222,8 @@ export class Code {
 
 /**
  * A module of the given functions: imports ("env", "memory"), a shared memory of `pages` pages
- * at least and at most `maxPages`; exports each function under its name.
+ * at least and at most `maxPages`; exports each function under its name, and names it so in the
+ * name section.
  */
 export function wasmModule(funcs: Code[], memory: { minPages: number; maxPages: number }): Uint8Array {
   // one function type per function (duplicates are allowed and keep this simple)
@@ -216,5 +237,7 @@ export function wasmModule(funcs: Code[], memory: { minPages: number; maxPages: 
     ...section(3, vec(funcs.map((_, i) => uleb(i)))),
     ...section(7, vec(exports)),
     ...section(10, vec(funcs.map((f) => f.encode()))),
+    // the "name" custom section: function names, so that profiles and stack traces show them
+    ...section(0, [...utf8('name'), ...section(1, vec(funcs.map((f, i) => [...uleb(i), ...utf8(f.name)])))]),
   ]);
 }

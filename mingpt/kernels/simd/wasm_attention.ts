@@ -21,7 +21,7 @@
  *  - a score is a dot product in four lane sums along the head's channels, added up as
  *    (l0 + l2) + (l1 + l3), times the scale — four keys at a time with shuffles, or one key at a
  *    time with the same additions: its value does not depend on the tile;
- *  - a row's softmax keeps lane sums by key index mod 4 and adds them up in one order; the keys
+ *  - a row's softmax keeps (double) lane sums by key index mod 4 and adds them up in one order; the keys
  *    after the query's position are −∞ in both (the fused kernel pads its row with −∞ up to a
  *    multiple of 4 where the three-step kernels have the rest of the row), and a −∞ adds an exact
  *    0 to a lane sum and nothing to a maximum;
@@ -33,7 +33,7 @@
  * one head, one block of QUERY_BLOCK query rows; the most expensive blocks, the last queries, first).
  */
 import { Code } from './wasm.ts';
-import { exp4, expLocals, laneMax, laneSum, madd, type ExpLocals } from './wasm_math.ts';
+import { addAsDoubles, doubleSum, exp4, expLocals, laneMax, madd, type ExpLocals } from './wasm_math.ts';
 
 /** The pieces, emitted into one function with its own locals. */
 class AttentionCode {
@@ -49,13 +49,15 @@ class AttentionCode {
   private readonly t2: number;
   private readonly scale: number;
   private readonly scalev: number;
-  // softmax: a pointer, the end of the whole vectors, n % 4, vectors, the sum
+  // softmax: a pointer, the end of the whole vectors, n % 4, vectors, the sum (in doubles, then f32)
   private readonly sp: number;
   private readonly send: number;
   private readonly srem: number;
   private readonly sx: number;
   private readonly st: number;
   private readonly sacc: number;
+  private readonly slo: number;
+  private readonly shi: number;
   private readonly sM: number;
   private readonly ssum: number;
   // values: channel offset, value pointer, key count, probability pointers and splats, loaded values, sums
@@ -79,7 +81,7 @@ class AttentionCode {
     [this.dcnt, this.t2] = [i32(), i32()];
     [this.mask, this.scalev, this.scale] = [v128(), v128(), f32()];
     [this.sp, this.send, this.srem] = [i32(), i32(), i32()];
-    [this.sx, this.st, this.sacc, this.sM, this.ssum] = [v128(), v128(), v128(), v128(), f32()];
+    [this.sx, this.st, this.sacc, this.slo, this.shi, this.sM, this.ssum] = [v128(), v128(), v128(), v128(), v128(), v128(), f32()];
     [this.cb, this.pv, this.cnt] = [i32(), i32(), i32()];
     this.pp = [i32(), i32()];
     this.ps = [v128(), v128()];
@@ -199,9 +201,12 @@ class AttentionCode {
     f.get(st).get(sx).f32x4_const(-87).f32x4_lt().v128_andnot().set(sx);
   }
 
-  /** row (n floats at byte address row) ← its softmax, in place */
+  /**
+   * row (n floats at byte address row) ← its softmax, in place. The sum of the exponentials is
+   * kept in doubles (over a vocabulary of 50257, float32 lane sums would drift by 1e-5).
+   */
   softmaxRow(row: number, n: number): void {
-    const { f, sp, send, srem, sx, sacc, sM, ssum } = this;
+    const { f, sp, send, srem, sx, sacc, slo, shi, sM, ssum } = this;
     f.get(n).i32(3).i32_and().set(srem);
     f.get(row).get(n).i32(-4).i32_and().i32(2).i32_shl().i32_add().set(send);
     // the maximum
@@ -217,24 +222,25 @@ class AttentionCode {
     });
     laneMax(f, sacc);
     f.f32x4_splat().set(sM);
-    // e = exp(x − max), stored, and summed by lanes
-    f.v128_zero().set(sacc);
+    // e = exp(x − max), stored, and summed by lanes in doubles
+    f.v128_zero().set(slo);
+    f.v128_zero().set(shi);
     f.get(row).set(sp);
     f.while_(() => f.get(sp).get(send).i32_lt_u(), () => {
       f.get(sp).v128_load().set(sx);
       this.expShifted();
       f.get(sp).get(sx).v128_store();
-      f.get(sacc).get(sx).f32x4_add().set(sacc);
+      addAsDoubles(f, sx, slo, shi);
       f.get(sp).i32(16).i32_add().set(sp);
     });
     f.when(() => f.get(srem), () => {
       this.tailVector();
       this.expShifted();
       for (let j = 0; j < 3; j++) f.when(() => f.get(srem).i32(j).i32_gt_u(), () => f.get(sp).get(sx).f32x4_extract_lane(j).f32_store(4 * j));
-      f.get(sacc).get(sx).f32x4_add().set(sacc);
+      addAsDoubles(f, sx, slo, shi);
     });
-    laneSum(f, sacc);
-    f.set(ssum);
+    doubleSum(f, slo, shi);
+    f.f32_demote_f64().set(ssum);
     // p = e / sum
     f.get(ssum).f32x4_splat().set(sM);
     f.get(row).set(sp);

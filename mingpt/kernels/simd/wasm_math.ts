@@ -6,6 +6,9 @@
  *   laneSum   (l0 + l1) + (l2 + l3): four partial sums added up, always in this order
  *   laneMax   the largest lane
  *   madd      a · b + acc, fused or not
+ *   addAsDoubles, doubleSum   long sums (a softmax over a vocabulary, a layer norm's mean) kept in
+ *             double precision, two f64 lanes for the low and the high half of each vector, as
+ *             the plain kernels keep theirs in JavaScript's doubles
  */
 import type { Code } from './wasm.ts';
 
@@ -21,6 +24,19 @@ export function laneMax(f: Code, v: number): void {
   f.get(v).f32x4_extract_lane(0).get(v).f32x4_extract_lane(1).f32_max();
   f.get(v).f32x4_extract_lane(2).get(v).f32x4_extract_lane(3).f32_max();
   f.f32_max();
+}
+
+/** lo += the f32 lanes 0, 1 of the v128 local x as doubles, hi += its lanes 2, 3 */
+export function addAsDoubles(f: Code, x: number, lo: number, hi: number): void {
+  f.get(lo).get(x).f64x2_promote_low_f32x4().f64x2_add().set(lo);
+  f.get(hi).get(x).get(x).shuffle32([2, 3, 2, 3]).f64x2_promote_low_f32x4().f64x2_add().set(hi);
+}
+
+/** f64 on the stack: (lo[0] + lo[1]) + (hi[0] + hi[1]) */
+export function doubleSum(f: Code, lo: number, hi: number): void {
+  f.get(lo).f64x2_extract_lane(0).get(lo).f64x2_extract_lane(1).f64_add();
+  f.get(hi).f64x2_extract_lane(0).get(hi).f64x2_extract_lane(1).f64_add();
+  f.f64_add();
 }
 
 /** acc ← a · b + acc in four lanes: one fused instruction with relaxed SIMD, else mul then add */

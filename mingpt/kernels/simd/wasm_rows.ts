@@ -6,7 +6,7 @@
  * last C % 4 numbers one by one, so rows need not start on a vector.
  */
 import { Code } from './wasm.ts';
-import { exp4, expLocals, laneSum, madd } from './wasm_math.ts';
+import { addAsDoubles, doubleSum, exp4, expLocals } from './wasm_math.ts';
 
 /**
  * gelu(out, inp, N): GPT-2's tanh form, 0.5·x·(1 + tanh(u)) with u = √(2/π)·(x + 0.044715·x³),
@@ -63,25 +63,25 @@ export function residual(): Code {
   return f;
 }
 
-/** Locals and the shared pieces of the two layer-norm kernels. */
+/**
+ * Locals and the shared pieces of the two layer-norm kernels. Means and variances are summed in
+ * doubles, as the plain kernels sum them: a residual stream row of 768 numbers, some in the
+ * hundreds, loses about 1e-5 of its mean in float32 lane sums.
+ */
 class RowCode {
   readonly p: number;
   readonly end: number;
-  readonly acc: number;
-  readonly d: number;
+  readonly x: number;
+  readonly lo: number;
+  readonly hi: number;
   readonly mean: number;
   readonly meanv: number;
   readonly s: number;
-  readonly x: number;
+  readonly d: number;
   constructor(private readonly f: Code) {
-    this.p = f.local('i32');
-    this.end = f.local('i32');
-    this.acc = f.local('v128');
-    this.d = f.local('v128');
-    this.mean = f.local('f32');
-    this.meanv = f.local('v128');
-    this.s = f.local('f32');
-    this.x = f.local('f32');
+    [this.p, this.end] = [f.local('i32'), f.local('i32')];
+    [this.x, this.lo, this.hi, this.meanv] = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')];
+    [this.mean, this.s, this.d] = [f.local('f64'), f.local('f64'), f.local('f64')];
   }
 
   /** p, end ← the row's start and the end of its whole vectors */
@@ -105,48 +105,60 @@ class RowCode {
     for (let j = 0; j < 3; j++) f.when(() => f.get(C).i32(3).i32_and().i32(j).i32_gt_u(), () => body(j));
   }
 
-  /** mean, meanv ← the mean of the row (lane sums, then the tail, then / C) */
+  /** mean (f64), meanv (its f64x2 splat) ← the mean of the row */
   rowMean(row: number, C: number): void {
-    const { f, acc, s, mean, meanv, p } = this;
+    const { f, p, x, lo, hi, s, mean, meanv } = this;
     this.start(row, C);
-    f.v128_zero().set(acc);
-    this.vectors(() => f.get(acc).get(p).v128_load().f32x4_add().set(acc));
-    laneSum(f, acc);
+    f.v128_zero().set(lo);
+    f.v128_zero().set(hi);
+    this.vectors(() => {
+      f.get(p).v128_load().set(x);
+      addAsDoubles(f, x, lo, hi);
+    });
+    doubleSum(f, lo, hi);
     f.set(s);
-    this.tail(C, (j) => f.get(s).get(p).f32_load(4 * j).f32_add().set(s));
-    f.get(s).get(C).f32_convert_i32_u().f32_div().set(mean);
-    f.get(mean).f32x4_splat().set(meanv);
+    this.tail(C, (j) => f.get(s).get(p).f32_load(4 * j).f64_promote_f32().f64_add().set(s));
+    f.get(s).get(C).f64_convert_i32_u().f64_div().tee(mean).f64x2_splat().set(meanv);
   }
 }
 
 /** layernorm_scale(scale, inp, BT, C, eps): scale[i] = √(var(row i) + eps), biased variance. */
-export function layernormScale(relaxed: boolean): Code {
-  const f = new Code('layernorm_scale', ['i32', 'i32', 'i32', 'i32', 'f32']);
+export function layernormScale(): Code {
+  const f = new Code('layernorm_scale', ['i32', 'i32', 'i32', 'i32', 'f64']);
   const [scale, inp, BT, C, eps] = [0, 1, 2, 3, 4];
   const rc = new RowCode(f);
-  const i = f.local('i32'), row = f.local('i32');
+  const i = f.local('i32'), row = f.local('i32'), dv = f.local('v128');
   f.i32(0).set(i);
   f.while_(() => f.get(i).get(BT).i32_lt_u(), () => {
     f.get(inp).get(i).get(C).i32_mul().i32(2).i32_shl().i32_add().set(row);
     rc.rowMean(row, C);
-    // Σ (x − mean)², lanes then the tail
+    // Σ (x − mean)²
     rc.start(row, C);
-    f.v128_zero().set(rc.acc);
+    f.v128_zero().set(rc.lo);
+    f.v128_zero().set(rc.hi);
     rc.vectors(() => {
-      f.get(rc.p).v128_load().get(rc.meanv).f32x4_sub().set(rc.d);
-      madd(f, relaxed, rc.d, rc.d, rc.acc);
+      f.get(rc.p).v128_load().set(rc.x);
+      for (const [acc, lanes] of [[rc.lo, false], [rc.hi, true]] as const) {
+        f.get(rc.x);
+        if (lanes) f.get(rc.x).shuffle32([2, 3, 2, 3]);
+        f.f64x2_promote_low_f32x4().get(rc.meanv).f64x2_sub().set(dv);
+        f.get(acc).get(dv).get(dv).f64x2_mul().f64x2_add().set(acc);
+      }
     });
-    laneSum(f, rc.acc);
+    doubleSum(f, rc.lo, rc.hi);
     f.set(rc.s);
-    rc.tail(C, (j) => f.get(rc.s).get(rc.p).f32_load(4 * j).get(rc.mean).f32_sub().tee(rc.x).get(rc.x).f32_mul().f32_add().set(rc.s));
+    rc.tail(C, (j) => f.get(rc.s).get(rc.p).f32_load(4 * j).f64_promote_f32().get(rc.mean).f64_sub().tee(rc.d).get(rc.d).f64_mul().f64_add().set(rc.s));
     f.get(scale).get(i).i32(2).i32_shl().i32_add();
-    f.get(rc.s).get(C).f32_convert_i32_u().f32_div().get(eps).f32_add().f32_sqrt().f32_store();
+    f.get(rc.s).get(C).f64_convert_i32_u().f64_div().get(eps).f64_add().f64_sqrt().f32_demote_f64().f32_store();
     f.get(i).i32(1).i32_add().set(i);
   });
   return f;
 }
 
-/** layernorm_apply(out, inp, scale, w, b, BT, C): out = (inp − mean) / scale · w + b, row by row. */
+/**
+ * layernorm_apply(out, inp, scale, w, b, BT, C): out = (inp − mean) / scale · w + b, row by row
+ * (x − mean taken in doubles, then rounded once; the rest in float32).
+ */
 export function layernormApply(): Code {
   const f = new Code('layernorm_apply', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
   const [out, inp, scale, w, b, BT, C] = [0, 1, 2, 3, 4, 5, 6];
@@ -163,13 +175,17 @@ export function layernormApply(): Code {
     const at = (base: number) => f.get(base).get(i).get(C).i32_mul().i32(2).i32_shl().i32_add().get(o).i32_add();
     rc.vectors(() => {
       at(out);
-      f.get(rc.p).v128_load().get(rc.meanv).f32x4_sub().get(sv).f32x4_div();
+      f.get(rc.p).v128_load().set(rc.x);
+      // x − mean, each half in doubles, back to four floats
+      f.get(rc.x).f64x2_promote_low_f32x4().get(rc.meanv).f64x2_sub().f32x4_demote_f64x2_zero();
+      f.get(rc.x).get(rc.x).shuffle32([2, 3, 2, 3]).f64x2_promote_low_f32x4().get(rc.meanv).f64x2_sub().f32x4_demote_f64x2_zero();
+      f.shuffle32([0, 1, 4, 5]).get(sv).f32x4_div();
       f.get(w).get(o).i32_add().v128_load().f32x4_mul().get(b).get(o).i32_add().v128_load().f32x4_add().v128_store();
       f.get(o).i32(16).i32_add().set(o);
     });
     rc.tail(C, (j) => {
       at(out);
-      f.get(rc.p).f32_load(4 * j).get(rc.mean).f32_sub().get(sc).f32_div();
+      f.get(rc.p).f32_load(4 * j).f64_promote_f32().get(rc.mean).f64_sub().f32_demote_f64().get(sc).f32_div();
       f.get(w).get(o).i32_add().f32_load(4 * j).f32_mul().get(b).get(o).i32_add().f32_load(4 * j).f32_add().f32_store(4 * j);
     });
     f.get(i).i32(1).i32_add().set(i);
