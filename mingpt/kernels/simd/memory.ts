@@ -10,14 +10,20 @@
  * and returns a Float32Array view of the parameters (that is `model.params`). Shared, so a worker
  * thread given the Memory sees the same weights without a copy.
  *
- * Activations are ordinary Float32Arrays elsewhere in JavaScript's heap. A kernel call copies
- * them into a scratch area (they are small next to the weights) and the result back out. Each
- * thread that runs kernels on a memory claims one scratch area of its own (a claim word in the
- * header, taken with Atomics), so threads never write over each other's inputs.
+ * Activations are ordinary Float32Arrays elsewhere in JavaScript's heap. A matmul copies them
+ * into a scratch area of the weights' memory (they are small next to the weights) and the result
+ * back out. Each thread that runs kernels on a memory claims one scratch area of its own (a claim
+ * word in the header, taken with Atomics), so threads never write over each other's inputs; the
+ * kernel threads that share a call (./threads.ts) work in the caller's.
  *
- * Arrays that are in no kernel memory at all (a test's random matrix, or GPT-2 XL, whose 6.2 GB
- * do not fit in WebAssembly's 4 GiB) go through a thread's private "loose" memory: the weights
- * too are copied in, a block of rows at a time. Slower, but the same numbers.
+ * Each thread also has a private "loose" memory, made on first use. The kernels that take only
+ * activations (attention, softmax, layer norm, GELU, residual) work there. And arrays that are in
+ * no kernel memory at all (a test's random matrix, or GPT-2 XL, whose 6.2 GB do not fit in
+ * WebAssembly's 4 GiB) go through it too: the weights are copied in, a block of rows at a time.
+ * Slower, but the same numbers.
+ *
+ * Only the pages a run touches take memory: a 1024-token forward of GPT-2 small fills its 8 MB
+ * scratch area and about 15 MB of the loose memory (q, k, v and z of the attention).
  */
 import v8 from 'node:v8';
 import { kernelModuleBytes, MAX_PAGES, type JobName } from './kernels_wasm.ts';
@@ -61,14 +67,14 @@ const HEADER_BYTES = PAGE;
 const H_MAGIC = 0, H_ID = 1, H_SLOT_BASE_PAGES = 2, H_SLOT_PAGES = 3, H_SLOTS = 4, H_CLAIMS = 8;
 const MAGIC = 0x6d696e67; // "ming"
 /** scratch areas per memory: the main thread, the workers of a sweep, and a few to spare */
-export const SLOTS = 12;
+const SLOTS = 12;
 /** bytes per scratch area: room for a block of activation rows (see the kernels' chunking) */
-export const SLOT_BYTES = 8 << 20;
+const SLOT_BYTES = 8 << 20;
 
 // -----------------------------------------------------------------------------------------------
 // Is WebAssembly SIMD here? Compile the module once per thread.
 
-export interface SimdSupport {
+interface SimdSupport {
   module: WebAssembly.Module | null;
   relaxed: boolean;
   /** why SIMD is not used, when module is null */
@@ -180,7 +186,7 @@ export function attachMemory(memory: WebAssembly.Memory): KernelMemory | null {
 }
 
 /** This thread's scratch area in km (byte offset), claimed on first use; -1 if all are taken. */
-export function scratchOf(km: KernelMemory): number {
+function scratchOf(km: KernelMemory): number {
   if (km.mySlot < 0) {
     if (km.slots === 0) return -1; // a loose memory: see looseMemory, its scratch is all of it
     const head = new Int32Array(km.buffer, 0, H_CLAIMS + km.slots);

@@ -12,7 +12,7 @@
  * there and from the SIMD and relaxed-SIMD proposals).
  */
 
-export type ValType = 'i32' | 'f32' | 'f64' | 'v128';
+type ValType = 'i32' | 'f32' | 'f64' | 'v128';
 const VALTYPE: Record<ValType, number> = { i32: 0x7f, f32: 0x7d, f64: 0x7c, v128: 0x7b };
 
 /** Unsigned LEB128, the variable-length integers of the binary format. */
@@ -103,10 +103,8 @@ export class Code {
   end(): this { return this.op(0x0b); }
   br(depth: number): this { return this.op(0x0c, ...uleb(depth)); }
   br_if(depth: number): this { return this.op(0x0d, ...uleb(depth)); }
-  return_(): this { return this.op(0x0f); }
   /** call the function with this index in the module (its position in wasmModule's list) */
   call(funcIndex: number): this { return this.op(0x10, ...uleb(funcIndex)); }
-  drop(): this { return this.op(0x1a); }
   /** a if c else b, for stack [a, b, c] */
   select(): this { return this.op(0x1b); }
 
@@ -119,13 +117,9 @@ export class Code {
   i32(n: number): this { return this.op(0x41, ...sleb(n)); }
   i32_load(offset = 0): this { return this.op(0x28, ...this.mem(2, offset)); }
   i32_eqz(): this { return this.op(0x45); }
-  i32_eq(): this { return this.op(0x46); }
-  i32_ne(): this { return this.op(0x47); }
   i32_lt_u(): this { return this.op(0x49); }
-  i32_gt_s(): this { return this.op(0x4a); }
   i32_gt_u(): this { return this.op(0x4b); }
   i32_le_u(): this { return this.op(0x4d); }
-  i32_ge_u(): this { return this.op(0x4f); }
   i32_add(): this { return this.op(0x6a); }
   i32_sub(): this { return this.op(0x6b); }
   i32_mul(): this { return this.op(0x6c); }
@@ -146,7 +140,6 @@ export class Code {
   f32_ne(): this { return this.op(0x5c); }
   f32_sqrt(): this { return this.op(0x91); }
   f32_add(): this { return this.op(0x92); }
-  f32_sub(): this { return this.op(0x93); }
   f32_mul(): this { return this.op(0x94); }
   f32_div(): this { return this.op(0x95); }
   f32_max(): this { return this.op(0x97); }
@@ -194,9 +187,7 @@ export class Code {
   f32x4_sub(): this { return this.simd(0xe5); }
   f32x4_mul(): this { return this.simd(0xe6); }
   f32x4_div(): this { return this.simd(0xe7); }
-  f32x4_min(): this { return this.simd(0xe8); }
-  f32x4_max(): this { return this.simd(0xe9); }
-  /** b if a < b else a: the plain x86 max (f32x4.max also orders −0 < +0 and spreads NaN, at seven instructions) */
+  /** b if a < b else a: the plain x86 max (f32x4.max, which also orders −0 < +0 and spreads NaN, takes seven instructions) */
   f32x4_pmax(): this { return this.simd(0xeb); }
   /** b if b < a else a */
   f32x4_pmin(): this { return this.simd(0xea); }
@@ -214,8 +205,6 @@ export class Code {
   i32x4_splat(): this { return this.simd(0x11); }
   i32x4_lt_s(): this { return this.simd(0x39); }
   i32x4_shl(): this { return this.simd(0xab); }
-  i32x4_add(): this { return this.simd(0xae); }
-  i32x4_trunc_sat_f32x4_s(): this { return this.simd(0xf8); }
   /** relaxed SIMD: a · b + c, fused or not as the hardware does it (the same way every time) */
   f32x4_relaxed_madd(): this { return this.simd(0x105); }
 }
