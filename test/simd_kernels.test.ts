@@ -113,6 +113,22 @@ maybe('fused attention whose batch element does not fit in the kernel memory: st
   }
 });
 
+maybe('simd attention of the last queries against all the keys (a cache of earlier keys) = those rows of the full attention, bit for bit', () => {
+  const [B, T, C, NH] = [2, 77, 64, 4];
+  const { q, k, v } = qkv([B, T, T, C, NH]);
+  const full = new Float32Array(B * T * C);
+  simdAttention.attentionForward(full, q, k, v, B, T, T, C, NH); // 77 queries: each head's rows staged contiguous
+  for (const Tq of [1, 6, 7, 20]) { // fewer than 16 queries: read in place, C apart
+    const lastRows = (a: Float32Array) => Float32Array.from({ length: B * Tq * C }, (_, i) => {
+      const b = Math.floor(i / (Tq * C)), r = i % (Tq * C);
+      return a[(b * T + T - Tq) * C + r];
+    });
+    const part = new Float32Array(B * Tq * C);
+    simdAttention.attentionForward(part, lastRows(q), k, v, B, Tq, T, C, NH);
+    assert.is(firstDifference(part, lastRows(full)), -1, `Tq=${Tq}`);
+  }
+});
+
 maybe('simd attention: a hook\'s pattern that is not causal is used as given (values over every key with a nonzero weight)', () => {
   const [B, Tq, Tk, C, NH] = [1, 6, 6, 8, 2];
   const att = Float32Array.from({ length: B * NH * Tq * Tk }, (_, i) => ((i * 7) % 5) / 10); // zeros and weights anywhere

@@ -6,8 +6,8 @@
  *
  * q, k, v are copied into this thread's loose memory a stage at a time — whole batch elements
  * when one fits, else groups of heads (columns) of one — each head's rows made contiguous there
- * (split_heads), and the module's kernels run on them, the items (batch element, head, block of
- * queries) shared among the kernel threads.
+ * (split_heads) unless there are only a few queries, and the module's kernels run on them, the
+ * items (batch element, head, block of queries) shared among the kernel threads.
  */
 import { workScratch } from './memory.ts';
 import { allocBytes, type Scratch } from './scratch.ts';
@@ -36,28 +36,37 @@ function stages(B: number, NH: number, room: number, need: (nb: number, g: numbe
 }
 
 /**
- * The stage's part of a (B, rows, C) — its batch elements, its heads' columns — as a new scratch
- * array (nb, g, rows, hs): each head's rows contiguous. Through `raw`, room for (rows, g·hs).
+ * Fewer queries than this (a few rows recomputed, a token generated with a cache of keys) read
+ * each key too few times for the head-major layout to repay its reshuffle: the kernels then read
+ * the rows where the model has them, C floats apart.
  */
-function stageIn(s: Scratch, a: Float32Array, st: Stage, rows: number, C: number, hs: number, raw: number): number {
+const ROW_MAJOR_BELOW = 16;
+
+/**
+ * The stage's part of a (B, rows, C) — its batch elements, its heads' columns — as a new scratch
+ * array: (nb, g, rows, hs), each head's rows contiguous, through `raw`, room for (rows, g·hs);
+ * or, rowMajor, as it is: (nb, rows, g·hs).
+ */
+function stageIn(s: Scratch, a: Float32Array, st: Stage, rows: number, C: number, hs: number, raw: number, rowMajor: boolean): number {
   const w = st.g * hs, p = s.alloc(st.nb * rows * w);
   for (let b = 0; b < st.nb; b++) {
-    const first = (st.b0 + b) * rows * C;
-    if (w === C) s.put(raw, a, first, rows * C);
-    else for (let r = 0; r < rows; r++) s.put(raw + r * w * 4, a, first + r * C + st.h0 * hs, w);
-    s.km.exports.split_heads(p + b * rows * w * 4, raw, rows, w, hs);
+    const first = (st.b0 + b) * rows * C, to = rowMajor ? p + b * rows * w * 4 : raw;
+    if (w === C) s.put(to, a, first, rows * C);
+    else for (let r = 0; r < rows; r++) s.put(to + r * w * 4, a, first + r * C + st.h0 * hs, w);
+    if (!rowMajor) s.km.exports.split_heads(p + b * rows * w * 4, raw, rows, w, hs);
   }
   return p;
 }
 
-/** The inverse of stageIn: the scratch array at p (nb, g, rows, hs) → the stage's part of a (B, rows, C). */
-function stageOut(s: Scratch, a: Float32Array, p: number, st: Stage, rows: number, C: number, hs: number, raw: number): void {
+/** The inverse of stageIn: the scratch array at p → the stage's part of a (B, rows, C). */
+function stageOut(s: Scratch, a: Float32Array, p: number, st: Stage, rows: number, C: number, hs: number, raw: number, rowMajor: boolean): void {
   const w = st.g * hs;
   for (let b = 0; b < st.nb; b++) {
-    s.km.exports.merge_heads(raw, p + b * rows * w * 4, rows, w, hs);
+    const from = rowMajor ? p + b * rows * w * 4 : raw;
+    if (!rowMajor) s.km.exports.merge_heads(raw, p + b * rows * w * 4, rows, w, hs);
     const first = (st.b0 + b) * rows * C;
-    if (w === C) s.copyOut(a, first, raw, rows * C);
-    else for (let r = 0; r < rows; r++) s.copyOut(a, first + r * C + st.h0 * hs, raw + r * w * 4, w);
+    if (w === C) s.copyOut(a, first, from, rows * C);
+    else for (let r = 0; r < rows; r++) s.copyOut(a, first + r * C + st.h0 * hs, from + r * w * 4, w);
   }
 }
 
@@ -74,13 +83,14 @@ export function attentionForward(
   const rowFloats = 2 * Math.ceil(Tk / 4) * 4; // each thread's two rows of scores
   const S = s.alloc(jobThreads() * rowFloats);
   const need = (nb: number, g: number) => allocBytes(Tk * g * hs) + 2 * allocBytes(nb * Tq * g * hs) + 2 * allocBytes(nb * Tk * g * hs);
+  const rm = Tq < ROW_MAJOR_BELOW;
   for (const st of stages(B, NH, s.room, need, 'attentionForward')) {
-    const mark = s.mark(), raw = s.alloc(Tk * st.g * hs);
-    const qp = stageIn(s, q, st, Tq, C, hs, raw), kp = stageIn(s, k, st, Tk, C, hs, raw), vp = stageIn(s, v, st, Tk, C, hs, raw);
+    const mark = s.mark(), raw = rm ? 0 : s.alloc(Tk * st.g * hs);
+    const qp = stageIn(s, q, st, Tq, C, hs, raw, rm), kp = stageIn(s, k, st, Tk, C, hs, raw, rm), vp = stageIn(s, v, st, Tk, C, hs, raw, rm);
     const zp = s.alloc(st.nb * Tq * st.g * hs);
-    const args = s.args([zp, qp, kp, vp, st.nb, Tq, Tk, hs, st.g, S, rowFloats * 4]);
+    const args = s.args([zp, qp, kp, vp, st.nb, Tq, Tk, hs, st.g, +rm, S, rowFloats * 4]);
     runJob(s.km, 'attention_job', args, st.nb * st.g * blocks(Tq), st.nb * st.g * visibleKeys(Tq, Tk) * hs * 4);
-    stageOut(s, z, zp, st, Tq, C, hs, raw);
+    stageOut(s, z, zp, st, Tq, C, hs, raw, rm);
     s.release(mark);
   }
 }
@@ -91,11 +101,12 @@ export function attentionScoresForward(
 ): void {
   const s = workScratch(), hs = C / NH;
   const need = (nb: number, g: number) => allocBytes(Tk * g * hs) + allocBytes(nb * Tq * g * hs) + allocBytes(nb * Tk * g * hs) + allocBytes(nb * g * Tq * Tk);
+  const rm = Tq < ROW_MAJOR_BELOW;
   for (const st of stages(B, NH, s.room, need, 'attentionScoresForward')) {
-    const mark = s.mark(), raw = s.alloc(Tk * st.g * hs);
-    const qp = stageIn(s, q, st, Tq, C, hs, raw), kp = stageIn(s, k, st, Tk, C, hs, raw);
+    const mark = s.mark(), raw = rm ? 0 : s.alloc(Tk * st.g * hs);
+    const qp = stageIn(s, q, st, Tq, C, hs, raw, rm), kp = stageIn(s, k, st, Tk, C, hs, raw, rm);
     const ap = s.alloc(st.nb * st.g * Tq * Tk);
-    const args = s.args([ap, qp, kp, st.nb, Tq, Tk, hs, st.g]);
+    const args = s.args([ap, qp, kp, st.nb, Tq, Tk, hs, st.g, +rm]);
     runJob(s.km, 'attention_scores_job', args, st.nb * st.g * blocks(Tq), st.nb * st.g * visibleKeys(Tq, Tk) * hs * 2);
     s.copyOut(att, (st.b0 * NH + st.h0) * Tq * Tk, ap, st.nb * st.g * Tq * Tk); // (the stage's matrices are consecutive in att)
     s.release(mark);
@@ -108,13 +119,14 @@ export function attentionValuesForward(
 ): void {
   const s = workScratch(), hs = C / NH;
   const need = (nb: number, g: number) => allocBytes(Tk * g * hs) + allocBytes(nb * g * Tq * Tk) + allocBytes(nb * Tk * g * hs) + allocBytes(nb * Tq * g * hs);
+  const rm = Tq < ROW_MAJOR_BELOW;
   for (const st of stages(B, NH, s.room, need, 'attentionValuesForward')) {
-    const mark = s.mark(), raw = s.alloc(Tk * st.g * hs);
+    const mark = s.mark(), raw = rm ? 0 : s.alloc(Tk * st.g * hs);
     const ap = s.copyIn(att, (st.b0 * NH + st.h0) * Tq * Tk, st.nb * st.g * Tq * Tk);
-    const vp = stageIn(s, v, st, Tk, C, hs, raw), zp = s.alloc(st.nb * Tq * st.g * hs);
-    const args = s.args([zp, ap, vp, st.nb, Tq, Tk, hs, st.g]);
+    const vp = stageIn(s, v, st, Tk, C, hs, raw, rm), zp = s.alloc(st.nb * Tq * st.g * hs);
+    const args = s.args([zp, ap, vp, st.nb, Tq, Tk, hs, st.g, +rm]);
     runJob(s.km, 'attention_values_job', args, st.nb * st.g * blocks(Tq), st.nb * st.g * Tq * Tk * hs * 2);
-    stageOut(s, z, zp, st, Tq, C, hs, raw);
+    stageOut(s, z, zp, st, Tq, C, hs, raw, rm);
     s.release(mark);
   }
 }

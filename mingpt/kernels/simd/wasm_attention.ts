@@ -12,9 +12,10 @@
  *   softmax           rows of x (rows, n) ← softmax, in place
  *   attention_values  z rows = att rows · v
  *   split_heads       (T, C) → (NH, T, hs): each head's rows made contiguous, and
- *   merge_heads       back. The callers stage q, k, v and z this way: with the rows of a head
- *                     hs floats apart instead of C, a head's keys and values (256 KiB each at
- *                     T = 1024) sit in the caches without the set conflicts of a 3 KiB stride.
+ *   merge_heads       back. The callers stage q, k, v and z this way when many queries read
+ *                     each key: with the rows of a head hs floats apart instead of C, a head's
+ *                     keys and values (256 KiB each at T = 1024) sit in the caches without the
+ *                     set conflicts of a 3 KiB stride.
  *
  * The fused kernel gives bit for bit the z of the three others, because it is made of the same
  * emitted code (the pieces below), applied to the same rows in the same order:
@@ -28,6 +29,9 @@
  *  - the weighted sum over keys runs, for both rows of a pair, over keys 0 … L−1, L being one
  *    past the last nonzero probability of either row (found by looking, so the same in both:
  *    beyond it, both have only exact zeros). Rows are paired from an even i0 in both.
+ * (Paired differently — a block of queries against cached keys pairs from its own first row — a
+ * row adds weight 0 · value for keys only its partner sees, which changes nothing unless its sum
+ * so far is exactly −0, or a value is infinite.)
  *
  * The *_job functions are the same kernels as jobs for ./threads.ts (item = one batch element,
  * one head, one block of QUERY_BLOCK query rows; the most expensive blocks, the last queries, first).
@@ -468,25 +472,33 @@ export function splitHeads(merge: boolean): Code {
 }
 
 // -----------------------------------------------------------------------------------------------
-// jobs: the arrays in (B, NH, T, hs) layout, args [out, a, b, (c,) B, Tq, Tk, hs, NH, …] as i32 words
+// jobs: args [out, a, b, (c,) B, Tq, Tk, hs, NH, rowMajor, …] as i32 words. The arrays are laid out
+// (B, NH, T, hs), each head's rows contiguous, or with rowMajor (B, T, C), C = NH·hs, as the model has them.
 
 /** Query rows per work item: blocks start at even rows, as the pairing above needs. */
 export const QUERY_BLOCK = 32;
 
-interface Item { b: number; h: number; i0: number; i1: number; Tq: number; Tk: number; hs: number; stride: number }
+interface Item { b: number; h: number; i0: number; i1: number; Tq: number; Tk: number; hs: number; NH: number; rowMajor: number; stride: number }
 
 /**
  * Decodes item → (batch element b, head h, block of query rows [i0, i1)) into new locals, from
- * the args words B, Tq, Tk, hs, NH starting at byte offset `off` (B's).
+ * the args words B, Tq, Tk, hs, NH, rowMajor starting at byte offset `off` (B's).
  */
 function decodeItem(f: Code, args: number, item: number, off: number): Item {
-  const l: Item = { b: f.local('i32'), h: f.local('i32'), i0: f.local('i32'), i1: f.local('i32'), Tq: f.local('i32'), Tk: f.local('i32'), hs: f.local('i32'), stride: f.local('i32') };
+  const l: Item = {
+    b: f.local('i32'), h: f.local('i32'), i0: f.local('i32'), i1: f.local('i32'), Tq: f.local('i32'), Tk: f.local('i32'),
+    hs: f.local('i32'), NH: f.local('i32'), rowMajor: f.local('i32'), stride: f.local('i32'),
+  };
   const nQB = f.local('i32'), per = f.local('i32'), rem = f.local('i32');
   f.get(args).i32_load(off + 4).set(l.Tq);
   f.get(args).i32_load(off + 8).set(l.Tk);
-  f.get(args).i32_load(off + 12).tee(l.hs).i32(2).i32_shl().set(l.stride);
+  f.get(args).i32_load(off + 12).set(l.hs);
+  f.get(args).i32_load(off + 16).set(l.NH);
+  f.get(args).i32_load(off + 20).set(l.rowMajor);
+  // a row is hs floats, or C = NH·hs with rowMajor
+  f.get(l.hs).get(l.NH).i32_mul().get(l.hs).get(l.rowMajor).select().i32(2).i32_shl().set(l.stride);
   f.get(l.Tq).i32(QUERY_BLOCK - 1).i32_add().i32(QUERY_BLOCK).i32_div_u().set(nQB);
-  f.get(args).i32_load(off + 16).get(nQB).i32_mul().set(per);
+  f.get(l.NH).get(nQB).i32_mul().set(per);
   f.get(item).get(per).i32_div_u().set(l.b);
   f.get(item).get(per).i32_rem_u().set(rem);
   f.get(rem).get(nQB).i32_div_u().set(l.h);
@@ -497,54 +509,57 @@ function decodeItem(f: Code, args: number, item: number, off: number): Item {
   return l;
 }
 
-/** on the stack: the byte address of head h of batch element b in the (B, NH, rows, hs) array at args word `at` */
-function headAt(f: Code, args: number, at: number, it: Item, rows: number, nhOff: number): void {
+/** on the stack: the byte address of row 0 of head h of batch element b in the array at args word `at`, of `rows` rows */
+function headAt(f: Code, args: number, at: number, it: Item, rows: number): void {
   f.get(args).i32_load(at);
-  f.get(it.b).get(args).i32_load(nhOff).i32_mul().get(it.h).i32_add().get(rows).i32_mul().get(it.hs).i32_mul().i32(2).i32_shl().i32_add();
+  // rowMajor: (b · rows · NH + h) · hs floats in; else ((b · NH + h) · rows) · hs
+  f.get(it.b).get(rows).i32_mul().get(it.NH).i32_mul().get(it.h).i32_add();
+  f.get(it.b).get(it.NH).i32_mul().get(it.h).i32_add().get(rows).i32_mul();
+  f.get(it.rowMajor).select().get(it.hs).i32_mul().i32(2).i32_shl().i32_add();
 }
 
 /** on the stack: the byte address of att[b, h] for att (B, NH, Tq, Tk) at args word `at` */
-function matrixAt(f: Code, args: number, at: number, it: Item, nhOff: number): void {
+function matrixAt(f: Code, args: number, at: number, it: Item): void {
   f.get(args).i32_load(at);
-  f.get(it.b).get(args).i32_load(nhOff).i32_mul().get(it.h).i32_add().get(it.Tq).i32_mul().get(it.Tk).i32_mul().i32(2).i32_shl().i32_add();
+  f.get(it.b).get(it.NH).i32_mul().get(it.h).i32_add().get(it.Tq).i32_mul().get(it.Tk).i32_mul().i32(2).i32_shl().i32_add();
 }
 
-/** attention_job: args [z, q, k, v, B, Tq, Tk, hs, NH, S, Sbytes]; item → attention(...) in thread's S. */
+/** attention_job: args [z, q, k, v, B, Tq, Tk, hs, NH, rowMajor, S, Sbytes]; item → attention(...) in the thread's S. */
 export function attentionJob(index: number): Code {
   const f = new Code('attention_job', I32(3));
   const [args, item, thread] = [0, 1, 2];
   const it = decodeItem(f, args, item, 16);
-  headAt(f, args, 0, it, it.Tq, 32);
-  headAt(f, args, 4, it, it.Tq, 32);
-  headAt(f, args, 8, it, it.Tk, 32);
-  headAt(f, args, 12, it, it.Tk, 32);
+  headAt(f, args, 0, it, it.Tq);
+  headAt(f, args, 4, it, it.Tq);
+  headAt(f, args, 8, it, it.Tk);
+  headAt(f, args, 12, it, it.Tk);
   f.get(it.Tq).get(it.Tk).get(it.stride).get(it.hs).get(it.i0).get(it.i1);
-  f.get(args).i32_load(36).get(thread).get(args).i32_load(40).i32_mul().i32_add(); // this thread's S
+  f.get(args).i32_load(40).get(thread).get(args).i32_load(44).i32_mul().i32_add(); // this thread's S
   f.call(index);
   return f;
 }
 
-/** attention_scores_job: args [att, q, k, B, Tq, Tk, hs, NH]; att is (B, NH, Tq, Tk). */
+/** attention_scores_job: args [att, q, k, B, Tq, Tk, hs, NH, rowMajor]; att is (B, NH, Tq, Tk). */
 export function attentionScoresJob(index: number): Code {
   const f = new Code('attention_scores_job', I32(3));
   const [args, item] = [0, 1];
   const it = decodeItem(f, args, item, 12);
-  matrixAt(f, args, 0, it, 28);
-  headAt(f, args, 4, it, it.Tq, 28);
-  headAt(f, args, 8, it, it.Tk, 28);
+  matrixAt(f, args, 0, it);
+  headAt(f, args, 4, it, it.Tq);
+  headAt(f, args, 8, it, it.Tk);
   f.get(it.Tq).get(it.Tk).get(it.stride).get(it.hs).get(it.i0).get(it.i1);
   f.call(index);
   return f;
 }
 
-/** attention_values_job: args [z, att, v, B, Tq, Tk, hs, NH]. */
+/** attention_values_job: args [z, att, v, B, Tq, Tk, hs, NH, rowMajor]. */
 export function attentionValuesJob(index: number): Code {
   const f = new Code('attention_values_job', I32(3));
   const [args, item] = [0, 1];
   const it = decodeItem(f, args, item, 12);
-  headAt(f, args, 0, it, it.Tq, 28);
-  matrixAt(f, args, 4, it, 28);
-  headAt(f, args, 8, it, it.Tk, 28);
+  headAt(f, args, 0, it, it.Tq);
+  matrixAt(f, args, 4, it);
+  headAt(f, args, 8, it, it.Tk);
   f.get(it.Tq).get(it.Tk).get(it.stride).get(it.hs).get(it.i0).get(it.i1);
   f.call(index);
   return f;
