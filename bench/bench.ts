@@ -197,8 +197,9 @@ function forwardPeakKiB(T: number): number | string {
   return r.status === 0 && m ? Number(m[1]) : `failed (exit ${r.status}): ${(r.stderr ?? '').trim().split('\n').slice(-2).join(' | ')}`;
 }
 
-/** Processor time of this process over `ms` of doing nothing, with the kernel threads up. */
+/** Processor time of this process over `ms` of doing nothing, with the kernel threads up (after a second for the garbage collector to finish). */
 async function idleCpuMs(ms: number): Promise<number> {
+  await new Promise((r) => setTimeout(r, 1000));
   const c0 = process.cpuUsage();
   await new Promise((r) => setTimeout(r, ms));
   const c = process.cpuUsage(c0);

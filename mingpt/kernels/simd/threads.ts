@@ -11,14 +11,14 @@
  *
  *     main thread                              helpers
  *     writes the job (kernel, arguments,
- *     number of items), SEQ = new number  →   wake; ACTIVE += 1; if SEQ is still that job,
+ *     number of items), SEQ = new number  →   wake; IN = 1; if SEQ is still that job,
  *     takes items too: NEXT += 1 …            take items: NEXT += 1 …, run each, DONE += 1
  *     sleeps until DONE = items          ←    the one who finishes the last item wakes main
- *                                             ACTIVE −= 1, sleep until SEQ changes
+ *                                             IN = 0, sleep until SEQ changes
  *
  * Items are taken, not assigned, so a helper that gets no core in time (a busy machine) leaves its
  * share to the others instead of holding everyone up. Before writing the next job, the main
- * thread sets SEQ to CLOSED and waits until ACTIVE = 0: no helper still reads the old job's words
+ * thread sets SEQ to CLOSED and waits until no helper is IN: none still reads the old job's words
  * when they change (a helper that woke late sees CLOSED, or a new SEQ, and takes nothing).
  *
  * Every output is computed by exactly one thread with the same instructions, so how the items
@@ -38,10 +38,10 @@ import { JOBS, type JobName } from './kernels_wasm.ts';
 const SPLIT_FLOP = 4e6;
 
 // the control words (Int32Array over a SharedArrayBuffer), one set for all helpers
-const SEQ = 0, NEXT = 1, DONE = 2, ACTIVE = 3, ERR = 4, MEM = 5, JOB = 6, ARGS = 7, ITEMS = 8;
-const CTL_WORDS = 16;
-// and each helper's own two: it is up; it is to stop
-const UP = 0, QUIT = 1;
+const SEQ = 0, NEXT = 1, DONE = 2, ERR = 3, MEM = 4, JOB = 5, ARGS = 6, ITEMS = 7;
+const CTL_WORDS = 8;
+// and each helper's own: it is up; it is inside a job; it is to stop
+const UP = 0, IN = 1, QUIT = 2;
 const CLOSED = -1;
 /** Memories a helper keeps instances on: the model's weights and the activations, and one to spare. */
 const HELD = 3;
@@ -50,7 +50,7 @@ const HELD = 3;
 const HELPER_SOURCE = `
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
 const { module, ctl, own, port, me, jobs } = workerData;
-const [SEQ, NEXT, DONE, ACTIVE, ERR, MEM, JOB, ARGS, ITEMS, CLOSED, UP, QUIT] = [${SEQ}, ${NEXT}, ${DONE}, ${ACTIVE}, ${ERR}, ${MEM}, ${JOB}, ${ARGS}, ${ITEMS}, ${CLOSED}, ${UP}, ${QUIT}];
+const [SEQ, NEXT, DONE, ERR, MEM, JOB, ARGS, ITEMS, CLOSED, UP, IN, QUIT] = [${SEQ}, ${NEXT}, ${DONE}, ${ERR}, ${MEM}, ${JOB}, ${ARGS}, ${ITEMS}, ${CLOSED}, ${UP}, ${IN}, ${QUIT}];
 const held = new Map(); // memory id -> the module's exports on it
 const fail = (e) => { Atomics.store(ctl, ERR, 1); console.error(e); };
 let seen = Atomics.load(ctl, SEQ);
@@ -61,7 +61,7 @@ for (;;) {
   const seq = Atomics.load(ctl, SEQ);
   seen = seq;
   if (seq === CLOSED) continue;
-  Atomics.add(ctl, ACTIVE, 1);
+  Atomics.store(own, IN, 1);
   if (Atomics.load(ctl, SEQ) === seq) {
     try {
       const id = ctl[MEM];
@@ -79,13 +79,14 @@ for (;;) {
       }
     } catch (e) { fail(e); }
   }
-  if (Atomics.sub(ctl, ACTIVE, 1) === 1) Atomics.notify(ctl, ACTIVE);
+  Atomics.store(own, IN, 0);
+  Atomics.notify(own, IN);
 }
 `;
 
 interface Helper {
   worker: Worker;
-  own: Int32Array; // UP, QUIT
+  own: Int32Array; // UP, IN, QUIT
   port: MessagePort;
   me: number; // its thread number, 1 … wanted − 1 (the main thread is 0)
   held: number[]; // the memory ids it has, oldest first (as it has them: it is told what to drop)
@@ -164,7 +165,7 @@ function startHelpers(): void {
   for (let me = 1; me <= n; me++) {
     if (helpers.some((h) => h.me === me)) continue;
     const { port1, port2 } = new MessageChannel();
-    const own = new Int32Array(new SharedArrayBuffer(8));
+    const own = new Int32Array(new SharedArrayBuffer(12));
     const worker = new Worker(HELPER_SOURCE, { eval: true, name: 'mingpt-kernels', workerData: { module, ctl, own, port: port2, me, jobs: JOBS }, transferList: [port2] });
     worker.unref();
     port1.unref();
@@ -185,10 +186,10 @@ function send(h: Helper, km: KernelMemory): void {
   h.held.push(km.id);
 }
 
-/** No helper is inside a job any more: the job's words may change. */
+/** No helper is inside a job any more: the job's words may change. (One that has ended is no longer in the list.) */
 function closeJob(): void {
   Atomics.store(ctl, SEQ, CLOSED);
-  for (let a; (a = Atomics.load(ctl, ACTIVE)) !== 0; ) Atomics.wait(ctl, ACTIVE, a, 50);
+  for (const h of helpers) while (Atomics.load(h.own, IN) === 1) Atomics.wait(h.own, IN, 1, 50);
 }
 
 /** How many threads may take items of a job (for per-thread scratch): the main thread is number 0. */
