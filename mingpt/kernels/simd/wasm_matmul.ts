@@ -11,6 +11,10 @@
  *     rows. The block's inputs stay in the L2 cache while the weights stream past once per
  *     block; the 4 weight rows of a tile stay in L1 while the tile walks down the block. Without
  *     the blocks, a product of 1024 rows re-reads 3 MB of inputs from L3 for every 4 channels.
+ *   - While a group of 4 channels walks down the block, the next group's weight rows are read
+ *     ahead, a few cache lines after each tile (WebAssembly has no prefetch instruction): they
+ *     then come from memory while the current group computes, not when the next one starts
+ *     (measured, 12 layers' c_fc with cold weights: 5% faster at 512 and 1024 rows).
  *   - Every output is the same sequence of operations whichever tile computes it, so its value
  *     does not depend on BT, on the channel range, on the blocks or on the threads.
  *
@@ -85,12 +89,28 @@ class DotTiles {
  */
 const ROW_BLOCK_BYTES = 512 << 10;
 
+/** The longest weight rows whose next group is read ahead: 8 rows of 4 KiB fill 32 of L1's 48 KiB. */
+const L1_AHEAD_ROW_BYTES = 4096;
+
 export function matmul(relaxed: boolean): Code {
   const f = new Code('matmul', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
   const [out, inp, w, bias, BT, C, OC, o0, o1] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
   const i = f.local('i32'), o = f.local('i32'), rowBytes = f.local('i32');
   const rb0 = f.local('i32'), rb1 = f.local('i32'), RB = f.local('i32');
+  const pf = f.local('i32'), pfEnd = f.local('i32'), perTile = f.local('i32'), t = f.local('i32'), touched = f.local('i32');
   const tiles = new DotTiles(f, relaxed, 2, 4);
+
+  /** reads perTile more cache lines of the next four weight rows (from pf, up to pfEnd) */
+  const touchNext = () => {
+    f.get(perTile).set(t);
+    f.while_(() => f.get(t), () => {
+      f.when(() => f.get(pf).get(pfEnd).i32_lt_u(), () => {
+        f.get(touched).get(pf).i32_load().i32_add().set(touched);
+        f.get(pf).i32(64).i32_add().set(pf);
+      });
+      f.get(t).i32(1).i32_sub().set(t);
+    });
+  };
 
   /** the R × N outputs at rows i…, channels o… */
   const tile = (R: number, N: number) => {
@@ -114,15 +134,28 @@ export function matmul(relaxed: boolean): Code {
   f.while_(() => f.get(rb0).get(BT).i32_lt_u(), () => {
     // rb1 = min(BT, rb0 + RB)
     f.get(rb0).get(RB).i32_add().get(BT).get(rb0).get(RB).i32_add().get(BT).i32_lt_u().select().set(rb1);
+    // cache lines of the next four weight rows to read after each tile: C/4 lines over the block's tiles
+    f.get(C).i32(2).i32_shr_u().get(rb1).get(rb0).i32_sub().i32(1).i32_add().i32(1).i32_shr_u().i32_div_u().i32(1).i32_add().set(perTile);
+    // only when this group's rows and the next group's fit in L1 together (C ≤ 1024); else the
+    // reads ahead would push out the rows in use (measured at C = 3072: 4% slower)
+    f.when(() => f.get(rowBytes).i32(L1_AHEAD_ROW_BYTES).i32_gt_u(), () => f.i32(0).set(perTile));
     // channels four at a time: rows two at a time, then an odd last row (only in the last block)
     f.get(o0).set(o);
     f.while_(() => f.get(o).i32(4).i32_add().get(o1).i32_le_u(), () => {
+      // the next four weight rows (within this call's channels): read ahead, a few lines per tile,
+      // so that they come from memory while this group computes (WebAssembly has no prefetch)
+      f.get(w).get(o).i32(4).i32_add().get(rowBytes).i32_mul().i32_add().set(pf);
+      f.get(w).get(o).i32(8).i32_add().get(o1).get(o).i32(8).i32_add().get(o1).i32_lt_u().select().get(rowBytes).i32_mul().i32_add().set(pfEnd);
       f.get(rb0).set(i);
       f.while_(() => f.get(i).i32(2).i32_add().get(rb1).i32_le_u(), () => {
         tile(2, 4);
+        touchNext();
         f.get(i).i32(2).i32_add().set(i);
       });
-      f.when(() => f.get(i).get(rb1).i32_lt_u(), () => tile(1, 4));
+      f.when(() => f.get(i).get(rb1).i32_lt_u(), () => {
+        tile(1, 4);
+        touchNext();
+      });
       f.get(o).i32(4).i32_add().set(o);
     });
     // the last OC % 4 channels one at a time
@@ -136,6 +169,7 @@ export function matmul(relaxed: boolean): Code {
     });
     f.get(rb1).set(rb0);
   });
+  // (the touched words' sum goes nowhere; the reads were the point)
   return f;
 }
 
