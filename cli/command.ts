@@ -17,7 +17,7 @@ import { SafetensorsError } from '../io/safetensors.ts';
 import { PRETRAINED, PretrainedError } from '../io/pretrained.ts';
 import type { OptionSpecs, ParsedArgs } from './args.ts';
 import { InputError, UsageError } from '../io/errors.ts';
-import { KERNELS, setKernels, type KernelsName } from '../mingpt/kernels/index.ts';
+import { KERNELS, KernelThreadsError, setKernels, type KernelsName } from '../mingpt/kernels/index.ts';
 import { loadGPT } from '../io/load.ts';
 import { notRegularFile } from '../io/files.ts';
 
@@ -100,7 +100,7 @@ export async function runCli(main: (argv: string[]) => Promise<void>, command: s
     if (err instanceof UsageError) return exitWithError(`${err.message}\n(run \`${command} --help\` for the options)`, 2);
     if (err instanceof PretrainedError) return exitWithError(err.message + offlineHint(err, command, offlineArgs), 1);
     if (err instanceof InputError || err instanceof CheckpointError || err instanceof SafetensorsError
-      || err instanceof NonFiniteError) return exitWithError(err.message, 1);
+      || err instanceof NonFiniteError || err instanceof KernelThreadsError) return exitWithError(err.message, 1);
     if (err instanceof Error && TASK_NOT_DONE.test(err.message)) return exitWithError(err.message, 1);
     throw err;
   }

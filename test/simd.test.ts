@@ -48,7 +48,7 @@ const maybe = haveSimd ? test : test.skip;
 const shapes: Array<[number, number, number]> = [
   // [BT, C, OC]
   [1, 1, 1], [1, 7, 65], [7, 65, 7], [65, 7, 65], [7, 3, 5], [65, 65, 13], [2, 9, 6],
-  [1, 768, 1001], [11, 96, 33], [12, 130, 514], [7, 1, 9], [65, 33, 3],
+  [1, 768, 1001], [11, 96, 33], [12, 130, 514], [7, 1, 9], [65, 33, 3], [3, 17, 10], [4, 8, 4], [5, 33, 9],
 ];
 for (const [BT, C, OC] of shapes) {
   for (const biasKind of ['bias', 'zero bias', 'no bias'] as const) {
@@ -80,6 +80,28 @@ for (const [BT, C, OC] of shapes) {
       }
     });
   }
+}
+
+// [BT, C, OC, what]: products bigger than the scratch area (8 MB), cut into blocks
+const blockShapes: Array<[number, number, number, string]> = [
+  [1300, 160, 1700, 'outputs in two blocks of rows (1116 and 184), the first over two of the kernel\'s cache blocks (818 and 298 rows)'],
+  [300, 96, 9001, 'rows of outputs too wide (the vocabulary projection\'s case): blocks of rows and of channels'],
+];
+for (const [BT, C, OC, what] of blockShapes) {
+  maybe(`simd matmul = naive (1e-6 of Σ|products|), ${what}: BT=${BT} C=${C} OC=${OC}`, () => {
+    const params = allocParams(OC * C + OC);
+    params.set(randn(OC * C + OC));
+    const w = params.subarray(0, OC * C), b = params.subarray(OC * C);
+    const inp = randn(BT * C), want = new Float32Array(BT * OC), got = new Float32Array(BT * OC);
+    matmulForwardNaive(want, inp, w, b, BT, C, OC);
+    simd.matmulForward(got, inp, w, b, BT, C, OC);
+    assert.ok(matmulErr(got, want, inp, w, b, BT, C, OC) <= 1e-6);
+    const row = new Float32Array(OC);
+    for (const i of [0, 777 % BT, BT - 1]) {
+      simd.matmulForward(row, inp.subarray(i * C, (i + 1) * C), w, b, 1, C, OC);
+      assert.equal(row, got.subarray(i * OC, (i + 1) * OC), `row ${i}: the same bits as in the blocks`);
+    }
+  });
 }
 
 maybe('both builds of the matmul (relaxed fused multiply-add where it validates, plain mul + add) = naive', () => {

@@ -417,20 +417,3 @@ export function planUnits(L: number, T: number, firstDiff: number, parts: number
   units.sort((u, v) => v.cost - u.cost);
   return units.map(({ layer, positions }) => ({ layer, positions }));
 }
-
-/**
- * Floating-point operations of the matmuls runUnit does for `unit` (attention and layer norms,
- * a few percent more, are left out): for the benchmark's accounting of where the time goes.
- */
-export function unitFlops(unit: Unit, L: number, T: number, C: number): number {
-  const m = unit.positions.length;
-  const R = unit.positions.reduce((s, p) => s + T - p, 0);
-  let flops = 0;
-  for (let k = unit.layer + 1; k < L; k++) {
-    const first = k === unit.layer + 1, last = k === L - 1;
-    const qkv = first ? 3 * C * m : last ? 2 * C * R + C * m : 3 * C * R; // output channels × rows
-    const rows = last ? m : R; // c_proj and MLP
-    flops += 2 * C * qkv + 2 * C * C * rows + 2 * 2 * C * 4 * C * rows;
-  }
-  return flops;
-}
