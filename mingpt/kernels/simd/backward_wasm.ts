@@ -28,7 +28,7 @@
  * [out, a, b, M, K, N, lda, chunk] (i32 words) and item j does columns j·chunk … +chunk.
  */
 import { Code } from './wasm.ts';
-import { madd } from './wasm_math.ts';
+import { madd, rangeJob } from './wasm_math.ts';
 
 export function matmulAcc(relaxed: boolean): Code {
   const RT = 2, NV = 4; // the register tile: rows × vectors of 4 columns
@@ -110,15 +110,5 @@ export function matmulAcc(relaxed: boolean): Code {
 
 /** matmul_acc over the columns of one item: see the file's comment. `index`: matmul_acc's place in the module. */
 export function matmulAccJob(index: number): Code {
-  const f = new Code('matmul_acc_job', ['i32', 'i32', 'i32']);
-  const [args, item] = [0, 1];
-  const lo = f.local('i32'), hi = f.local('i32'), N = f.local('i32');
-  f.get(args).i32_load(20).set(N);
-  f.get(item).get(args).i32_load(28).i32_mul().set(lo);
-  // hi = min(N, lo + chunk)
-  f.get(lo).get(args).i32_load(28).i32_add().set(hi);
-  f.when(() => f.get(hi).get(N).i32_gt_u(), () => f.get(N).set(hi));
-  for (let k = 0; k < 7; k++) f.get(args).i32_load(4 * k);
-  f.get(lo).get(hi).call(index);
-  return f;
+  return rangeJob('matmul_acc_job', index, 7, 5); // [out, a, b, M, K, N, lda], chunk; total = N
 }

@@ -9,8 +9,9 @@
  *   addAsDoubles, doubleSum   long sums (a softmax over a vocabulary, a layer norm's mean) kept in
  *             double precision, two f64 lanes for the low and the high half of each vector, as
  *             the plain kernels keep theirs in JavaScript's doubles
+ *   rangeJob  a kernel over a range of output columns as a job of ./threads.ts (matmul, matmul_acc)
  */
-import type { Code } from './wasm.ts';
+import { Code } from './wasm.ts';
 
 /** f32 on the stack: (v[0] + v[1]) + (v[2] + v[3]) of the v128 local v */
 export function laneSum(f: Code, v: number): void {
@@ -71,4 +72,24 @@ export function exp4(f: Code, t: number, out: number, { n, r }: ExpLocals): void
   // e^t = e^r · 2ⁿ, 2ⁿ's bits = (n + 127) << 23. n + 127 + 1.5·2²³ is a float whose low mantissa
   // bits are n + 127; shifting left by 23 drops the rest (cheaper than converting to integers)
   f.get(n).f32x4_const(12582912 + 127).f32x4_add().i32(23).i32x4_shl().f32x4_mul().set(out);
+}
+
+/**
+ * A job for ./threads.ts, `name`(args, item, thread), that calls the kernel at `index` in the
+ * module on one range of its output columns: with the `argc` i32 words at args, then
+ * lo = item · chunk and hi = min(total, lo + chunk), where total is word `totalAt` of the
+ * arguments and chunk the word after them.
+ */
+export function rangeJob(name: string, index: number, argc: number, totalAt: number): Code {
+  const f = new Code(name, ['i32', 'i32', 'i32']);
+  const [args, item] = [0, 1];
+  const lo = f.local('i32'), hi = f.local('i32'), total = f.local('i32');
+  f.get(args).i32_load(4 * totalAt).set(total);
+  f.get(item).get(args).i32_load(4 * argc).i32_mul().set(lo);
+  // hi = min(total, lo + chunk)
+  f.get(lo).get(args).i32_load(4 * argc).i32_add().set(hi);
+  f.when(() => f.get(hi).get(total).i32_gt_u(), () => f.get(total).set(hi));
+  for (let k = 0; k < argc; k++) f.get(args).i32_load(4 * k);
+  f.get(lo).get(hi).call(index);
+  return f;
 }

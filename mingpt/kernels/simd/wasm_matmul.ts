@@ -22,7 +22,7 @@
  * [out, inp, w, bias, BT, C, OC, chunk] (i32 words) and item j does channels j·chunk … +chunk.
  */
 import { Code } from './wasm.ts';
-import { laneSum, madd } from './wasm_math.ts';
+import { laneSum, madd, rangeJob } from './wasm_math.ts';
 
 /**
  * Register tiles of dot products: out[r][n] = Σₖ a_r[k] · b_n[k] for r < R, n < N, each row K
@@ -175,15 +175,5 @@ export function matmul(relaxed: boolean): Code {
 
 /** matmul over the channels of one item: see the file's comment. `matmulIndex`: matmul's place in the module. */
 export function matmulJob(matmulIndex: number): Code {
-  const f = new Code('matmul_job', ['i32', 'i32', 'i32']);
-  const [args, item] = [0, 1];
-  const lo = f.local('i32'), hi = f.local('i32'), OC = f.local('i32');
-  f.get(args).i32_load(24).set(OC);
-  f.get(item).get(args).i32_load(28).i32_mul().set(lo);
-  // hi = min(OC, lo + chunk)
-  f.get(lo).get(args).i32_load(28).i32_add().set(hi);
-  f.when(() => f.get(hi).get(OC).i32_gt_u(), () => f.get(OC).set(hi));
-  for (let k = 0; k < 6; k++) f.get(args).i32_load(4 * k);
-  f.get(OC).get(lo).get(hi).call(matmulIndex);
-  return f;
+  return rangeJob('matmul_job', matmulIndex, 7, 6); // [out, inp, w, bias, BT, C, OC], chunk; total = OC
 }
