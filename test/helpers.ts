@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as assert from 'uvu/assert';
+import { kernelThreadItems, kernelThreads, setKernelThreads, stopKernelThreads } from '../mingpt/kernels/simd/threads.ts';
 
 /** The repository's root: the scripts run from here, and FIXTURE_ARG is relative to it. */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -82,3 +83,27 @@ export function closeAll(actual: unknown, expected: unknown, tol: number, what: 
   assert.ok(worst <= tol, `${what}${where}: ${got} vs reference ${want} (error ${worst.toExponential(2)}, tolerance ${tol})`);
 }
 
+/**
+ * run() with one kernel thread, then with two until a helper thread has taken items of the jobs
+ * (helpers start in the background, so the first runs may have none): both results, to compare
+ * bit for bit. Fails if no helper took part; leaves the thread setting as it was, helpers stopped.
+ */
+export async function oneThreadThenTwo<R>(run: () => R): Promise<[R, R]> {
+  const saved = kernelThreads();
+  try {
+    setKernelThreads(1);
+    const one = run();
+    setKernelThreads(2);
+    const before = kernelThreadItems().helpers;
+    let two = run();
+    for (let i = 0; i < 100 && kernelThreadItems().helpers === before; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      two = run();
+    }
+    assert.ok(kernelThreadItems().helpers > before, 'a helper thread took items');
+    return [one, two];
+  } finally {
+    setKernelThreads(saved);
+    await stopKernelThreads();
+  }
+}

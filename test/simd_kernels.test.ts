@@ -26,8 +26,9 @@ import * as simdAttention from '../mingpt/kernels/simd/attention.ts';
 import * as simdBackward from '../mingpt/kernels/simd/backward.ts';
 import * as kernels from '../mingpt/kernels/index.ts';
 import { simdSupport } from '../mingpt/kernels/simd/memory.ts';
-import { KernelThreadsError, kernelThreadItems, kernelThreads, maxKernelThreads, setKernelThreads, stopKernelThreads } from '../mingpt/kernels/simd/threads.ts';
+import { KernelThreadsError, maxKernelThreads, setKernelThreads } from '../mingpt/kernels/simd/threads.ts';
 import { RNG } from '../mingpt/utils.ts';
+import { oneThreadThenTwo } from './helpers.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const rng = new RNG(2024);
@@ -207,24 +208,8 @@ maybe('kernel threads: one thread or two give the same bits (attention fused and
     simd.geluForward(gelu, x, x.length);
     return [fused, ...Object.values(threeSteps(simdSteps, q, k, v, shape)), gelu];
   };
-  const saved = kernelThreads();
-  try {
-    setKernelThreads(1);
-    const one = run();
-    setKernelThreads(2);
-    // the helper starts in the background: run until it has taken part
-    const before = kernelThreadItems().helpers;
-    let two = run();
-    for (let i = 0; i < 100 && kernelThreadItems().helpers === before; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-      two = run();
-    }
-    assert.ok(kernelThreadItems().helpers > before, 'a helper thread took items');
-    one.forEach((a, i) => assert.is(firstDifference(two[i], a), -1, `output ${i}`));
-  } finally {
-    setKernelThreads(saved);
-    await stopKernelThreads();
-  }
+  const [one, two] = await oneThreadThenTwo(run);
+  one.forEach((a, i) => assert.is(firstDifference(two[i], a), -1, `output ${i}`));
 });
 
 test('setKernels switches every kernel it lists, and only kernels with both twins are listed', () => {
