@@ -27,7 +27,7 @@ import { pathToFileURL } from 'node:url';
 import { BPETokenizer, tokenStrings } from './mingpt/bpe.ts';
 import type { GPT } from './mingpt/model.ts';
 import type { Engine } from './sweep/sweep.ts';
-import { endSweeps } from './sweep/engines.ts';
+import { stopKernelThreads } from './mingpt/kernels/simd/threads.ts';
 import { ProgressBar } from './io/progress.ts';
 import { collectGarbage } from './cli/memory.ts';
 import { helpText, parseArgs, type CommandSpec } from './cli/args.ts';
@@ -36,7 +36,7 @@ import { OutputWriter } from './io/output.ts';
 import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, knownContext, loadModel, runCli, type ModelChoice } from './cli/command.ts';
 import { colorDepth, terminalWidth } from './cli/terminal.ts';
 import {
-  PATCH_KINDS, checkAgainstModel, checkContext, prepareExperiment, resultsJson, runPatch, runTexts, tokenizeInputs, topTokens,
+  PATCH_KINDS, checkAgainstModel, checkContext, resultsJson, runPatch, runTexts, tokenizeInputs, topTokens,
   type PatchKind, type TextsAndTargets,
 } from './assignments/activation-patching/experiment.ts';
 import {
@@ -181,9 +181,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   p.print(`\nmodel: ${modelName} (${cfg.n_layer} layers, ${cfg.n_head} heads, ${cfg.n_embd} dims, context ${model.block_size}), loaded in ${load_s.toFixed(1)} s` +
     (randomWeights ? ' — random weights (config.json says so)' : ''));
 
-  // 2–3. the two runs, and the clean run's attribution (the fast engine's threads boot meanwhile)
+  // 2–3. the two runs, and the clean run's attribution
   const x = { patch: o.patch, engine: o.engine, keepCache: o.saveCache !== undefined };
-  await prepareExperiment(model, t, x);
   const runs = runTexts(model, t, x);
   const top = topTokens(runs.clean_last_logits, o.top);
   printTop(p, t, top, cleanTokens[cleanTokens.length - 1]);
@@ -202,8 +201,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   p.print(`done in ${patch.sweep_s.toFixed(1)} s`);
 
   // The clean cache goes to disk now, under a temporary name (renamed into place with the other
-  // files at the end); then the weights, the cache and the worker threads give their memory back
-  // before the charts are drawn.
+  // files at the end); then the weights, the cache and the kernel threads (each holds the weights'
+  // memory) give their memory back before the charts are drawn.
   let stagedCache: string | undefined;
   if (o.saveCache !== undefined && cacheDir !== undefined && runs.cache) {
     stagedCache = path.join(cacheDir, `.${path.basename(o.saveCache)}.${process.pid}.partial`);
@@ -211,7 +210,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     runs.cache.save(stagedCache, { model: modelName, text: o.clean });
   }
   runs.cache = undefined;
-  await endSweeps();
+  await stopKernelThreads();
   model = null;
   collectGarbage();
 

@@ -5,7 +5,6 @@
  *   npm run bench -- --runs 3             # runs per timing (median reported; default 5)
  *   npm run bench -- --no-reference       # skip the reference sweep (about 2 minutes here)
  *   npm run bench -- --no-generate        # skip the generate.ts child run (peak memory)
- *   npm run bench -- --workers 1          # the fast engine on one thread
  *   npm run bench -- --kernels js         # the readable kernels instead of WebAssembly SIMD
  *
  * The model is a random checkpoint with GPT-2 small's exact shape (12 layers, 12 heads, 768
@@ -27,8 +26,6 @@ import { GPT } from '../mingpt/model.ts';
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { referencePatchingSweep, type PatchingInput, type PatchingResult } from '../sweep/sweep.ts';
 import { fastPatchingSweep } from '../sweep/fast.ts';
-import { planUnits, unitFlops } from '../sweep/fast/engine.ts';
-import { shutdownWorkers } from '../sweep/fast/pool.ts';
 import { KERNELS, kernelsName, setKernels } from '../mingpt/kernels/index.ts';
 import { applyKernels } from '../cli/command.ts';
 import { simdSupport } from '../mingpt/kernels/simd/memory.ts';
@@ -166,8 +163,7 @@ async function fixtureAgreement(): Promise<Array<[string, number]>> {
     const model = loadGPT(dir);
     const worst = (r: PatchingResult) => Math.max(...r.matrix.flatMap((row, l) => row.map((v, p) => Math.abs(v - c.patch_matrix[l][p]))));
     rows.push([`${k} kernels, reference engine`, worst(referencePatchingSweep(model, input))]);
-    rows.push([`${k} kernels, fast engine (1 thread)`, worst(await fastPatchingSweep(model, input, { workers: 1 }))]);
-    rows.push([`${k} kernels, fast engine (2 workers)`, worst(await fastPatchingSweep(model, input, { workers: 2 }))]);
+    rows.push([`${k} kernels, fast engine`, worst(await fastPatchingSweep(model, input))]);
   }
   setKernels(before);
   return rows;
@@ -181,7 +177,6 @@ async function main(): Promise<void> {
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const runs = Number(opt('--runs') ?? 5);
-  const workers = opt('--workers') !== undefined ? Number(opt('--workers')) : undefined;
   const doReference = !argv.includes('--no-reference');
   const doGenerate = !argv.includes('--no-generate');
   const kernelsArg = opt('--kernels');
@@ -223,17 +218,16 @@ async function main(): Promise<void> {
 
   // 2. the fast engine
   t0 = performance.now();
-  const fast = await fastPatchingSweep(model, input, { workers });
+  const fast = await fastPatchingSweep(model, input);
   const fastCold = performance.now() - t0;
-  const fastMs = median(await timeAsync(runs, () => fastPatchingSweep(model, input, { workers })));
-  const nWorkers = workers ?? (kernels === 'simd' ? 1 : Math.min(8, os.availableParallelism())); // fast_patching's default
-  console.log(`sweep, fast engine (${nWorkers} worker${nWorkers > 1 ? 's' : ''}${nWorkers === 1 && kernels === 'simd' ? ', products on every core' : ''}):                 ${secs(fastMs)}   (median of ${runs}; first call, starting the workers: ${secs(fastCold)})`);
+  const fastMs = median(await timeAsync(runs, () => fastPatchingSweep(model, input)));
+  console.log(`sweep, fast engine${kernels === 'simd' ? ' (products on every core)' : ''}:                 ${secs(fastMs)}   (median of ${runs}; first call: ${secs(fastCold)})`);
 
   // the same sweep with the other kernels: do they agree?
   let kernelsDiff: number | null = null;
   if (kernels === 'simd') {
     setKernels('js');
-    const viaJs = await fastPatchingSweep(model, input, { workers });
+    const viaJs = await fastPatchingSweep(model, input);
     setKernels(kernels);
     kernelsDiff = maxAbsDiff(fast, viaJs);
     console.log(`  simd vs js kernels, sweep matrix: max |difference| ${kernelsDiff.toExponential(2)}`);
@@ -242,10 +236,13 @@ async function main(): Promise<void> {
   // where the time goes
   let firstDiff = 0;
   while (input.clean_ids[firstDiff] === input.corrupt_ids[firstDiff]) firstDiff++;
-  const sweepFlop = planUnits(L, T, firstDiff, 1).reduce((s, u) => s + unitFlops(u, L, T, C), 0);
+  // matmul work of the patched runs (sweep/fast.ts): run (l, p) has rows p … T−1 in blocks l+1 … L−2
+  // (24·C² per row and block), and in the last block their keys and values (6·C² per row) but row T−1 alone after that (18·C²)
+  let sweepFlop = 0;
+  for (let l = 0; l < L - 1; l++) for (let p = firstDiff; p < T; p++) sweepFlop += ((L - 2 - l) * 24 + 6) * C * C * (T - p) + 18 * C * C;
   const baseFlop = 2 * (T * L * 24 * C * C + 2 * V * C);
   const fwdProfile = await profile(() => { for (let i = 0; i < 10; i++) model.forward(input.clean_ids); });
-  const sweepProfile = await profile(() => fastPatchingSweep(model, input, { workers: 1 }));
+  const sweepProfile = await profile(() => fastPatchingSweep(model, input));
   const rates = await kernelRates(runs);
   const peakBeforeLoads = process.resourceUsage().maxRSS;
 
@@ -285,7 +282,6 @@ async function main(): Promise<void> {
       console.log(`generate.ts --weights ${path.relative(root, CKPT)} (child process): peak RSS ${mib(gen.peakKiB)}, ${gen.wall_s.toFixed(1)} s in all${t}`);
     }
   }
-  await shutdownWorkers();
   await stopKernelThreads();
 
   // summary
@@ -316,7 +312,7 @@ async function main(): Promise<void> {
   console.log(`  the fast sweep: ${(sweepFlop / 1e9).toFixed(1)} GFLOP of matmul in the patched runs + ${(baseFlop / 1e9).toFixed(1)} in the two base runs; profile of a 1-thread sweep:`);
   for (const [k, share] of sweepProfile.slice(0, 6)) console.log(`    ${(share * 100).toFixed(1).padStart(5)}%  ${k}`);
   const eff = (sweepFlop + baseFlop) / (fastMs / 1000) / 1e9;
-  console.log(`  the sweep ran at ${eff.toFixed(1)} GFLOP/s on ${nWorkers} thread(s)`);
+  console.log(`  the sweep ran at ${eff.toFixed(1)} GFLOP/s`);
   console.log(`  load average now: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} (other processes on the ${os.availableParallelism()} cores slow every figure)`);
   console.log('  (the induction experiment is not timed here: its default run takes many minutes; see its README)');
 }

@@ -99,7 +99,7 @@ test('blocks running different rows per sequence (ragged), and only the last row
   const from = [2, 5, 10];
   const rows = Rows.suffix(from, T);
   const resid = full.cache.get('resid_pre', start).data;
-  let x = new Float32Array(rows.count * C);
+  let x: Float32Array = new Float32Array(rows.count * C);
   from.forEach((f, b) => x.set(resid.subarray(f * C, T * C), rows.start[b] * C));
   for (let l = start; l < L; l++) {
     const h = model.transformer.h[l];
