@@ -54,10 +54,13 @@ export function logitDiffs(model: GPT, x: Float32Array, token: readonly number[]
   return token.map((t, i) => logits[i * ids.length + col.get(t)!] - logits[i * ids.length + col.get(other[i])!]);
 }
 
-/** d = W_U[:, token] − W_U[:, other] (C), in doubles: logit(token) − logit(other) is ln_f(x) · d. */
-export function logitDirection(model: GPT, token: number, other: number): Float64Array {
+/**
+ * d = W_U[:, token] − W_U[:, other] (C), in doubles: logit(token) − logit(other) is ln_f(x) · d
+ * (without `other`, d = W_U[:, token], the direction of logit(token) alone).
+ */
+export function logitDirection(model: GPT, token: number, other?: number): Float64Array {
   const C = model.config.n_embd, W = model.lm_head.weight, d = new Float64Array(C);
-  for (let c = 0; c < C; c++) d[c] = W[token * C + c] - W[other * C + c];
+  for (let c = 0; c < C; c++) d[c] = W[token * C + c] - (other === undefined ? 0 : W[other * C + c]);
   return d;
 }
 
