@@ -204,7 +204,7 @@ export function pathPatch(model: GPT, pairs: PairBatch, opts: PathPatchOptions =
   for (const [ls, pack] of [...byLayer].sort((a, b) => a[0] - b[0])) {
     const S = pack.length;
     const reaches = to_receivers !== null && ls < last;
-    const P = reaches && where === 'all' ? ALL : END, n1 = B * P.length;
+    const P = reaches && where === 'all' ? ALL : END;
     const c = passC(model, run, pack, P, reaches ? receivers : []);
     // the stream at END: row (k, b, |P| − 1)
     const xEnd = P.length === 1 ? c.x : pickPositions(c.x, S * B, P.length, C, [P.length - 1]);

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GPT, NonFiniteError } from '../mingpt/model.ts';
+import { NonFiniteError } from '../mingpt/model.ts';
 import { openSafetensors } from '../io/safetensors.ts';
 import { loadGPT } from '../io/load.ts';
 import { run_with_cache } from '../lens/activation_cache.ts';

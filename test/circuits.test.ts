@@ -14,7 +14,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GPT } from '../mingpt/model.ts';
 import { Weights } from '../lens/weights.ts';
 import {
   compositionScore, compositionScores, copyingScores, neuronCosines, positionalQK, tokenQK, COMPOSITION_MODES,

@@ -12,9 +12,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { GPT } from '../mingpt/model.ts';
 import { referencePatchingSweep, type PatchingInput, type PatchingResult } from '../sweep/sweep.ts';

@@ -10,7 +10,6 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GPT } from '../mingpt/model.ts';
 import { Knockout, evaluateCircuit, type KnockoutGroup } from '../lens/knockout.ts';
 import { parseHead } from '../lens/heads.ts';
 import { loadGPT } from '../io/load.ts';

@@ -11,7 +11,6 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GPT } from '../mingpt/model.ts';
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { pathPatch, type PairBatch } from '../lens/path_patching.ts';
 import { parseHead } from '../lens/heads.ts';

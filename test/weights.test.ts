@@ -10,7 +10,6 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GPT } from '../mingpt/model.ts';
 import { Weights } from '../lens/weights.ts';
 import { layernormScale } from '../mingpt/kernels/js.ts';
 import { openSafetensors } from '../io/safetensors.ts';
