@@ -13,7 +13,7 @@
  * Every library piece used here is in mingpt/: attribution.ts, patching.ts, path_patching.ts,
  * knockout.ts; the fast residual sweep is sweep/engines.ts's.
  */
-import type { GPT } from '../../mingpt/model.ts';
+import { pickPositions, type GPT } from '../../mingpt/model.ts';
 import { directLogitAttribution, logitLens } from '../../lens/attribution.ts';
 import { get_act_patch_attn_head_out_all_pos, logitDiffMetric } from '../../lens/patching.ts';
 import { pathPatch } from '../../lens/path_patching.ts';
@@ -57,13 +57,6 @@ class Mean {
   }
 }
 
-/** The logits (B, V) at position t of logits (B, T, V). */
-function pick(logits: Float32Array, B: number, T: number, V: number, t: number): Float32Array {
-  const out = new Float32Array(B * V);
-  for (let b = 0; b < B; b++) out.set(logits.subarray((b * T + t) * V, (b * T + t + 1) * V), b * V);
-  return out;
-}
-
 const grid = (flat: readonly (number | null)[], L: number, nh: number): HeadGrid => Array.from({ length: L }, (_, l) => flat.slice(l * nh, (l + 1) * nh));
 
 // -----------------------------------------------------------------------------------------------
@@ -100,7 +93,7 @@ export function basicResults(model: GPT, groups: PromptGroup[], progress: StepsP
     // (logits at every position: with logits_at, the cache's ln_final scale would cover END only,
     // and the direct logit attribution reads it at END's index in the full sequence)
     const { logits: all, cache } = run_with_cache(model, clean);
-    const logits = { data: pick(all.data, B, T, V, end) };
+    const logits = { data: pickPositions(all.data, B, T, V, [end]) }; // (B, V) at END
     // 2. the metric
     const diffs = g.prompts.map((_, b) => logits.data[b * V + io[b]] - logits.data[b * V + s[b]]);
     per_prompt.push(...diffs);
