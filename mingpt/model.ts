@@ -690,11 +690,6 @@ export class Rows {
     this.dims = this.uniform ? [this.B, T - from[0]] : [1, n];
   }
 
-  /** Every position 0 … T − 1 of B sequences: an ordinary run. */
-  static all(B: number, T: number): Rows {
-    return new Rows(new Array<number>(B).fill(0), T);
-  }
-
   /** Sequence b at positions from[b] … T − 1. */
   static suffix(from: readonly number[], T: number): Rows {
     return new Rows(from.slice(), T);

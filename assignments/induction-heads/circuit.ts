@@ -324,7 +324,7 @@ export function runAblated(model: GPT, run: CleanRun, spec: AblationSpec, onBloc
  * (mean). Exactly what block `layer` computes with hook_mlp_out overwritten, without running it:
  * attention does not depend on the MLP's output in the same block.
  */
-export function mlpAblatedStream(model: GPT, run: CleanRun, layer: number, mode: AblationMode): Float32Array {
+function mlpAblatedStream(model: GPT, run: CleanRun, layer: number, mode: AblationMode): Float32Array {
   const L = model.config.n_layer, C = model.config.n_embd;
   if (!(Number.isInteger(layer) && layer >= 0 && layer < L)) throw new Error(`layer ${layer} does not exist: the model has ${L} layers`);
   const { B, T, n } = run;
