@@ -147,6 +147,7 @@ export class CausalSelfAttention {
   forward(x: Float32Array, rows: Rows, past: KVCache | null = null, out: Rows = rows): Float32Array {
     const C = this.n_embd, nh = this.n_head, hs = C / nh, h = this.hooks, n = this.names;
     const [B, T] = rows.dims, N = rows.count;
+    if (!past && (out !== rows || rows.from.some((f) => f !== 0))) throw new Error('only a run continuing a KVCache can start after position 0, or keep fewer rows');
     // calculate query, key, values for all heads in batch and split them
     const qkv = this.c_attn.forward(x, N); // (B, T, 3C)
     let q: Float32Array = new Float32Array(N * C), k: Float32Array = new Float32Array(N * C), v: Float32Array = new Float32Array(N * C);

@@ -122,6 +122,10 @@ test('bad uses of a cache are refused', () => {
   assert.throws(() => model.forward([c0.clean_ids], { past_kv_cache: past, save: true }), /save and patch/);
   assert.throws(() => model.forward(null, { start_at_layer: 1, residual: ndarray(new Float32Array(3 * C), [1, 3, C]), past_kv_cache: past }), /every block/);
   assert.throws(() => past.prefix(1), /holds 0 positions/);
+  // rows after position 0, or fewer rows out, need the earlier positions' keys and values
+  const rows = Rows.suffix([2], 5);
+  assert.throws(() => model.transformer.h[0].forward(new Float32Array(3 * C), rows, null), /KVCache/);
+  assert.throws(() => model.transformer.h[0].forward(new Float32Array(5 * C), Rows.suffix([0], 5), null, Rows.suffix([0], 5).last(1)), /KVCache/);
 });
 
 test.run();
