@@ -28,7 +28,7 @@ import { BPETokenizer, tokenStrings } from './mingpt/bpe.ts';
 import type { GPT } from './mingpt/model.ts';
 import type { Engine } from './sweep/sweep.ts';
 import { firstDifference } from './lens/metrics.ts';
-import { endSweeps } from './sweep/engines.ts';
+import { stopKernelThreads } from './mingpt/kernels/simd/threads.ts';
 import { ProgressBar } from './io/progress.ts';
 import { collectGarbage } from './cli/memory.ts';
 import { helpText, parseArgs, type CommandSpec } from './cli/args.ts';
@@ -40,7 +40,7 @@ import { shown } from './io/show.ts';
 import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, knownContext, loadModel, runCli, type ModelChoice } from './cli/command.ts';
 import { colorDepth, terminalWidth } from './cli/terminal.ts';
 import {
-  PATCH_KINDS, checkAgainstModel, checkContext, checkTextLength, prepareExperiment, resultsJson, runPatch, runTexts, tokenizeInputs, topTokens,
+  PATCH_KINDS, checkAgainstModel, checkContext, checkTextLength, resultsJson, runPatch, runTexts, tokenizeInputs, topTokens,
   type PatchKind, type TextsAndTargets,
 } from './assignments/activation-patching/experiment.ts';
 import {
@@ -221,9 +221,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   p.print(`\nmodel: ${modelName} (${cfg.n_layer} layers, ${cfg.n_head} heads, ${cfg.n_embd} dims, context ${model.block_size}), loaded in ${load_s.toFixed(1)} s` +
     (randomWeights ? ' — random weights (config.json says so)' : ''));
 
-  // 2–3. the two runs, and the clean run's attribution (the fast engine's threads boot meanwhile)
+  // 2–3. the two runs, and the clean run's attribution
   const x = { patch: o.patch, engine: o.engine, keepCache: o.saveCache !== undefined };
-  if (exact) await prepareExperiment(model, t, x);
   const runsStart = performance.now();
   const runs = runTexts(model, t, x);
   let forward_s = (performance.now() - runsStart) / 1000 / 2; // two runs: the clean one (with its cache and every logit) and the corrupted one
@@ -253,7 +252,8 @@ export async function main(argv: readonly string[]): Promise<void> {
 
   // The clean cache goes to disk now, under a temporary name (renamed into place with the other
   // files at the end, removed if the run fails or is interrupted before); then the weights, the
-  // cache and the worker threads give their memory back before the charts are drawn.
+  // cache and the kernel threads (each holds the weights' memory) give their memory back before
+  // the charts are drawn.
   let stagedCache: string | undefined;
   if (o.saveCache !== undefined && cacheDir !== undefined && runs.cache) {
     stagedCache = temporaryFor(o.saveCache, cacheDir);
@@ -268,7 +268,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     }
   }
   runs.cache = undefined;
-  await endSweeps();
+  await stopKernelThreads();
   model = null;
   collectGarbage();
 

@@ -7,7 +7,6 @@
  *   npm run bench -- --no-pytorch         # skip PyTorch's times (also skipped, with a note, without torch)
  *   npm run bench -- --no-reference       # skip the reference sweep (about 2 minutes here)
  *   npm run bench -- --no-generate        # skip the generate.ts child run (peak memory)
- *   npm run bench -- --workers 1          # the fast sweep on one thread
  *   npm run bench -- --kernels js         # the readable kernels instead of WebAssembly SIMD
  *
  * It prints: one full forward at 11, 128, 512 and 1024 tokens with its GFLOP/s, PyTorch's time
@@ -35,7 +34,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { GPT } from '../mingpt/model.ts';
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { referencePatchingSweep, type PatchingInput, type PatchingResult } from '../sweep/sweep.ts';
-import { endFastSweeps, fastPatchingSweep } from '../sweep/fast.ts';
+import { fastPatchingSweep } from '../sweep/fast.ts';
 import { KERNELS, kernelsName, setKernels } from '../mingpt/kernels/index.ts';
 import { MODEL_OPTIONS, applyKernels, runCli } from '../cli/command.ts';
 import { helpText, parseArgs, type CommandSpec } from '../cli/args.ts';
@@ -176,8 +175,7 @@ async function fixtureAgreement(): Promise<Array<[string, number]>> {
     const model = loadGPT(dir);
     const worst = (r: PatchingResult) => Math.max(...r.matrix.flatMap((row, l) => row.map((v, p) => Math.abs(v - c.patch_matrix[l][p]))));
     rows.push([`${k} kernels, reference engine`, worst(referencePatchingSweep(model, input))]);
-    rows.push([`${k} kernels, fast engine (1 thread)`, worst(await fastPatchingSweep(model, input, { workers: 1 }))]);
-    rows.push([`${k} kernels, fast engine (2 workers)`, worst(await fastPatchingSweep(model, input, { workers: 2 }))]);
+    rows.push([`${k} kernels, fast engine`, worst(await fastPatchingSweep(model, input))]);
   }
   setKernels(before);
   return rows;
@@ -226,7 +224,6 @@ kernels alone.`,
   options: {
     runs: { type: 'int', default: 5, min: 1, max: 1000, metavar: 'N', help: 'runs per timing (the median is reported; fewer for long texts)' },
     lengths: { type: 'string', metavar: 'T,T,…', help: 'the forward-pass lengths in tokens (default 11,128,512,1024; 11,128 with --kernels js)' },
-    workers: { type: 'int', min: 1, max: 64, metavar: 'N', help: "threads of the fast engine (default: the engine's own choice)" },
     kernels: MODEL_OPTIONS.kernels,
     'no-pytorch': { type: 'boolean', help: "skip PyTorch's times (also skipped, with a note, without a python3 with torch)" },
     'no-reference': { type: 'boolean', help: 'skip the reference sweep (about 2 minutes)' },
@@ -241,7 +238,7 @@ async function main(argv: readonly string[]): Promise<void> {
   if (a.help) return void process.stdout.write(helpText(COMMAND));
   if (a['make-checkpoint']) return makeCheckpoint(CKPT);
   if (a['forward-peak'] !== undefined) return forwardPeakChild(a['forward-peak']);
-  const { runs, workers } = a;
+  const { runs } = a;
   const doReference = !a['no-reference'];
   const doGenerate = !a['no-generate'];
   const doPyTorch = !a['no-pytorch'];
@@ -303,20 +300,20 @@ async function main(argv: readonly string[]): Promise<void> {
   const T = input.clean_ids.length;
   console.log(`the sweep: ${JSON.stringify(CLEAN)} vs ${JSON.stringify(CORRUPT)}, ${T} tokens; ${L} × ${T} = ${L * T} patched runs`);
   t0 = performance.now();
-  const fast = await fastPatchingSweep(model, input, { workers });
+  const fast = await fastPatchingSweep(model, input);
   const fastCold = performance.now() - t0;
-  const fastMs = median(await timeAsync(runs, () => fastPatchingSweep(model, input, { workers })));
-  console.log(`  fast engine:                     ${secs(fastMs)}   (median of ${runs}; first call, starting the workers: ${secs(fastCold)})`);
+  const fastMs = median(await timeAsync(runs, () => fastPatchingSweep(model, input)));
+  console.log(`  fast engine:                     ${secs(fastMs)}   (median of ${runs}; first call: ${secs(fastCold)})`);
   let kernelsDiff: number | null = null;
   if (kernels === 'simd') { // the same sweep with the other kernels: do they agree?
     setKernels('js');
-    const viaJs = await fastPatchingSweep(model, input, { workers });
+    const viaJs = await fastPatchingSweep(model, input);
     setKernels(kernels);
     kernelsDiff = maxAbsDiff(fast, viaJs);
     console.log(`  simd vs js kernels, sweep matrix: max |difference| ${kernelsDiff.toExponential(2)}`);
   }
-  const sweepProfile = await profile(() => fastPatchingSweep(model, input, { workers: 1 }));
-  console.log('  profile of a 1-worker fast sweep (this thread):');
+  const sweepProfile = await profile(() => fastPatchingSweep(model, input));
+  console.log('  profile of a fast sweep (this thread):');
   for (const [k, share] of sweepProfile.slice(0, 5)) console.log(`    ${(share * 100).toFixed(1).padStart(5)}%  ${k}`);
   let refMs: number | null = null;
   if (doReference) {
@@ -356,7 +353,6 @@ async function main(argv: readonly string[]): Promise<void> {
 
   // 7. the kernels alone
   const rates = await kernelRates(runs);
-  await endFastSweeps();
   await stopKernelThreads();
 
   // summary

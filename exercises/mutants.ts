@@ -87,7 +87,7 @@ export const MUTANTS: readonly Mutant[] = [
       }]);
     });
     const res = model.forward(null, { start_at_layer: ls, residual: cache.get('resid_pre', ls), stop_at_layer: L, hooks });
-    x.set(gather(res.residual.data, B, T, C, P), k * n1 * C);
+    x.set(pickPositions(res.residual.data, B, T, C, P), k * n1 * C);
   });
   return { x, q };`,
     },

@@ -24,7 +24,7 @@
  */
 import { FactoredMatrix, dense, eigenvalues, matmul, matmulNT, matmulTN, transpose, type Dense } from './factored_matrix.ts';
 import type { Weights } from './weights.ts';
-import { matmulForward } from '../mingpt/kernels/index.ts';
+import { layernormScale, matmulForward } from '../mingpt/kernels/index.ts';
 import { headName, type HeadRef } from './heads.ts';
 
 /** W_QK = W_Q W_Kᵀ (C, C), factored through the head dimension. */
@@ -295,20 +295,6 @@ export function ovOnTokens(w: Weights, l: number, h: number, src: readonly numbe
   return toRows(left.mul(U).AB());
 }
 
-/** Mean-free scale of each row of x (T, C) as layer norm computes it: sqrt(var + eps). */
-export function lnScales(x: Float32Array | Float64Array, T: number, C: number, eps: number): Float64Array {
-  const s = new Float64Array(T);
-  for (let t = 0; t < T; t++) {
-    let m = 0;
-    for (let c = 0; c < C; c++) m += x[t * C + c];
-    m /= C;
-    let v = 0;
-    for (let c = 0; c < C; c++) v += (x[t * C + c] - m) ** 2;
-    s[t] = Math.sqrt(v / C + eps);
-  }
-  return s;
-}
-
 export interface TokenQK {
   /** the head's real attention scores q·k/√hs on the text, (T, T), null above the diagonal */
   scores: (number | null)[][];
@@ -331,7 +317,8 @@ export interface TokenQK {
 export function tokenQK(w: Weights, l: number, h: number, ids: readonly number[], residPre: Float32Array, eps: number): TokenQK {
   if (!w.processed) throw new Error('tokenQK splits the scores with processed weights (it relies on the folded layer norm)');
   const T = ids.length, C = w.d_model, hs = w.d_head, hw = w.head(l, h);
-  const s = lnScales(residPre, T, C, eps);
+  const s = new Float32Array(T); // each position's layer-norm scale sqrt(var + eps), as the model computes it
+  layernormScale(s, residPre, T, C, eps);
   const Wq = dense(hw.W_Q, C, hs), Wk = dense(hw.W_K, C, hs);
   const scaleRows = (x: Float64Array) => { for (let t = 0; t < T; t++) for (let c = 0; c < C; c++) x[t * C + c] /= s[t]; return dense(x, T, C); };
   const E = scaleRows(w.W_E_rows(ids)); // (T, C), each row over its position's scale

@@ -9,8 +9,8 @@
  *
  * `referencePatchingSweep` below is the readable algorithm, one full forward per patch with the
  * model's save/patch flags, exactly as the assignment describes it. `fastPatchingSweep`
- * (./fast_patching.ts) gives the same matrix (to float32 rounding) by recomputing only what a patch
- * can change; the generic patching of ./patching.ts gives it too (`get_act_patch_resid_post`).
+ * (./fast.ts) gives the same matrix (to float32 rounding) by recomputing only what a patch
+ * can change; the generic patching of ../lens/patching.ts gives it too (`get_act_patch_resid_post`).
  * This file holds what the two engines share: the input, the result and the input check.
  */
 import type { GPT } from '../mingpt/model.ts';
@@ -34,10 +34,8 @@ export type Engine = 'reference' | 'fast';
 
 export interface PatchingOptions {
   engine?: Engine;
-  /** called after each patched run: done of total */
+  /** called as patched runs finish: done of total */
   onProgress?: (done: number, total: number) => void;
-  /** worker threads for the fast engine (default: the machine's cores) */
-  workers?: number;
 }
 
 /** Checks both runs are comparable: same length, within the context, ids in the vocabulary. */

@@ -14,7 +14,7 @@ import { BPETokenizer, MAX_TOKEN_BYTES, get_encoder, tokenStrings } from '../../
 import type { GPT } from '../../mingpt/model.ts';
 import type { ActivationCache } from '../../lens/activation_cache.ts';
 import { type Engine, type PatchingInput } from '../../sweep/sweep.ts';
-import { patchingSweep, prepareSweep } from '../../sweep/engines.ts';
+import { patchingSweep } from '../../sweep/engines.ts';
 import {
   get_act_patch_attn_head_out_all_pos, get_act_patch_attn_head_out_by_pos, get_act_patch_attn_out, get_act_patch_mlp_out,
   get_act_patch_resid_mid, get_act_patch_resid_post, get_act_patch_resid_pre, logitDiffMetric, nested, type AxisName, type PatchResult,
@@ -264,11 +264,6 @@ export function attributionHooks(L: number): string[] {
 const patchingInput = (t: Tokenized): PatchingInput => ({
   clean_ids: t.clean_ids, corrupt_ids: t.corrupt_ids, clean_token_id: t.clean_token_id, corrupt_token_id: t.corrupt_token_id,
 });
-
-/** Before the runs: lets the fast engine start its worker threads while the model runs the texts. */
-export async function prepareExperiment(model: GPT, t: Tokenized, o: ExperimentOptions): Promise<void> {
-  if (o.patch === 'resid_post') await prepareSweep(model, patchingInput(t), { engine: o.engine });
-}
 
 /**
  * The clean run (its cache keeps what attribution and the patch read, or everything with

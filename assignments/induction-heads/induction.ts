@@ -30,14 +30,13 @@ import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, loadModel as loadCho
 import { InputError, UsageError } from '../../io/errors.ts';
 import { OutputWriter } from '../../io/output.ts';
 import { kernelsName } from '../../mingpt/kernels/index.ts';
-import { autoWorkers, mlpAblationsOnThreads } from './ablation_pool.ts';
 import {
   GPT2_SMALL_HEADS, SCORE_KINDS, detectHeads, evaluateDetection, parseTokenRange, repeatedTokens, stripeOf,
   type Detection, type Evaluation, type LabelledHeads, type ScoreKind,
 } from './scores.ts';
 import type { AttentionPanel } from './charts.ts';
 import { printResults, readingAid } from './report.ts';
-import { circuitSpec, cleanRun, halves, runAblated, summarize, type AblationMode, type CleanRun, type HalfSummary } from './circuit.ts';
+import { circuitSpec, cleanRun, halves, mlpAblation, runAblated, summarize, type AblationMode, type CleanRun, type HalfSummary } from './circuit.ts';
 
 const SCRIPT = 'npx tsx assignments/induction-heads/induction.ts';
 const EOT = 50256; // GPT-2's <|endoftext|>, used as BOS
@@ -65,7 +64,6 @@ duplicate-token heads, whether the MLPs matter, and how much two heads alone can
     circuit: { type: 'string', metavar: 'PREV,IND', help: 'the two heads of the circuit, e.g. 4.11,5.5 (default: the top previous-token head below the top induction head)' },
     ablate: { type: 'string', metavar: 'L.H[,L.H…]', help: 'also remove these heads (at every position) and report the second half without them, e.g. 5.1,5.5' },
     ablation: { type: 'string', default: 'mean', choices: ['mean', 'zero'], help: "how a removed head or MLP is removed for --ablate and the two-head circuit: 'mean' keeps its average output, 'zero' writes zeros (the circuit reports the other one too)" },
-    workers: { type: 'int', min: 0, max: 64, metavar: 'N', help: "extra threads for the MLP ablations (default: one per spare core with --kernels js; none with simd, whose big products already use every core)" },
     out: { type: 'string', default: 'out/induction', metavar: 'DIR', help: 'folder for induction.json and the charts (created when missing)' },
   },
   epilog: `
@@ -94,8 +92,6 @@ export interface Options extends ModelChoice {
   /** --ablate: heads to remove, "layer.head" */
   ablate?: string[];
   ablation: AblationMode;
-  /** extra threads for the MLP ablations (undefined: autoWorkers) */
-  workers?: number;
   out: string;
 }
 
@@ -133,7 +129,6 @@ export function readOptions(argv: readonly string[]): Options | 'help' {
     circuit,
     ablate,
     ablation: a.ablation,
-    workers: a.workers,
     out: a.out,
   };
 }
@@ -337,11 +332,8 @@ function detectAll(scores: CleanRun['scores'], o: Pick<Options, 'k' | 'minScore'
   return { detection, detected, evaluation };
 }
 
-/**
- * 5. Each layer's MLP output removed at the second-half positions, zeroed and mean-replaced: 2L
- * independent runs, shared out between the main thread and `workers` worker threads.
- */
-async function mlpAblations(model: GPT, clean: CleanRun, base: number, workers: number, onBlock: () => void): Promise<Report['mlp_ablation']> {
+/** 5. Each layer's MLP output removed at the second-half positions, zeroed and mean-replaced: 2L runs. */
+function mlpAblations(model: GPT, clean: CleanRun, base: number, onBlock: () => void): Report['mlp_ablation'] {
   const L = model.config.n_layer as number, n = clean.n;
   const mlp: Report['mlp_ablation'] = {
     positions: `second half: positions ${n + 1} … ${2 * n} (the second copy)`,
@@ -350,12 +342,13 @@ async function mlpAblations(model: GPT, clean: CleanRun, base: number, workers: 
     mean: { second_half_logprob: [], change: [] },
   };
   // each = runAblated({ mode, mlps: [l], positions: 'second_half' }), one block sooner (circuit.ts)
-  const tasks = Array.from({ length: L }, (_, layer) => (['zero', 'mean'] as const).map((mode) => ({ layer, mode }))).flat();
-  const results = await mlpAblationsOnThreads(model, clean, tasks, { workers, kernels: kernelsName(), onBlock });
-  tasks.forEach(({ mode }, i) => {
-    mlp[mode].second_half_logprob.push(results[i].second_half_logprob);
-    mlp[mode].change.push(results[i].second_half_logprob - base);
-  });
+  for (let layer = 0; layer < L; layer++) {
+    for (const mode of ['zero', 'mean'] as const) {
+      const r = mlpAblation(model, clean, layer, mode, onBlock);
+      mlp[mode].second_half_logprob.push(r.second_half_logprob);
+      mlp[mode].change.push(r.second_half_logprob - base);
+    }
+  }
   return mlp;
 }
 
@@ -422,12 +415,6 @@ export async function runExperiment(info: ModelInfo, o: Options, s: Setup, hooks
     timing[name] = (performance.now() - t0) / 1000;
     return result;
   };
-  const timedAsync = async <R>(name: string, work: () => Promise<R>): Promise<R> => {
-    const t0 = performance.now();
-    const result = await work();
-    timing[name] = (performance.now() - t0) / 1000;
-    return result;
-  };
 
   // 1-3. the batch, the clean run, and the scores read off its attention patterns
   const tokens = repeatedTokens({ batch: o.batch, seqLen: n, lo: s.lo, hi: s.hi, bos: s.bos, seed: o.seed });
@@ -435,8 +422,7 @@ export async function runExperiment(info: ModelInfo, o: Options, s: Setup, hooks
   const summary = summarize(clean);
   // 4-6
   const { detection, detected, evaluation } = detectAll(clean.scores, o, s.labels);
-  const workers = o.workers ?? autoWorkers(kernelsName());
-  const mlp = await timedAsync('mlp_ablation', () => mlpAblations(model, clean, summary.second_half_logprob, workers, tick));
+  const mlp = timed('mlp_ablation', () => mlpAblations(model, clean, summary.second_half_logprob, tick));
   const heads = o.ablate ? timed('head_ablation', () => headAblation(model, clean, o, summary.second_half_logprob, tick)) : null;
   const circuit = timed('two_head_circuit', () => twoHeadCircuit(model, clean, o, summary.second_half_accuracy, tick));
 

@@ -18,7 +18,7 @@
  * batch's share is weighed by its size), and the knockouts' mean-ablation reference is summed
  * over the group's ABC prompts batch by batch.
  */
-import type { GPT } from '../../mingpt/model.ts';
+import { pickPositions, type GPT } from '../../mingpt/model.ts';
 import { directLogitAttribution, logitLens } from '../../lens/attribution.ts';
 import { get_act_patch_attn_head_out_all_pos, logitDiffMetric } from '../../lens/patching.ts';
 import { pathPatch } from '../../lens/path_patching.ts';
@@ -60,13 +60,6 @@ class Mean {
   values(): number[] {
     return this.sum.map((s) => s / this.n);
   }
-}
-
-/** The logits (B, V) at position t of logits (B, T, V). */
-function pick(logits: Float32Array, B: number, T: number, V: number, t: number): Float32Array {
-  const out = new Float32Array(B * V);
-  for (let b = 0; b < B; b++) out.set(logits.subarray((b * T + t) * V, (b * T + t + 1) * V), b * V);
-  return out;
 }
 
 /** The sizes that decide how much memory a run takes. */
@@ -129,7 +122,7 @@ export function basicResults(model: GPT, groups: PromptGroup[], progress: StepsP
     // (logits at every position: with logits_at, the cache's ln_final scale would cover END only,
     // and the direct logit attribution reads it at END's index in the full sequence)
     const { logits: all, cache } = run_with_cache(model, clean);
-    const logits = { data: pick(all.data, B, T, V, end) };
+    const logits = { data: pickPositions(all.data, B, T, V, [end]) }; // (B, V) at END
     // 2. the metric
     const diffs = g.prompts.map((_, b) => logits.data[b * V + io[b]] - logits.data[b * V + s[b]]);
     per_prompt.push(...diffs);
@@ -302,11 +295,11 @@ export function knockoutResults(model: GPT, groups: PromptGroup[], kept: KeptHea
  * summed batch by batch in prompt order (as Knockout itself sums them).
  */
 function meanAblation(model: GPT, g: PromptGroup, batchBytes: number): Float32Array[] {
-  const L = model.config.n_layer, T = g.T;
+  const L = model.config.n_layer;
   let sums: Float32Array[] = [];
   for (const part of batches([g], model.config, batchBytes)) {
     const rows = part.prompts.map((p) => p.corrupt_ids);
-    const zs = run_with_cache(model, rows, { names: (n) => n.endsWith('attn.hook_z'), logits_at: [T - 1] }).cache;
+    const zs = run_with_cache(model, rows, { names: (n) => n.endsWith('attn.hook_z'), logits_at: [] }).cache;
     sums = Array.from({ length: L }, (_, l) => {
       const z = zs.get('z', l).data, n = z.length / rows.length, out = sums[l] ?? new Float32Array(n);
       for (let b = 0; b < rows.length; b++) for (let i = 0; i < n; i++) out[i] += z[b * n + i];

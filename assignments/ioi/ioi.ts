@@ -28,7 +28,6 @@ import { InputError, UsageError } from '../../io/errors.ts';
 import { OutputWriter } from '../../io/output.ts';
 import { quotedText } from '../../io/show.ts';
 import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, loadModel, runCli, type ModelChoice } from '../../cli/command.ts';
-import { endSweeps } from '../../sweep/engines.ts';
 import { headName, parseHead, type HeadRef } from '../../lens/heads.ts';
 import { num } from '../../cli/terminal.ts';
 import { printResults, readingAid } from './report.ts';
@@ -295,7 +294,6 @@ export async function runExperiment(model: GPT, o: Options, s: Setup, progress: 
   };
   const basic = await timed('metric_lens_dla_head_patching', () => basicResults(model, s.groups, progress));
   const resid = o.residSweep ? await timed('resid_sweep', () => residSweep(model, s.groups[0], progress)) : null;
-  await endSweeps();
   const nm = chooseNameMovers(model, o, s, basic.dla.heads);
   const pathRes = await timed('path_patching', () => pathResults(model, s.groups, nm.heads, progress));
   const circuit = chooseCircuit(model, o, s, nm.heads, pathRes, basic.F_model);
