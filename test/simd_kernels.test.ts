@@ -178,10 +178,6 @@ for (const [BT, C] of rowShapes) {
     js.layernormApply(aw, x, sw, w, b, BT, C);
     simd.layernormApply(ag, x, sw, w, b, BT, C);
     assert.ok(maxRelErr(ag, aw) <= 1e-6, `apply ${maxRelErr(ag, aw)}`);
-    const [fw, fg] = big();
-    js.layernormForward(fw, x, w, b, BT, C, eps);
-    simd.layernormForward(fg, x, w, b, BT, C, eps);
-    assert.ok(maxRelErr(fg, fw) <= 1e-6, `forward ${maxRelErr(fg, fw)}`);
     const [rw, rg] = big();
     js.residualForward(rw, x, other, BT * C);
     simd.residualForward(rg, x, other, BT * C);

@@ -22,7 +22,7 @@ import * as js from './js.ts';
 import * as simd from './simd/kernels.ts';
 import * as simdAttention from './simd/attention.ts';
 import * as simdBackward from './simd/backward.ts';
-import { allocWasmParams, attachMemory, memoryOf, releaseScratch, simdSupport, kernelMemoryOf } from './simd/memory.ts';
+import { allocWasmParams, memoryOf, simdSupport } from './simd/memory.ts';
 import { kernelThreads } from './simd/threads.ts';
 
 export { KernelThreadsError } from './simd/threads.ts';
@@ -33,7 +33,6 @@ export const KERNELS: readonly KernelsName[] = ['simd', 'js'];
 /** The kernels that have both twins, in the plain version. */
 const JS = {
   matmulForward: js.matmulForward,
-  layernormForward: js.layernormForward,
   layernormScale: js.layernormScale,
   layernormApply: js.layernormApply,
   geluForward: js.geluForward,
@@ -51,7 +50,6 @@ const JS = {
 type Kernels = typeof JS;
 const SIMD: Kernels = {
   matmulForward: simd.matmulForward,
-  layernormForward: simd.layernormForward,
   layernormScale: simd.layernormScale,
   layernormApply: simd.layernormApply,
   geluForward: simd.geluForward,
@@ -69,7 +67,6 @@ const SIMD: Kernels = {
 export const SWITCHED = Object.keys(JS) as ReadonlyArray<keyof Kernels>;
 
 export let matmulForward = JS.matmulForward;
-export let layernormForward = JS.layernormForward;
 export let layernormScale = JS.layernormScale;
 export let layernormApply = JS.layernormApply;
 export let geluForward = JS.geluForward;
@@ -85,7 +82,6 @@ export let attentionValuesBackward = JS.attentionValuesBackward;
 
 function use(k: Kernels): void {
   matmulForward = k.matmulForward;
-  layernormForward = k.layernormForward;
   layernormScale = k.layernormScale;
   layernormApply = k.layernormApply;
   geluForward = k.geluForward;
@@ -172,19 +168,4 @@ export function allocParams(n: number): Float32Array {
 /** The WebAssembly.Memory holding a parameter buffer from allocParams, or null (to pass to a worker). */
 export function paramsMemory(params: Float32Array): WebAssembly.Memory | null {
   return memoryOf(params);
-}
-
-/**
- * In a worker thread: make the SIMD kernels work on a memory the main thread made, and return a
- * view of the same parameters in it (what `params` is in the main thread).
- */
-export function attachParams(params: Float32Array, memory: WebAssembly.Memory | null): Float32Array {
-  if (!memory || !attachMemory(memory)) return params;
-  return new Float32Array(memory.buffer, params.byteOffset, params.length);
-}
-
-/** In a worker thread, at the end of a job: give back the scratch area it took in that memory. */
-export function detachParams(params: Float32Array): void {
-  const km = kernelMemoryOf(params);
-  if (km) releaseScratch(km);
 }

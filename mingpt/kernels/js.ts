@@ -204,20 +204,6 @@ export function matmulBackward(
   }
 }
 
-/**
- * out (BT, C) = (inp − mean) / sqrt(var + eps) · weight + bias, statistics over each row: the
- * layer norm in one call, as the two steps the model shows separately (layernormScale, then
- * layernormApply, below), so both paths give the same numbers.
- */
-export function layernormForward(
-  out: Float32Array, inp: Float32Array, weight: Float32Array, bias: Float32Array,
-  BT: number, C: number, eps: number,
-): void {
-  const scale = new Float32Array(BT); // (BT) one number per row
-  layernormScale(scale, inp, BT, C, eps);
-  layernormApply(out, inp, scale, weight, bias, BT, C);
-}
-
 const GELU_SCALE = Math.sqrt(2 / Math.PI);
 /** GPT-2's GELU, the tanh approximation (minGPT's NewGELU), elementwise over N values. */
 export function geluForward(out: Float32Array, inp: Float32Array, N: number): void {

@@ -176,12 +176,3 @@ export function layernormApply(
     s.copyOut(out, at * C, x, n * C);
   });
 }
-
-/** The layer norm in one call: layernormScale, then layernormApply. */
-export function layernormForward(
-  out: Float32Array, inp: Float32Array, weight: Float32Array, bias: Float32Array, BT: number, C: number, eps: number,
-): void {
-  const scale = new Float32Array(BT); // (BT) one number per row
-  layernormScale(scale, inp, BT, C, eps);
-  layernormApply(out, inp, scale, weight, bias, BT, C);
-}

@@ -68,7 +68,7 @@ const HEADER_BYTES = PAGE;
 /** header words (Int32): a magic number, the layout, then one claim word per scratch area */
 const H_MAGIC = 0, H_ID = 1, H_SLOT_BASE_PAGES = 2, H_SLOT_PAGES = 3, H_SLOTS = 4, H_CLAIMS = 8;
 const MAGIC = 0x6d696e67; // "ming"
-/** scratch areas per memory: the main thread, the workers of a sweep, and a few to spare */
+/** scratch areas per memory, one for each thread that calls kernels on it (the kernel threads work in their caller's) */
 const SLOTS = 12;
 /** bytes per scratch area: room for a block of activation rows (see the kernels' chunking) */
 const SLOT_BYTES = 8 << 20;
@@ -174,19 +174,6 @@ export function memoryOf(a: Float32Array): WebAssembly.Memory | null {
   return byBuffer.get(a.buffer)?.memory ?? null;
 }
 
-/**
- * In a worker thread: the kernels on a memory another thread made (read from its header).
- * Returns it, or null if this thread cannot run SIMD kernels.
- */
-export function attachMemory(memory: WebAssembly.Memory): KernelMemory | null {
-  const known = byBuffer.get(memory.buffer);
-  if (known) return known;
-  if (!simdSupport().module) return null;
-  const head = new Int32Array(memory.buffer, 0, H_CLAIMS);
-  if (head[H_MAGIC] !== MAGIC) throw new Error('internal: not a kernel memory (no header)');
-  return instantiate(memory, head[H_ID], head[H_SLOT_BASE_PAGES] * PAGE, head[H_SLOT_PAGES] * PAGE, head[H_SLOTS]);
-}
-
 /** This thread's scratch area in km (byte offset), claimed on first use; -1 if all are taken. */
 function scratchOf(km: KernelMemory): number {
   if (km.mySlot < 0) {
@@ -201,14 +188,6 @@ function scratchOf(km: KernelMemory): number {
     if (km.mySlot < 0) return -1;
   }
   return km.slotBase + km.mySlot * km.slotBytes;
-}
-
-/** Gives this thread's scratch area in km back (a worker, at the end of a job). */
-export function releaseScratch(km: KernelMemory): void {
-  if (km.mySlot < 0 || km.slots === 0) return;
-  const head = new Int32Array(km.buffer, 0, H_CLAIMS + km.slots);
-  Atomics.store(head, H_CLAIMS + km.mySlot, 0);
-  km.mySlot = -1;
 }
 
 /** Bytes of this thread's loose memory: a block of weight rows, then activations (a matmul of weights in no kernel memory). */
