@@ -90,7 +90,7 @@ function readArgs(argv: readonly string[]): Parsed | 'help' {
 /** What the checkpoint's config.json says about BOS and the token range (handmade models). */
 function modelFacts(model: GPT): { bos: number; range: [number, number] | null } {
   const raw = model.source?.raw_config ?? {};
-  const V = model.config.vocab_size as number;
+  const V = model.config.vocab_size;
   const bos = Number.isInteger(raw.bos_token_id) ? (raw.bos_token_id as number) : Math.min(EOT, V - 1);
   const r = raw.token_range;
   const range = Array.isArray(r) && r.length === 2 && r.every((x) => Number.isInteger(x)) ? [r[0], r[1]] as [number, number] : null;
@@ -220,7 +220,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   const model = await loadModel(parsed.choice);
   const name = a.weights ?? a.model;
   const load_s = (performance.now() - start) / 1000;
-  const L = model.config.n_layer as number, nh = model.config.n_head as number, V = model.config.vocab_size as number;
+  const L = model.config.n_layer, nh = model.config.n_head, V = model.config.vocab_size;
   const shape = `${name} has ${L} layers of ${nh} heads`;
   for (const h of [parsed.head, ...(parsed.path ?? [])]) if (h && !headExists(h, L, nh)) throw new InputError(`head ${headName(h)} does not exist: ${shape}`);
   if (!parsed.path && L < 2) throw new InputError(`${name} has one layer: composition, virtual weights and the causal check need two`);
@@ -251,8 +251,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   // step 7 holds every sequence's logits at the second half's positions and its activations at once
   const perSequence = 4 * (seqLen * V + (2 * seqLen + 1) * L * 20 * model.config.n_embd);
   const fit = Math.floor(STEP7_BYTES / perSequence);
-  if ((a.batch as number) > fit) {
-    throw new InputError(`--batch ${a.batch} needs about ${((a.batch as number) * perSequence / 2 ** 30).toFixed(1)} GiB for step 7 (sequences of BOS + 2 × ${seqLen} tokens on ${name}); `
+  if (a.batch > fit) {
+    throw new InputError(`--batch ${a.batch} needs about ${(a.batch * perSequence / 2 ** 30).toFixed(1)} GiB for step 7 (sequences of BOS + 2 × ${seqLen} tokens on ${name}); `
       + `at most ${fit} fit in the ${STEP7_BYTES / 2 ** 30} GiB it may use: give --batch ${Math.max(1, fit)} or fewer (or a shorter --seq-len)`);
   }
 

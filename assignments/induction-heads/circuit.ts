@@ -149,8 +149,8 @@ function positionMean(act: Float32Array, B: number, T: number, C: number, from: 
 export function cleanRun(model: GPT, tokens: number[][], n: number, onBlock?: OnBlock): CleanRun {
   const B = tokens.length, T = tokens[0].length;
   if (T !== 2 * n + 1) throw new Error(`expected sequences of ${2 * n + 1} tokens (BOS and two copies of ${n}), got ${T}`);
-  const L = model.config.n_layer as number, nh = model.config.n_head as number;
-  const C = model.config.n_embd as number, V = model.config.vocab_size as number;
+  const L = model.config.n_layer, nh = model.config.n_head;
+  const C = model.config.n_embd, V = model.config.vocab_size;
   const scores: HeadScores = { induction: [], previous_token: [], duplicate_token: [] };
   const patterns: Float32Array[] = [];
   const residPre: Float32Array[] = [];
@@ -246,8 +246,8 @@ function overwrite(data: Float32Array, B: number, Tr: number, t0: number, C: num
  * every position, or of positions `t0` … T − 1 only.
  */
 export function ablationHooks(model: GPT, run: CleanRun, spec: AblationSpec, t0 = 0): { hooks: HookSpec; firstLayer: number } {
-  const nh = model.config.n_head as number, C = model.config.n_embd as number, hs = C / nh;
-  const L = model.config.n_layer as number;
+  const nh = model.config.n_head, C = model.config.n_embd, hs = C / nh;
+  const L = model.config.n_layer;
   const { B, T, n } = run;
   const [from, to] = spec.positions === 'second_half' ? [n + 1, T] : [spec.mode === 'mean' ? 1 : 0, T];
   const which = spec.positions === 'second_half' ? 'second_half' : 'all';
@@ -346,7 +346,7 @@ export function mlpAblation(model: GPT, run: CleanRun, layer: number, mode: Abla
 
 /** Every head except `keep`, as "layer.head" names. */
 export function allHeadsExcept(model: GPT, keep: readonly string[]): string[] {
-  const L = model.config.n_layer as number, nh = model.config.n_head as number;
+  const L = model.config.n_layer, nh = model.config.n_head;
   const kept = new Set(keep);
   const out: string[] = [];
   for (const h of allHeads(L, nh)) if (!kept.has(headName(h))) out.push(headName(h));
@@ -355,6 +355,6 @@ export function allHeadsExcept(model: GPT, keep: readonly string[]): string[] {
 
 /** The two-head circuit: remove every other head and every MLP, at every position. */
 export function circuitSpec(model: GPT, keep: readonly string[], mode: AblationMode): AblationSpec {
-  const L = model.config.n_layer as number;
+  const L = model.config.n_layer;
   return { mode, heads: allHeadsExcept(model, keep), mlps: range(0, L), positions: 'all' };
 }

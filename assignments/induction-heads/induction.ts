@@ -165,7 +165,7 @@ const isHeadList = (v: unknown): v is string[] => Array.isArray(v) && v.every((x
 /** Token range, BOS and labels for this model, with every check that needs the model. Throws InputError. */
 export function setup(info: ModelInfo, o: Options): Setup {
   const { model, config } = info;
-  const V = model.config.vocab_size as number;
+  const V = model.config.vocab_size;
   const T = 2 * o.seqLen + 1;
   if (T > model.block_size) {
     throw new InputError(`--seq-len ${o.seqLen} needs BOS + 2 × ${o.seqLen} = ${T} positions, but ${info.name} has a context of ${model.block_size}; use --seq-len ${Math.floor((model.block_size - 1) / 2)} or less`);
@@ -206,7 +206,7 @@ export function setup(info: ModelInfo, o: Options): Setup {
       duplicate_token: (known.duplicate_token as string[] | undefined) ?? [],
     };
   }
-  const L = model.config.n_layer as number, nh = model.config.n_head as number;
+  const L = model.config.n_layer, nh = model.config.n_head;
   const exists = (h: string) => {
     try {
       return headExists(parseHead(h), L, nh);
@@ -334,7 +334,7 @@ function detectAll(scores: CleanRun['scores'], o: Pick<Options, 'k' | 'minScore'
 
 /** 5. Each layer's MLP output removed at the second-half positions, zeroed and mean-replaced: 2L runs. */
 function mlpAblations(model: GPT, clean: CleanRun, base: number, onBlock: () => void): Report['mlp_ablation'] {
-  const L = model.config.n_layer as number, n = clean.n;
+  const L = model.config.n_layer, n = clean.n;
   const mlp: Report['mlp_ablation'] = {
     positions: `second half: positions ${n + 1} … ${2 * n} (the second copy)`,
     baseline_second_half_logprob: base,
@@ -364,7 +364,7 @@ const ABLATION_NOTE: Record<AblationMode, string> = {
 function twoHeadCircuit(model: GPT, clean: CleanRun, o: Options, fullAccuracy: number, onBlock: () => void): Report['two_head_circuit'] {
   let heads: string[] | null = o.circuit ? [...o.circuit] : null;
   let chosenBy = '--circuit';
-  if (!heads && circuitRuns(model.config.n_layer as number) > 0) {
+  if (!heads && circuitRuns(model.config.n_layer) > 0) {
     const ind = topHead(clean.scores.induction, 1);
     const prev = ind ? topHead(clean.scores.previous_token, 0, parseHead(ind).layer) : null;
     if (ind && prev) heads = [prev, ind];
