@@ -6,9 +6,16 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { Trainer } from '../mingpt/trainer.ts';
 import { set_seed } from '../mingpt/utils.ts';
-import { AttentionOnlyGPT, phaseChange, type LogEntry, type ModelShape } from '../assignments/induction-formation/formation.ts';
+import { loadGPT } from '../io/load.ts';
+import { AttentionOnlyGPT, RecurringPairs, phaseChange, type LogEntry, type ModelShape } from '../assignments/induction-formation/formation.ts';
+import { runScript } from './run_script.ts';
+import { ROOT } from './helpers.ts';
 
 const SMALL: ModelShape = { n_layer: 2, n_head: 2, n_embd: 16, lo: 0, hi: 12, seq_len: 4 };
 
@@ -60,6 +67,111 @@ test('phaseChange: the heads, the 10/50/90 % crossings and whether the curves mo
   assert.ok(p.formed, 'score 0.9 ≥ 0.4 and the halves 4 nats apart');
   const flat = handLog().map((e) => ({ ...e, second_half_loss: 4, induction: [[0.01, 0.02], [0.05, 0.03]] }));
   assert.not.ok(phaseChange(flat).formed, 'nothing formed on a flat log');
+});
+
+test('RecurringPairs: BOS, then tokens in range among which each sequence\'s own pairs recur; the same example for the same seed', () => {
+  const data = new RecurringPairs(SMALL, { max_pairs: 2, pair_rate: 0.5 }, 7);
+  assert.is(data.T, 9);
+  assert.equal(data.sequence(5), new RecurringPairs(SMALL, { max_pairs: 2, pair_rate: 0.5 }, 7).sequence(5));
+  assert.not.equal(data.sequence(5), new RecurringPairs(SMALL, { max_pairs: 2, pair_rate: 0.5 }, 8).sequence(5), 'another seed, another sequence');
+  const [x, y] = data.get(5);
+  assert.equal([...x, y[y.length - 1]], data.sequence(5), 'x and y are the sequence shifted by one');
+  assert.equal(x.slice(1), y.slice(0, -1));
+  // with pair_rate 1 the sequence is nothing but its pairs: every other token (1, 3, …) is a pair's first,
+  // and a first token is always followed by the same second
+  const all = new RecurringPairs({ lo: 0, hi: 12, seq_len: 10 }, { max_pairs: 2, pair_rate: 1 }, 1);
+  for (let i = 0; i < 20; i++) {
+    const s = all.sequence(i);
+    assert.is(s[0], 12, 'BOS');
+    assert.ok(s.slice(1).every((t) => t >= 0 && t < 12), 'tokens in [0, 12)');
+    const follower = new Map<number, number>();
+    for (let t = 1; t + 1 < s.length; t += 2) {
+      if (follower.has(s[t])) assert.is(s[t + 1], follower.get(s[t]), `sequence ${i}: ${s[t]} is followed by the same token each time`);
+      follower.set(s[t], s[t + 1]);
+    }
+    assert.ok(follower.size <= 2, 'at most max_pairs pairs');
+  }
+});
+
+/** A run of train.ts small enough to take a second or two. */
+const TINY = ['--seq-len', '4', '--n-embd', '16', '--tokens', '12', '--batch', '4'];
+
+test('train.ts: a short run writes the log, a checkpoint the induction experiment loads, and the charts', async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'formation-'));
+  try {
+    const out = path.join(tmp, 'run');
+    const r = await runScript('assignments/induction-formation/train.ts', ['--steps', '6', '--log-every', '3', ...TINY, '--out', out]);
+    assert.is(r.code, 0, r.stderr);
+    const json = JSON.parse(fs.readFileSync(path.join(out, 'training.json'), 'utf8'));
+    assert.equal(json.log.map((e: LogEntry) => e.step), [0, 3, 6]);
+    assert.ok(json.finished && !json.interrupted);
+    for (const e of json.log as LogEntry[]) {
+      assert.ok([e.loss, e.first_half_loss, e.second_half_loss].every(Number.isFinite), `step ${e.step}: finite losses`);
+      assert.is(e.induction.length, 2);
+      assert.is(e.previous_token[0].length, 2);
+    }
+    for (const chart of ['loss', 'scores', 'attention']) assert.ok(fs.existsSync(path.join(out, `${chart}.svg`)), chart);
+    const config = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+    assert.equal(config.token_range, [0, 12]);
+    assert.is(config.bos_token_id, 12);
+    const model = loadGPT(out);
+    assert.is(model.block_size, 9);
+    assert.ok(model.named_parameters.filter(([n]) => n.includes('.mlp.')).every(([, p]) => p.every((v) => v === 0)), 'the MLPs are zero in the file');
+    // the induction experiment reads it, its token range and BOS from config.json and a --seq-len that fits
+    const ind = await runScript('assignments/induction-heads/induction.ts', ['--weights', out, '--batch', '2', '--out', path.join(tmp, 'induction')]);
+    assert.is(ind.code, 0, ind.stderr);
+    assert.match(ind.stdout, '--seq-len 4 instead of the default 50');
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('train.ts: Ctrl-C stops after the step under way, and keeps the log and the checkpoint', async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'formation-int-'));
+  try {
+    const out = path.join(tmp, 'run');
+    const child = spawn(process.execPath, ['--import', 'tsx', 'assignments/induction-formation/train.ts', '--steps', '1000000', '--log-every', '2', ...TINY, '--out', out], {
+      cwd: ROOT, env: { ...process.env, MINGPT_QUIET: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    // the first save (step 2) means training is under way
+    for (let i = 0; i < 600 && !fs.existsSync(path.join(out, 'training.json')); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(fs.existsSync(path.join(out, 'training.json')), 'training began');
+    child.kill('SIGINT');
+    assert.is(await exited, 130, stdout);
+    const json = JSON.parse(fs.readFileSync(path.join(out, 'training.json'), 'utf8'));
+    assert.ok(json.interrupted && json.finished);
+    const last = json.log[json.log.length - 1].step;
+    assert.ok(last >= 2 && last < 1000000, `stopped at step ${last}`);
+    assert.match(stdout, `Stopped by Ctrl-C after ${last} of 1000000 steps`);
+    assert.is(loadGPT(out).block_size, 9, 'the checkpoint of that step loads');
+    assert.ok(fs.existsSync(path.join(out, 'loss.svg')), 'and the charts of the log so far are drawn');
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('train.ts refuses bad settings before training, naming the option', async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'formation-bad-'));
+  try {
+    const file = path.join(tmp, 'a-file');
+    fs.writeFileSync(file, 'x');
+    for (const [args, code, message] of [
+      [['--n-embd', '30', '--n-head', '4'], 2, /--n-embd 30 must be a multiple of --n-head 4/],
+      [['--pairs', '20', '--tokens', '12'], 2, /--pairs 20: .* only --tokens 12/],
+      [['--steps', '0'], 2, /--steps must be at least 1/],
+      [['--out', file], 1, /exists and is not a folder/],
+    ] as Array<[string[], number, RegExp]>) {
+      const r = await runScript('assignments/induction-formation/train.ts', args);
+      assert.is(r.code, code, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.not.match(r.stdout, 'training:', 'nothing trained');
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
 });
 
 test.run();

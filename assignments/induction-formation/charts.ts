@@ -13,7 +13,7 @@ import { VEGA_LITE_SCHEMA } from '../../cli/plot.ts';
 import { headName } from '../../lens/heads.ts';
 import type { LogEntry, PhaseChange } from './formation.ts';
 
-/** A dashed vertical rule at `step`, labelled, as a layer of a chart whose x is the step. */
+/** A dashed vertical rule at `step`, labelled, as layers of a chart whose x is the step. */
 function stepRule(step: number | null, label: string) {
   if (step === null) return [];
   return [
@@ -43,7 +43,7 @@ export function lossSpec(o: LossChartInput): TopLevelSpec {
       subtitle: [
         `Fixed batch: BOS, random tokens, the same tokens again. The first half cannot be predicted (uniform guess: ${o.uniform.toFixed(2)} nats);`,
         'the second half can, once the model finds where the current token came before and copies what followed it.',
-        'Dashed: the step at which the second half\'s loss had fallen half-way from its start to its end.',
+        o.phase.formed ? 'Dashed: the step at which the second half\'s loss had fallen half-way from its start to its end.' : 'No induction head has formed yet: the curves are the plateau before the jump.',
       ],
       anchor: 'start',
     },
@@ -56,7 +56,7 @@ export function lossSpec(o: LossChartInput): TopLevelSpec {
         encoding: {
           x: { field: 'step', type: 'quantitative', title: 'optimizer step' },
           y: { field: 'loss', type: 'quantitative', title: 'cross-entropy (nats)', scale: { zero: true } },
-          color: { field: 'curve', type: 'nominal', title: null, sort: series.map(([c]) => c), legend: { orient: 'bottom-left' } },
+          color: { field: 'curve', type: 'nominal', title: null, sort: series.map(([c]) => c), legend: { orient: 'bottom-left', labelLimit: 300 } },
           tooltip: [
             { field: 'curve', type: 'nominal' },
             { field: 'step', type: 'quantitative' },
@@ -64,7 +64,7 @@ export function lossSpec(o: LossChartInput): TopLevelSpec {
           ],
         },
       },
-      ...stepRule(o.phase.second_half_loss.at50, 'second half: half-way down'),
+      ...(o.phase.formed ? stepRule(o.phase.second_half_loss.at50, 'second half: half-way down') : []),
     ],
   };
   return spec as unknown as TopLevelSpec;
@@ -104,7 +104,7 @@ export function scoresSpec(o: ScoresChartInput): TopLevelSpec {
             ],
           },
         },
-        ...stepRule(o.phase.second_half_loss.at50, 'loss half-way down'),
+        ...(o.phase.formed ? stepRule(o.phase.second_half_loss.at50, 'loss half-way down') : []),
       ],
     };
   });
@@ -113,8 +113,8 @@ export function scoresSpec(o: ScoresChartInput): TopLevelSpec {
     title: {
       text: 'Every head\'s scores over training, on the fixed batch',
       subtitle: [
-        `Thick: the induction head ${o.phase.induction_head} and its previous-token partner ${o.phase.previous_token_head} (the strongest at the end).`,
-        'Dashed rule: where the second half\'s loss was half-way down; the induction score jumps at the same steps.',
+        `Thick: head ${o.phase.induction_head}, the strongest induction score in layer 1 at the end, and ${o.phase.previous_token_head}, the strongest previous-token score below it.`,
+        o.phase.formed ? 'Dashed rule: where the second half\'s loss was half-way down; the induction score jumps at the same steps.' : 'No induction head has formed yet.',
       ],
       anchor: 'start',
     },

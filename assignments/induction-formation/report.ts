@@ -37,17 +37,20 @@ export function printReport(json: TrainingJson, o: Options, print: (line?: strin
   print('\nreading aid:');
   const l = phase.second_half_loss, s = phase.induction_score, p = phase.previous_token_score;
   print(`- The first half cannot be predicted: its loss is ${last.first_half_loss.toFixed(2)} nats at the end (a uniform guess over the ${o.shape.hi - o.shape.lo} tokens: ${uniform.toFixed(2)}).`);
-  print(`- The second half's loss went from ${l.start.toFixed(2)} to ${l.end.toFixed(2)} nats, half of that fall by ${at(l.at50)}, most of it ${window(l)}.`);
-  print(`- Head ${phase.induction_head}'s induction score went from ${s.start.toFixed(2)} to ${s.end.toFixed(2)}, half-way by ${at(s.at50)}, most of it ${window(s)};`);
-  print(`  its previous-token partner ${phase.previous_token_head} went from ${p.start.toFixed(2)} to ${p.end.toFixed(2)}, half-way by ${at(p.at50)}.`);
   if (!phase.formed) {
-    print(`- No induction head has formed yet (it takes an induction score of ${FORMED.induction_score} and a second half at least ${FORMED.loss_gap} nat below the first):`);
+    print(`- The second half's loss went from ${l.start.toFixed(2)} to ${l.end.toFixed(2)} nats, and the strongest layer-${il} induction score (head ${phase.induction_head}) from ${s.start.toFixed(2)} to ${s.end.toFixed(2)}.`);
+    print(`- No induction head has formed yet (that takes an induction score of ${FORMED.induction_score} and a second half at least ${FORMED.loss_gap} nat below the first):`);
     print(`  the log shows the plateau before the jump. Train longer (--steps ${o.steps * 2}), or with another --seed.`);
-  } else if (phase.apart_steps !== null) {
-    const intervals = phase.apart_steps / o.logEvery;
-    const together = intervals <= 2 ? 'together: the loss falls when, and because, the induction head forms' : 'not quite together: look at the scores chart for another head that formed first';
-    print(`- The loss's and the induction score's half-way points are ${phase.apart_steps} steps apart (${intervals.toFixed(0)} log intervals): ${together}.`);
-    print(`- The previous-token head ${p.at50 !== null && s.at50 !== null && p.at50 <= s.at50 ? 'forms no later than' : 'forms after'} the induction head: neither helps the loss without the other, so they form as a pair.`);
+  } else {
+    print(`- The second half's loss went from ${l.start.toFixed(2)} to ${l.end.toFixed(2)} nats, half of that fall by ${at(l.at50)}, most of it ${window(l)}.`);
+    print(`- Head ${phase.induction_head}'s induction score went from ${s.start.toFixed(2)} to ${s.end.toFixed(2)}, half-way by ${at(s.at50)}, most of it ${window(s)}.`);
+    if (phase.apart_steps !== null) {
+      const intervals = phase.apart_steps / o.logEvery;
+      const together = intervals <= 2 ? 'together: the loss falls when, and because, the induction head forms' : 'not quite together: look at the scores chart for another head that formed first';
+      print(`- Those half-way points are ${phase.apart_steps} steps apart (${intervals.toFixed(0)} log intervals): ${together}.`);
+    }
+    const order = p.at50 === null || s.at50 === null ? '' : p.at50 < s.at50 ? ', before the induction head' : p.at50 === s.at50 ? ', with the induction head' : ', after the induction head: it keeps sharpening once the induction head uses it';
+    print(`- Its previous-token partner ${phase.previous_token_head} went from ${p.start.toFixed(2)} to ${p.end.toFixed(2)}, half-way by ${at(p.at50)}${order}.`);
   }
   if (json.interrupted) print(`- Stopped by Ctrl-C after ${last.step} of ${o.steps} steps; the log and the checkpoint are those of step ${last.step}.`);
   print(`- Processor time ${json.timing.cpu_s.toFixed(0)} s (wall ${json.timing.wall_s.toFixed(0)} s; a busy machine stretches the wall time, not the processor time).`);

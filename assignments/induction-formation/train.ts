@@ -166,6 +166,7 @@ async function chartFiles(json: TrainingJson, patterns: ReadonlyMap<number, Floa
   await add('scores', charts.scoresSpec({ log: json.log, phase }), 'Every head\'s scores over training',
     'Induction and previous-token score of every head, measured on the fixed batch at every log step.');
   const T = 2 * o.shape.seq_len + 1;
+  const before = phase.formed ? 'before the jump' : 'at the start';
   const panel = (name: string, kind: 'induction' | 'previous_token', step: number, when: string) => {
     const { layer, head } = parseHead(name);
     const score = json.log.find((e) => e.step === step)![kind][layer][head];
@@ -177,12 +178,12 @@ async function chartFiles(json: TrainingJson, patterns: ReadonlyMap<number, Floa
     };
   };
   const panels = [
-    panel(phase.previous_token_head, 'previous_token', steps.before, 'before the jump'),
-    panel(phase.previous_token_head, 'previous_token', steps.after, 'after'),
-    panel(phase.induction_head, 'induction', steps.before, 'before the jump'),
-    panel(phase.induction_head, 'induction', steps.after, 'after'),
+    panel(phase.previous_token_head, 'previous_token', steps.before, before),
+    panel(phase.previous_token_head, 'previous_token', steps.after, 'at the end'),
+    panel(phase.induction_head, 'induction', steps.before, before),
+    panel(phase.induction_head, 'induction', steps.after, 'at the end'),
   ];
-  await add('attention', attentionSpec({ model: `before the jump, step ${steps.before}, and at step ${steps.after}`, tokens: tokenLabels(tokens, o.shape.hi), panels }),
+  await add('attention', attentionSpec({ model: `${before}, step ${steps.before}, and at the end, step ${steps.after}`, tokens: tokenLabels(tokens, o.shape.hi), panels }),
     'Attention patterns before and after the jump',
     'The first sequence of the fixed batch. The previous-token head comes to read the position before; the induction head the token after the current token\'s first copy (blue outlines).');
   return files;
