@@ -27,20 +27,24 @@ import { pathToFileURL } from 'node:url';
 import { BPETokenizer, tokenStrings } from './mingpt/bpe.ts';
 import type { GPT } from './mingpt/model.ts';
 import type { Engine } from './sweep/sweep.ts';
-import { endSweeps } from './sweep/engines.ts';
+import { firstDifference } from './lens/metrics.ts';
+import { stopKernelThreads } from './mingpt/kernels/simd/threads.ts';
 import { ProgressBar } from './io/progress.ts';
 import { collectGarbage } from './cli/memory.ts';
 import { helpText, parseArgs, type CommandSpec } from './cli/args.ts';
 import { InputError } from './io/errors.ts';
-import { OutputWriter } from './io/output.ts';
+import { OutputWriter, installTemporary, temporaryFor } from './io/output.ts';
+import { notRegularFile, samePath } from './io/files.ts';
+import { pretrainedFiles } from './io/pretrained.ts';
+import { shown } from './io/show.ts';
 import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, knownContext, loadModel, runCli, type ModelChoice } from './cli/command.ts';
 import { colorDepth, terminalWidth } from './cli/terminal.ts';
 import {
-  PATCH_KINDS, checkAgainstModel, checkContext, prepareExperiment, resultsJson, runPatch, runTexts, tokenizeInputs, topTokens,
+  PATCH_KINDS, checkAgainstModel, checkContext, checkTextLength, resultsJson, runPatch, runTexts, tokenizeInputs, topTokens,
   type PatchKind, type TextsAndTargets,
 } from './assignments/activation-patching/experiment.ts';
 import {
-  printAttribution, printPatchPlan, printPatchResult, printTargets, printTokens, printTop, section, type Printer,
+  answerTokenWarnings, printAttribution, printPatchPlan, printPatchResult, printTargets, printTokens, printTop, section, sweepCost, type Printer,
 } from './assignments/activation-patching/report.ts';
 import { METHODS, comparePatches, estimatePatch, printComparison, type Method } from './assignments/activation-patching/atp.ts';
 
@@ -141,20 +145,40 @@ function readOptions(argv: readonly string[]): Options | 'help' {
 /**
  * Where --save-cache's file is staged until the end: its folder, or the nearest folder above it
  * that exists (the rest is created at the end, with the other outputs). Checked before the long
- * work, so a bad path costs nothing.
+ * work, so a bad path costs nothing: never a folder, never a file the model is read from, never
+ * a file of the output set (those are replaced by the run; the cache must not destroy them).
  */
-function cacheStagingDir(file: string): string {
+function cacheStagingDir(o: Options): string {
+  const file = o.saveCache!;
+  const name = `--save-cache ${shown(file)}`;
   const target = path.resolve(file);
-  if (fs.existsSync(target) && !fs.statSync(target).isFile()) throw new InputError(`--save-cache ${file}: something that is not a file is in the way`);
+  const isDir = fs.existsSync(target) && fs.statSync(target).isDirectory();
+  if (isDir || /[\\/]$/.test(file) || path.basename(target) === '') {
+    throw new InputError(`${name} is a folder; the cache is one file: name it, e.g. --save-cache ${path.join(file, 'clean.safetensors')}`);
+  }
+  if (fs.existsSync(target) && notRegularFile(fs.statSync(target))) throw new InputError(`${name}: something that is not a file is in the way`);
+  const read = o.weights !== undefined ? weightsFiles(o.weights) : pretrainedFiles(o.model ?? 'gpt2');
+  const hit = read.find((f) => samePath(f, target));
+  if (hit) throw new InputError(`${name} is ${hit}, a file the model is read from: writing the cache there would destroy it; choose another file, e.g. --save-cache out/clean.safetensors`);
+  if (samePath(path.dirname(target), o.out) && !target.endsWith('.safetensors')) {
+    throw new InputError(`${name} would be in the output folder ${shown(o.out)} under a name its results may use; give the cache a name ending in .safetensors, e.g. --save-cache ${path.join(o.out, 'clean.safetensors')}`);
+  }
   let dir = path.dirname(target);
   while (!fs.existsSync(dir)) dir = path.dirname(dir);
-  if (!fs.statSync(dir).isDirectory()) throw new InputError(`--save-cache ${file}: ${dir} is a file, so no folder can be made there`);
+  if (!fs.statSync(dir).isDirectory()) throw new InputError(`${name}: ${dir} is a file, so no folder can be made there`);
   try {
     fs.accessSync(dir, fs.constants.W_OK);
   } catch {
-    throw new InputError(`--save-cache ${file}: the folder ${dir} is not writable`);
+    throw new InputError(`${name}: the folder ${dir} is not writable`);
   }
   return dir;
+}
+
+/** The two files of a --weights checkpoint (a folder, or a .safetensors file with config.json beside it). */
+function weightsFiles(weights: string): string[] {
+  const dir = fs.existsSync(weights) && fs.statSync(weights).isDirectory();
+  const folder = dir ? weights : path.dirname(weights);
+  return [dir ? path.join(weights, 'model.safetensors') : weights, path.join(folder, 'config.json')];
 }
 
 // -----------------------------------------------------------------------------
@@ -170,16 +194,21 @@ export async function main(argv: readonly string[]): Promise<void> {
 
   // 1. tokens: every check that needs no model, before loading (or downloading) one
   const bpe = new BPETokenizer();
+  const context = knownContext(o);
+  checkTextLength(o, context); // a text far too long is refused before it is tokenized
   const t = tokenizeInputs(bpe, o);
-  checkContext(t, knownContext(o));
+  checkContext(t, context);
   const cleanTokens = tokenStrings(t.clean_ids);
   printTokens(p, o, t);
   for (const note of t.notes) process.stderr.write(note + '\n');
+  const given = (name: string) => argv.some((x) => x === `--${name}` || x.startsWith(`--${name}=`));
+  const answerGiven = { texts: given('clean') || given('corrupt'), cleanToken: given('clean-token'), corruptToken: given('corrupt-token') };
+  for (const warning of answerTokenWarnings(o, t, DEFAULTS, answerGiven)) process.stderr.write(warning + '\n');
   if (o.engineGiven && o.patch !== 'resid_post') process.stderr.write(`note: --engine applies to --patch resid_post only; --patch ${o.patch} uses the generic patch\n`);
   if (o.engineGiven && o.method === 'atp') process.stderr.write('note: --engine applies to the exact patch; --method atp runs none\n');
   const exact = o.method !== 'atp';
   new OutputWriter(o.out).check(); // a bad --out fails now, not after the sweep
-  const cacheDir = o.saveCache === undefined ? undefined : cacheStagingDir(o.saveCache);
+  const cacheDir = o.saveCache === undefined ? undefined : cacheStagingDir(o);
 
   collectGarbage(); // the tokenizer's leftovers go before the weights come in
   const loadStart = performance.now();
@@ -192,10 +221,11 @@ export async function main(argv: readonly string[]): Promise<void> {
   p.print(`\nmodel: ${modelName} (${cfg.n_layer} layers, ${cfg.n_head} heads, ${cfg.n_embd} dims, context ${model.block_size}), loaded in ${load_s.toFixed(1)} s` +
     (randomWeights ? ' — random weights (config.json says so)' : ''));
 
-  // 2–3. the two runs, and the clean run's attribution (the fast engine's threads boot meanwhile)
+  // 2–3. the two runs, and the clean run's attribution
   const x = { patch: o.patch, engine: o.engine, keepCache: o.saveCache !== undefined };
-  if (exact) await prepareExperiment(model, t, x);
+  const runsStart = performance.now();
   const runs = runTexts(model, t, x);
+  let forward_s = (performance.now() - runsStart) / 1000 / 2; // two runs: the clean one (with its cache and every logit) and the corrupted one
   const top = topTokens(runs.clean_last_logits, o.top);
   printTop(p, t, top, cleanTokens[cleanTokens.length - 1]);
   printTargets(p, o, t, runs.clean_last_logits);
@@ -204,26 +234,41 @@ export async function main(argv: readonly string[]): Promise<void> {
   printTargets(p, o, t, runs.corrupt_last_logits);
 
   // 4. the patch, and or its estimate ------------------------------------------------------
-  printPatchPlan(p, o.patch, o.method === 'atp' ? 'atp' : o.engine, cfg.n_layer, cfg.n_head, t.clean_ids.length);
+  const cost = sweepCost(o.patch, o.engine, cfg.n_layer, cfg.n_head, t.clean_ids.length, firstDifference(t.clean_ids, t.corrupt_ids));
+  if (exact && cost.passes * forward_s > 10) {
+    // a long sweep: time one pass as the patched runs make it (the last position's logits only)
+    const passStart = performance.now();
+    model.forward(t.corrupt_ids, { logits_at: [t.corrupt_ids.length - 1] });
+    forward_s = (performance.now() - passStart) / 1000;
+  }
+  printPatchPlan(p, o.patch, exact ? o.engine : 'atp', cfg.n_layer, cfg.n_head, t.clean_ids.length, { passes: cost.passes, forward_s });
   let bar: ProgressBar | undefined;
   const estimate = o.method === 'exact' ? undefined : estimatePatch(model, t, o.patch);
   const patch = !exact ? estimate! : await runPatch(model, t, runs, {
-    ...x, onStart: (total) => (bar = new ProgressBar({ total, label: 'patching' })), onProgress: (done) => bar?.update(done),
+    ...x, onStart: (total) => (bar = new ProgressBar({ total, label: 'patching', workDone: cost.share })), onProgress: (done) => bar?.update(done),
   });
   bar?.done();
   p.print(`done in ${patch.sweep_s.toFixed(1)} s${o.method === 'both' ? ` (attribution patching: ${estimate!.sweep_s.toFixed(2)} s)` : ''}`);
 
   // The clean cache goes to disk now, under a temporary name (renamed into place with the other
-  // files at the end); then the weights, the cache and the worker threads give their memory back
-  // before the charts are drawn.
+  // files at the end, removed if the run fails or is interrupted before); then the weights, the
+  // cache and the kernel threads (each holds the weights' memory) give their memory back before
+  // the charts are drawn.
   let stagedCache: string | undefined;
   if (o.saveCache !== undefined && cacheDir !== undefined && runs.cache) {
-    stagedCache = path.join(cacheDir, `.${path.basename(o.saveCache)}.${process.pid}.partial`);
-    cleanupOnExit(stagedCache);
-    runs.cache.save(stagedCache, { model: modelName, text: o.clean });
+    stagedCache = temporaryFor(o.saveCache, cacheDir);
+    try {
+      // the token ids too, so the cache can be matched with its text without our tokenizer
+      runs.cache.save(stagedCache, { model: modelName, text: o.clean, token_ids: JSON.stringify(t.clean_ids) });
+    } catch (err) {
+      const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+      if (!code) throw err;
+      throw new InputError(`--save-cache ${shown(o.saveCache)}: the cache could not be written (${code}${code === 'ENOSPC' ? ': the disk is full' : ''}); `
+        + `nothing was written, into ${shown(o.out)} neither`);
+    }
   }
   runs.cache = undefined;
-  await endSweeps();
+  await stopKernelThreads();
   model = null;
   collectGarbage();
 
@@ -257,8 +302,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
   const written = out.commit();
   if (stagedCache) {
-    fs.mkdirSync(path.dirname(path.resolve(o.saveCache!)), { recursive: true });
-    fs.renameSync(stagedCache, o.saveCache!);
+    installTemporary(stagedCache, o.saveCache!);
     written.push(path.resolve(o.saveCache!));
   }
   section(p, `6. files in ${o.out}${stagedCache ? ` and ${o.saveCache}` : ''}`);
@@ -267,17 +311,6 @@ export async function main(argv: readonly string[]): Promise<void> {
     p.print(`  ${rel.startsWith('..') ? f : rel}`);
   }
   if (pngMissing) p.print('  (the .png files skipped: the optional PNG renderer @resvg/resvg-js is not installed)');
-}
-
-/** A staged file that must not outlive a run that fails or is interrupted. */
-function cleanupOnExit(file: string): void {
-  process.on('exit', () => {
-    try {
-      fs.rmSync(file, { force: true });
-    } catch {
-      // nothing to clean
-    }
-  });
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {

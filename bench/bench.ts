@@ -1,12 +1,19 @@
 /**
- * npm run bench: how long the activation-patching experiment takes on GPT-2 small's shape.
+ * npm run bench: how fast the model runs, on GPT-2 small's shape.
  *
- *   npm run bench                         # everything (a few minutes; the reference sweep is slow)
- *   npm run bench -- --runs 3             # runs per timing (median reported; default 5)
+ *   npm run bench                         # everything (several minutes)
+ *   npm run bench -- --runs 3             # runs per timing (median reported; default 5, fewer for long texts)
+ *   npm run bench -- --lengths 11,128     # the forward-pass lengths (default 11,128,512,1024)
+ *   npm run bench -- --no-pytorch         # skip PyTorch's times (also skipped, with a note, without torch)
  *   npm run bench -- --no-reference       # skip the reference sweep (about 2 minutes here)
  *   npm run bench -- --no-generate        # skip the generate.ts child run (peak memory)
- *   npm run bench -- --workers 1          # the fast engine on one thread
  *   npm run bench -- --kernels js         # the readable kernels instead of WebAssembly SIMD
+ *
+ * It prints: one full forward at 11, 128, 512 and 1024 tokens with its GFLOP/s, PyTorch's time
+ * for the same forward measured in the same run (when a python3 with torch is there), the ratio
+ * and its target, and what bounds each figure; the peak memory of a 1024-token forward; the
+ * processor time of an idle process; the activation-patching sweep of the assignment; the matmul
+ * and attention kernels' rates per shape.
  *
  * The model is a random checkpoint with GPT-2 small's exact shape (12 layers, 12 heads, 768
  * dims, 50257 tokens, 1024 positions) in the Hugging Face layout of openai-community/gpt2:
@@ -14,9 +21,10 @@
  * `h.{i}.attn.bias` mask buffers, no lm_head. It goes through the real loader; real weights
  * would change no timing. Made once, in a child process, into .bench/gpt2-random/ (git-ignored).
  *
- * All timings are wall-clock, in this one process, one after the other; each figure is the
- * median of --runs runs after a warm-up run. Other processes on the machine slow them down:
- * the load average is printed with the figures.
+ * Timings are medians of several runs after a warm-up, wall-clock (the targets) with processor
+ * time (all threads) beside it. Other processes on the machine slow the wall-clock figures: the
+ * load average is printed with them, and a wall time far above the processor time means the
+ * machine was busy.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -27,19 +35,18 @@ import { GPT } from '../mingpt/model.ts';
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { referencePatchingSweep, type PatchingInput, type PatchingResult } from '../sweep/sweep.ts';
 import { fastPatchingSweep } from '../sweep/fast.ts';
-import { planUnits, unitFlops } from '../sweep/fast/engine.ts';
-import { shutdownWorkers } from '../sweep/fast/pool.ts';
 import { KERNELS, kernelsName, setKernels } from '../mingpt/kernels/index.ts';
 import { MODEL_OPTIONS, applyKernels, runCli } from '../cli/command.ts';
 import { helpText, parseArgs, type CommandSpec } from '../cli/args.ts';
 import { simdSupport } from '../mingpt/kernels/simd/memory.ts';
-import { kernelThreads, stopKernelThreads } from '../mingpt/kernels/simd/threads.ts';
+import { kernelThreadItems, kernelThreads, stopKernelThreads } from '../mingpt/kernels/simd/threads.ts';
 import { kernelRates } from './kernel_rates.ts';
 import { profile } from './profile.ts';
+import { addPyTorch, LENGTH_TARGETS, timeForwards, type ForwardFigure } from './forward_lengths.ts';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.ts';
 import { RNG } from '../mingpt/utils.ts';
 import { loadGPT } from '../io/load.ts';
-import { firstDifference } from '../lens/metrics.ts';
+import { UsageError } from '../io/errors.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CKPT = path.join(root, '.bench', 'gpt2-random');
@@ -168,25 +175,61 @@ async function fixtureAgreement(): Promise<Array<[string, number]>> {
     const model = loadGPT(dir);
     const worst = (r: PatchingResult) => Math.max(...r.matrix.flatMap((row, l) => row.map((v, p) => Math.abs(v - c.patch_matrix[l][p]))));
     rows.push([`${k} kernels, reference engine`, worst(referencePatchingSweep(model, input))]);
-    rows.push([`${k} kernels, fast engine (1 thread)`, worst(await fastPatchingSweep(model, input, { workers: 1 }))]);
-    rows.push([`${k} kernels, fast engine (2 workers)`, worst(await fastPatchingSweep(model, input, { workers: 2 }))]);
+    rows.push([`${k} kernels, fast engine`, worst(await fastPatchingSweep(model, input))]);
   }
   setKernels(before);
   return rows;
 }
 
+/** In a child (--forward-peak T): load the checkpoint, run one forward of T tokens, exit; ./peak-rss.ts prints the peak. */
+function forwardPeakChild(T: number): void {
+  const model = loadGPT(CKPT);
+  model.forward(Array.from({ length: T }, (_, i) => (i * 7919 + 13) % model.config.vocab_size));
+}
+
+/** The peak resident memory (VmHWM) of a child that loads the checkpoint and runs one forward of T tokens. */
+function forwardPeakKiB(T: number): number | string {
+  const preload = pathToFileURL(path.join(root, 'bench', 'peak-rss.ts')).href;
+  const r = spawnSync(process.execPath, [...childExecArgv(), '--import', preload, fileURLToPath(import.meta.url), '--forward-peak', String(T)], {
+    cwd: root, encoding: 'utf8', maxBuffer: 16 << 20, env: { ...process.env, MINGPT_QUIET: '1' },
+  });
+  const m = (r.stderr ?? '').match(/\[peak-rss-kib\] (\d+)/);
+  return r.status === 0 && m ? Number(m[1]) : `failed (exit ${r.status}): ${(r.stderr ?? '').trim().split('\n').slice(-2).join(' | ')}`;
+}
+
+/** Processor time of this process over `ms` of doing nothing, with the kernel threads up (after a second for the garbage collector to finish). */
+async function idleCpuMs(ms: number): Promise<number> {
+  await new Promise((r) => setTimeout(r, 1000));
+  const c0 = process.cpuUsage();
+  await new Promise((r) => setTimeout(r, ms));
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / 1000;
+}
+
+/** What bounds a forward of T tokens, from where its time went. */
+function bound(f: ForwardFigure, vocabShare: number): string {
+  const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
+  const where = `matmul ${pct(f.shares.matmul)} of this thread's time, attention ${pct(f.shares.attention)}, the rest ${pct(f.shares.other)}`;
+  if (f.T <= 32) return `${where}: small products (the helper thread wakes for each) and the vocabulary projection (${pct(vocabShare)} of the flops) streaming 154 MB of weights for a few rows`;
+  if (f.shares.attention < 0.15) return `${where}: the matmul, at the 128-bit SIMD multiply-add rate (WebAssembly has half the lanes of PyTorch's AVX2)`;
+  return `${where}: the matmul at the 128-bit SIMD rate, and the attention, which grows with T²`;
+}
+
 const COMMAND = {
   usage: 'npm run bench --',
   description: `
-How long the activation-patching experiment takes on GPT-2 small's shape (a random checkpoint
-made once into .bench/).`,
+How fast the model runs on GPT-2 small's shape (a random checkpoint made once into .bench/): one
+forward at several lengths beside PyTorch's, memory, idleness, the activation-patching sweep, the
+kernels alone.`,
   options: {
-    runs: { type: 'int', default: 5, min: 1, max: 1000, metavar: 'N', help: 'runs per timing (the median is reported)' },
-    workers: { type: 'int', min: 1, max: 64, metavar: 'N', help: "threads of the fast engine (default: the engine's own choice)" },
+    runs: { type: 'int', default: 5, min: 1, max: 1000, metavar: 'N', help: 'runs per timing (the median is reported; fewer for long texts)' },
+    lengths: { type: 'string', metavar: 'T,T,…', help: 'the forward-pass lengths in tokens (default 11,128,512,1024; 11,128 with --kernels js)' },
     kernels: MODEL_OPTIONS.kernels,
+    'no-pytorch': { type: 'boolean', help: "skip PyTorch's times (also skipped, with a note, without a python3 with torch)" },
     'no-reference': { type: 'boolean', help: 'skip the reference sweep (about 2 minutes)' },
     'no-generate': { type: 'boolean', help: 'skip the generate.ts child run (peak memory)' },
     'make-checkpoint': { type: 'boolean', help: 'only write the random checkpoint (what the bench runs in a child process)' },
+    'forward-peak': { type: 'int', min: 1, max: 1024, metavar: 'T', help: 'only load the checkpoint and run one forward of T tokens (the child whose peak memory the bench reports)' },
   },
 } as const satisfies CommandSpec;
 
@@ -194,17 +237,22 @@ async function main(argv: readonly string[]): Promise<void> {
   const a = parseArgs(argv, COMMAND);
   if (a.help) return void process.stdout.write(helpText(COMMAND));
   if (a['make-checkpoint']) return makeCheckpoint(CKPT);
-  const { runs, workers } = a;
+  if (a['forward-peak'] !== undefined) return forwardPeakChild(a['forward-peak']);
+  const { runs } = a;
   const doReference = !a['no-reference'];
   const doGenerate = !a['no-generate'];
+  const doPyTorch = !a['no-pytorch'];
   const note = applyKernels({ kernels: a.kernels });
   if (note) console.log(note);
   const kernels = kernelsName();
+  const lengths = (a.lengths ?? (kernels === 'js' ? '11,128' : LENGTH_TARGETS.map(([t]) => t).join(','))).split(',').map(Number);
+  if (!lengths.every((t) => Number.isInteger(t) && t >= 1 && t <= 1024)) throw new UsageError(`--lengths must be token counts from 1 to 1024, separated by commas; got ${JSON.stringify(a.lengths)}`);
 
   ensureCheckpoint();
   const ckptBytes = fs.statSync(path.join(CKPT, 'model.safetensors')).size;
   const simdNote = simdSupport().module ? `WebAssembly SIMD${simdSupport().relaxed ? ' (relaxed)' : ''}` : `no SIMD: ${simdSupport().reason}`;
-  console.log(`node ${process.version}, ${os.cpus()[0]?.model ?? '?'}, ${os.availableParallelism()} cores, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  const load = () => os.loadavg().map((x) => x.toFixed(1)).join(' ');
+  console.log(`node ${process.version}, ${os.cpus()[0]?.model ?? '?'}, ${os.availableParallelism()} cores, load average ${load()}`);
   console.log(`kernels: ${kernels} (${simdNote}; --kernels simd|js), kernel threads: ${kernelThreads()}`);
   console.log(`checkpoint: ${path.relative(root, CKPT)}/model.safetensors, ${(ckptBytes / 1e6).toFixed(0)} MB (random weights, GPT-2 small's shape)\n`);
 
@@ -213,56 +261,64 @@ async function main(argv: readonly string[]): Promise<void> {
   const model = loadGPT(CKPT);
   const firstLoad = performance.now() - t0;
   const weightBytes = model.params.length * 4; // float32 size of the weights (the file also holds the attention masks)
+  const L = model.config.n_layer, C = model.config.n_embd, V = model.config.vocab_size;
 
+  // 1. one full forward pass at each length, and PyTorch's
+  const figures = await timeForwards(model, lengths, runs);
+  const torchNote = doPyTorch ? addPyTorch(figures, runs) : 'PyTorch: skipped (--no-pytorch)';
+  const target = new Map(LENGTH_TARGETS);
+  console.log(`one full forward pass (logits at every position), ${kernels} kernels; ${torchNote}`);
+  console.log(`  ${'tokens'.padEnd(7)} ${'GFLOP'.padEnd(7)} ${'this project'.padEnd(24)} ${'GFLOP/s'.padEnd(8)} ${'PyTorch'.padEnd(30)} ratio (target)`);
+  for (const f of figures) {
+    const ours = `${secs(f.wall_s * 1000)} (cpu ${f.cpu_s.toFixed(2)} s)`;
+    const theirs = f.torch ? `${secs(f.torch.wall_s * 1000)} (cpu ${f.torch.cpu_s.toFixed(2)} s, ${f.torch.threads} thr)` : '–';
+    const ratio = f.torch ? f.wall_s / f.torch.wall_s : null;
+    const t = target.get(f.T);
+    const verdict = ratio === null || t === undefined ? (t !== undefined ? `(≤ ${t})` : '') : `${ratio.toFixed(2)} (≤ ${t}: ${ratio <= t ? 'met' : 'MISSED'})`;
+    console.log(`  ${String(f.T).padEnd(7)} ${f.gflop.toFixed(1).padEnd(7)} ${ours.padEnd(24)} ${(f.gflop / f.wall_s).toFixed(1).padEnd(8)} ${theirs.padEnd(30)} ${verdict}`);
+  }
+  console.log('  what bounds each (a profile of this thread, one forward):');
+  for (const f of figures) console.log(`    ${String(f.T).padStart(4)} tokens: ${bound(f, (2 * f.T * V * C) / (f.gflop * 1e9))}`);
+  console.log(`  load average during these: ${load()}\n`);
+
+  // 2. memory and idleness
+  const peakT = Math.max(...lengths);
+  const peak = forwardPeakKiB(peakT);
+  const limitKiB = (weightBytes + 450e6) / 1024;
+  if (typeof peak === 'string') console.log(`peak memory of a ${peakT}-token forward (child process): ${peak}`);
+  else console.log(`peak memory of a ${peakT}-token forward (child process, VmHWM): ${mib(peak)} = the weights (${mib(weightBytes / 1024)}) + ${mib(peak - weightBytes / 1024)}; target ≤ weights + 450 MB: ${peak <= limitKiB ? 'met' : 'MISSED'} (the logits alone: ${mib((peakT * V * 4) / 1024)})`);
+  const items = kernelThreadItems();
+  const idle = await idleCpuMs(3000);
+  console.log(`an idle process, kernel threads up: ${idle.toFixed(1)} ms of processor time in 3 s (helpers sleep in Atomics.wait); items of shared kernel calls done by helper threads so far: ${items.helpers} of ${items.main + items.helpers}\n`);
+
+  // 3. the activation-patching sweep of the assignment
   const bpe = new BPETokenizer();
   const input: PatchingInput = {
     clean_ids: bpe.encode(CLEAN), corrupt_ids: bpe.encode(CORRUPT),
     clean_token_id: bpe.encode(' Jones')[0], corrupt_token_id: bpe.encode(' Smith')[0],
   };
-  const T = input.clean_ids.length, L = model.config.n_layer as number, C = model.config.n_embd as number;
-  const V = model.config.vocab_size as number;
-  console.log(`input: ${JSON.stringify(CLEAN)} vs ${JSON.stringify(CORRUPT)}, ${T} tokens; ${L} × ${T} = ${L * T} patched runs\n`);
-
-  // 1. one full forward pass (the readable path, all T positions, full vocabulary)
-  for (let i = 0; i < 3; i++) {
-    model.forward(input.clean_ids); // warm-up; the kernel threads start meanwhile
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  const fwd = median(timeSync(Math.max(runs, 9), () => model.forward(input.clean_ids)));
-  const fwdFlop = 2 * T * (L * 12 * C * C + V * C);
-  console.log(`one full forward (${T} tokens, ${(fwdFlop / 1e9).toFixed(2)} GFLOP):   ${secs(fwd)}   (median of ${Math.max(runs, 9)}; ${(fwdFlop / (fwd / 1000) / 1e9).toFixed(1)} GFLOP/s)`);
-
-  // 2. the fast engine
+  const T = input.clean_ids.length;
+  console.log(`the sweep: ${JSON.stringify(CLEAN)} vs ${JSON.stringify(CORRUPT)}, ${T} tokens; ${L} × ${T} = ${L * T} patched runs`);
   t0 = performance.now();
-  const fast = await fastPatchingSweep(model, input, { workers });
+  const fast = await fastPatchingSweep(model, input);
   const fastCold = performance.now() - t0;
-  const fastMs = median(await timeAsync(runs, () => fastPatchingSweep(model, input, { workers })));
-  const nWorkers = workers ?? (kernels === 'simd' ? 1 : Math.min(8, os.availableParallelism())); // fast_patching's default
-  console.log(`sweep, fast engine (${nWorkers} worker${nWorkers > 1 ? 's' : ''}${nWorkers === 1 && kernels === 'simd' ? ', products on every core' : ''}):                 ${secs(fastMs)}   (median of ${runs}; first call, starting the workers: ${secs(fastCold)})`);
-
-  // the same sweep with the other kernels: do they agree?
+  const fastMs = median(await timeAsync(runs, () => fastPatchingSweep(model, input)));
+  console.log(`  fast engine:                     ${secs(fastMs)}   (median of ${runs}; first call: ${secs(fastCold)})`);
   let kernelsDiff: number | null = null;
-  if (kernels === 'simd') {
+  if (kernels === 'simd') { // the same sweep with the other kernels: do they agree?
     setKernels('js');
-    const viaJs = await fastPatchingSweep(model, input, { workers });
+    const viaJs = await fastPatchingSweep(model, input);
     setKernels(kernels);
     kernelsDiff = maxAbsDiff(fast, viaJs);
     console.log(`  simd vs js kernels, sweep matrix: max |difference| ${kernelsDiff.toExponential(2)}`);
   }
-
-  // where the time goes
-  const firstDiff = firstDifference(input.clean_ids, input.corrupt_ids);
-  const sweepFlop = planUnits(L, T, firstDiff, 1).reduce((s, u) => s + unitFlops(u, L, T, C), 0);
-  const baseFlop = 2 * (T * L * 24 * C * C + 2 * V * C);
-  const fwdProfile = await profile(() => { for (let i = 0; i < 10; i++) model.forward(input.clean_ids); });
-  const sweepProfile = await profile(() => fastPatchingSweep(model, input, { workers: 1 }));
-  const rates = await kernelRates(runs);
-  const peakBeforeLoads = process.resourceUsage().maxRSS;
-
-  // 3. the reference path: one full forward per cell
+  const sweepProfile = await profile(() => fastPatchingSweep(model, input));
+  console.log('  profile of a fast sweep (this thread):');
+  for (const [k, share] of sweepProfile.slice(0, 5)) console.log(`    ${(share * 100).toFixed(1).padStart(5)}%  ${k}`);
   let refMs: number | null = null;
   if (doReference) {
-    const refRuns = fwd * (2 + L * T) > 20_000 ? 1 : Math.min(runs, 3);
+    const fwd11 = figures.find((f) => f.T <= 16)?.wall_s ?? 0.1;
+    const refRuns = fwd11 * 1000 * (2 + L * T) > 20_000 ? 1 : Math.min(runs, 3);
     const times: number[] = [];
     let ref: PatchingResult | null = null;
     for (let i = 0; i < refRuns; i++) {
@@ -271,15 +327,14 @@ async function main(argv: readonly string[]): Promise<void> {
       times.push(performance.now() - t0);
     }
     refMs = median(times);
-    const note = refRuns === 1 ? '1 run only: it is slow' : `median of ${refRuns}`;
-    console.log(`sweep, reference path (${2 + L * T} full forwards):     ${secs(refMs)}   (${note})`);
+    console.log(`  reference path (${2 + L * T} full forwards):  ${secs(refMs)}   (${refRuns === 1 ? '1 run only: it is slow' : `median of ${refRuns}`})`);
     console.log(`  fast vs reference matrix: max |difference| ${maxAbsDiff(fast, ref!).toExponential(2)} (allowed 1e-4)`);
   }
 
   // 4. loading, from a warm page cache
   const loads = timeSync(Math.max(3, Math.min(runs, 5)), () => void loadGPT(CKPT));
   const loadMs = median(loads);
-  console.log(`loading the checkpoint (warm page cache):       ${secs(loadMs)}   (median of ${loads.length}; first load ${secs(firstLoad)})`);
+  console.log(`\nloading the checkpoint (warm page cache):       ${secs(loadMs)}   (median of ${loads.length}; first load ${secs(firstLoad)})`);
 
   // 5. every engine and kernel against the PyTorch fixture
   const fixtures = await fixtureAgreement();
@@ -295,40 +350,36 @@ async function main(argv: readonly string[]): Promise<void> {
       console.log(`generate.ts --weights ${path.relative(root, CKPT)} (child process): peak RSS ${mib(gen.peakKiB)}, ${gen.wall_s.toFixed(1)} s in all${t}`);
     }
   }
-  await shutdownWorkers();
+
+  // 7. the kernels alone
+  const rates = await kernelRates(runs);
   await stopKernelThreads();
 
   // summary
-  const peak = process.resourceUsage().maxRSS;
   const verdict = (ok: boolean, missedBy: string) => (ok ? 'met' : `MISSED (${missedBy})`);
-  console.log(`\nsummary (GPT-2 small shape, random weights, ${T} tokens, ${kernels} kernels)`);
-  const line = (what: string, value: string, target: string) => console.log(`  ${what.padEnd(36)} ${value.padEnd(16)} ${target}`);
-  line('one full forward', secs(fwd), `target ≤ 0.080 s: ${verdict(fwd <= 80, `${(fwd / 80).toFixed(2)}× the target`)}; PyTorch 1.13 (1 thread) 0.108 s`);
-  line('sweep, fast engine', secs(fastMs), `target ≤ 1.300 s: ${verdict(fastMs <= 1300, `${(fastMs / 1300).toFixed(2)}× the target`)}; PyTorch, one forward per cell: 13.6 s`);
+  console.log(`\nsummary (GPT-2 small shape, random weights, ${kernels} kernels)`);
+  const line = (what: string, value: string, goal: string) => console.log(`  ${what.padEnd(36)} ${value.padEnd(16)} ${goal}`);
+  for (const f of figures) {
+    const t = target.get(f.T);
+    const vs = f.torch ? `PyTorch ${secs(f.torch.wall_s * 1000)}, ratio ${(f.wall_s / f.torch.wall_s).toFixed(2)}` : 'no PyTorch figure';
+    line(`one forward, ${f.T} tokens`, secs(f.wall_s * 1000), `${vs}${t !== undefined ? `; target ratio ≤ ${t}` : ''}`);
+  }
+  line('sweep, fast engine', secs(fastMs), `target ≤ 1.300 s: ${verdict(fastMs <= 1300, `${(fastMs / 1300).toFixed(2)}× the target`)}`);
   if (refMs !== null) line('sweep, reference path', secs(refMs), `reference / fast = ${(refMs / fastMs).toFixed(1)}×`);
   if (gen && typeof gen !== 'string') {
-    const limitKiB = (weightBytes + 200 * 2 ** 20) / 1024;
-    line('peak RSS of generate.ts', mib(gen.peakKiB), `target ≤ weights (${mib(weightBytes / 1024)}) + 200 MiB = ${mib(limitKiB)}: ${verdict(gen.peakKiB <= limitKiB, `${mib(gen.peakKiB - limitKiB)} over`)}`);
+    const genLimitKiB = (weightBytes + 200 * 2 ** 20) / 1024;
+    line('peak RSS of generate.ts', mib(gen.peakKiB), `target ≤ weights (${mib(weightBytes / 1024)}) + 200 MiB = ${mib(genLimitKiB)}: ${verdict(gen.peakKiB <= genLimitKiB, `${mib(gen.peakKiB - genLimitKiB)} over`)}`);
   }
   if (kernelsDiff !== null) line('simd vs js, sweep matrix', kernelsDiff.toExponential(2), `target ≤ 1e-4: ${verdict(kernelsDiff <= 1e-4, 'too far apart')}`);
   line('engines × kernels vs PyTorch fixture', fixtureWorst.toExponential(2), `target ≤ 1e-3: ${verdict(fixtureWorst <= 1e-3, fixtures.filter(([, d]) => d > 1e-3).map(([w]) => w).join(', '))}`);
   line('loading the checkpoint (warm)', secs(loadMs), 'target < 2 s');
-  line('peak RSS of this benchmark', mib(peak), `(${mib(peakBeforeLoads)} before the repeated loads)`);
+  line('peak RSS of this benchmark', mib(process.resourceUsage().maxRSS), '');
 
-  console.log('\nmatmulForward, GFLOP/s (best of several; weights in the kernel memory)');
-  console.log(`  ${'shape'.padEnd(36)} ${'BT × C × OC'.padEnd(18)} ${'simd, 1 thread'.padEnd(16)} ${`simd, ${os.availableParallelism()} threads`.padEnd(16)} js, 1 thread`);
+  console.log('\nthe kernels alone, GFLOP/s (best of several; weights in the kernel memory; attention: one layer of GPT-2 small)');
+  console.log(`  ${'shape'.padEnd(36)} ${'size'.padEnd(18)} ${'simd, 1 thread'.padEnd(16)} ${`simd, ${os.availableParallelism()} threads`.padEnd(16)} js, 1 thread`);
   const g = (x: number | null) => (x === null ? '–' : x.toFixed(1));
-  for (const r of rates) console.log(`  ${r.what.padEnd(36)} ${`${r.BT} × ${r.C} × ${r.OC}`.padEnd(18)} ${g(r.simd1).padEnd(16)} ${g(r.simdAll).padEnd(16)} ${g(r.js)}`);
-
-  console.log('\nwhere the time goes');
-  console.log(`  one forward: ${(fwdFlop / 1e9).toFixed(2)} GFLOP of matmul (${((2 * T * V * C) / fwdFlop * 100).toFixed(0)}% of it the vocabulary projection at all ${T} positions)`);
-  for (const [k, share] of fwdProfile.slice(0, 6)) console.log(`    ${(share * 100).toFixed(1).padStart(5)}%  ${k}`);
-  console.log(`  the fast sweep: ${(sweepFlop / 1e9).toFixed(1)} GFLOP of matmul in the patched runs + ${(baseFlop / 1e9).toFixed(1)} in the two base runs; profile of a 1-thread sweep:`);
-  for (const [k, share] of sweepProfile.slice(0, 6)) console.log(`    ${(share * 100).toFixed(1).padStart(5)}%  ${k}`);
-  const eff = (sweepFlop + baseFlop) / (fastMs / 1000) / 1e9;
-  console.log(`  the sweep ran at ${eff.toFixed(1)} GFLOP/s on ${nWorkers} thread(s)`);
-  console.log(`  load average now: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} (other processes on the ${os.availableParallelism()} cores slow every figure)`);
-  console.log('  (the induction experiment is not timed here: its default run takes many minutes; see its README)');
+  for (const r of rates) console.log(`  ${r.what.padEnd(36)} ${r.size.padEnd(18)} ${g(r.simd1).padEnd(16)} ${g(r.simdAll).padEnd(16)} ${g(r.js)}`);
+  console.log(`  (one core's 128-bit multiply-add peak: 16 flops per cycle; load average now ${load()})`);
 }
 
 await runCli(main, COMMAND.usage);

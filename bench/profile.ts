@@ -26,7 +26,7 @@ export async function profile(fn: () => unknown): Promise<Array<[string, number]
     const n = byId.get(id)!;
     const file = n.callFrame.url.split('/').slice(-2).join('/');
     let name = n.callFrame.functionName || '(anonymous)';
-    if (file.startsWith('wasm')) name = 'WebAssembly kernels (matmul, gelu)';
+    if (file.startsWith('wasm')) name = 'wasm:' + name; // each SIMD kernel by its name (the module has a name section)
     const key = file && !file.startsWith('wasm') ? `${name} (${file})` : name;
     const dt = p.timeDeltas[i] ?? 0;
     self.set(key, (self.get(key) ?? 0) + dt);

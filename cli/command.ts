@@ -17,8 +17,9 @@ import { SafetensorsError } from '../io/safetensors.ts';
 import { PRETRAINED, PretrainedError } from '../io/pretrained.ts';
 import type { OptionSpecs, ParsedArgs } from './args.ts';
 import { InputError, UsageError } from '../io/errors.ts';
-import { KERNELS, setKernels, type KernelsName } from '../mingpt/kernels/index.ts';
+import { KERNELS, KernelThreadsError, setKernels, type KernelsName } from '../mingpt/kernels/index.ts';
 import { loadGPT } from '../io/load.ts';
+import { notRegularFile } from '../io/files.ts';
 
 /** --model, --weights and --kernels, as every experiment spells them. */
 export const MODEL_OPTIONS = {
@@ -67,7 +68,9 @@ export function knownContext(choice: ModelChoice): number | undefined {
   try {
     const w = choice.weights;
     const dir = fs.statSync(w).isDirectory() ? w : path.dirname(w);
-    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    const file = path.join(dir, 'config.json');
+    if (notRegularFile(fs.statSync(file))) return undefined; // a FIFO would hang here; the loader says what it is
+    const cfg = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
     const n = cfg.n_positions ?? cfg.n_ctx;
     return typeof n === 'number' && Number.isInteger(n) && n > 0 ? n : undefined;
   } catch {
@@ -81,19 +84,24 @@ export function hasRandomWeights(model: GPT): boolean {
   return !!raw && (raw.random_weights === true || /random weights/i.test(String(raw._comment ?? '')));
 }
 
+/** What a student copy's stub throws (exercises/regions.ts): "TASK 1.2 not done: …, write it in …". */
+export const TASK_NOT_DONE = /^TASK ([\w.]+) not done: /;
+
 /**
  * Runs `main` and turns the errors we expect into `error: …` on stderr and an exit code:
- * 2 for a wrong command line (with a pointer to --help), 1 for input, weights or a run that
- * went non-finite. Anything else is a bug, and Node prints its stack.
+ * 2 for a wrong command line (with a pointer to --help), 1 for input, weights, a run that
+ * went non-finite, or a task of a student copy that is not written yet. Anything else is a
+ * bug, and Node prints its stack.
  */
-export async function runCli(main: (argv: string[]) => Promise<void>, command: string): Promise<void> {
+export async function runCli(main: (argv: string[]) => Promise<void>, command: string, offlineArgs = ''): Promise<void> {
   try {
     await main(process.argv.slice(2));
   } catch (err) {
     if (err instanceof UsageError) return exitWithError(`${err.message}\n(run \`${command} --help\` for the options)`, 2);
-    if (err instanceof PretrainedError) return exitWithError(err.message + offlineHint(err, command), 1);
+    if (err instanceof PretrainedError) return exitWithError(err.message + offlineHint(err, command, offlineArgs), 1);
     if (err instanceof InputError || err instanceof CheckpointError || err instanceof SafetensorsError
-      || err instanceof NonFiniteError) return exitWithError(err.message, 1);
+      || err instanceof NonFiniteError || err instanceof KernelThreadsError) return exitWithError(err.message, 1);
+    if (err instanceof Error && TASK_NOT_DONE.test(err.message)) return exitWithError(err.message, 1);
     throw err;
   }
 }
@@ -109,10 +117,11 @@ async function exitWithError(message: string, code: number): Promise<never> {
 
 /**
  * When a pretrained model could not be had (not on disk, no network), the command that works
- * without it: the small random checkpoint that comes with the repository.
+ * without it: the small random checkpoint that comes with the repository, with `extra` options the
+ * command needs there (its context is 64 tokens).
  */
-export function offlineHint(err: PretrainedError, command: string): string {
+export function offlineHint(err: PretrainedError, command: string, extra = ''): string {
   if (/^unknown pretrained model/.test(err.message)) return '';
   return `\nTo try the command without downloading anything, run it on the small test checkpoint that comes with the repository `
-    + `(random weights, so the numbers show the mechanics, not findings):\n  ${command} --weights test/fixtures/gpt2-tiny`;
+    + `(random weights, so the numbers show the mechanics, not findings):\n  ${command} --weights test/fixtures/gpt2-tiny${extra ? ` ${extra}` : ''}`;
 }

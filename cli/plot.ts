@@ -15,9 +15,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compile, type TopLevelSpec } from 'vega-lite';
+import * as vega from 'vega';
 import { parse, View } from 'vega';
 import { atomicWrite } from '../io/output.ts';
 import { visibleToken } from './terminal.ts';
+import { textWidth, wrapLines } from './chart_layout.ts';
 
 export type { TopLevelSpec };
 
@@ -35,6 +37,28 @@ export function positionLabel(i: number, token: string): string {
 // -----------------------------------------------------------------------------
 // rendering in Node
 
+// Text widths. In Node vega has no canvas to measure text with and estimates every character at
+// 0.8 em, so a long title or label made the picture far wider than what it holds. It keeps a hook
+// for a better measure (`textMetrics.width`, the one vl-convert sets too); we give it DejaVu Sans's
+// widths. In the browser vega measures with its canvas and this changes nothing.
+interface TextItem {
+  text?: unknown;
+  fontSize?: number;
+  fontWeight?: string | number;
+  limit?: number;
+}
+
+const isBold = (w: unknown) => w === 'bold' || w === 'bolder' || (typeof w === 'number' && w >= 600) || (typeof w === 'string' && Number(w) >= 600);
+
+// vega asks this for the width of every text it lays out (labels, titles, legends); a label cut at
+// its `limit` is as wide as the limit.
+const metrics = (vega as unknown as { textMetrics: { width: (item: TextItem, text?: string) => number } }).textMetrics;
+metrics.width = (item: TextItem, text?: string) => {
+  const line = String(text ?? item.text ?? '').trim();
+  const w = textWidth(line, item.fontSize ?? 11, isBold(item.fontWeight));
+  return item.limit && item.limit > 0 ? Math.min(w, item.limit) : w;
+};
+
 /** The Vega spec that a vega-lite spec compiles to (throws on an invalid spec). */
 export function compileVegaLite(spec: TopLevelSpec) {
   return compile(spec).spec;
@@ -48,6 +72,44 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   } finally {
     view.finalize();
   }
+}
+
+/** The width of everything a spec draws (axes, legends and panel titles included), in pixels. */
+export async function contentWidth(spec: TopLevelSpec): Promise<number> {
+  const view = new View(parse(compileVegaLite(spec)), { renderer: 'none' });
+  try {
+    await view.runAsync();
+    const b = (view.scenegraph() as unknown as { root: { bounds: { x1: number; x2: number } } }).root.bounds;
+    return b.x2 - b.x1;
+  } finally {
+    view.finalize();
+  }
+}
+
+/** The narrowest a title may wrap to, however narrow the chart. */
+const MIN_TITLE_WIDTH = 360;
+const TITLE_FONT_SIZE = 14, SUBTITLE_FONT_SIZE = 12;
+
+/**
+ * The spec with its title and subtitle wrapped to the width of what the chart draws, so that a long
+ * title no longer sets the width of the picture (and leaves most of it blank), and starting at the
+ * picture's left edge.
+ */
+export async function fitTitle(spec: TopLevelSpec): Promise<TopLevelSpec> {
+  const { title, ...rest } = spec as TopLevelSpec & { title?: unknown };
+  if (title === undefined) return spec;
+  const t = (typeof title === 'string' || Array.isArray(title) ? { text: title } : title) as { text: string | string[]; subtitle?: string | string[] };
+  const width = Math.max(MIN_TITLE_WIDTH, await contentWidth(rest as TopLevelSpec));
+  const asLines = (x: string | string[] | undefined) => (x === undefined ? [] : Array.isArray(x) ? x : [x]);
+  const text = wrapLines(asLines(t.text), width, TITLE_FONT_SIZE, true);
+  const subtitle = wrapLines(asLines(t.subtitle), width, SUBTITLE_FONT_SIZE);
+  return {
+    ...spec,
+    title: {
+      anchor: 'start', ...t, frame: 'bounds', fontSize: TITLE_FONT_SIZE, subtitleFontSize: SUBTITLE_FONT_SIZE,
+      text, ...(subtitle.length ? { subtitle } : {}), offset: 10,
+    },
+  } as TopLevelSpec;
 }
 
 /**
@@ -137,7 +199,7 @@ ${bundles.join('\n')}
     // Only the export menu: the other actions open the online Vega editor.
     actions: { export: true, source: false, compiled: false, editor: false },
   }).catch((err) => {
-    document.getElementById('chart-error').textContent = 'The chart could not be drawn: ' + err;
+    document.getElementById('chart-error').textContent = 'error: the chart could not be drawn: ' + (err && err.message ? err.message : err);
   });
 </script>
 </body>
@@ -150,7 +212,8 @@ ${bundles.join('\n')}
  * output writer: NAME.vl.json (the spec), NAME.svg, NAME.png (only when the optional PNG renderer
  * is installed; `png` says whether it was) and NAME.html (interactive, offline).
  */
-export async function chartFiles(name: string, spec: TopLevelSpec, title: string, opts: { description?: string } = {}): Promise<{ files: Array<[string, string | Uint8Array]>; png: boolean }> {
+export async function chartFiles(name: string, chart: TopLevelSpec, title: string, opts: { description?: string } = {}): Promise<{ files: Array<[string, string | Uint8Array]>; png: boolean }> {
+  const spec = await fitTitle(chart);
   const svg = await renderSvg(spec);
   const png = await renderPng(svg);
   const pretty = JSON.stringify(spec, null, 2); // readable, unless the data makes it huge

@@ -4,6 +4,8 @@
  * (FORCE_COLOR turns them on, or off with FORCE_COLOR=0); otherwise everything is plain text
  * that reads well in a log file.
  */
+import { escapeControls } from '../io/show.ts';
+import { extent, maxAbs } from './chart_layout.ts';
 
 // -----------------------------------------------------------------------------
 // when to colour
@@ -152,15 +154,10 @@ function textOn(rgb: RGB): RGB {
 
 /**
  * A token as the reader should see it: spaces become '␣', newlines '↵', tabs '⇥', and other
- * control characters a \x.. escape. " Jones" prints as "␣Jones".
+ * characters a terminal would act on a visible escape (io/show.ts). " Jones" prints as "␣Jones".
  */
 export function visibleToken(token: string): string {
-  return token
-    .replace(/ /g, '␣')
-    .replace(/\n/g, '↵')
-    .replace(/\r/g, '␍')
-    .replace(/\t/g, '⇥')
-    .replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return escapeControls(token.replace(/ /g, '␣').replace(/\n/g, '↵').replace(/\r/g, '␍').replace(/\t/g, '⇥'));
 }
 
 /**
@@ -217,15 +214,16 @@ export function wrapText(text: string, width: number, indent = ''): string[] {
 }
 
 /**
- * Tokens as `index:token` pairs separated by spaces, wrapped at `width` columns. Positions in
+ * Tokens as `index:token` pairs separated by spaces, wrapped at `width` columns (`numbers` gives
+ * the indices when the tokens are a selection). Positions in
  * `highlight` are shown bold (with colour) so a reader spots where two texts differ.
  */
-export function formatTokenList(tokens: readonly string[], opts: { highlight?: ReadonlySet<number>; color?: ColorDepth; width?: number } = {}): string {
+export function formatTokenList(tokens: readonly string[], opts: { highlight?: ReadonlySet<number>; color?: ColorDepth; width?: number; numbers?: readonly number[] } = {}): string {
   const width = opts.width ?? 100;
   const lines: string[] = [];
   let line = '';
   tokens.forEach((tok, i) => {
-    const plain = `${i}:${visibleToken(tok)}`;
+    const plain = `${opts.numbers?.[i] ?? i}:${visibleToken(tok)}`;
     const shown = opts.highlight?.has(i) && opts.color ? `${ESC}1;4m${plain}${RESET}` : plain;
     if (line && displayWidth(line) + 1 + displayWidth(plain) > width) {
       lines.push(line);
@@ -279,6 +277,8 @@ export interface HeatmapOptions {
   rowLabels: readonly string[];
   /** one label per column, e.g. the tokens */
   columnLabels: readonly string[];
+  /** the number printed above each column (default 0, 1, 2, …): the positions, when only some are shown */
+  columnNumbers?: readonly number[];
   /** what a negative value means, e.g. "␣Jones favoured" */
   negativeLabel?: string;
   /** what a positive value means */
@@ -299,10 +299,33 @@ export interface HeatmapOptions {
 }
 
 function formatValue(v: number, digits: number): string {
+  return num(v, digits, true);
+}
+
+/**
+ * A number with `digits` decimals as the reports print it: never "-0.000" (a value that rounds to
+ * zero prints as 0.000), with a "+" on positive values when `sign` is set.
+ */
+export function num(v: number, digits = 3, sign = false): string {
   if (!Number.isFinite(v)) return String(v);
   const s = v.toFixed(digits);
-  if (Number(s) === 0) return (0).toFixed(digits); // no "-0.00"
-  return v > 0 ? `+${s}` : s;
+  if (Number(s) === 0) return (0).toFixed(digits);
+  return sign && v > 0 ? `+${s}` : s;
+}
+
+/** A number inside a formula: negative values in parentheses, so "a − (−b)" never reads "a − -b". */
+export function term(v: number, digits = 3): string {
+  const s = num(v, digits);
+  return s.startsWith('-') ? `(${s})` : s;
+}
+
+/**
+ * The warning every experiment prints, and the charts repeat, when the checkpoint's config.json
+ * marks its weights as random (the test fixture, the benchmark's checkpoint).
+ */
+export function randomWeightsWarning(): string {
+  return 'This checkpoint has random weights (its config.json says so): the numbers exercise the arithmetic of the experiment, ' +
+    'but the model knows no language, so no pattern here is a finding about GPT-2.';
 }
 
 /** The one side of zero every finite value sits on, or null when they straddle it (or are 0). */
@@ -312,6 +335,16 @@ export function oneSide(values: readonly number[]): 'above' | 'below' | null {
   if (finite.every((v) => v > 0)) return 'above';
   if (finite.every((v) => v < 0)) return 'below';
   return null;
+}
+
+/**
+ * Whether colours centred on zero hide the differences between the cells: every cell within a
+ * fifth of the largest |value| of every other (e.g. all near −3.4 on a scale of ±3.65, when both
+ * runs favour the same token). The experiments then name a scale that shows them.
+ */
+export function zeroScaleHides(values: readonly number[]): boolean {
+  const [lo, hi] = extent(values);
+  return lo < hi && hi - lo < 0.2 * maxAbs(values);
 }
 
 /**
@@ -328,10 +361,12 @@ export function formatHeatmap(matrix: readonly (readonly number[])[], opts: Heat
   const nCols = opts.columnLabels.length;
   const rowW = Math.max(...opts.rowLabels.map(displayWidth)) + 1;
   const flat = matrix.flat().filter(Number.isFinite);
-  const maxAbs = Math.max(0, ...flat.map(Math.abs)) || 1;
-  const [lo, hi] = opts.domain ?? [-maxAbs, maxAbs];
+  const [smallest, largest] = flat.length ? extent(flat) : [0, 0];
+  const m = maxAbs(flat) || 1;
+  const [lo, hi] = opts.domain ?? [-m, m];
   const toT = (v: number) => (hi === lo ? 0 : (2 * (v - lo)) / (hi - lo) - 1); // lo → −1, hi → +1
-  const valueW = Math.max(...flat.map((v) => formatValue(v, digits).length), digits + 3) + 1;
+  const valueW = Math.max(formatValue(smallest, digits).length, formatValue(largest, digits).length, digits + 3) + 1; // the widest is an end
+  const number = (j: number) => opts.columnNumbers?.[j] ?? j;
 
   // Widest layout that fits: values in the cells, then colour-only blocks, then 1 column each.
   // Without colour the numbers are the only content, so keep them and cut the grid into blocks.
@@ -354,12 +389,12 @@ export function formatHeatmap(matrix: readonly (readonly number[])[], opts: Heat
     const cols = Array.from({ length: end - start }, (_, k) => start + k);
     if (start > 0) lines.push('');
     // column numbers: across when they fit in a cell, otherwise one digit per line, read downwards
-    const indexW = String(end - 1).length;
+    const indexW = Math.max(...cols.map((j) => String(number(j)).length));
     if (cellW > indexW) {
-      lines.push(dim((' '.repeat(rowW) + cols.map((j) => padStartW(String(j), cellW)).join('')).trimEnd(), depth));
+      lines.push(dim((' '.repeat(rowW) + cols.map((j) => padStartW(String(number(j)), cellW)).join('')).trimEnd(), depth));
     } else {
       for (let d = 0; d < indexW; d++) {
-        const digitsRow = cols.map((j) => padStartW(String(j).padStart(indexW, ' ')[d], cellW)).join('');
+        const digitsRow = cols.map((j) => padStartW(String(number(j)).padStart(indexW, ' ')[d], cellW)).join('');
         lines.push(dim((' '.repeat(rowW) + digitsRow).trimEnd(), depth));
       }
     }
@@ -378,7 +413,7 @@ export function formatHeatmap(matrix: readonly (readonly number[])[], opts: Heat
     });
   }
   if (!labelsAbove) {
-    lines.push('columns: ' + formatTokenList(opts.columnLabels, { width: Math.max(40, width - 9) }).replace(/\n/g, '\n         '));
+    lines.push('columns: ' + formatTokenList(opts.columnLabels, { width: Math.max(40, width - 9), numbers: opts.columnNumbers }).replace(/\n/g, '\n         '));
   }
 
   // Legend: a colour ramp from one end of the scale to the other, with what each end means.

@@ -18,7 +18,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { notRegularFile } from './files.ts';
 import { openSafetensors, SafetensorsError, type SafetensorsFile, type TensorInfo } from './safetensors.ts';
+import { preview, quoted } from './show.ts';
 
 export class CheckpointError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -190,8 +192,12 @@ export class Checkpoint {
 function readConfig(configPath: string): GPT2HParams {
   let text: string;
   try {
+    // a FIFO would make readFileSync wait for a writer forever
+    const what = notRegularFile(fs.statSync(configPath));
+    if (what) throw new CheckpointError(`${configPath} is ${what}, not a config.json file`);
     text = fs.readFileSync(configPath, 'utf8');
   } catch (err) {
+    if (err instanceof CheckpointError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new CheckpointError(`missing config.json: ${configPath} does not exist (it must sit beside model.safetensors)`);
     throw new CheckpointError(`missing config.json: ${configPath} cannot be read (${code ?? (err as Error).message}; it must sit beside model.safetensors)`);
@@ -228,22 +234,21 @@ export function parseConfig(text: string, where: string): GPT2HParams {
   const bad = (msg: string): never => { throw new CheckpointError(`${where}: ${msg}`); };
   // a login page or an error answered with "200 OK" is JSON too, but says nothing of a model
   if (!['n_layer', 'n_head', 'n_embd', 'vocab_size', 'n_positions'].some((k) => k in cfg)) {
-    const gist = JSON.stringify(cfg);
-    bad(`this is not a GPT-2 config.json: none of n_layer, n_head, n_embd, vocab_size, n_positions is in it (it says ${gist.length > 200 ? gist.slice(0, 200) + '…' : gist})`);
+    bad(`this is not a GPT-2 config.json: none of n_layer, n_head, n_embd, vocab_size, n_positions is in it (it says ${preview(cfg, 200)})`);
   }
   if (cfg.model_type !== undefined && cfg.model_type !== 'gpt2') {
-    bad(`'model_type' is ${JSON.stringify(cfg.model_type)}, but this loader reads only GPT-2 ("gpt2") checkpoints`);
+    bad(`'model_type' is ${preview(cfg.model_type)}, but this loader reads only GPT-2 ("gpt2") checkpoints`);
   }
   if (cfg.activation_function !== undefined && !GPT2_ACTIVATIONS.includes(cfg.activation_function as string)) {
-    bad(`'activation_function' is ${JSON.stringify(cfg.activation_function)}, but GPT-2 (and our model) uses "gelu_new"`);
+    bad(`'activation_function' is ${preview(cfg.activation_function)}, but GPT-2 (and our model) uses "gelu_new"`);
   }
   for (const [key, want] of Object.entries(GPT2_SWITCHES)) {
-    if (cfg[key] !== undefined && cfg[key] !== want) bad(`'${key}' is ${JSON.stringify(cfg[key])}; our model computes only GPT-2's ${JSON.stringify(want)}`);
+    if (cfg[key] !== undefined && cfg[key] !== want) bad(`'${key}' is ${preview(cfg[key])}; our model computes only GPT-2's ${JSON.stringify(want)}`);
   }
   const int = (key: string): number => {
     const v = cfg[key];
     if (v === undefined) bad(`missing required hyperparameter '${key}'`);
-    if (!Number.isSafeInteger(v) || (v as number) <= 0) bad(`'${key}' must be a positive integer, got ${JSON.stringify(v)}`);
+    if (!Number.isSafeInteger(v) || (v as number) <= 0) bad(`'${key}' must be a positive integer, got ${preview(v)}`);
     if ((v as number) > LIMITS[key]) bad(`'${key}' is ${v}, out of range (at most ${LIMITS[key]}; GPT-2 XL has ${({ n_layer: 48, n_head: 25, n_embd: 1600, vocab_size: 50257, n_positions: 1024 } as Record<string, number>)[key]})`);
     return v as number;
   };
@@ -258,7 +263,7 @@ export function parseConfig(text: string, where: string): GPT2HParams {
   };
   if (cfg.layer_norm_epsilon !== undefined) {
     const eps = cfg.layer_norm_epsilon;
-    if (typeof eps !== 'number' || !(eps > 0) || !(eps < 1)) bad(`'layer_norm_epsilon' must be a positive number below 1, got ${JSON.stringify(eps)}`);
+    if (typeof eps !== 'number' || !(eps > 0) || !(eps < 1)) bad(`'layer_norm_epsilon' must be a positive number below 1, got ${preview(eps)}`);
     hp.layer_norm_epsilon = eps as number;
   }
   // n_head appears in no tensor's shape, so this is the only check it gets
@@ -266,10 +271,10 @@ export function parseConfig(text: string, where: string): GPT2HParams {
     bad(`n_embd ${hp.n_embd} is not divisible by n_head ${hp.n_head}: 'n_head' or 'n_embd' is wrong (each head gets n_embd / n_head dimensions)`);
   }
   if (cfg.n_inner !== undefined && cfg.n_inner !== null && cfg.n_inner !== 4 * hp.n_embd) {
-    bad(`'n_inner' is ${JSON.stringify(cfg.n_inner)}, but GPT-2's MLP is 4 * n_embd = ${4 * hp.n_embd} wide`);
+    bad(`'n_inner' is ${preview(cfg.n_inner)}, but GPT-2's MLP is 4 * n_embd = ${4 * hp.n_embd} wide`);
   }
   if (cfg.n_ctx !== undefined && cfg.n_ctx !== hp.block_size) {
-    bad(`'n_ctx' ${JSON.stringify(cfg.n_ctx)} and 'n_positions' ${hp.block_size} disagree (GPT-2 has them equal)`);
+    bad(`'n_ctx' ${preview(cfg.n_ctx)} and 'n_positions' ${hp.block_size} disagree (GPT-2 has them equal)`);
   }
   return hp;
 }
@@ -289,13 +294,13 @@ export function checkConfigAgainstTensors(hp: GPT2HParams, tensors: ReadonlyMap<
                                           configPath: string, file: string, memory = availableMemory()): void {
   const find = (name: string) => tensors.get(name) ?? tensors.get('transformer.' + name);
   const wrong = (field: string, says: number, tensor: string, shape: number[], meaning: string): never => {
-    throw new CheckpointError(`${configPath}: '${field}' is ${says}, but ${file} has tensor '${tensor}' of shape ${showShape(shape)} `
+    throw new CheckpointError(`${configPath}: '${field}' is ${says}, but ${file} has tensor ${quoted(tensor)} of shape ${showShape(shape)} `
       + `(${meaning}): config.json does not belong to this checkpoint`);
   };
   for (const [name, rows, rowField] of [['wte.weight', hp.vocab_size, 'vocab_size'], ['wpe.weight', hp.block_size, 'n_positions']] as const) {
     const t = find(name);
     if (!t) throw new CheckpointError(`${file}: no tensor '${name}' (nor 'transformer.${name}'): not a GPT-2 checkpoint`);
-    if (t.shape.length !== 2) throw new CheckpointError(`${file}: tensor '${name}' has shape ${showShape(t.shape)}, expected 2 dimensions`);
+    if (t.shape.length !== 2) throw new CheckpointError(`${file}: tensor ${quoted(name)} has shape ${showShape(t.shape)}, expected 2 dimensions`);
     if (t.shape[0] !== rows) wrong(rowField, rows, name, t.shape, `${t.shape[0]} rows`);
     if (t.shape[1] !== hp.n_embd) wrong('n_embd', hp.n_embd, name, t.shape, `${t.shape[1]} columns`);
   }
@@ -311,7 +316,7 @@ export function checkConfigAgainstTensors(hp: GPT2HParams, tensors: ReadonlyMap<
     const beyond = sorted.filter((l) => l >= hp.n_layer).flatMap((l) => layers.get(l)!);
     const missing = Array.from({ length: hp.n_layer }, (_, i) => i).find((i) => !layers.has(i));
     const detail = beyond.length > 0
-      ? `; tensors past block h.${hp.n_layer - 1}: ${beyond.slice(0, 3).map((k) => `'${k}'`).join(', ')}${beyond.length > 3 ? ` (and ${beyond.length - 3} more)` : ''}`
+      ? `; tensors past block h.${hp.n_layer - 1}: ${beyond.slice(0, 3).map((k) => quoted(k)).join(', ')}${beyond.length > 3 ? ` (and ${beyond.length - 3} more)` : ''}`
       : missing !== undefined ? `; no tensor of block h.${missing}` : '';
     throw new CheckpointError(`${configPath}: 'n_layer' is ${hp.n_layer}, but ${file} holds ${have}${detail}: config.json does not belong to this checkpoint`);
   }

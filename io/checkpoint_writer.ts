@@ -65,6 +65,12 @@ export function gpt2Config(model: WritableModel, extra: Record<string, unknown> 
   };
 }
 
+/** Writes the checkpoint's two files, model.safetensors and config.json, into `dir` (made if missing). */
+export function writeCheckpoint(dir: string, model: WritableModel, config: Record<string, unknown>, opts: WriteOptions = {}): void {
+  fs.mkdirSync(dir, { recursive: true });
+  for (const [name, data] of checkpointFiles(model, config, opts)) fs.writeFileSync(path.join(dir, name), data);
+}
+
 /** The two files of the checkpoint as bytes, for an output set that is written all at once. */
 export function checkpointFiles(model: WritableModel, config: Record<string, unknown>, opts: WriteOptions = {}): Map<string, Uint8Array | string> {
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'checkpoint-'));

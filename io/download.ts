@@ -14,9 +14,15 @@
  *   3. A resumed request says `Range: bytes=<have>-` and `If-Range: <what the server called this
  *      file last time>`, so a server whose file changed sends the whole new file instead of a tail.
  *   4. The finished file's hash must equal the etag (sha256, or git's sha1 of a small file) before
- *      it is renamed into place. Only then does it get its final name.
+ *      it is renamed into place. Only then does it get its final name. Hex digests are compared
+ *      without regard to case. A server that gives no such hash (a mirror, a proxy) is refused,
+ *      unless the caller allows unverified files (MINGPT_ALLOW_UNVERIFIED=1), and then every such
+ *      file gets a loud warning: nothing tells its bytes from a changed file's.
  *   5. A lock file (`<file>.lock`, holding our pid) keeps two processes from writing the same
  *      `.partial` at once; the second one waits for the first.
+ *
+ * Redirects are followed by hand, to http(s) addresses only, never to one holding a user name or
+ * password; the token is never shown in a message.
  *
  * Transient trouble (HTTP 429 and 5xx, a dropped connection, 30 s without a byte) is retried a few
  * times with growing pauses, resuming where the bytes stopped. Everything else becomes a
@@ -27,6 +33,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { atomicWrite, fsyncPath } from './output.ts';
 import { ProgressBar } from './progress.ts';
+import { tryLock } from './lock.ts';
+import { shown } from './show.ts';
 
 export class DownloadError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -56,8 +64,10 @@ export interface DownloadOptions {
   retryDelayMs?: number;
   /** give up on a connection that delivers no byte for this long (default 30 s) */
   stallMs?: number;
-  /** refuse a file whose etag is no sha256 / git sha1 (nothing to check the bytes against); on for huggingface.co */
-  requireHash?: boolean;
+  /** accept, with a loud warning, a file whose etag is no sha256 / git sha1 (nothing to check its bytes against); refused otherwise */
+  allowUnverified?: boolean;
+  /** where that warning goes (default: stderr, even when quiet) */
+  warn?: (message: string) => void;
   /** checks the complete, hash-verified file before it gets its final name (throw to refuse it) */
   validate?: (file: string) => void;
 }
@@ -93,11 +103,43 @@ export function normalizeEtag(h: string | null): string | null {
   return h.replace(/^W\//, '').replace(/^"+|"+$/g, '');
 }
 
-/** Which hash an etag is: sha256 of an LFS file (64 hex), a git blob sha1 (40 hex), or neither. */
+/** Which hash an etag is: sha256 of an LFS file (64 hex), a git blob sha1 (40 hex), or neither. Hex in either case. */
 export function etagKind(etag: string): 'sha256' | 'git-sha1' | null {
-  if (/^[0-9a-f]{64}$/.test(etag)) return 'sha256';
-  if (/^[0-9a-f]{40}$/.test(etag)) return 'git-sha1';
+  if (/^[0-9a-f]{64}$/i.test(etag)) return 'sha256';
+  if (/^[0-9a-f]{40}$/i.test(etag)) return 'git-sha1';
   return null;
+}
+
+/** A URL for a message: escaped, cut, and with any user name or password replaced by ***. */
+function showUrl(url: string | URL): string {
+  try {
+    const u = new URL(url);
+    if (u.username) u.username = '***';
+    if (u.password) u.password = '***';
+    return shown(u.toString(), 200);
+  } catch {
+    return shown(String(url), 200);
+  }
+}
+
+/**
+ * Where a redirect from `at` leads, if it may be followed: an http(s) address without a user
+ * name or password (fetch would refuse one, or read a local file for file://).
+ */
+function redirectTarget(location: string, at: string): string {
+  let next: URL;
+  try {
+    next = new URL(location, at);
+  } catch {
+    throw new DownloadError(`${showUrl(at)} redirected to ${shown(location)}, which is not a valid address; nothing was downloaded`);
+  }
+  if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+    throw new DownloadError(`${showUrl(at)} redirected to ${showUrl(next)}, a ${shown(next.protocol)} address; only http and https addresses are followed, so nothing was downloaded`);
+  }
+  if (next.username || next.password) {
+    throw new DownloadError(`${showUrl(at)} redirected to ${showUrl(next)}, an address with a user name or password in it; such redirects are not followed, so nothing was downloaded`);
+  }
+  return next.toString();
 }
 
 /** "fetch failed: connect ECONNREFUSED 127.0.0.1:9" from undici's error and its cause. */
@@ -121,8 +163,8 @@ function parseContentRange(h: string | null): { start: number; total: number | n
 function httpError(res: Response, url: string, hasToken: boolean): DownloadError {
   const s = res.status;
   const hub = res.headers.get('x-error-message');
-  const said = hub ? ` The Hub says: "${hub}".` : '';
-  const head = `${url} answered HTTP ${s}${res.statusText ? ' ' + res.statusText : ''}.`;
+  const said = hub ? ` The Hub says: "${shown(hub, 300)}".` : '';
+  const head = `${showUrl(url)} answered HTTP ${s}${res.statusText ? ' ' + shown(res.statusText) : ''}.`;
   if (s === 401) {
     return new DownloadError(`${head}${said} The Hub wants a valid access token: ${hasToken
       ? 'the one in HF_TOKEN was refused (expired, or without read access?).'
@@ -160,15 +202,6 @@ function readNote(file: string): PartialNote | null {
 // -----------------------------------------------------------------------------------------------
 // the lock
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'; // exists, but is someone else's
-  }
-}
-
 /**
  * Takes `<dest>.lock` (created exclusively, holding our pid). While another live process holds
  * it we wait; a lock whose process is gone (killed mid-download) is taken over.
@@ -199,25 +232,15 @@ const heldHere = new Map<string, Promise<void>>();
 async function takeLockFile(lockFile: string, label: string, quiet: boolean, pollMs: number): Promise<void> {
   let told = false;
   for (;;) {
+    let holder: number | null;
     try {
-      const fd = fs.openSync(lockFile, 'wx');
-      fs.writeSync(fd, `${process.pid}\n`);
-      fs.closeSync(fd);
-      return;
+      holder = tryLock(lockFile);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new DownloadError(`cannot create the lock file ${lockFile} (${(err as NodeJS.ErrnoException).code ?? describe(err)}): is its folder writable?`, { cause: err });
-      }
+      throw new DownloadError(`cannot create the lock file ${lockFile} (${(err as NodeJS.ErrnoException).code ?? describe(err)}): is its folder writable?`, { cause: err });
     }
-    let pid = NaN;
-    try { pid = Number.parseInt(fs.readFileSync(lockFile, 'utf8'), 10); } catch { continue; /* just released */ }
-    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || !alive(pid)) {
-      // left behind by a process that is gone (our own pid: an earlier life of it): take it over (rename first, so only one taker wins)
-      try { fs.renameSync(lockFile, `${lockFile}.stale-${process.pid}`); fs.rmSync(`${lockFile}.stale-${process.pid}`, { force: true }); } catch { /* someone else took it */ }
-      continue;
-    }
+    if (holder === null) return;
     if (!told && !quiet) {
-      process.stderr.write(`${label}: process ${pid} is downloading this file already; waiting for it to finish (lock ${lockFile})\n`);
+      process.stderr.write(`${label}: process ${holder} is downloading this file already; waiting for it to finish (lock ${lockFile})\n`);
       told = true;
     }
     await sleep(pollMs);
@@ -267,7 +290,7 @@ interface Ctx {
  */
 async function request(url: string, init: RequestInit, c: Ctx): Promise<{ res: Response; alive: () => void; stop: () => void; signal: AbortSignal }> {
   const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(new TransientError(`no data from ${url} for ${c.stallMs / 1000} s: the connection stalled.`)), c.stallMs);
+  const timer = setTimeout(() => ac.abort(new TransientError(`no data from ${showUrl(url)} for ${c.stallMs / 1000} s: the connection stalled.`)), c.stallMs);
   const headers: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': 'mingpt-ts', ...(init.headers as Record<string, string>) };
   if (c.token && origin(url) === c.hubOrigin) headers.authorization = `Bearer ${c.token}`;
   try {
@@ -280,13 +303,18 @@ async function request(url: string, init: RequestInit, c: Ctx): Promise<{ res: R
     // closed by the other side) may work the next time, so that is tried again
     const code = ((err as Error).cause as { code?: string } | undefined)?.code;
     if (code && !OFFLINE_CODES.has(code)) {
-      throw new TransientError(`the connection to ${origin(url)} broke before it answered (${describe(err)}).`, { cause: err });
+      throw new TransientError(`the connection to ${showUrl(origin(url))} broke before it answered (${scrub(describe(err), c.token)}).`, { cause: err });
     }
-    throw new DownloadError(`could not reach ${origin(url)} for ${url} (${describe(err)}). This machine seems to be offline, or the address is wrong.`, { cause: err });
+    throw new DownloadError(`could not reach ${showUrl(origin(url))} for ${showUrl(url)} (${scrub(describe(err), c.token)}). This machine seems to be offline, or the address is wrong.`, { cause: err });
   }
 }
 
 /** Errors that mean the server cannot be reached at all (no network, no such host, nothing listening). */
+/** `text` with the token, should an error quote it, replaced by <HF_TOKEN>; escaped and cut. */
+function scrub(text: string, token: string | undefined): string {
+  return shown(token ? text.split(token).join('<HF_TOKEN>') : text, 300);
+}
+
 const OFFLINE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH', 'ENETDOWN', 'EHOSTDOWN']);
 
 const isRedirect = (s: number) => s === 301 || s === 302 || s === 303 || s === 307 || s === 308;
@@ -304,8 +332,8 @@ export async function headFile(url: string, c: Ctx): Promise<HubFileInfo> {
     const linkedSize = res.headers.get('x-linked-size');
     if (isRedirect(res.status)) {
       const location = res.headers.get('location');
-      if (!location) throw new DownloadError(`${at} answered HTTP ${res.status} (a redirect) without saying where to (no Location header)`);
-      const next = new URL(location, at).toString();
+      if (!location) throw new DownloadError(`${showUrl(at)} answered HTTP ${res.status} (a redirect) without saying where to (no Location header)`);
+      const next = redirectTarget(location, at);
       if (linkedEtag || origin(next) !== origin(at)) {
         // an LFS file: the Hub told us what it is; the bytes come from `next` (its CDN).
         // Like huggingface_hub, a redirect to another site is never asked for the file's identity
@@ -318,19 +346,17 @@ export async function headFile(url: string, c: Ctx): Promise<HubFileInfo> {
     const etag = linkedEtag ?? normalizeEtag(res.headers.get('etag'));
     return finishInfo(url, etag, linkedSize ?? res.headers.get('content-length'), at, commit);
   }
-  throw new DownloadError(`${url}: more than ${MAX_REDIRECTS} redirects`);
+  throw new DownloadError(`${showUrl(url)}: more than ${MAX_REDIRECTS} redirects`);
 }
 
+/** The HEAD's answer as HubFileInfo; a hash etag in lower case, no etag at all as '' (nothing to verify). */
 function finishInfo(url: string, etag: string | null, size: string | null, downloadUrl: string, commit: string | null): HubFileInfo {
-  if (!etag) {
-    throw new DownloadError(`${url}: the server did not say which version of the file it serves (no ETag or X-Linked-Etag header), `
-      + `so the download could not be checked. Is HF_ENDPOINT a Hugging Face Hub?`);
-  }
   const n = Number(size);
   if (size === null || !Number.isSafeInteger(n) || n < 0) {
-    throw new DownloadError(`${url}: the server did not say how large the file is (no X-Linked-Size or Content-Length header)`);
+    throw new DownloadError(`${showUrl(url)}: the server did not say how large the file is (no X-Linked-Size or Content-Length header)`);
   }
-  return { etag, size: n, downloadUrl, commit };
+  const e = etag ?? '';
+  return { etag: etagKind(e) ? e.toLowerCase() : e, size: n, downloadUrl, commit };
 }
 
 // -----------------------------------------------------------------------------------------------
@@ -354,10 +380,7 @@ export async function downloadVerified(url: string, dest: string, opts: Download
     for (let attempt = 0; ; attempt++) {
       try {
         const info = await headFile(url, c);
-        if (opts.requireHash && !etagKind(info.etag)) {
-          throw new DownloadError(`${url}: the Hub did not give the file's sha256 (its etag is ${JSON.stringify(info.etag)}), so the download `
-            + `could not be checked; a proxy between this machine and the Hub may have changed the answer`);
-        }
+        if (!etagKind(info.etag)) unverified(url, info, dest, label, opts, !!opts.allowUnverified);
         await fetchToPartial(info, dest, c, label, opts);
         const outcome = verifyAndInstall(info, dest, label, opts);
         if (outcome === 'installed') return info;
@@ -370,6 +393,7 @@ export async function downloadVerified(url: string, dest: string, opts: Download
         attempt--;
       } catch (err) {
         if (!(err instanceof TransientError) || attempt >= retries) {
+          tidy(dest);
           if (err instanceof TransientError) {
             const kept = fs.existsSync(dest + '.partial') && fs.statSync(dest + '.partial').size > 0;
             const what = err.message.includes(label) || err.message.includes(url) ? '' : `${label}: `;
@@ -388,13 +412,40 @@ export async function downloadVerified(url: string, dest: string, opts: Download
   }
 }
 
+/**
+ * A file the server gave no hash for: refused, or (allowed) accepted with a warning that says
+ * plainly what that means, printed even when the progress bars are quiet.
+ */
+function unverified(url: string, info: HubFileInfo, dest: string, label: string, o: DownloadOptions, allowed: boolean): void {
+  const what = info.etag ? `its ETag ${shown(JSON.stringify(info.etag), 80)} is no sha256 or git sha1` : 'it sent no ETag at all';
+  if (!allowed) {
+    throw new DownloadError(`${showUrl(url)}: the server did not give the file's hash (${what}), so the download cannot be checked: `
+      + `a mirror or proxy that serves changed bytes would go unnoticed, and every number computed with them would be wrong. `
+      + `Use a server that passes on the Hub's ETag headers (huggingface.co does), or, if you trust this one, `
+      + `set MINGPT_ALLOW_UNVERIFIED=1 to accept the file without a check`);
+  }
+  (o.warn ?? ((m: string) => process.stderr.write(m)))(`WARNING: ${label} is NOT verified: ${showUrl(url)} gave no hash for it (${what}). `
+    + `It is used because MINGPT_ALLOW_UNVERIFIED is set; if the server changed its bytes, every number computed with it is wrong. `
+    + `Delete ${dest} to download it again.\n`);
+}
+
+/** After a failure that is not retried: a `.partial` with no bytes in it, and its note, are of no use; remove them. */
+function tidy(dest: string): void {
+  const partial = dest + '.partial';
+  try {
+    if (fs.existsSync(partial) && fs.statSync(partial).size > 0) return;
+    fs.rmSync(partial, { force: true });
+    fs.rmSync(partial + '.json', { force: true });
+  } catch { /* leave them */ }
+}
+
 /** Makes `<dest>.partial` hold all of the file `info` describes (resuming when it safely can). */
 async function fetchToPartial(info: HubFileInfo, dest: string, c: Ctx, label: string, o: DownloadOptions): Promise<void> {
   const partial = dest + '.partial';
   const noteFile = partial + '.json';
   let note = readNote(noteFile);
   let have = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
-  if (have > 0 && (!note || note.etag !== info.etag || note.size !== info.size || have > info.size)) {
+  if (have > 0 && (!note || !info.etag || note.etag !== info.etag || note.size !== info.size || have > info.size)) {
     // bytes of another version of the file (or of unknown origin): never append to them
     if (!o.quiet) process.stderr.write(`${label}: ${partial} is from ${note ? 'another version of the file' : 'an unknown download'}; starting again\n`);
     fs.rmSync(partial, { force: true });
@@ -423,8 +474,8 @@ async function fetchToPartial(info: HubFileInfo, dest: string, c: Ctx, label: st
     r.stop();
     await r.res.body?.cancel();
     const location = r.res.headers.get('location');
-    if (!location || hop >= MAX_REDIRECTS) throw new DownloadError(`${at}: a redirect ${location ? 'loop' : 'without a Location header'}`);
-    at = new URL(location, at).toString();
+    if (!location || hop >= MAX_REDIRECTS) throw new DownloadError(`${showUrl(at)}: a redirect ${location ? 'loop' : 'without a Location header'}`);
+    at = redirectTarget(location, at);
     r = await request(at, { headers }, c);
   }
   const { res, alive, stop, signal } = r;
@@ -433,7 +484,7 @@ async function fetchToPartial(info: HubFileInfo, dest: string, c: Ctx, label: st
       // our Range starts past the end: the partial is not what we thought; start over
       await res.body?.cancel();
       fs.rmSync(partial, { force: true });
-      throw Object.assign(new TransientError(`${at} refused to resume at byte ${have} (HTTP 416).`), { retryAfter: 0 });
+      throw Object.assign(new TransientError(`${showUrl(at)} refused to resume at byte ${have} (HTTP 416).`), { retryAfter: 0 });
     }
     if (!res.ok || !res.body) {
       await res.body?.cancel();
@@ -444,7 +495,7 @@ async function fetchToPartial(info: HubFileInfo, dest: string, c: Ctx, label: st
     const expectBody = res.status === 206 ? info.size - have : info.size;
     if (announced !== null && (res.headers.get('content-encoding') ?? 'identity') === 'identity' && Number(announced) !== expectBody) {
       await res.body.cancel();
-      throw new DownloadError(`${at} answered with ${announced} bytes, but the Hub says ${label} is ${info.size} bytes`
+      throw new DownloadError(`${showUrl(at)} answered with ${shown(announced)} bytes, but the Hub says ${label} is ${info.size} bytes`
         + `${res.status === 206 ? ` (${expectBody} of them still missing)` : ''}: not the file (an error page?); ${dest} was not created`);
     }
     let start = 0;
@@ -453,7 +504,7 @@ async function fetchToPartial(info: HubFileInfo, dest: string, c: Ctx, label: st
       if (!range || range.start !== have || (range.total !== null && range.total !== info.size)) {
         await res.body.cancel();
         fs.rmSync(partial, { force: true });
-        throw Object.assign(new TransientError(`${at} sent bytes ${res.headers.get('content-range')} when asked for ${have}- of ${info.size}.`), { retryAfter: 0 });
+        throw Object.assign(new TransientError(`${showUrl(at)} sent bytes ${shown(String(res.headers.get('content-range')))} when asked for ${have}- of ${info.size}.`), { retryAfter: 0 });
       }
       start = have;
     } else {
@@ -476,7 +527,7 @@ async function fetchToPartial(info: HubFileInfo, dest: string, c: Ctx, label: st
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
         alive();
         if (received + chunk.length > info.size) {
-          throw new DownloadError(`${at} sent more than the ${info.size} bytes the Hub announced for ${label}; ${dest} was not created`);
+          throw new DownloadError(`${showUrl(at)} sent more than the ${info.size} bytes the Hub announced for ${label}; ${dest} was not created`);
         }
         for (let done = 0; done < chunk.length;) done += fs.writeSync(fd, chunk, done, chunk.length - done);
         received += chunk.length;

@@ -6,7 +6,9 @@
  */
 import { GPT } from '../mingpt/model.ts';
 import { Checkpoint, CheckpointError } from './checkpoint.ts';
-import { ensurePretrained } from './pretrained.ts';
+import path from 'node:path';
+import { defaultWeightsDir, ensurePretrained } from './pretrained.ts';
+import { quoted } from './show.ts';
 
 /**
  * Load a GPT-2-layout checkpoint in the Hugging Face safetensors format: a directory with
@@ -37,7 +39,7 @@ export function loadGPT(fileOrDir: string, opts: { untie_lm_head?: boolean } = {
     // like minGPT's from_pretrained, insist that the two sets of names match exactly
     const unused = ckpt.unusedTensors();
     if (unused.length)
-      throw new CheckpointError(`${ckpt.file}: tensors the GPT-2 layout has no place for: ${unused.slice(0, 5).join(', ')}${unused.length > 5 ? ` (and ${unused.length - 5} more)` : ''}`);
+      throw new CheckpointError(`${ckpt.file}: tensors the GPT-2 layout has no place for: ${unused.slice(0, 5).map((k) => quoted(k)).join(', ')}${unused.length > 5 ? ` (and ${unused.length - 5} more)` : ''}`);
     model.source = { file: ckpt.file, raw_config: hp.raw };
     return model;
   } finally {
@@ -47,7 +49,17 @@ export function loadGPT(fileOrDir: string, opts: { untie_lm_head?: boolean } = {
 
 /** GPT-2 by name: found in weights/<name>/ or the Hugging Face cache, or downloaded (./pretrained.ts). */
 export async function loadPretrained(model_type: string): Promise<GPT> {
-  const model = loadGPT(await ensurePretrained(model_type));
+  const dir = await ensurePretrained(model_type);
+  let model: GPT;
+  try {
+    model = loadGPT(dir);
+  } catch (err) {
+    // a copy that was damaged after it was downloaded (or placed there by hand) fails every run: say how to start over
+    if (err instanceof CheckpointError && path.resolve(dir).startsWith(defaultWeightsDir() + path.sep)) {
+      throw new CheckpointError(`${err.message}\nThis is the copy of ${model_type} in ${dir}: delete that folder to download it again.`, { cause: err });
+    }
+    throw err;
+  }
   model.config.model_type = model_type;
   return model;
 }

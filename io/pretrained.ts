@@ -9,15 +9,18 @@
  *   3. a download from the Hugging Face Hub ($HF_ENDPOINT, default https://huggingface.co) into
  *      weights/<name>/, unless HF_HUB_OFFLINE=1. download.ts checks every byte against the
  *      sha256 the Hub announces before a file gets its final name; $HF_TOKEN is sent to the Hub
- *      for gated or private repositories.
+ *      for gated or private repositories. The two files are also checked against each other
+ *      before the second one gets its final name, so weights/<name>/ never holds a pair that
+ *      fails every later run; what a failed check downloaded is deleted again.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Checkpoint, CheckpointError, parseConfig } from './checkpoint.ts';
+import { Checkpoint, CheckpointError, checkConfigAgainstTensors, parseConfig } from './checkpoint.ts';
 import { DownloadError, downloadVerified } from './download.ts';
-import { openSafetensors } from './safetensors.ts';
+import { openSafetensors, SafetensorsError } from './safetensors.ts';
+import { shown } from './show.ts';
 
 export const PRETRAINED = ['gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'] as const;
 
@@ -32,7 +35,7 @@ export interface EnsurePretrainedOptions {
   /** where downloads go and local copies are looked for (default <repo>/weights) */
   weightsDir?: string;
   /** environment to read HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HOME, XDG_CACHE_HOME, HOME, HF_ENDPOINT,
-   *  HF_TOKEN, HF_HUB_OFFLINE, MINGPT_QUIET from (default process.env) */
+   *  HF_TOKEN, HF_HUB_OFFLINE, MINGPT_ALLOW_UNVERIFIED, MINGPT_QUIET from (default process.env) */
   env?: NodeJS.ProcessEnv;
   fetchImpl?: typeof fetch;
   /** no progress bar */
@@ -41,6 +44,8 @@ export interface EnsurePretrainedOptions {
   retries?: number;
   retryDelayMs?: number;
   stallMs?: number;
+  /** where the warning about a file accepted unverified goes (default stderr) */
+  warn?: (message: string) => void;
 }
 
 const FILES = ['config.json', 'model.safetensors'] as const;
@@ -102,7 +107,71 @@ export function findInHFCache(name: string, env: NodeJS.ProcessEnv = process.env
   return null;
 }
 
+/**
+ * The files `--model name` reads, wherever they are or would be downloaded to: weights/<name>/
+ * and the Hugging Face cache's snapshot (so that nothing is ever written over them).
+ */
+export function pretrainedFiles(name: string, env: NodeJS.ProcessEnv = process.env, weightsDir = defaultWeightsDir()): string[] {
+  const dirs = [path.join(weightsDir, name)];
+  const cached = findInHFCache(name, env);
+  if (cached) dirs.push(cached);
+  return dirs.flatMap((d) => FILES.map((f) => path.join(d, f)));
+}
+
 const truthy = (v: string | undefined) => !!v && ['1', 'true', 'yes', 'on'].includes(v.toLowerCase());
+
+/** $HF_ENDPOINT (default https://huggingface.co) without trailing slashes, if it is an http(s) address. */
+function hubEndpoint(env: NodeJS.ProcessEnv): string {
+  const raw = env.HF_ENDPOINT || 'https://huggingface.co';
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new PretrainedError(`HF_ENDPOINT is not a valid address (${shown(raw)}): set it to the Hub's address, e.g. https://huggingface.co, or unset it`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new PretrainedError(`HF_ENDPOINT must be an http:// or https:// address, not ${shown(raw)}: set it to the Hub's address, e.g. https://huggingface.co, or unset it`);
+  }
+  if (u.username || u.password) {
+    throw new PretrainedError('HF_ENDPOINT holds a user name or password (not shown here), which cannot be sent that way: remove them from it, and give an access token in HF_TOKEN instead');
+  }
+  return raw.replace(/\/+$/, '');
+}
+
+/**
+ * The access token ($HF_TOKEN, or the older $HUGGING_FACE_HUB_TOKEN), without surrounding white
+ * space, as huggingface_hub reads it. One that cannot be sent in an HTTP header (a line break or
+ * other control character inside it, a character outside ASCII) is refused, and never printed.
+ */
+function hubToken(env: NodeJS.ProcessEnv): string | undefined {
+  const name = env.HF_TOKEN ? 'HF_TOKEN' : 'HUGGING_FACE_HUB_TOKEN';
+  const token = (env[name] ?? '').trim();
+  if (token === '') return undefined;
+  const bad = [...token].findIndex((ch) => !/^[\x21-\x7e]$/.test(ch));
+  if (bad >= 0) {
+    const ch = [...token][bad];
+    const what = ch === '\n' || ch === '\r' ? 'a line break' : /\s/.test(ch) ? 'a space' : ch < ' ' || ch === '\x7f' ? 'a control character' : 'a character outside ASCII';
+    throw new PretrainedError(`${name} is malformed: it holds ${what} (character ${bad + 1} of ${[...token].length}; the token itself is not shown). `
+      + `A token is one word of letters and digits: copy it again from https://huggingface.co/settings/tokens, or unset ${name}`);
+  }
+  return token;
+}
+
+/**
+ * Checks a downloaded file against its partner before it gets its final name: a config.json on
+ * its own (and against the model, if that is there), a model against the config.json beside it.
+ */
+function checkPair(configFile: string, modelFile: string, name: string): void {
+  const hp = parseConfig(fs.readFileSync(configFile, 'utf8'), `${name}/config.json`);
+  if (!fs.existsSync(modelFile)) return;
+  const st = openSafetensors(modelFile);
+  try {
+    // (the memory check waits for the final open: a model too large for this machine is still the right file)
+    checkConfigAgainstTensors(hp, st.tensors, `${name}/config.json`, `${name}/model.safetensors`, Infinity);
+  } finally {
+    st.close();
+  }
+}
 
 /**
  * Makes sure GPT-2 `model_type` is on disk and returns a directory that Checkpoint.open accepts.
@@ -127,7 +196,8 @@ export async function ensurePretrained(model_type: string, opts: EnsurePretraine
     throw new PretrainedError(`${model_type} is not on this machine (not in ${dir}, nor in the Hugging Face cache ${hfHubCacheDir(env)}), `
       + `and HF_HUB_OFFLINE is set, so it is not downloaded.\n${help}`);
   }
-  const endpoint = (env.HF_ENDPOINT || 'https://huggingface.co').replace(/\/+$/, '');
+  const endpoint = hubEndpoint(env);
+  const token = hubToken(env);
   const madeDir = !fs.existsSync(dir);
   try {
     fs.mkdirSync(dir, { recursive: true });
@@ -135,33 +205,45 @@ export async function ensurePretrained(model_type: string, opts: EnsurePretraine
     const code = (err as NodeJS.ErrnoException).code ?? String(err);
     throw new PretrainedError(`cannot create ${dir} to download ${model_type} into (${code}): make ${weightsDir} writable, or\n${help}`, { cause: err });
   }
+  const downloaded: string[] = [];
+  const found = FILES.filter((f) => fs.existsSync(path.join(dir, f)));
   try {
     for (const file of FILES) {
       const dest = path.join(dir, file);
       if (fs.existsSync(dest)) continue;
       await downloadVerified(`${endpoint}/openai-community/${model_type}/resolve/main/${file}`, dest, {
         fetchImpl: opts.fetchImpl,
-        token: env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || undefined,
+        token,
         quiet: !!opts.quiet,
         env,
         label: `${model_type}/${file}`,
         retries: opts.retries,
         retryDelayMs: opts.retryDelayMs,
         stallMs: opts.stallMs,
-        // huggingface.co always names a file by its hash; a mirror ($HF_ENDPOINT) might not
-        requireHash: endpoint === 'https://huggingface.co',
+        allowUnverified: truthy(env.MINGPT_ALLOW_UNVERIFIED),
+        warn: opts.warn,
         validate: file === 'config.json'
-          ? (f) => { parseConfig(fs.readFileSync(f, 'utf8'), `${model_type}/config.json`); }
-          : (f) => { openSafetensors(f).close(); },
+          ? (f) => checkPair(f, path.join(dir, 'model.safetensors'), model_type)
+          : (f) => checkPair(path.join(dir, 'config.json'), f, model_type),
       });
+      downloaded.push(dest);
     }
   } catch (err) {
+    let note = '';
+    const cause = (err as Error).cause;
+    if (err instanceof DownloadError && (cause instanceof CheckpointError || cause instanceof SafetensorsError)) {
+      // the two files do not go together: what this run downloaded goes (a half pair would fail
+      // every later run); a file that was there before is the user's to judge
+      for (const f of downloaded) fs.rmSync(f, { force: true });
+      if (downloaded.length) note += ` ${downloaded.map((f) => path.basename(f)).join(' and ')}, downloaded with it, was deleted too.`;
+      if (found.length) note += ` ${found.map((f) => path.join(dir, f)).join(' and ')} was there before this download: if it is not the Hub's file, delete it (or the folder ${dir}) and run again.`;
+    }
     // nothing downloaded at all: leave no empty weights/<name>/ behind (a .partial stays, to resume)
     try {
       if (madeDir && fs.readdirSync(dir).length === 0) fs.rmdirSync(dir);
     } catch { /* leave it */ }
     if (err instanceof DownloadError || err instanceof CheckpointError) {
-      throw new PretrainedError(`could not download ${model_type}: ${err.message}\n${help}`, { cause: err });
+      throw new PretrainedError(`could not download ${model_type}: ${err.message}${note}\n${help}`, { cause: err });
     }
     const code = (err as NodeJS.ErrnoException).code;
     if (code) throw new PretrainedError(`could not download ${model_type} into ${dir}: ${(err as Error).message}\n${help}`, { cause: err });
@@ -171,7 +253,7 @@ export async function ensurePretrained(model_type: string, opts: EnsurePretraine
   try {
     Checkpoint.open(dir).close();
   } catch (err) {
-    if (err instanceof CheckpointError) throw new PretrainedError(`the downloaded ${model_type} cannot be used: ${err.message}`, { cause: err });
+    if (err instanceof CheckpointError) throw new PretrainedError(`the downloaded ${model_type} cannot be used: ${err.message}\nDelete the folder ${dir} to download it again.`, { cause: err });
     throw err;
   }
   return dir;

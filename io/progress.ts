@@ -21,6 +21,12 @@ export interface ProgressOptions {
   env?: NodeJS.ProcessEnv;
   /** the clock, in milliseconds (default Date.now); tests pass a fake */
   now?: () => number;
+  /**
+   * The share of the whole work (0 … 1) that `done` units are, when units cost unequal time (a
+   * patch in layer 0 recomputes every block, one in the last layer one block): the ETA follows it
+   * instead of assuming every unit costs the same. Default done / total.
+   */
+  workDone?: (done: number) => number;
 }
 
 const BAR_WIDTH = 20;
@@ -50,6 +56,7 @@ export class ProgressBar {
   private readonly stream: { write(s: string): unknown; isTTY?: boolean };
   private readonly tty: boolean;
   private readonly now: () => number;
+  private readonly workDone?: (done: number) => number;
   private readonly start: number;
   private doneCount = 0;
   private lastDraw = 0;
@@ -62,6 +69,7 @@ export class ProgressBar {
     this.unit = opts.unit ?? '';
     this.stream = opts.stream ?? process.stderr;
     this.now = opts.now ?? Date.now;
+    this.workDone = opts.workDone;
     this.start = this.now();
     this.tty = !!this.stream.isTTY;
     this.silent = !!opts.quiet || !!(opts.env ?? process.env).MINGPT_QUIET;
@@ -127,7 +135,10 @@ export class ProgressBar {
       parts.push(`${this.amount(this.doneCount)} / ${this.amount(this.total)}`);
       if (rateStr) parts.push(rateStr);
       if (this.finished) parts.push(`in ${formatDuration(elapsed)}`);
-      else if (rate > 0) parts.push(`ETA ${formatDuration((this.total - this.doneCount) / rate)}`);
+      else if (rate > 0) {
+        const share = this.workDone ? this.workDone(this.doneCount) : this.doneCount / this.total;
+        if (share > 0) parts.push(`ETA ${formatDuration((elapsed * (1 - share)) / share)}`);
+      }
     } else {
       parts.push(this.amount(this.doneCount));
       if (rateStr) parts.push(rateStr);

@@ -17,6 +17,9 @@
  */
 import fs from 'node:fs';
 import os from 'node:os';
+import { notRegularFile } from './files.ts';
+import { discardTemporary, installTemporary, temporaryFor } from './output.ts';
+import { preview, quoted } from './show.ts';
 
 export class SafetensorsError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -137,7 +140,7 @@ export class SafetensorsFile {
 
   private info(name: string): TensorInfo {
     const t = this.tensors.get(name);
-    if (!t) throw new SafetensorsError(`${this.path}: no tensor named '${name}'`);
+    if (!t) throw new SafetensorsError(`${this.path}: no tensor named ${quoted(name)}`);
     return t;
   }
 
@@ -146,7 +149,7 @@ export class SafetensorsFile {
     const t = this.info(name);
     const n = product(t.shape);
     if (out.length !== n) {
-      throw new SafetensorsError(`${this.path}: tensor '${name}' has ${n} elements (shape ${showShape(t.shape)}) but the destination holds ${out.length}`);
+      throw new SafetensorsError(`${this.path}: tensor ${quoted(name)} has ${n} elements (shape ${showShape(t.shape)}) but the destination holds ${out.length}`);
     }
     this.readF32Range(name, 0, out);
   }
@@ -156,7 +159,7 @@ export class SafetensorsFile {
     const t = this.info(name);
     const n = product(t.shape);
     if (!Number.isInteger(start) || start < 0 || start + out.length > n) {
-      throw new SafetensorsError(`${this.path}: tensor '${name}': elements [${start}, ${start + out.length}) are outside its ${n} elements`);
+      throw new SafetensorsError(`${this.path}: tensor ${quoted(name)}: elements [${start}, ${start + out.length}) are outside its ${n} elements`);
     }
     const fd = this.openFd(name);
     const bpe = BYTES_PER_ELEMENT[t.dtype];
@@ -182,7 +185,7 @@ export class SafetensorsFile {
   }
 
   private openFd(name: string): number {
-    if (this.fd === null) throw new SafetensorsError(`${this.path}: cannot read tensor '${name}': the file was closed`);
+    if (this.fd === null) throw new SafetensorsError(`${this.path}: cannot read tensor ${quoted(name)}: the file was closed`);
     return this.fd;
   }
 
@@ -192,7 +195,7 @@ export class SafetensorsFile {
       const len = Math.min(dst.length - done, MAX_IO_BYTES);
       const got = fs.readSync(fd, dst, done, len, pos + done);
       if (got === 0) {
-        throw new SafetensorsError(`${this.path}: tensor '${name}': unexpected end of file at byte ${pos + done} (was the file truncated after it was opened?)`);
+        throw new SafetensorsError(`${this.path}: tensor ${quoted(name)}: unexpected end of file at byte ${pos + done} (was the file truncated after it was opened?)`);
       }
       done += got;
     }
@@ -214,8 +217,12 @@ export function openSafetensors(path: string, opts: OpenOptions = {}): Safetenso
   checkLittleEndian();
   let fd: number;
   try {
+    // a folder would give EISDIR, and opening a FIFO waits for a writer forever
+    const what = notRegularFile(fs.statSync(path));
+    if (what) throw new SafetensorsError(`${path} is ${what}, not a safetensors file`);
     fd = fs.openSync(path, 'r');
   } catch (err) {
+    if (err instanceof SafetensorsError) throw err;
     throw new SafetensorsError(`${path}: cannot open: ${(err as Error).message}`, { cause: err });
   }
   try {
@@ -251,7 +258,7 @@ function readHeader(path: string, fd: number) {
     fail('header is not valid UTF-8: not a safetensors file, or damaged');
   }
   if (!headerText.startsWith('{')) {
-    fail(`header does not start with '{' (it starts with ${JSON.stringify(headerText.slice(0, 16))}): not a safetensors file, or the header length is wrong`);
+    fail(`header does not start with '{' (it starts with ${preview(headerText.slice(0, 16))}): not a safetensors file, or the header length is wrong`);
   }
   let header: unknown;
   try {
@@ -274,25 +281,25 @@ function readHeader(path: string, fd: number) {
     if (name === '__metadata__') {
       if (typeof value !== 'object' || value === null || Array.isArray(value)
           || !Object.values(value).every((v) => typeof v === 'string')) {
-        fail(`__metadata__ must be an object of strings, got ${JSON.stringify(value)}`);
+        fail(`__metadata__ must be an object of strings, got ${preview(value)}`);
       }
       metadata = value as Record<string, string>;
       continue;
     }
-    const bad = (msg: string): never => fail(`tensor '${name}': ${msg}`);
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) bad(`entry is not an object: ${JSON.stringify(value)}`);
+    const bad = (msg: string): never => fail(`tensor ${quoted(name)}: ${msg}`);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) bad(`entry is not an object: ${preview(value)}`);
     const { dtype, shape, data_offsets } = value as Record<string, unknown>;
-    if (typeof dtype !== 'string') bad(`dtype missing or not a string: ${JSON.stringify(dtype)}`);
+    if (typeof dtype !== 'string') bad(`dtype missing or not a string: ${preview(dtype)}`);
     if (!Object.hasOwn(BYTES_PER_ELEMENT, dtype as string)) {
       const known = OTHER_DTYPES.includes(dtype as string) ? 'unsupported' : 'unknown';
-      bad(`${known} dtype '${dtype}' (we read F32, F16 and BF16; convert the checkpoint to one of those)`);
+      bad(`${known} dtype ${quoted(dtype as string)} (we read F32, F16 and BF16; convert the checkpoint to one of those)`);
     }
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      bad(`shape must be a list of non-negative integers, got ${JSON.stringify(shape)}`);
+      bad(`shape must be a list of non-negative integers, got ${preview(shape)}`);
     }
     if (!Array.isArray(data_offsets) || data_offsets.length !== 2
         || !data_offsets.every((d) => Number.isSafeInteger(d) && d >= 0) || data_offsets[0] > data_offsets[1]) {
-      bad(`data_offsets must be [begin, end] with 0 <= begin <= end, got ${JSON.stringify(data_offsets)}`);
+      bad(`data_offsets must be [begin, end] with 0 <= begin <= end, got ${preview(data_offsets)}`);
     }
     const [begin, end] = data_offsets as number[];
     const bpe = BYTES_PER_ELEMENT[dtype as Dtype];
@@ -318,9 +325,9 @@ function readHeader(path: string, fd: number) {
     const [cutName, cut] = byBegin.find(([, t]) => t.end > dataSize)!;
     if (contiguous) {
       fail(`file is truncated: it is ${fileSize} bytes but its header describes ${dataStart + maxEnd} bytes `
-        + `(tensor '${cutName}' [${cut.begin}, ${cut.end}) is cut off at ${dataSize}); an incomplete download or copy?`);
+        + `(tensor ${quoted(cutName)} [${cut.begin}, ${cut.end}) is cut off at ${dataSize}); an incomplete download or copy?`);
     }
-    fail(`tensor '${cutName}': data_offsets [${cut.begin}, ${cut.end}] out of range of the data section (${dataSize} bytes)`);
+    fail(`tensor ${quoted(cutName)}: data_offsets [${cut.begin}, ${cut.end}] out of range of the data section (${dataSize} bytes)`);
   }
   // Like the reference library, the tensors must tile the data section exactly: sorted by offset,
   // each one starts where the previous one ended, and the last one ends at the end of the file.
@@ -332,10 +339,10 @@ function readHeader(path: string, fd: number) {
   for (const entry of byBegin) {
     const [name, t] = entry;
     if (t.begin < cursor && prev) {
-      fail(`tensors '${prev[0]}' [${prev[1].begin}, ${prev[1].end}) and '${name}' [${t.begin}, ${t.end}) overlap`);
+      fail(`tensors ${quoted(prev[0])} [${prev[1].begin}, ${prev[1].end}) and ${quoted(name)} [${t.begin}, ${t.end}) overlap`);
     }
     if (t.begin > cursor) {
-      fail(`bytes [${cursor}, ${t.begin}) of the data section belong to no tensor (a hole before tensor '${name}'): `
+      fail(`bytes [${cursor}, ${t.begin}) of the data section belong to no tensor (a hole before tensor ${quoted(name)}): `
         + `the header's data_offsets do not describe this file`);
     }
     cursor = t.end;
@@ -367,7 +374,7 @@ export function duplicateKey(json: string): string | null {
     } else if (c === ':') {
       const top = stack[stack.length - 1];
       const key = lastString!;
-      if (top.keys!.has(key)) return [...stack.slice(1).map((s) => s.owner), key].map((k) => `'${k}'`).join(' > ');
+      if (top.keys!.has(key)) return [...stack.slice(1).map((s) => s.owner), key].map((k) => quoted(k)).join(' > ');
       top.keys!.add(key);
     } else if (c === '{' || c === '[') {
       const top = stack[stack.length - 1];
@@ -391,7 +398,7 @@ export interface TensorToWrite {
 /**
  * Writes `tensors` (float32 data, stored as `dtype`) to a safetensors file, in the order given.
  * The header is padded with spaces to a multiple of 8 bytes, as the format allows, so the data
- * section is aligned. Written to `path.tmp-<pid>` first and renamed, so `path` is never half-written.
+ * section is aligned. Written under a temporary name first and renamed, so `path` is never half-written.
  */
 export function writeSafetensors(path: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): void {
   checkLittleEndian();
@@ -417,9 +424,11 @@ export function writeSafetensors(path: string, tensors: Record<string, TensorToW
   const len = Buffer.byteLength(json);
   json += ' '.repeat((8 - ((8 + len) % 8)) % 8);
 
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, 'w');
+  // written under a temporary name (removed if the process ends first), renamed when complete
+  const tmp = temporaryFor(path);
+  let fd: number | null = null;
   try {
+    fd = fs.openSync(tmp, 'w');
     const head = Buffer.alloc(8 + Buffer.byteLength(json));
     head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)), 0);
     head.write(json, 8, 'utf8');
@@ -440,10 +449,14 @@ export function writeSafetensors(path: string, tensors: Record<string, TensorToW
     }
     fs.fsyncSync(fd);
     fs.closeSync(fd);
-    fs.renameSync(tmp, path);
+    fd = null;
+    installTemporary(tmp, path);
   } catch (err) {
-    try { fs.closeSync(fd); } catch { /* already closed */ }
-    fs.rmSync(tmp, { force: true });
+    if (fd !== null) try { fs.closeSync(fd); } catch { /* already closed */ }
+    discardTemporary(tmp);
+    // a full disk, a folder removed meanwhile, no permission: say so, naming the file (nothing is left half-written)
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code) throw new SafetensorsError(`${path}: cannot write (${code}: ${(err as Error).message}); nothing was written`, { cause: err });
     throw err;
   }
 }

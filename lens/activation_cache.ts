@@ -25,8 +25,10 @@
  */
 import ndarray from 'ndarray';
 import type { NdArray } from 'ndarray';
-import type { GPT, ForwardOptions, ForwardResult, Idx } from '../mingpt/model.ts';
+import { pickPositions, type GPT, type ForwardOptions, type ForwardResult, type Idx } from '../mingpt/model.ts';
 import { act_name, cacheHook, type Activation } from '../mingpt/hooks.ts';
+import { layernormApply } from '../mingpt/kernels/index.ts';
+import { logitDirection } from './metrics.ts';
 import { writeSafetensors } from '../io/safetensors.ts';
 
 export interface CacheOptions extends ForwardOptions {
@@ -110,9 +112,7 @@ export class ActivationCache {
     const [B, T, C] = a.shape;
     if (pos === undefined) return a.data.slice();
     if (!(pos >= 0 && pos < T)) throw new Error(`position ${pos} is outside 0..${T - 1}`);
-    const out = new Float32Array(B * C);
-    for (let b = 0; b < B; b++) out.set(a.data.subarray((b * T + pos) * C, (b * T + pos + 1) * C), b * C);
-    return out;
+    return pickPositions(a.data, B, T, C, [pos]);
   }
 
   private stackOf(parts: Float32Array[], labels: string[], pos: number | undefined): ResidStack {
@@ -223,17 +223,11 @@ export class ActivationCache {
     if (!byPos && final && this.logits_at) throw new Error('apply_ln_to_stack: the run used logits_at, so only stacks at one of those positions can be scaled');
     const at = byPos ? (final ? this.finalIndex(opts.pos!) : opts.pos!) : 0;
     const n = rs.stack.shape[0], rowsPer = byPos ? B : B * T;
-    const src = rs.stack.data, out = new Float32Array(src.length);
-    for (let k = 0; k < n; k++) {
-      for (let r = 0; r < rowsPer; r++) {
-        const o = (k * rowsPer + r) * C;
-        const s = byPos ? scale.data[r * T + at] : scale.data[r];
-        let mean = 0;
-        for (let c = 0; c < C; c++) mean += src[o + c];
-        mean /= C;
-        for (let c = 0; c < C; c++) out[o + c] = (src[o + c] - mean) / s;
-      }
-    }
+    const s = byPos ? pickPositions(scale.data, B, T, 1, [at]) : scale.data; // (rowsPer) the scale of each row
+    const ones = new Float32Array(C).fill(1), zeros = new Float32Array(C);
+    const src = rs.stack.data, out = new Float32Array(src.length), size = rowsPer * C;
+    // the layer norm's second step with γ = 1, β = 0: (r − mean r) / s, each component on its own
+    for (let k = 0; k < n; k++) layernormApply(out.subarray(k * size, (k + 1) * size), src.subarray(k * size, (k + 1) * size), s, ones, zeros, rowsPer, C);
     return { stack: ndarray(out, rs.stack.shape.slice()), labels: rs.labels };
   }
 
@@ -248,11 +242,11 @@ export class ActivationCache {
     const scaled = this.apply_ln_to_stack(rs, undefined, { pos });
     const [n, B] = scaled.stack.shape;
     if (tokens.length !== B || (incorrect && incorrect.length !== B)) throw new Error(`logit_attrs: give one token per batch row (${B})`);
-    const W = this.model.lm_head.weight, g = this.model.transformer.ln_f.weight;
+    const g = this.model.transformer.ln_f.weight;
     const out = new Float64Array(n * B);
     for (let b = 0; b < B; b++) {
-      const d = new Float64Array(C);
-      for (let c = 0; c < C; c++) d[c] = g[c] * (W[tokens[b] * C + c] - (incorrect ? W[incorrect[b] * C + c] : 0));
+      const d = logitDirection(this.model, tokens[b], incorrect?.[b]);
+      for (let c = 0; c < C; c++) d[c] *= g[c];
       for (let k = 0; k < n; k++) {
         let s = 0;
         const o = (k * B + b) * C;

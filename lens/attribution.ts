@@ -15,8 +15,9 @@
  * With a batch, every row has its own token pair (one IOI prompt per row); results are per row.
  * Definitions as in test/fixtures' ANALYSIS.md.
  */
-import type { GPT } from '../mingpt/model.ts';
+import { pickPositions, type GPT } from '../mingpt/model.ts';
 import type { ActivationCache } from './activation_cache.ts';
+import { logitDiffs, logitDirection } from './metrics.ts';
 
 /** The token pair of each batch row: the metric is logit(token[b]) − logit(other[b]). */
 export interface Direction {
@@ -27,29 +28,13 @@ export interface Direction {
 
 /** logit_lens[l][b], l = 0 … L: the metric read from the stream entering block l (l = L: the end). */
 export function logitLens(model: GPT, cache: ActivationCache, dir: Direction): number[][] {
-  const { n_layer: L, n_embd: C, layer_norm_epsilon: eps } = model.config;
-  const W = model.lm_head.weight, g = model.transformer.ln_f.weight, beta = model.transformer.ln_f.bias;
+  const { n_layer: L, n_embd: C } = model.config;
   const out: number[][] = [];
   for (let l = 0; l <= L; l++) {
     const x = l < L ? cache.get('resid_pre', l) : cache.get('resid_post', L - 1); // (B, T, C)
     const [B, T] = x.shape;
-    const row: number[] = [];
-    for (let b = 0; b < B; b++) {
-      const o = (b * T + dir.pos) * C;
-      let mean = 0;
-      for (let c = 0; c < C; c++) mean += x.data[o + c];
-      mean /= C;
-      let v = 0;
-      for (let c = 0; c < C; c++) v += (x.data[o + c] - mean) ** 2;
-      const s = Math.sqrt(v / C + eps);
-      let m = 0;
-      for (let c = 0; c < C; c++) {
-        const y = ((x.data[o + c] - mean) / s) * g[c] + beta[c];
-        m += y * (W[dir.token[b] * C + c] - W[dir.other[b] * C + c]);
-      }
-      row.push(m);
-    }
-    out.push(row);
+    // the final layer norm (afresh, with this stream's own mean and scale) and the two logits
+    out.push(logitDiffs(model, pickPositions(x.data, B, T, C, [dir.pos]), dir.token, dir.other));
   }
   return out;
 }
@@ -71,7 +56,7 @@ export function directLogitAttribution(model: GPT, cache: ActivationCache, dir: 
   const B = emb.shape[1];
   const heads = attrs(cache.stack_head_results(L, { pos: dir.pos, incl_bias: true })); // rows: L0H0 … L0H{nh-1}, L0_bias, …
   const mlp = attrs(cache.decompose_resid(L, { pos: dir.pos, mode: 'mlp', incl_embeds: false }));
-  const W = model.lm_head.weight, beta = model.transformer.ln_f.bias;
+  const beta = model.transformer.ln_f.bias;
   const res: DLA = { embed: [], heads: [], attn_bias: [], mlp: [], const: [], total: [] };
   for (let l = 0; l < L; l++) {
     res.heads.push(Array.from({ length: nh }, (_, h) => Array.from({ length: B }, (_, b) => heads.get(l * (nh + 1) + h, b))));
@@ -80,8 +65,9 @@ export function directLogitAttribution(model: GPT, cache: ActivationCache, dir: 
   }
   for (let b = 0; b < B; b++) {
     res.embed.push(emb.get(0, b) + emb.get(1, b));
+    const d = logitDirection(model, dir.token[b], dir.other[b]);
     let k = 0;
-    for (let c = 0; c < C; c++) k += beta[c] * (W[dir.token[b] * C + c] - W[dir.other[b] * C + c]);
+    for (let c = 0; c < C; c++) k += beta[c] * d[c];
     res.const.push(k);
     let total = res.embed[b] + k;
     for (let l = 0; l < L; l++) {

@@ -24,19 +24,23 @@
  */
 import { FactoredMatrix, dense, eigenvalues, matmul, matmulNT, matmulTN, transpose, type Dense } from './factored_matrix.ts';
 import type { Weights } from './weights.ts';
-import { matmulForward } from '../mingpt/kernels/index.ts';
+import { layernormScale, matmulForward } from '../mingpt/kernels/index.ts';
 import { headName, type HeadRef } from './heads.ts';
 
 /** W_QK = W_Q W_Kᵀ (C, C), factored through the head dimension. */
 export function qkCircuit(w: Weights, l: number, h: number): FactoredMatrix {
+  // BEGIN TASK 4.2: a head's QK circuit
   const C = w.d_model, hs = w.d_head, hw = w.head(l, h);
   return new FactoredMatrix(dense(hw.W_Q, C, hs), transpose(dense(hw.W_K, C, hs)));
+  // END TASK 4.2
 }
 
 /** W_OV = W_V W_O (C, C), factored through the head dimension. */
 export function ovCircuit(w: Weights, l: number, h: number): FactoredMatrix {
+  // BEGIN TASK 4.1: a head's OV circuit
   const C = w.d_model, hs = w.d_head, hw = w.head(l, h);
   return new FactoredMatrix(dense(hw.W_V, C, hs), dense(hw.W_O, hs, C));
+  // END TASK 4.1
 }
 
 // -----------------------------------------------------------------------------------------------
@@ -44,12 +48,14 @@ export function ovCircuit(w: Weights, l: number, h: number): FactoredMatrix {
 
 /** Σ Re λ / Σ |λ| (0 when every eigenvalue is 0, e.g. a head that writes nothing). */
 export function copyingScoreOf(ev: { re: Float64Array; im: Float64Array }): number {
+  // BEGIN TASK 4.3: the copying score from the eigenvalues
   let re = 0, abs = 0;
   for (let i = 0; i < ev.re.length; i++) {
     re += ev.re[i];
     abs += Math.hypot(ev.re[i], ev.im[i]);
   }
   return abs > 0 ? re / abs : 0;
+  // END TASK 4.3
 }
 
 /**
@@ -207,10 +213,16 @@ export function compositionScores(w: Weights, onLayer?: () => void): Composition
 
 /** The same score for one pair, straight from the factored matrices (the readable version). */
 export function compositionScore(w: Weights, A: HeadRef, B: HeadRef, mode: CompositionMode): number {
-  const Lm = ovCircuit(w, A.layer, A.head);
-  const R = mode === 'q' ? qkCircuit(w, B.layer, B.head) : mode === 'k' ? qkCircuit(w, B.layer, B.head).T : ovCircuit(w, B.layer, B.head);
-  const denom = Lm.norm() * R.norm();
-  return denom > 0 ? Lm.mulFactored(R).norm() / denom : 0;
+  return compositionOf(ovCircuit(w, A.layer, A.head), { qk: qkCircuit(w, B.layer, B.head), ov: ovCircuit(w, B.layer, B.head) }, mode);
+}
+
+/** How much a reader (B's QK and OV circuits) reads what a writer's OV circuit `ovA` writes, by mode. */
+export function compositionOf(ovA: FactoredMatrix, reader: { qk: FactoredMatrix; ov: FactoredMatrix }, mode: CompositionMode): number {
+  // BEGIN TASK 4.4: the composition score
+  const R = mode === 'q' ? reader.qk : mode === 'k' ? reader.qk.T : reader.ov;
+  const denom = ovA.norm() * R.norm();
+  return denom > 0 ? ovA.mulFactored(R).norm() / denom : 0;
+  // END TASK 4.4
 }
 
 /**
@@ -283,20 +295,6 @@ export function ovOnTokens(w: Weights, l: number, h: number, src: readonly numbe
   return toRows(left.mul(U).AB());
 }
 
-/** Mean-free scale of each row of x (T, C) as layer norm computes it: sqrt(var + eps). */
-export function lnScales(x: Float32Array | Float64Array, T: number, C: number, eps: number): Float64Array {
-  const s = new Float64Array(T);
-  for (let t = 0; t < T; t++) {
-    let m = 0;
-    for (let c = 0; c < C; c++) m += x[t * C + c];
-    m /= C;
-    let v = 0;
-    for (let c = 0; c < C; c++) v += (x[t * C + c] - m) ** 2;
-    s[t] = Math.sqrt(v / C + eps);
-  }
-  return s;
-}
-
 export interface TokenQK {
   /** the head's real attention scores q·k/√hs on the text, (T, T), null above the diagonal */
   scores: (number | null)[][];
@@ -319,7 +317,8 @@ export interface TokenQK {
 export function tokenQK(w: Weights, l: number, h: number, ids: readonly number[], residPre: Float32Array, eps: number): TokenQK {
   if (!w.processed) throw new Error('tokenQK splits the scores with processed weights (it relies on the folded layer norm)');
   const T = ids.length, C = w.d_model, hs = w.d_head, hw = w.head(l, h);
-  const s = lnScales(residPre, T, C, eps);
+  const s = new Float32Array(T); // each position's layer-norm scale sqrt(var + eps), as the model computes it
+  layernormScale(s, residPre, T, C, eps);
   const Wq = dense(hw.W_Q, C, hs), Wk = dense(hw.W_K, C, hs);
   const scaleRows = (x: Float64Array) => { for (let t = 0; t < T; t++) for (let c = 0; c < C; c++) x[t * C + c] /= s[t]; return dense(x, T, C); };
   const E = scaleRows(w.W_E_rows(ids)); // (T, C), each row over its position's scale

@@ -3,6 +3,7 @@
  * interpretability papers and TransformerLens's users write them. Used by path patching,
  * knockouts and the experiments that print or read lists of heads.
  */
+import { quotedText } from '../io/show.ts';
 
 /** One attention head: its layer and its index within the layer. */
 export interface HeadRef {
@@ -21,7 +22,7 @@ export function headName(h: HeadRef): string {
  */
 export function parseHead(text: string): HeadRef {
   const m = /^\s*(\d+)\.(\d+)\s*$/.exec(text);
-  if (!m) throw new RangeError(`a head is written LAYER.HEAD, e.g. 9.9; got "${text}"`);
+  if (!m) throw new RangeError(`a head is written LAYER.HEAD, e.g. 9.9; got ${quotedText(text)}`);
   return { layer: Number(m[1]), head: Number(m[2]) };
 }
 

@@ -18,17 +18,18 @@
  * previous-token head only at S1+1, ...): give it `positions`, names looked up in each prompt's
  * `positions` record. Definitions: test/fixtures' ANALYSIS.md, section "Knockouts".
  *
- * Cost: one forward pass of every prompt per F, with logits at the last position only, started
+ * Cost: one forward pass of every prompt per F, with two logits at the last position only, started
  * at the first block where its knockouts differ from those of a run whose stream we kept: the
  * clean run (so F(M \ K) starts at K's first layer), or the circuit's own run (so F(C \ {v})
  * starts at v's layer). F values are remembered, so a set asked for twice (C \ {v} is also
  * C \ K for K = {v}) runs once.
  */
-import type { GPT } from '../mingpt/model.ts';
+import { pickPositions, type GPT } from '../mingpt/model.ts';
 import ndarray from 'ndarray';
 import type { HookSpec } from '../mingpt/hooks.ts';
 import { headExists, headName, type HeadRef } from './heads.ts';
 import { run_with_cache, type ActivationCache } from './activation_cache.ts';
+import { logitDiffs } from './metrics.ts';
 
 /** Prompts of one token length: the clean texts, their corrupt twins, and each row's metric pair. */
 export interface KnockoutGroup {
@@ -38,6 +39,8 @@ export interface KnockoutGroup {
   other: number[]; // (B)
   /** per clean row: named positions (e.g. { END: 14, S2: 9 }), for heads kept at some positions only */
   positions?: Array<Record<string, number>>;
+  /** the mean-ablation values [l] (T, nh, hs), when computed by the caller (over more rows than `corrupt`, in batches); `corrupt` is then not run */
+  meanZ?: Float32Array[];
 }
 
 /** A head kept in a knockout run: everywhere, or only at the named positions. */
@@ -67,7 +70,7 @@ export class Knockout {
   readonly n_prompts: number;
 
   constructor(readonly model: GPT, groups: KnockoutGroup[]) {
-    const { n_layer: L, vocab_size: V } = model.config;
+    const { n_layer: L, n_embd: C } = model.config;
     if (groups.length === 0) throw new Error('knockouts need at least one group of prompts');
     this.groups = groups.map((g) => {
       const B = g.clean.length, T = g.clean[0]?.length ?? 0;
@@ -76,15 +79,15 @@ export class Knockout {
       if (g.token.length !== B || g.other.length !== B) throw new Error(`knockout group: ${B} clean rows but ${g.token.length} token and ${g.other.length} other ids`);
       if (g.positions && g.positions.length !== B) throw new Error(`knockout group: ${B} clean rows but ${g.positions.length} position records`);
       // the mean-ablation values: hook_z of the corrupt runs, averaged over the rows
-      const zs = run_with_cache(model, g.corrupt, { names: (n) => n.endsWith('attn.hook_z'), logits_at: [T - 1] }).cache;
-      const meanZ = Array.from({ length: L }, (_, l) => {
-        const z = zs.get('z', l).data, n = z.length / g.corrupt.length, out = new Float32Array(n);
+      const zs = g.meanZ ? null : run_with_cache(model, g.corrupt, { names: (n) => n.endsWith('attn.hook_z'), logits_at: [] }).cache;
+      const meanZ = g.meanZ ?? Array.from({ length: L }, (_, l) => {
+        const z = zs!.get('z', l).data, n = z.length / g.corrupt.length, out = new Float32Array(n);
         for (let b = 0; b < g.corrupt.length; b++) for (let i = 0; i < n; i++) out[i] += z[b * n + i];
         for (let i = 0; i < n; i++) out[i] /= g.corrupt.length;
         return out;
       });
-      const clean = run_with_cache(model, g.clean, { names: (n) => n.endsWith('hook_resid_pre'), logits_at: [T - 1] });
-      const F_model = Array.from({ length: B }, (_, b) => clean.logits.data[b * V + g.token[b]] - clean.logits.data[b * V + g.other[b]]);
+      const clean = run_with_cache(model, g.clean, { names: (n) => n.endsWith('hook_resid_pre'), logits_at: [] });
+      const F_model = logitDiffs(model, pickPositions(clean.residual.data, B, T, C, [T - 1]), g.token, g.other);
       return { g, B, T, meanZ, residPre: clean.cache, F_model };
     });
     this.n_prompts = this.groups.reduce((a, p) => a + p.B, 0);
@@ -134,7 +137,7 @@ export class Knockout {
    * stream of a run that agrees with this one before that block). `into`: keep every block's input.
    */
   private runGroup(p: Prepared, kept: readonly KeptHead[], start: number, from: Float32Array[], into: Float32Array[] | null): number[] {
-    const { n_layer: L, n_head: nh, n_embd: C, vocab_size: V } = this.model.config;
+    const { n_layer: L, n_head: nh, n_embd: C } = this.model.config;
     const hs = C / nh, { B, T, g } = p;
     // keep[l][h]: null = knocked out everywhere, 'all' = kept everywhere, else per row the kept positions
     const keep: (null | 'all' | Set<number>[])[][] = Array.from({ length: L }, () => new Array(nh).fill(null));
@@ -159,16 +162,18 @@ export class Knockout {
       if (!ablated(l)) continue;
       const m = p.meanZ[l];
       hooks.push([`blocks.${l}.attn.hook_z`, (act) => {
+        // BEGIN TASK 3.4: knock out (mean-ablate) every head not kept
         // act (B, T, nh, hs): the knocked-out (b, t, h) take the mean (t, h)
         for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let h = 0; h < nh; h++) {
           const k = keep[l][h];
           if (k === 'all' || (k !== null && k[b].has(t))) continue;
           act.data.set(m.subarray((t * nh + h) * hs, (t * nh + h + 1) * hs), ((b * T + t) * nh + h) * hs);
         }
+        // END TASK 3.4
       }]);
     }
-    const res = this.model.forward(null, { start_at_layer: start, residual: ndarray(from[start], [B, T, C]), logits_at: [T - 1], hooks });
-    return Array.from({ length: B }, (_, b) => res.logits.data[b * V + g.token[b]] - res.logits.data[b * V + g.other[b]]);
+    const { residual } = this.model.forward(null, { start_at_layer: start, residual: ndarray(from[start], [B, T, C]), logits_at: [], hooks });
+    return logitDiffs(this.model, pickPositions(residual.data, B, T, C, [T - 1]), g.token, g.other);
   }
 
   /** F, remembered by the set of kept heads. */
@@ -236,6 +241,7 @@ export function evaluateCircuit(ko: Knockout, circuit: readonly KeptHead[], opts
     const drop = new Set(K.map(headName));
     return X.filter((x) => !drop.has(headName(x)));
   };
+  // BEGIN TASK 3.5: faithfulness, completeness and minimality
   const F_model = ko.F('all');
   const F_circuit = F(circuit, true); // C \ K and C \ {v} start where they part from C
   const F_empty = F([]);
@@ -248,4 +254,5 @@ export function evaluateCircuit(ko: Knockout, circuit: readonly KeptHead[], opts
     return { head: headName(v), value: Math.abs(F_C_minus_v - F_circuit), F_C_minus_v };
   });
   return { circuit: circuit.map(headName), F_model, F_circuit, F_empty, faithfulness: Math.abs(F_model - F_circuit), completeness, minimality };
+  // END TASK 3.5
 }

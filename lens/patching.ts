@@ -41,13 +41,16 @@ export interface Metric {
 export function logitDiffMetric(token: number | number[], other: number | number[]): Metric {
   const pair = (b: number) => [Array.isArray(token) ? token[b] : token, Array.isArray(other) ? other[b] : other];
   const metric: Metric = (logits) => {
+    // BEGIN TASK 3.1: the logit difference over a group
     const [B, P, V] = logits.shape;
     let sum = 0;
     for (let b = 0; b < B; b++) {
-      const o = (b * P + P - 1) * V, [t, u] = pair(b);
+      const o = (b * P + P - 1) * V;
+      const t = Array.isArray(token) ? token[b] : token, u = Array.isArray(other) ? other[b] : other;
       sum += logits.data[o + t] - logits.data[o + u];
     }
     return sum / B;
+    // END TASK 3.1
   };
   // the gradient: +1/B at the token, −1/B at the other, in each row's last position; 0 elsewhere
   metric.backward = (logits) => {
@@ -74,7 +77,9 @@ export const layer_pos_patch_setter: PatchSetter = (act, { pos }, clean) => {
 };
 /** (B, T, nh, hs): head `head` at every position. */
 export const layer_head_vector_patch_setter: PatchSetter = (act, { head }, clean) => {
+  // BEGIN TASK 3.2: patch one head's output at every position
   ops.assign(act.pick(null, null, head), clean.pick(null, null, head));
+  // END TASK 3.2
 };
 /** (B, T, nh, hs): head `head` at position `pos`. */
 export const layer_head_pos_patch_setter: PatchSetter = (act, { pos, head }, clean) => {

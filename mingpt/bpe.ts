@@ -90,6 +90,18 @@ const loneSurrogate = /\p{Surrogate}/u; // half of a UTF-16 pair with its other 
 
 /** Words whose merges the Encoder remembers (about 10 MB at most); older ones are forgotten first. */
 export const BPE_CACHE_MAX = 1 << 16;
+/**
+ * Words longer than this many characters are merged by bpe_long (same result, O(n log n)) and
+ * not remembered. The loop of bpe() rescans the whole word after every merge: fine for words,
+ * minutes for a "word" of 100,000 letters.
+ */
+export const BPE_LONG_WORD = 1000;
+/**
+ * The most bytes of UTF-8 one GPT-2 token stands for (the longest entries of encoder.json are
+ * 128 byte-encoded characters). A text of B bytes is therefore at least B / 128 tokens: that
+ * tells, before any merging, that a text cannot fit in a context.
+ */
+export const MAX_TOKEN_BYTES = 128;
 
 export class Encoder {
   byte_encoder: Map<number, string>;
@@ -149,6 +161,9 @@ export class Encoder {
     const cached = this.cache.get(token);
     if (cached !== undefined) {
       return cached;
+    }
+    if (token.length > BPE_LONG_WORD) {
+      return this.bpe_long(token);
     }
 
     // the individual characters that make up the token (byte-encoded characters all lie
@@ -221,6 +236,44 @@ export class Encoder {
     return merged;
   }
 
+  /**
+   * The same merges as bpe(), for a very long token, in O(n log n): the symbols are a linked
+   * list, and every adjacent pair that has a rank waits in a heap keyed by (rank, position). The
+   * pair popped first is the lowest rank, leftmost, which is the one bpe()'s scan merges first;
+   * a merge never creates another copy of the pair it merged, so all copies of one rank are
+   * merged before any higher rank, as in bpe(). Entries whose pair has changed since they were
+   * pushed are skipped when popped.
+   */
+  bpe_long(token: string): string {
+    const n = token.length;
+    const sym = token.split(''); // sym[i]: the symbol starting at character i (while alive)
+    const next = new Int32Array(n), prev = new Int32Array(n), alive = new Uint8Array(n).fill(1);
+    for (let i = 0; i < n; i++) { next[i] = i + 1 < n ? i + 1 : -1; prev[i] = i - 1; }
+    const SLOT = 2 ** 32; // heap key: rank * SLOT + position of the pair's left symbol
+    const heap = new MinHeap();
+    const push = (i: number) => {
+      if (i < 0 || next[i] < 0) return;
+      const rank = this.bpe_ranks.get(sym[i] + ' ' + sym[next[i]]);
+      if (rank !== undefined) heap.push(rank * SLOT + i);
+    };
+    for (let i = 0; i < n - 1; i++) push(i);
+    while (heap.size > 0) {
+      const key = heap.pop();
+      const i = key % SLOT, rank = Math.floor(key / SLOT);
+      if (!alive[i] || next[i] < 0 || this.bpe_ranks.get(sym[i] + ' ' + sym[next[i]]) !== rank) continue; // stale
+      const j = next[i]; // merge j into i
+      sym[i] += sym[j];
+      alive[j] = 0;
+      next[i] = next[j];
+      if (next[j] >= 0) prev[next[j]] = i;
+      push(prev[i]);
+      push(i);
+    }
+    const word: string[] = [];
+    for (let i = 0; i >= 0; i = next[i]) word.push(sym[i]);
+    return word.join(' ');
+  }
+
   /** string goes in, list of integers comes out */
   encode(text: string): number[] {
     return this.encode_and_show_work(text).bpe_idx;
@@ -255,8 +308,9 @@ export class Encoder {
         if (ix === undefined) throw new Error(`bpe: token ${JSON.stringify(bpe_token)} is not in encoder.json`);
         return ix;
       });
-      // extend our running list of all output integers
-      bpe_idx.push(...token_ix);
+      // extend our running list of all output integers (one by one: spreading a very long
+      // list into push() would exceed the engine's limit on arguments)
+      for (const ix of token_ix) bpe_idx.push(ix);
       parts.push({ token, token_bytes, token_translated, token_merged, token_ix });
     }
     return { bpe_idx, tokens, parts };
@@ -276,6 +330,46 @@ export class Encoder {
     // recover the full utf-8 string; bytes that are not valid utf-8 (say, half of an
     // emoji) become U+FFFD, like python's errors='replace'
     return utf8Decoder.decode(tokens_bytes);
+  }
+}
+
+/** A binary min-heap of numbers, for bpe_long. */
+class MinHeap {
+  private a: number[] = [];
+
+  get size(): number {
+    return this.a.length;
+  }
+
+  push(x: number): void {
+    const a = this.a;
+    let i = a.push(x) - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (a[parent] <= x) break;
+      a[i] = a[parent];
+      i = parent;
+    }
+    a[i] = x;
+  }
+
+  pop(): number {
+    const a = this.a;
+    const top = a[0];
+    const last = a.pop()!;
+    if (a.length > 0) {
+      let i = 0;
+      for (;;) {
+        let c = 2 * i + 1;
+        if (c >= a.length) break;
+        if (c + 1 < a.length && a[c + 1] < a[c]) c++;
+        if (a[c] >= last) break;
+        a[i] = a[c];
+        i = c;
+      }
+      a[i] = last;
+    }
+    return top;
   }
 }
 

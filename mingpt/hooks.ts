@@ -77,6 +77,11 @@ export class HookPoints {
     return this.active !== null && this.active.some(([sel]) => (typeof sel === 'string' ? sel === name : sel(name)));
   }
 
+  /** Whether any hook is attached now (a run of some rows only refuses hooks it cannot give (B, T, …) shapes). */
+  get attached(): boolean {
+    return this.active !== null;
+  }
+
   /** Run `body` with `hooks` attached; they are detached afterwards whatever happens. */
   with<R>(hooks: HookSpec, body: () => R): R {
     if (this.active !== null) throw new Error('hooks are already attached: nested hooked runs are not supported');

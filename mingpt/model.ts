@@ -17,17 +17,19 @@
  *   reads (the attention pattern it builds again); backward() adds the parameters' gradients to
  *   one buffer laid out like the parameters (grads, grad_of, zero_grad), as loss.backward() fills
  *   .grad. Dropout is not implemented: the identity, forward and backward.
- * - Tensors are plain Float32Arrays in row-major order; the loops live in ./kernels.ts (and
- *   their WebAssembly SIMD twins, chosen by the one switch in ./backend.ts), so the math below
+ * - Tensors are plain Float32Arrays in row-major order; the loops live in ./kernels/ (js.ts, and
+ *   their WebAssembly SIMD twins, chosen by the one switch in ./kernels/index.ts), so the math below
  *   reads top to bottom. Shapes are written next to every tensor.
  * - The forward pass carries hook points (./hooks.ts, TransformerLens's names): one-line identity
  *   calls that cost nothing unless an experiment attaches a hook for one run. The layer norm is
  *   written in its two steps (scale, then normalise) so that both can be seen.
  * - forward() can start at a block from a given residual stream, stop before a block, and compute
- *   the logits at chosen positions only: the experiments use these instead of copies of the model.
- * - The instruments (run_with_hooks, run_with_cache, the assignment's save/patch flags) come after
- *   generate(), in their own section; ./activation_cache.ts, ./patching.ts and ./attribution.ts
- *   build on them.
+ *   the logits at chosen positions only; and a run can compute some rows only, attending to keys
+ *   and values kept from earlier positions (TransformerLens's past_kv_cache: `KVCache`, `Rows`).
+ *   generate() can use that to run only the newest token at each step. The experiments use these
+ *   instead of copies of the model.
+ * - The instruments (run_with_hooks, the key/value cache, the assignment's save/patch flags) come
+ *   after generate(), in their own section; ../lens/ builds on them.
  */
 import ndarray from 'ndarray';
 import type { NdArray } from 'ndarray';
@@ -171,7 +173,7 @@ export class CausalSelfAttention {
   readonly c_proj: Linear; // output projection
   readonly n_head: number;
   readonly n_embd: number;
-  constructor(p: ParamAllocator, name: string, config: GPTConfig, private hooks: HookPoints, private names: BlockHookNames) {
+  constructor(p: ParamAllocator, name: string, config: GPTConfig, readonly layer: number, private hooks: HookPoints, private names: BlockHookNames) {
     if (config.n_embd % config.n_head !== 0) throw new Error(`n_embd ${config.n_embd} is not divisible by n_head ${config.n_head}`);
     this.c_attn = new Linear(p, `${name}.c_attn`, config.n_embd, 3 * config.n_embd);
     this.c_proj = new Linear(p, `${name}.c_proj`, config.n_embd, config.n_embd);
@@ -180,35 +182,74 @@ export class CausalSelfAttention {
     this.n_embd = config.n_embd;
   }
 
-  /** x (B, T, C) -> (B, T, C) */
-  forward(x: Float32Array, B: number, T: number): Float32Array {
+  /**
+   * x (B, T, C) -> (B, T, C). In an ordinary run `rows` is every position of every sequence.
+   * With `past` (see KVCache, after generate()), x holds only the rows `rows` names, whose queries
+   * also see the keys and values kept of earlier positions; and only the rows `out` come out.
+   */
+  forward(x: Float32Array, rows: Rows, past: KVCache | null = null, out: Rows = rows): Float32Array {
     const C = this.n_embd, nh = this.n_head, hs = C / nh, h = this.hooks, n = this.names;
+    const [B, T] = rows.dims, N = rows.count;
+    if (!past && (out !== rows || rows.from.some((f) => f !== 0))) throw new Error('only a run continuing a KVCache can start after position 0, or keep fewer rows');
     // calculate query, key, values for all heads in batch and split them
-    const qkv = this.c_attn.forward(x, B * T); // (B, T, 3C)
-    let q: Float32Array = new Float32Array(B * T * C), k: Float32Array = new Float32Array(B * T * C), v: Float32Array = new Float32Array(B * T * C);
-    splitQKV(q, k, v, qkv, B * T, C); // each (B, T, nh, hs): head h owns channels h·hs … (h+1)·hs − 1
+    const qkv = this.c_attn.forward(x, N); // (B, T, 3C)
+    let q: Float32Array = new Float32Array(N * C), k: Float32Array = new Float32Array(N * C), v: Float32Array = new Float32Array(N * C);
+    splitQKV(q, k, v, qkv, N, C); // each (B, T, nh, hs): head h owns channels h·hs … (h+1)·hs − 1
     q = h.point(n.q, q, [B, T, nh, hs]);
     k = h.point(n.k, k, [B, T, nh, hs]);
     v = h.point(n.v, v, [B, T, nh, hs]);
     // causal self-attention; Self-attend: (B, nh, T, hs) x (B, nh, hs, T) -> (B, nh, T, T)
-    let z: Float32Array = new Float32Array(B * T * C); // (B, nh, T, T) x (B, nh, T, hs) -> laid out (B, T, nh, hs)
-    if (h.wants(n.attn_scores) || h.wants(n.pattern)) {
-      // a hook wants to see (or change) the (B, nh, T, T) matrices: build them, step by step
-      let att: Float32Array = new Float32Array(B * nh * T * T);
-      attentionScoresForward(att, q, k, B, T, T, C, nh); // q·kᵀ/√hs, the future masked to −∞
-      att = h.point(n.attn_scores, att, [B, nh, T, T]);
-      const pattern = att.slice(); // the scores stay as they were for whoever kept them
-      softmaxRows(pattern, B * nh * T, T); // (B, nh, T, T), each row a distribution over the keys
-      att = h.point(n.pattern, pattern, [B, nh, T, T]);
-      // (minGPT applies attn_dropout here; at inference it is the identity)
-      attentionValuesForward(z, att, v, B, T, T, C, nh);
-    } else {
-      // the same numbers, one query row at a time: the (T, T) matrices never exist
-      attentionForward(z, q, k, v, B, T, T, C, nh);
-    }
-    z = h.point(n.z, z, [B, T, nh, hs]);
+    let z = past ? this.attendPast(q, k, v, rows, past, out) : this.attend(q, k, v, B, T, T);
+    z = h.point(n.z, z, [...out.dims, nh, hs]); // (B, T, nh, hs), the same memory as (B, T, C)
     // output projection
-    return this.c_proj.forward(z, B * T); // (B, T, C)
+    return this.c_proj.forward(z, out.count); // (B, T, C)
+  }
+
+  /**
+   * z (B, Tq, C): softmax(q kᵀ / √hs, masked) v for queries q (B, Tq, C) at the last Tq of the Tk
+   * positions whose keys and values k, v (B, Tk, C) are given (Tq = Tk = T in an ordinary run).
+   */
+  private attend(q: Float32Array, k: Float32Array, v: Float32Array, B: number, Tq: number, Tk: number): Float32Array {
+    const C = this.n_embd, nh = this.n_head, h = this.hooks, n = this.names;
+    const z = new Float32Array(B * Tq * C); // (B, nh, Tq, Tk) x (B, nh, Tk, hs) -> laid out (B, Tq, nh, hs)
+    if (h.wants(n.attn_scores) || h.wants(n.pattern)) {
+      // a hook wants to see (or change) the (B, nh, Tq, Tk) matrices: build them, step by step
+      let att: Float32Array = new Float32Array(B * nh * Tq * Tk);
+      attentionScoresForward(att, q, k, B, Tq, Tk, C, nh); // q·kᵀ/√hs, the future masked to −∞
+      att = h.point(n.attn_scores, att, [B, nh, Tq, Tk]);
+      const pattern = att.slice(); // the scores stay as they were for whoever kept them
+      softmaxRows(pattern, B * nh * Tq, Tk); // (B, nh, Tq, Tk), each row a distribution over the keys
+      att = h.point(n.pattern, pattern, [B, nh, Tq, Tk]);
+      // (minGPT applies attn_dropout here; at inference it is the identity)
+      attentionValuesForward(z, att, v, B, Tq, Tk, C, nh);
+    } else {
+      // the same numbers, one query row at a time: the (Tq, Tk) matrices never exist
+      attentionForward(z, q, k, v, B, Tq, Tk, C, nh);
+    }
+    return z;
+  }
+
+  /**
+   * Attention for a run of some rows only (see KVCache): each sequence's keys and values are the
+   * cached ones of the positions before its rows, then its own; the queries are those of the rows
+   * `out`. The rows' own keys and values are added to the cache unless it is frozen.
+   */
+  private attendPast(q: Float32Array, k: Float32Array, v: Float32Array, rows: Rows, past: KVCache, out: Rows): Float32Array {
+    const C = this.n_embd, T = rows.T;
+    if (!past.frozen) past.append(this.layer, rows, k, v);
+    if (out !== rows) q = takeRows(q, C, rows.indicesOf(out)); // (out.count, C)
+    const K = new Float32Array(rows.B * T * C), V = new Float32Array(rows.B * T * C); // (B, T, C)
+    for (let b = 0; b < rows.B; b++) past.keysValues(K, V, this.layer, rows, b, k, v);
+    // every sequence computes the same positions: one batch, as in an ordinary run
+    if (rows.uniform && out.uniform) return this.attend(q, K, V, out.B, out.dims[1], T);
+    // else sequence by sequence (Block.forward made sure that no hook is watching)
+    const z = new Float32Array(out.count * C);
+    for (let b = 0; b < out.B; b++) {
+      const r = out.start[b] * C, nq = T - out.from[b];
+      attentionForward(z.subarray(r, r + nq * C), q.subarray(r, r + nq * C), K.subarray(b * T * C, (b + 1) * T * C),
+        V.subarray(b * T * C, (b + 1) * T * C), 1, nq, T, C, this.n_head);
+    }
+    return z;
   }
 
   /** dy (B, T, C) -> dx (B, T, C) added to `dx`, given the forward's input x: the steps above, last to first */
@@ -259,7 +300,7 @@ export class Block {
     const C = config.n_embd, eps = config.layer_norm_epsilon;
     this.names = blockHookNames(layer);
     this.ln_1 = new LayerNorm(p, `${name}.ln_1`, C, eps, hooks, this.names.ln1);
-    this.attn = new CausalSelfAttention(p, `${name}.attn`, config, hooks, this.names);
+    this.attn = new CausalSelfAttention(p, `${name}.attn`, config, layer, hooks, this.names);
     this.ln_2 = new LayerNorm(p, `${name}.ln_2`, C, eps, hooks, this.names.ln2);
     this.mlp = {
       c_fc: new Linear(p, `${name}.mlp.c_fc`, C, 4 * C),
@@ -270,10 +311,12 @@ export class Block {
 
   /** MLP forward: x (B, T, C) -> (B, T, 4C) -> GELU -> (B, T, C) */
   mlpf(x: Float32Array, B: number, T: number): Float32Array {
+    // BEGIN TASK M.3: the MLP: expand, GELU, project back
     const m = this.mlp, h = this.hooks, n = this.names, shape = [B, T, m.c_fc.out_features];
     const pre = h.point(n.mlp_pre, m.c_fc.forward(x, B * T), shape); // (B, T, 4C)
     const post = h.point(n.mlp_post, m.act.forward(pre), shape); // (B, T, 4C)
     return m.c_proj.forward(post, B * T); // (B, T, C)
+    // END TASK M.3
   }
 
   /** The MLP's backward: dy (B, T, C) -> dx (B, T, C) added to `dx`, given the forward's input x */
@@ -288,18 +331,26 @@ export class Block {
     m.c_fc.backward(dx, dpre, x, B * T, grads);
   }
 
-  /** x (B, T, C) -> (B, T, C):  x = x + attn(ln_1(x));  x = x + mlpf(ln_2(x)) */
-  forward(x: Float32Array, B: number, T: number): Float32Array {
-    const h = this.hooks, n = this.names, shape = [B, T, this.ln_1.C], N = x.length;
-    x = h.point(n.resid_pre, x, shape);
-    const attn_out = h.point(n.attn_out, this.attn.forward(this.ln_1.forward(x, B, T), B, T), shape);
-    const mid = new Float32Array(N);
-    residualForward(mid, x, attn_out, N);
-    x = h.point(n.resid_mid, mid, shape);
-    const mlp_out = h.point(n.mlp_out, this.mlpf(this.ln_2.forward(x, B, T), B, T), shape);
-    const post = new Float32Array(N);
-    residualForward(post, x, mlp_out, N);
-    return h.point(n.resid_post, post, shape);
+  /**
+   * x (B, T, C) -> (B, T, C):  x = x + attn(ln_1(x));  x = x + mlpf(ln_2(x)). `rows` says which
+   * rows x holds (every position of every sequence, in an ordinary run); with `past`, the rows
+   * attend to cached keys and values too, and only the rows `out` go on (CausalSelfAttention).
+   */
+  forward(x: Float32Array, rows: Rows, past: KVCache | null = null, out: Rows = rows): Float32Array {
+    const h = this.hooks, n = this.names, C = this.ln_1.C;
+    if (!(rows.uniform && out.uniform) && h.attached)
+      throw new Error('hooks see (B, T, …) tensors: they cannot watch a run whose sequences compute different numbers of positions');
+    const [B, T] = rows.dims, [Bo, To] = out.dims;
+    x = h.point(n.resid_pre, x, [B, T, C]);
+    const attn_out = h.point(n.attn_out, this.attn.forward(this.ln_1.forward(x, B, T), rows, past, out), [Bo, To, C]);
+    if (out !== rows) x = takeRows(x, C, rows.indicesOf(out)); // only the rows `out` go on
+    const mid = new Float32Array(out.count * C);
+    residualForward(mid, x, attn_out, mid.length);
+    x = h.point(n.resid_mid, mid, [Bo, To, C]);
+    const mlp_out = h.point(n.mlp_out, this.mlpf(this.ln_2.forward(x, Bo, To), Bo, To), [Bo, To, C]);
+    const post = new Float32Array(out.count * C);
+    residualForward(post, x, mlp_out, post.length);
+    return h.point(n.resid_post, post, [Bo, To, C]);
   }
 
   /**
@@ -375,16 +426,23 @@ export interface ForwardOptions {
   residual?: NdArray<Float32Array>;
   /** stop before this block: run blocks [start, stop) and return the residual stream, no logits */
   stop_at_layer?: number;
-  /** compute the logits at these positions only (all by default): logits become (B, P, vocab_size) */
+  /** compute the logits at these positions only (all by default): logits become (B, P, vocab_size); [] for none */
   logits_at?: number[];
-  /** keep what backward() needs (a reference to every hook point's value); by default when targets are given */
+  /** keep what backward() needs (a reference to every hook point's value); by default when targets are given; whole runs only (no past_kv_cache) */
   grad?: boolean;
+  /**
+   * keys and values of earlier positions (TransformerLens's past_kv_cache): the T tokens (or the
+   * residual rows) given are the positions after the ones it holds, and attend to them as well.
+   * Unless frozen, the cache then holds these positions too. Positions in logits_at, the
+   * residual and the hooks count this run's rows only.
+   */
+  past_kv_cache?: KVCache;
 }
 
 export interface ForwardResult {
   logits: NdArray<Float32Array>; // (B, T, vocab_size), or (B, P, vocab_size) with logits_at; (B, 0, V) with stop_at_layer
   loss: number | null; // mean cross-entropy over the targets, when targets were given
-  residual: NdArray<Float32Array>; // (B, T, C): the stream after the last block that ran (the input of ln_f)
+  residual: NdArray<Float32Array>; // (B, T, C): the stream after the last block that ran (the input of ln_f); logits_at [] gives it without logits
 }
 
 /** A run produced NaN or ±∞: names the first hook point where a non-finite number appeared. */
@@ -410,7 +468,7 @@ export class GPT {
   grads: Float32Array | null = null;
   /** what the last forward pass recorded for backward(), if it recorded */
   private tape: {
-    acts: Tape; rows: number[][] | null; targets: number[][] | null;
+    acts: Tape; ids: number[][] | null; targets: number[][] | null;
     B: number; T: number; P: number; positions: number[] | null; start: number;
     resid: Float32Array; logits: Float32Array; // (B, T, C) the stream entering ln_f; (B, P, vocab_size)
   } | null = null;
@@ -565,7 +623,7 @@ export class GPT {
     const start = opts.start_at_layer ?? 0, stop = opts.stop_at_layer ?? L;
     if (!(Number.isInteger(start) && start >= 0 && start <= L)) throw new Error(`start_at_layer ${start} is outside 0..${L}`);
     if (!(Number.isInteger(stop) && stop >= start && stop <= L)) throw new Error(`stop_at_layer ${stop} is outside ${start}..${L}`);
-    let rows: number[][] | null = null, B: number, T: number;
+    let ids: number[][] | null = null, B: number, T: number;
     if (opts.residual) {
       if (opts.start_at_layer === undefined) throw new Error('a residual stream to start from needs start_at_layer');
       [B, T] = opts.residual.shape;
@@ -574,29 +632,36 @@ export class GPT {
     } else {
       if (start !== 0) throw new Error(`start_at_layer ${start} needs the residual stream entering that block (opts.residual)`);
       if (idx === null) throw new Error('no token ids to run');
-      rows = toRows(idx);
-      B = rows.length;
-      T = rows[0].length;
+      ids = toRows(idx);
+      B = ids.length;
+      T = ids[0].length;
     }
-    if (T > this.block_size) throw new Error(`Cannot forward sequence of length ${T}, block size is only ${this.block_size}`);
+    // with a key/value cache, these T tokens come after the t0 positions it holds
+    const past = opts.past_kv_cache ?? null, t0 = past ? past.length : 0;
+    if (past) past.check(this.config, B, start, opts);
+    // backward() reads the value of every hook point of a whole run (B, T, …), so only whole runs record
+    const record = opts.grad ?? opts.targets !== undefined;
+    if (record && past) throw new Error('a run continuing a key/value cache cannot record for backward(): run every position (no past_kv_cache), or pass grad: false');
+    if (t0 + T > this.block_size) throw new Error(`Cannot forward sequence of length ${t0 + T}, block size is only ${this.block_size}`);
     const positions = opts.logits_at ?? null;
     if (positions) for (const t of positions) if (!(Number.isInteger(t) && t >= 0 && t < T)) throw new Error(`logits_at: position ${t} is outside 0..${T - 1}`);
     const P = stop < L ? 0 : positions ? positions.length : T;
 
     const hooks: HookSpec = [...(opts.hooks ?? []), ...this.flagHooks(opts, T)];
+    const rows = Rows.suffix(new Array<number>(B).fill(t0), t0 + T); // every sequence, positions t0 … t0 + T − 1
     const run = (): [Float32Array, Float32Array] => {
       const { wte, wpe, h, ln_f } = this.transformer;
       let x: Float32Array; // (B, T, C)
-      if (rows) {
+      if (ids) {
         // forward the GPT model itself
         let tok_emb: Float32Array = new Float32Array(B * T * C); // token embeddings of shape (B, T, C)
         let pos_emb: Float32Array = new Float32Array(B * T * C); // position embeddings of shape (B, T, C), the same row for every b
         for (let b = 0; b < B; b++) {
           for (let t = 0; t < T; t++) {
-            const id = rows[b][t];
+            const id = ids[b][t];
             if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new Error(`token id ${id} at [${b}, ${t}] is outside the vocabulary 0..${V - 1}`);
             tok_emb.set(wte.subarray(id * C, (id + 1) * C), (b * T + t) * C);
-            pos_emb.set(wpe.subarray(t * C, (t + 1) * C), (b * T + t) * C);
+            pos_emb.set(wpe.subarray((t0 + t) * C, (t0 + t + 1) * C), (b * T + t) * C);
           }
         }
         tok_emb = this.hooks.point('hook_embed', tok_emb, [B, T, C]);
@@ -607,7 +672,7 @@ export class GPT {
       } else {
         x = Float32Array.from(contiguous(opts.residual!)); // a copy: the caller's array stays as it was
       }
-      for (let l = start; l < stop; l++) x = h[l].forward(x, B, T); // (B, T, C)
+      for (let l = start; l < stop; l++) x = h[l].forward(x, rows, past); // (B, T, C)
       if (P === 0) return [x, new Float32Array(0)];
       // the final layer norm and the vocabulary projection, at the positions asked for
       const last = positions ? pickPositions(x, B, T, C, positions) : x; // (B, P, C)
@@ -618,7 +683,7 @@ export class GPT {
     };
     // backward() reads the value of every hook point of this run; a new run drops what the last one kept
     this.tape = null;
-    const acts: Tape | null = opts.grad ?? opts.targets !== undefined ? new Map() : null;
+    const acts: Tape | null = record ? new Map() : null;
     const go = (): [Float32Array, Float32Array] => (hooks.length ? this.hooks.with(hooks, run) : run());
     const [resid, logits] = acts ? this.hooks.recording(acts, go) : go();
     if (P > 0 && !allFinite(logits)) {
@@ -627,8 +692,11 @@ export class GPT {
       throw new NonFiniteError(`the model's logits contain NaN or ±∞; the first non-finite value appears at ${where}` +
         ' (are the weights damaged, or did a hook write something non-finite?)');
     }
+    if (past && !past.frozen) past.length += T; // the cache now holds these positions too
 
+    // BEGIN TASK 1.4: keep the last position's logits
     if (P > 0) this.lastLogits = logits.slice((P - 1) * V, P * V); // batch row 0, last computed position
+    // END TASK 1.4
     // if we are given some desired targets also calculate the loss
     let loss: number | null = null;
     if (opts.targets !== undefined) {
@@ -637,7 +705,7 @@ export class GPT {
     }
     if (acts) {
       const targets = opts.targets !== undefined ? toRows(opts.targets) : null;
-      this.tape = { acts, rows, targets, B, T, P, positions, start, resid, logits };
+      this.tape = { acts, ids, targets, B, T, P, positions, start, resid, logits };
     }
     return { logits: ndarray(logits, [B, P, V]), loss, residual: ndarray(resid, [B, T, C]) };
   }
@@ -683,7 +751,7 @@ export class GPT {
     ln_f.backward(dlast, dxf, last, acts, B, P, grads);
     let dx = positions ? scatterPositions(dlast, B, T, C, positions) : dlast; // (B, T, C)
     for (let l = L - 1; l >= tape.start; l--) dx = h[l].backward(dx, acts, B, T, grads);
-    if (!tape.rows) return; // the run started from a given residual stream: nothing before it
+    if (!tape.ids) return; // the run started from a given residual stream: nothing before it
     // x = tok_emb + pos_emb: each gets the whole gradient
     const dpos = this.hooks.grad('hook_pos_embed', dx.slice(), [B, T, C]);
     const dtok = this.hooks.grad('hook_embed', dx.slice(), [B, T, C]);
@@ -692,7 +760,7 @@ export class GPT {
     const dwte = grads(wte), dwpe = grads(wpe);
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < T; t++) {
-        const id = tape.rows[b][t], o = (b * T + t) * C;
+        const id = tape.ids[b][t], o = (b * T + t) * C;
         for (let c = 0; c < C; c++) {
           dwte[id * C + c] += dtok[o + c];
           dwpe[t * C + c] += dpos[o + c];
@@ -738,17 +806,20 @@ export class GPT {
   /**
    * Take a conditioning sequence of indices idx (B, T) and complete the sequence max_new_tokens
    * times, feeding the predictions back into the model each time. Returns the (B, T + max_new_tokens)
-   * ids. With do_sample false this is greedy decoding.
+   * ids. With do_sample false this is greedy decoding. With use_kv_cache, each step runs only the
+   * positions the cache does not hold yet (the newest token), not the whole context: the same
+   * tokens, for a fraction of the work.
    */
-  generate(idx: Idx, max_new_tokens: number, temperature = 1.0, do_sample = false, top_k: number | null = null, rng: RNG = globalRng): number[][] {
+  generate(idx: Idx, max_new_tokens: number, temperature = 1.0, do_sample = false, top_k: number | null = null, rng: RNG = globalRng, use_kv_cache = false): number[][] {
     const seqs = toRows(idx).map((r) => r.slice());
     const V = this.config.vocab_size;
+    const past = use_kv_cache ? new KVCache(this.config, seqs.length) : null;
     for (let n = 0; n < max_new_tokens; n++) {
       // if the sequence context is growing too long we must crop it at block_size
       const idx_cond = seqs.map((s) => (s.length <= this.block_size ? s : s.slice(-this.block_size)));
       // forward the model to get the logits for the index in the sequence (only the last one is needed)
       const T = idx_cond[0].length;
-      const { logits } = this.forward(idx_cond, { logits_at: [T - 1] });
+      const { logits } = past ? this.forward_cached(idx_cond, past) : this.forward(idx_cond, { logits_at: [T - 1] });
       for (let b = 0; b < seqs.length; b++) {
         // pluck the logits at the final step and scale by desired temperature
         const l = logits.data.slice(b * V, (b + 1) * V);
@@ -770,11 +841,24 @@ export class GPT {
   // ---------------------------------------------------------------------------------------------
   // Instruments: everything above is minGPT; what follows is for the experiments.
 
+  /**
+   * generate()'s step with a key/value cache: the logits (B, 1, V) after the context idx_cond
+   * (B, T). When the cache holds every position but the newest, only the newest runs; otherwise
+   * (the first step, or a context cropped at block_size, whose positions all moved) it starts over.
+   */
+  private forward_cached(idx_cond: number[][], past: KVCache): ForwardResult {
+    const T = idx_cond[0].length;
+    const from = past.length === T - 1 ? T - 1 : 0;
+    if (from === 0) past.length = 0;
+    return this.forward(idx_cond.map((s) => s.slice(from)), { past_kv_cache: past, logits_at: [T - 1 - from] });
+  }
+
   /** The assignment's `save` and `patch` flags, expressed as hooks on the block outputs. */
   private flagHooks(opts: ForwardOptions, T: number): HookSpec {
     const hooks: HookSpec = [];
     const L = this.config.n_layer;
     if (opts.save) {
+      // BEGIN TASK 1.2: save every block's output at every position
       this.activations = Array.from({ length: L }, () => []);
       for (let l = 0; l < L; l++) {
         hooks.push([this.transformer.h[l].names.resid_post, (act) => {
@@ -783,8 +867,10 @@ export class GPT {
           for (let t = 0; t < T; t++) this.activations[l][t] = act.data.slice(t * C, (t + 1) * C);
         }]);
       }
+      // END TASK 1.2
     }
     if (opts.patch) {
+      // BEGIN TASK 1.3: patch one block output at one position
       const { layer, position } = opts.patch;
       if (!(layer >= 0 && layer < L)) throw new Error(`patch layer ${layer} is outside 0..${L - 1}`);
       if (!(position >= 0 && position < T)) throw new Error(`patch position ${position} is outside 0..${T - 1}`);
@@ -794,6 +880,7 @@ export class GPT {
         const [B, , C] = act.shape;
         for (let b = 0; b < B; b++) act.data.set(value, (b * T + position) * C);
       }]);
+      // END TASK 1.3
     }
     return hooks;
   }
@@ -817,6 +904,149 @@ export class GPT {
 }
 
 // -----------------------------------------------------------------------------------------------
+// Running some rows only. A position's activations depend only on the positions up to it (the
+// mask), and reach later ones only through their keys and values. So a run whose early positions
+// are known from another run (the prompt generate() already ran; the corrupted run an activation
+// patch starts from) need only compute the positions after them, if their keys and values are kept.
+
+/**
+ * The rows a block runs, stacked sequence after sequence: sequence b holds positions from[b] …
+ * T − 1. In an ordinary run every from[b] is 0; in a run continuing a KVCache, the positions
+ * before from[b] are the cache's.
+ */
+export class Rows {
+  readonly B: number;
+  /** index, in the stack, of each sequence's first row */
+  readonly start: number[];
+  /** rows in all */
+  readonly count: number;
+  /** every sequence holds the same positions: the stack is a (B, T − from, C) tensor */
+  readonly uniform: boolean;
+  /** the (B, T) hooks see: (B, T − from[0]) when uniform, else one sequence of every row */
+  readonly dims: [number, number];
+
+  private constructor(readonly from: readonly number[], readonly T: number) {
+    this.B = from.length;
+    this.start = [];
+    let n = 0;
+    for (const f of from) {
+      if (!(Number.isInteger(f) && f >= 0 && f < T)) throw new Error(`a run's rows start at position ${f}, outside 0..${T - 1}`);
+      this.start.push(n);
+      n += T - f;
+    }
+    this.count = n;
+    this.uniform = from.every((f) => f === from[0]);
+    this.dims = this.uniform ? [this.B, T - from[0]] : [1, n];
+  }
+
+  /** Sequence b at positions from[b] … T − 1. */
+  static suffix(from: readonly number[], T: number): Rows {
+    return new Rows(from.slice(), T);
+  }
+
+  /** The last `n` positions of every sequence (those it has, if fewer). */
+  last(n: number): Rows {
+    return new Rows(this.from.map((f) => Math.max(f, this.T - n)), this.T);
+  }
+
+  /** Where, in this stack, the rows of `sub` (the same sequences, fewer positions) sit. */
+  indicesOf(sub: Rows): number[] {
+    const out: number[] = [];
+    for (let b = 0; b < this.B; b++) for (let t = sub.from[b]; t < this.T; t++) out.push(this.start[b] + t - this.from[b]);
+    return out;
+  }
+}
+
+/**
+ * Keys and values of earlier positions, per block (TransformerLens's past_kv_cache). A run given
+ * one (ForwardOptions.past_kv_cache) computes only its own positions, which follow the cached
+ * ones, and its queries attend to both. Unless frozen, the run then adds its own keys and values,
+ * so that the next run continues after it: generate() runs one new token per step that way.
+ * A frozen cache is a fixed prefix that many runs start from (a cache of B sequences serves a
+ * batch of any multiple of B: sequence b continues cached sequence b mod B).
+ */
+export class KVCache {
+  /** k[l], v[l]: (B, capacity, C) for block l: positions 0 … length − 1 of each sequence are set */
+  readonly k: Float32Array[];
+  readonly v: Float32Array[];
+  private capacity = 0;
+  /** positions held */
+  length = 0;
+  frozen = false;
+  readonly B: number;
+  readonly C: number;
+
+  constructor(config: { n_layer: number; n_embd: number }, B: number) {
+    this.B = B;
+    this.C = config.n_embd;
+    this.k = Array.from({ length: config.n_layer }, () => new Float32Array(0));
+    this.v = Array.from({ length: config.n_layer }, () => new Float32Array(0));
+  }
+
+  /** No run adds to it any more; `length` positions stay what every later run sees. */
+  freeze(): this {
+    this.frozen = true;
+    return this;
+  }
+
+  /** A frozen view of the first n positions (no copy): what runs that recompute positions n … see. */
+  prefix(n: number): KVCache {
+    if (!(Number.isInteger(n) && n >= 0 && n <= this.length)) throw new Error(`the cache holds ${this.length} positions, not ${n}`);
+    const view = Object.create(KVCache.prototype) as KVCache;
+    Object.assign(view, this, { length: n, frozen: true });
+    return view;
+  }
+
+  /** Checks a run of B sequences starting at block `start` can continue this cache (GPT.forward). */
+  check(config: GPTConfig, B: number, start: number, opts: { save?: boolean; patch?: PatchFlag }): void {
+    if (this.C !== config.n_embd || this.k.length !== config.n_layer) throw new Error('the key/value cache was made for a model of another shape');
+    if (this.frozen ? B % this.B !== 0 : B !== this.B) throw new Error(`a key/value cache of ${this.B} sequences cannot serve a batch of ${B}`);
+    if (!this.frozen && start > 0) throw new Error('a key/value cache that grows must see every block (start_at_layer 0), or be frozen');
+    if (opts.save || opts.patch) throw new Error('the save and patch flags work on whole runs, not with a key/value cache');
+  }
+
+  /** Block l's keys and values k, v (rows.count, C) of the rows run, into positions from[b] … of sequence b. */
+  append(l: number, rows: Rows, k: Float32Array, v: Float32Array): void {
+    const C = this.C;
+    if (rows.T > this.capacity) this.grow(rows.T);
+    const cap = this.capacity;
+    for (let b = 0; b < rows.B; b++) {
+      const src = rows.start[b] * C, n = (rows.T - rows.from[b]) * C, dst = (b * cap + rows.from[b]) * C;
+      this.k[l].set(k.subarray(src, src + n), dst);
+      this.v[l].set(v.subarray(src, src + n), dst);
+    }
+  }
+
+  /** Room for `T` positions per sequence in every block (at least doubling, so appends stay cheap). */
+  private grow(T: number): void {
+    const C = this.C, old = this.capacity, cap = Math.max(T, 2 * old);
+    for (const kv of [this.k, this.v]) {
+      for (let l = 0; l < kv.length; l++) {
+        const a = new Float32Array(this.B * cap * C);
+        for (let b = 0; b < this.B; b++) a.set(kv[l].subarray(b * old * C, (b * old + this.length) * C), b * cap * C);
+        kv[l] = a;
+      }
+    }
+    this.capacity = cap;
+  }
+
+  /**
+   * The keys K and values V (T, C each, at sequence b's place in the (B, T, C) outputs) that
+   * sequence b of `rows` attends to in block l: cached positions 0 … from[b] − 1, then its own rows
+   * (from k, v (rows.count, C)).
+   */
+  keysValues(K: Float32Array, V: Float32Array, l: number, rows: Rows, b: number, k: Float32Array, v: Float32Array): void {
+    const C = this.C, f = rows.from[b], T = rows.T;
+    if (f > this.length) throw new Error(`rows from position ${f} need ${f} cached positions; the cache holds ${this.length}`);
+    const src = (b % this.B) * this.capacity * C, own = rows.start[b] * C, dst = b * T * C;
+    K.set(this.k[l].subarray(src, src + f * C), dst);
+    V.set(this.v[l].subarray(src, src + f * C), dst);
+    K.set(k.subarray(own, own + (T - f) * C), dst + f * C);
+    V.set(v.subarray(own, own + (T - f) * C), dst + f * C);
+  }
+}
+
+// -----------------------------------------------------------------------------------------------
 
 function toRows(idx: Idx): number[][] {
   if (idx.length === 0) throw new Error('cannot run the model on an empty sequence');
@@ -827,12 +1057,18 @@ function toRows(idx: Idx): number[][] {
   return rows;
 }
 
-/** x (B, T, C) -> (B, P, C): the rows at the given positions of every sequence. */
-function pickPositions(x: Float32Array, B: number, T: number, C: number, positions: number[]): Float32Array {
-  const P = positions.length, out = new Float32Array(B * P * C);
-  for (let b = 0; b < B; b++)
-    for (let i = 0; i < P; i++) out.set(x.subarray((b * T + positions[i]) * C, (b * T + positions[i] + 1) * C), (b * P + i) * C);
+/** out (N, C): the rows rows[0], rows[1], … of x (·, C). The one place that picks rows out of an activation. */
+export function takeRows(x: Float32Array, C: number, rows: ArrayLike<number>): Float32Array {
+  const out = new Float32Array(rows.length * C);
+  for (let i = 0; i < rows.length; i++) out.set(x.subarray(rows[i] * C, (rows[i] + 1) * C), i * C);
   return out;
+}
+
+/** x (B, T, C) -> (B, P, C): the rows at the given positions of every sequence. */
+export function pickPositions(x: Float32Array, B: number, T: number, C: number, positions: readonly number[]): Float32Array {
+  const P = positions.length, rows = new Array<number>(B * P);
+  for (let b = 0; b < B; b++) for (let i = 0; i < P; i++) rows[b * P + i] = b * T + positions[i];
+  return takeRows(x, C, rows);
 }
 
 /** The backward of pickPositions: (B, P, C) -> (B, T, C), each row back at its position, zeros elsewhere. */

@@ -9,8 +9,8 @@
  *
  * `referencePatchingSweep` below is the readable algorithm, one full forward per patch with the
  * model's save/patch flags, exactly as the assignment describes it. `fastPatchingSweep`
- * (./fast_patching.ts) gives the same matrix (to float32 rounding) by recomputing only what a patch
- * can change; the generic patching of ./patching.ts gives it too (`get_act_patch_resid_post`).
+ * (./fast.ts) gives the same matrix (to float32 rounding) by recomputing only what a patch
+ * can change; the generic patching of ../lens/patching.ts gives it too (`get_act_patch_resid_post`).
  * This file holds what the two engines share: the input, the result and the input check.
  */
 import type { GPT } from '../mingpt/model.ts';
@@ -34,10 +34,8 @@ export type Engine = 'reference' | 'fast';
 
 export interface PatchingOptions {
   engine?: Engine;
-  /** called after each patched run: done of total */
+  /** called as patched runs finish: done of total */
   onProgress?: (done: number, total: number) => void;
-  /** worker threads for the fast engine (default: the machine's cores) */
-  workers?: number;
 }
 
 /** Checks both runs are comparable: same length, within the context, ids in the vocabulary. */
@@ -55,6 +53,7 @@ export function checkPatchingInput(model: GPT, input: PatchingInput): void {
 
 /** The assignment's algorithm, written for reading: 2 + n_layer × T full forward passes. */
 export function referencePatchingSweep(model: GPT, input: PatchingInput, opts: PatchingOptions = {}): PatchingResult {
+  // BEGIN TASK 1.5: the layer × position loop and its logit-difference matrix
   const { clean_ids, corrupt_ids, clean_token_id, corrupt_token_id } = input;
   const diff = (logits: Float32Array) => logits[corrupt_token_id] - logits[clean_token_id];
   const L = model.config.n_layer, T = clean_ids.length;
@@ -82,4 +81,5 @@ export function referencePatchingSweep(model: GPT, input: PatchingInput, opts: P
     clean_last_logits,
     corrupt_last_logits,
   };
+  // END TASK 1.5
 }

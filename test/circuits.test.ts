@@ -13,7 +13,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Weights } from '../lens/weights.ts';
 import {
@@ -26,7 +25,7 @@ import { ERASERS, buildHandmadeWithErasers } from '../assignments/circuits/handm
 import { topPairs } from '../assignments/circuits/experiment.ts';
 import { runScript } from './run_script.ts';
 import { loadGPT } from '../io/load.ts';
-import { ANALYSIS, FIXTURE, FIXTURE_ARG, FLOAT32_TOL, close, closeAll } from './helpers.ts';
+import { ANALYSIS, FIXTURE, FIXTURE_ARG, FLOAT32_TOL, close, closeAll, tempDir } from './helpers.ts';
 
 const tiny = loadGPT(FIXTURE);
 const analysis = ANALYSIS;
@@ -126,8 +125,7 @@ test('handmade with erasers: exactly the built erasers have cosine ≤ −0.9, a
 // ---------------------------------------------------------------------------------------------
 // the command line
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'circuits-test-'));
-process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('circuits-test-');
 
 test('circuits.ts on gpt2-tiny writes circuits.json with the fixture numbers and the charts', async () => {
   const out = path.join(tmp, 'tiny');

@@ -9,7 +9,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { compile } from 'vega-lite';
@@ -20,11 +19,10 @@ import { colorDepth, displayWidth, formatHeatmap, formatTokenList, formatTopTabl
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { COMMAND, readingAid, targetTokenId, tokenizeInputs, topTokens } from '../generate.ts';
 import { runScript, type Run } from './run_script.ts';
-import { FIXTURE_ARG, FLOAT32_TOL, REFERENCE, ROOT, close, closeAll } from './helpers.ts';
+import { FIXTURE_ARG, FLOAT32_TOL, REFERENCE, ROOT, close, closeAll, tempDir } from './helpers.ts';
 
 const reference = REFERENCE;
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'generate-test-'));
-process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('generate-test-');
 
 // -----------------------------------------------------------------------------------------------
 // running the command line

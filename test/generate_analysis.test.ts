@@ -9,16 +9,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { runScript, type Run } from './run_script.ts';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { compile } from 'vega-lite';
 import { openSafetensors } from '../io/safetensors.ts';
 import { displayWidth } from '../cli/terminal.ts';
-import { ANALYSIS, FIXTURE, FIXTURE_ARG, FLOAT32_TOL, closeAll } from './helpers.ts';
+import { ANALYSIS, FIXTURE, FIXTURE_ARG, FLOAT32_TOL, closeAll, tempDir } from './helpers.ts';
 
 const A = ANALYSIS;
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'generate-analysis-'));
-process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('generate-analysis-');
 const L = 3, NH = 4, T = A.case.clean_ids.length;
 
 /** generate.ts in a child process with extra environment variables; colours off, progress quiet. */
@@ -179,6 +177,7 @@ test('--save-cache: every hook point under its TransformerLens name, batch axis 
   try {
     const names = Object.keys(A.hooks);
     assert.equal([...f.tensors.keys()].sort(), [...names].sort());
+    assert.equal(JSON.parse(f.metadata.token_ids), A.case.clean_ids, 'the token ids of the cached text, in the metadata');
     for (const name of names) {
       const want = A.hooks[name];
       const shape: number[] = [];
@@ -207,13 +206,15 @@ test('--save-cache into a path under a file: refused before the run, nothing wri
 // -----------------------------------------------------------------------------------------------
 // --scale runs, piped width
 
-test('--scale runs: the chart scale spans the two unpatched runs, and the chart says every cell is below zero', async () => {
+test('--scale runs: the chart scale spans the two unpatched runs and every cell, and the chart says every cell is below zero', async () => {
   await ok('runs-scale');
   const got = report('runs-scale');
   const spec = JSON.parse(fs.readFileSync(path.join(out('runs-scale'), 'heatmap.vl.json'), 'utf8'));
   compile(spec);
   const scale = spec.layer[0].encoding.color.scale;
-  assert.equal(scale.domain, [Math.min(got.clean_logit_diff, got.corrupt_logit_diff), Math.max(got.clean_logit_diff, got.corrupt_logit_diff)]);
+  // from the lower run to the higher, widened to every cell (analysis.json's matrix), so that no cell is clamped
+  const ends = [got.clean_logit_diff, got.corrupt_logit_diff, ...A.patching.resid_post.flat()];
+  closeAll(scale.domain, [Math.min(...ends), Math.max(...ends)], FLOAT32_TOL, 'domain');
   assert.is(scale.domainMid, undefined);
   // every cell of the fixture's matrix is negative (reference.json / analysis.json): the chart says so
   assert.ok(A.patching.resid_post.flat().every((v: number) => v < 0));

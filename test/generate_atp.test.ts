@@ -6,13 +6,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { runScript } from './run_script.ts';
-import { ANALYSIS as A, FIXTURE_ARG, FLOAT32_TOL, GRADIENTS as G, closeAll } from './helpers.ts';
+import { ANALYSIS as A, FIXTURE_ARG, FLOAT32_TOL, GRADIENTS as G, closeAll, tempDir } from './helpers.ts';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'generate-atp-'));
-process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('generate-atp-');
 
 test('--method both --patch head: the exact matrix, the estimate, their comparison and the side-by-side chart', async () => {
   const out = path.join(tmp, 'both');

@@ -9,7 +9,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { OutputWriter } from '../io/output.ts';
 import { DEFAULT_RANGE, INDUCTION_HEAD, LAYOUT, N_EMBD, PREV_HEAD, buildHandmade, digitsOf } from '../assignments/induction-heads/handmade.ts';
@@ -18,9 +17,9 @@ import { readOptions, runExperiment, setup, type Options } from '../assignments/
 import { runAblated } from '../assignments/induction-heads/circuit.ts';
 import { runScript } from './run_script.ts';
 import { loadGPT } from '../io/load.ts';
+import { tempDir } from './helpers.ts';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'handmade-test-'));
-process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('handmade-test-');
 
 const [LO, HI] = DEFAULT_RANGE; // [256, 1256): 1000 tokens, BOS = 1256
 const CHANCE = 1 / (HI - LO);

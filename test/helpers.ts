@@ -1,9 +1,11 @@
 // Test helper (not a test file): where the fixtures are, the PyTorch reference files read once,
 // and the one tolerance check every test uses, close(actual, expected, tol, what).
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as assert from 'uvu/assert';
+import { kernelThreadItems, kernelThreads, setKernelThreads, stopKernelThreads } from '../mingpt/kernels/simd/threads.ts';
 
 /** The repository's root: the scripts run from here, and FIXTURE_ARG is relative to it. */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -13,6 +15,16 @@ export const FIXTURE = path.join(ROOT, 'test', 'fixtures', 'gpt2-tiny');
 export const FIXTURE_ARG = path.relative(ROOT, FIXTURE);
 /** The IOI prompts of analysis.json's `group` and `knockout` entries, as a --prompts file. */
 export const IOI_GROUP_FILE = path.join(ROOT, 'test', 'fixtures', 'ioi-group.json');
+
+/** Temporary folders made by tempDir, removed together when the test process ends. */
+const tempDirs: string[] = [];
+/** A fresh temporary folder for one test file's outputs, removed at exit (one listener for all of them). */
+export function tempDir(prefix: string): string {
+  if (tempDirs.length === 0) process.on('exit', () => { for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true }); });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
 
 const readJson = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8'));
 /** reference.json: an independent PyTorch (float32) GPT-2 on the fixture's two cases. */
@@ -71,3 +83,27 @@ export function closeAll(actual: unknown, expected: unknown, tol: number, what: 
   assert.ok(worst <= tol, `${what}${where}: ${got} vs reference ${want} (error ${worst.toExponential(2)}, tolerance ${tol})`);
 }
 
+/**
+ * run() with one kernel thread, then with two until a helper thread has taken items of the jobs
+ * (helpers start in the background, so the first runs may have none): both results, to compare
+ * bit for bit. Fails if no helper took part; leaves the thread setting as it was, helpers stopped.
+ */
+export async function oneThreadThenTwo<R>(run: () => R): Promise<[R, R]> {
+  const saved = kernelThreads();
+  try {
+    setKernelThreads(1);
+    const one = run();
+    setKernelThreads(2);
+    const before = kernelThreadItems().helpers;
+    let two = run();
+    for (let i = 0; i < 100 && kernelThreadItems().helpers === before; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      two = run();
+    }
+    assert.ok(kernelThreadItems().helpers > before, 'a helper thread took items');
+    return [one, two];
+  } finally {
+    setKernelThreads(saved);
+    await stopKernelThreads();
+  }
+}

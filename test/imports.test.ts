@@ -6,7 +6,7 @@
  *   lens/     the interpretability core                                 may import mingpt/, io/
  *   sweep/    the assignment's block-output sweep and its fast engine   may import the above
  *   cli/      command-line, terminal and chart helpers                  may import the above
- *   generate.ts, assignments/, bench/, conformance/: the programs       may import anything above
+ *   generate.ts, assignments/, bench/, conformance/, exercises/: the programs   may import anything above
  *
  * The one exception: `GPT.from_pretrained` imports ../io/load.ts lazily (`await import`), as
  * minGPT imports the transformers library inside that method. Also: no import cycles (type-only
@@ -69,7 +69,7 @@ const layerOf = (f: string) => {
 const LAZY_EXCEPTION = { from: path.join('mingpt', 'model.ts'), to: path.join('io', 'load.ts') };
 const isException = (from: string, imp: Import) => imp.lazy && from === LAZY_EXCEPTION.from && imp.target === LAZY_EXCEPTION.to;
 
-const files = [...LAYERS, 'assignments', 'bench', 'conformance'].flatMap(tsFiles).concat('generate.ts').filter((f) => fs.existsSync(path.join(ROOT, f)));
+const files = [...LAYERS, 'assignments', 'bench', 'conformance', 'exercises'].flatMap(tsFiles).concat('generate.ts').filter((f) => fs.existsSync(path.join(ROOT, f)));
 const graph = new Map(files.map((f) => [f, runtimeImports(f).filter((d) => !isException(f, d) && files.includes(d.target)).map((d) => d.target)]));
 
 test('no import cycles among the project\'s modules', () => {

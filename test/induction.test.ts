@@ -7,7 +7,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import {
   detectHeads, duplicateTokenScores, evaluateDetection, inductionScores, parseTokenRange, previousTokenScores, repeatedTokens, stripeOf, stripeScore,
@@ -18,14 +17,11 @@ import { buildHandmade } from '../assignments/induction-heads/handmade.ts';
 import { UsageError } from '../io/errors.ts';
 import { helpText, type OptionSpec } from '../cli/args.ts';
 import { logSoftmaxAt } from '../lens/metrics.ts';
-import { kernelsName } from '../mingpt/kernels/index.ts';
-import { mlpAblationsOnThreads } from '../assignments/induction-heads/ablation_pool.ts';
 import { runScript, type Run } from './run_script.ts';
 import { loadGPT } from '../io/load.ts';
-import { FIXTURE, close } from './helpers.ts';
+import { FIXTURE, close, tempDir } from './helpers.ts';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'induction-test-'));
-process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('induction-test-');
 
 // -----------------------------------------------------------------------------------------------
 // hand-written attention patterns
@@ -373,45 +369,41 @@ function secondHalfFromFull(logits: Float32Array, tokens: number[][], n: number,
   return { logprob: lp / count, accuracy: hits / count };
 }
 
-test('MLP ablation fast path (start after the block, logits at the second half) = the full forward with a hook, to 1e-4; the same on two threads', async () => {
-  // the fixture: 3 layers of random weights, so every MLP matters
+test('MLP and head ablations on the second half\'s rows only (the clean run\'s keys and values before) = the full forward with a hook, exactly', () => {
+  // the fixture: 3 layers of random weights, so every MLP matters. The fast paths do the same
+  // arithmetic on the rows they run (the rows before the second half are the clean run's), so
+  // their numbers are the full forward's, bit for bit.
   const model = loadGPT(FIXTURE);
-  const n = 8, V = model.config.vocab_size;
+  const n = 8, V = model.config.vocab_size, L = model.config.n_layer;
   const tokens = repeatedTokens({ batch: 3, seqLen: n, lo: 256, hi: 1256, bos: 50256, seed: 4 });
   const clean = cleanRun(model, tokens, n);
-  for (let layer = 0; layer < model.config.n_layer; layer++) {
+  const results: number[] = [];
+  for (let layer = 0; layer < L; layer++) {
     for (const mode of ['zero', 'mean'] as const) {
       const spec = { mode, mlps: [layer], positions: 'second_half' as const };
       // the plain way: every block, every position, hook_mlp_out overwritten
       const full = model.run_with_hooks(tokens, ablationHooks(model, clean, spec).hooks).logits.data;
       const want = secondHalfFromFull(full, tokens, n, V);
-      for (const got of [mlpAblation(model, clean, layer, mode), runAblated(model, clean, spec)]) {
-        assert.ok(Math.abs(got.second_half_logprob - want.logprob) < 1e-4, `layer ${layer} ${mode}: ${got.second_half_logprob} vs ${want.logprob}`);
+      let blocks = 0;
+      const fast = mlpAblation(model, clean, layer, mode, () => blocks++);
+      assert.is(blocks, L - 1 - layer, 'blocks run: those after the ablated MLP');
+      for (const got of [fast, runAblated(model, clean, spec)]) {
+        assert.is(got.second_half_logprob, want.logprob, `layer ${layer} ${mode}`);
         assert.is(got.second_half_accuracy, want.accuracy);
       }
+      results.push(fast.second_half_logprob);
     }
   }
-  // on two threads (the main one and a worker that loads the same checkpoint): the very same numbers
-  const tasks = [0, 1, 2].flatMap((layer) => (['zero', 'mean'] as const).map((mode) => ({ layer, mode })));
-  const serial = tasks.map(({ layer, mode }) => mlpAblation(model, clean, layer, mode));
-  let blocks = 0;
-  const same = (got: typeof serial, why: string) => got.forEach((r, i) => {
-    // the same arithmetic; the kernels may take another memory path in a fresh thread (float rounding)
-    assert.ok(Math.abs(r.second_half_logprob - serial[i].second_half_logprob) < 1e-6, `${why}, task ${i}: ${r.second_half_logprob} vs ${serial[i].second_half_logprob}`);
-    assert.is(r.second_half_accuracy, serial[i].second_half_accuracy);
-  });
-  const onWorker = await mlpAblationsOnThreads(model, clean, tasks, { workers: 1, kernels: kernelsName(), onBlock: () => blocks++, mainThreadWorks: false });
-  same(onWorker, 'every task on the worker');
-  assert.is(blocks, 2 * (2 + 1 + 0)); // layer l's runs go through blocks l+1 … 2
-  same(await mlpAblationsOnThreads(model, clean, tasks, { workers: 1, kernels: kernelsName() }), 'shared out');
-  // (a tolerance that cannot hide a wrong layer or mode: neighbouring tasks differ by far more)
-  assert.ok(Math.abs(serial[0].second_half_logprob - serial[1].second_half_logprob) > 1e-4);
-  // and a head ablation from its first layer = the full forward
-  const spec = { mode: 'mean' as const, heads: ['1.2', '2.0'], positions: 'all' as const };
-  const want = secondHalfFromFull(model.run_with_hooks(tokens, ablationHooks(model, clean, spec).hooks).logits.data, tokens, n, V);
-  assert.ok(Math.abs(runAblated(model, clean, spec).second_half_logprob - want.logprob) < 1e-4);
-  // the ablation changed something (the test would pass vacuously otherwise)
-  assert.ok(Math.abs(want.logprob - secondHalfFromFull(model.forward(tokens).logits.data, tokens, n, V).logprob) > 1e-4);
+  // (the runs differ from each other: a wrong layer or mode would show)
+  assert.is(new Set(results).size, results.length);
+  // head ablations, at the second half (rows only) and at every position (from the head's layer)
+  for (const positions of ['second_half', 'all'] as const) {
+    const spec = { mode: 'mean' as const, heads: ['1.2', '2.0'], positions };
+    const want = secondHalfFromFull(model.run_with_hooks(tokens, ablationHooks(model, clean, spec).hooks).logits.data, tokens, n, V);
+    assert.is(runAblated(model, clean, spec).second_half_logprob, want.logprob, positions);
+    // the ablation changed something (the test would pass vacuously otherwise)
+    assert.ok(Math.abs(want.logprob - secondHalfFromFull(model.forward(tokens).logits.data, tokens, n, V).logprob) > 1e-4);
+  }
 });
 
 test.run();

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { parseHead } from '../lens/heads.ts';
 import { loadPromptsFile, tokenizePrompts } from '../assignments/ioi/dataset.ts';
-import { basicResults, completenessSets, knockoutResults, pathResults, type StepsProgress } from '../assignments/ioi/experiment.ts';
+import { BATCH_BYTES, basicResults, batches, completenessSets, knockoutResults, pathResults, promptBytes, type StepsProgress } from '../assignments/ioi/experiment.ts';
 import { DEFAULT_NAMES, DUP_HEAD, NAME_MOVER, SINH_HEAD, buildHandmade } from '../assignments/ioi/handmade.ts';
 import { makeDataset } from '../assignments/ioi/dataset.ts';
 import { headName } from '../lens/heads.ts';
@@ -60,6 +60,38 @@ test('a group split in two gives the same means (each prompt weighs the same)', 
   closeAll(b2.patching.head_z, G.patching.head_z, FLOAT32_TOL, 'patching.head_z');
 });
 
+
+// issue 18, item 10: memory bounded however many prompts (3000 prompts of one group took 11 GB)
+test('3000 prompts of one group are run in batches, none holding more than BATCH_BYTES of activations', () => {
+  const g = groups[0];
+  const many = [{ ...g, prompts: Array.from({ length: 3000 }, (_, i) => ({ ...g.prompts[i % g.prompts.length], index: i })) }];
+  const gpt2 = { n_layer: 12, n_head: 12, n_embd: 768, vocab_size: 50257 };
+  for (const c of [model.config, gpt2]) {
+    const parts = batches(many, c);
+    assert.is(parts.reduce((a, p) => a + p.prompts.length, 0), 3000);
+    assert.ok(parts.length > 1);
+    for (const p of parts) assert.ok(p.prompts.length * promptBytes(c, g.T) <= BATCH_BYTES, `a batch of ${p.prompts.length}`);
+  }
+});
+
+test('in batches of one prompt, every step still gives the reference numbers (knockouts: the group\'s mean ablation kept)', () => {
+  const one = promptBytes(model.config, groups[0].T);
+  assert.is(batches(groups, model.config, one).length, groups[0].prompts.length);
+  const b = basicResults(model, groups, quiet, one);
+  closeAll(b.F_model, G.F_model, FLOAT32_TOL, 'F_model');
+  closeAll(b.logit_lens, G.logit_lens, FLOAT32_TOL, 'logit_lens');
+  closeAll(b.dla.heads, G.dla.heads, FLOAT32_TOL, 'dla.heads');
+  closeAll(b.patching.head_z, G.patching.head_z, FLOAT32_TOL, 'patching.head_z');
+  const r = pathResults(model, groups, G.name_movers.map(parseHead), quiet, one);
+  closeAll(r.to_logits, G.path_patching.to_logits, FLOAT32_TOL, 'to_logits');
+  closeAll(r.to_name_movers, G.path_patching.to_name_movers, FLOAT32_TOL, 'to_name_movers');
+  const file = JSON.parse(fs.readFileSync(IOI_GROUP_FILE, 'utf8'));
+  const K = A.knockout;
+  const ko = knockoutResults(model, groups, file.circuit.map(parseHead), file.completeness_sets.map((k: string[]) => ({ K: k.map(parseHead), kind: 'file' })), 'all', quiet, one);
+  closeAll([ko.F_model, ko.F_circuit, ko.F_empty, ko.faithfulness], [K.F_model, K.F_circuit, K.F_empty, K.faithfulness], FLOAT32_TOL, 'knockout F');
+  closeAll(ko.completeness.map((c) => [c.F_C_minus_K, c.F_M_minus_K, c.value]), K.completeness.map((c: any) => [c.F_C_minus_K, c.F_M_minus_K, c.value]), FLOAT32_TOL, 'completeness');
+  closeAll(ko.minimality.map((m) => m.value), K.minimality.map((m: any) => m.value), FLOAT32_TOL, 'minimality');
+});
 
 // The hand-built model (assignments/ioi/handmade.ts), whose circuit is known by construction:
 // duplicate-token head DUP_HEAD, S-inhibition head SINH_HEAD, name mover NAME_MOVER; the other
@@ -144,6 +176,24 @@ test('--circuit paper on a model that is not GPT-2 small, and heads that do not 
   await refused(['--prompts', IOI_GROUP_FILE, '--positions', 'paper'], /head 0\.1 .* has no class/);
   await refused(['--positions', 'paper'], /no known circuit with classes/);
   await refused(['--prompts', IOI_GROUP_FILE, '--circuit', '0.1,0.1'], /listed twice/);
+});
+
+test('a bad prompts file is refused before the model loads; empty name_movers or completeness sets are refused (items 9, 14)', async () => {
+  const write = (name: string, text: string) => { const f = path.join(tmp, name); fs.writeFileSync(f, text); return f; };
+  const file = JSON.parse(fs.readFileSync(IOI_GROUP_FILE, 'utf8'));
+  // a checkpoint that does not exist: had the model been loaded first, that would be the error
+  const before = async (prompts: string, pattern: RegExp) => {
+    const r = await runScript('assignments/ioi/ioi.ts', ['--weights', path.join(tmp, 'no-such-checkpoint'), '--prompts', prompts, '--out', path.join(tmp, 'never')]);
+    assert.is(r.code, 1, r.stderr);
+    assert.match(r.stderr, pattern);
+  };
+  await before(write('lone.json', JSON.stringify([{ ...file.prompts[0], clean: file.prompts[0].clean + ' \ud800' }])),
+    /prompt 0's "clean" text holds a lone surrogate at character 60 \(\\ud800/);
+  await before(write('nm.json', JSON.stringify({ ...file, name_movers: [] })), /"name_movers" must be a non-empty list/);
+  await before(write('cs.json', JSON.stringify({ ...file, completeness_sets: [[]] })), /"completeness_sets" must be a non-empty list of non-empty lists/);
+  await before(write('cs0.json', JSON.stringify({ ...file, completeness_sets: [] })), /"completeness_sets" must be a non-empty list/);
+  await before(path.join(tmp), /the prompts file .* is a folder, not a JSON file/);
+  assert.not.ok(fs.existsSync(path.join(tmp, 'never')));
 });
 
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -5,18 +5,16 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { InputError } from '../io/errors.ts';
 import {
   NAMES, OBJECTS, PLACES, TEMPLATES, fillTemplate, loadPromptsFile, makeDataset, parsePrompts, tokenizePrompts, type IOIPrompt,
 } from '../assignments/ioi/dataset.ts';
-import { ANALYSIS, IOI_GROUP_FILE } from './helpers.ts';
+import { ANALYSIS, IOI_GROUP_FILE, tempDir } from './helpers.ts';
 
 const tok = new BPETokenizer();
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ioi-dataset-test-'));
-process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('ioi-dataset-test-');
 
 /** The InputError message `fn` throws (fails the test if it throws nothing or something else). */
 function messageOf(fn: () => unknown): string {

@@ -7,14 +7,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { runScript } from './run_script.ts';
 import { headOfNode } from '../assignments/ioi/eap.ts';
-import { ANALYSIS as A, FIXTURE_ARG, FLOAT32_TOL, IOI_GROUP_FILE, close } from './helpers.ts';
+import { ANALYSIS as A, FIXTURE_ARG, FLOAT32_TOL, IOI_GROUP_FILE, close, tempDir } from './helpers.ts';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ioi-eap-'));
-process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('ioi-eap-');
 
 // embed → all 40 inputs; each layer-0 head → 24 head inputs of layers 1–2, 3 MLPs, logits (28);
 // layer 1 heads → 12 + 2 + 1; layer 2 heads → MLP 2, logits; m0 → 24 + 2 + 1; m1 → 12 + 1 + 1; m2 → logits

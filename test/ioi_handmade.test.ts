@@ -16,7 +16,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { clone, type HookSpec } from '../mingpt/hooks.ts';
@@ -28,11 +27,10 @@ import { loadPromptsFile, makeDataset, tokenizePrompts, type PromptGroup } from 
 import { runScript } from './run_script.ts';
 import { loadGPT } from '../io/load.ts';
 import { run_with_cache } from '../lens/activation_cache.ts';
-import { IOI_GROUP_FILE } from './helpers.ts';
+import { IOI_GROUP_FILE, tempDir } from './helpers.ts';
 import { headName } from '../lens/heads.ts';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ioi-handmade-test-'));
-process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('ioi-handmade-test-');
 
 const tok = new BPETokenizer();
 const built = buildHandmade({ tokenizer: tok });

@@ -136,6 +136,154 @@ async function interrupted(signal: 'SIGINT' | 'SIGTERM'): Promise<void> {
   assert.ok(allNew, 'the commit was under way, so it finished');
 }
 
+// ------------------------------------------------------------------------------------------------
+// issue 18: a set replaced whole or not at all, one run per folder, temporaries that never outlive
+// their process, and --out paths refused at the start
+
+/** Runs `body` with fs.renameSync failing with EPERM for any source path `fails` says, as for a file owned by another user in a sticky folder. */
+function withRenameFailing(fails: (from: string) => boolean, body: () => void): void {
+  const real = fs.renameSync;
+  fs.renameSync = ((from: fs.PathLike, to: fs.PathLike) => {
+    if (fails(String(from))) throw Object.assign(new Error(`EPERM: operation not permitted, rename '${from}'`), { code: 'EPERM' });
+    return real(from, to);
+  }) as typeof fs.renameSync;
+  try {
+    body();
+  } finally {
+    fs.renameSync = real;
+  }
+}
+
+test('an old file of the set that cannot be replaced: nothing is replaced, and the message says the folder is as before (item 2)', () => {
+  const dir = fresh('sticky');
+  fs.mkdirSync(dir);
+  for (const f of ['patching.json', 'heatmap.vl.json', 'heatmap.svg', 'notes.txt']) fs.writeFileSync(path.join(dir, f), `old ${f}`);
+  const w = new OutputWriter(dir);
+  for (const f of ['patching.json', 'heatmap.vl.json', 'heatmap.svg']) w.add(f, `new ${f}`);
+  withRenameFailing((from) => from === path.join(dir, 'heatmap.svg'), () => {
+    assert.throws(() => w.commit(), (e: Error) => e instanceof InputError && e.message.includes(`cannot replace ${path.join(dir, 'heatmap.svg')} (EPERM)`)
+      && e.message.includes('holds the same files as before the run'));
+  });
+  assert.equal(fs.readdirSync(dir).sort(), ['heatmap.svg', 'heatmap.vl.json', 'notes.txt', 'patching.json'], 'no staging folder, no lock left');
+  for (const f of ['patching.json', 'heatmap.vl.json', 'heatmap.svg', 'notes.txt']) assert.is(fs.readFileSync(path.join(dir, f), 'utf8'), `old ${f}`, `${f} is the old one`);
+  // the same set commits once the file can be replaced
+  w.commit();
+  for (const f of ['patching.json', 'heatmap.vl.json', 'heatmap.svg']) assert.is(fs.readFileSync(path.join(dir, f), 'utf8'), `new ${f}`);
+});
+
+test('a set that cannot be put back either: the message says it is mixed and where the old files are (item 2)', () => {
+  const dir = fresh('mixed');
+  fs.mkdirSync(dir);
+  for (const f of ['a.json', 'b.json']) fs.writeFileSync(path.join(dir, f), `old ${f}`);
+  const w = new OutputWriter(dir);
+  for (const f of ['c.json', 'a.json', 'b.json']) w.add(f, `new ${f}`); // c.json has no old copy
+  // c.json and a.json move in, b.json cannot; then moving c.json back out fails too
+  withRenameFailing((from) => from.endsWith(`.partial${path.sep}b.json`) || from === path.join(dir, 'c.json'), () => {
+    assert.throws(() => w.commit(), (e: Error) => e instanceof InputError && /failed too \(for c\.json\): .* now holds a mix of old and new files/.test(e.message)
+      && /the old files are in .*\.old/.test(e.message));
+  });
+  assert.is(fs.readFileSync(path.join(dir, 'a.json'), 'utf8'), 'old a.json', 'the old files that could be put back are back');
+  assert.is(fs.readFileSync(path.join(dir, 'c.json'), 'utf8'), 'new c.json');
+  assert.ok(fs.readdirSync(dir).some((n) => n.endsWith('.partial')), 'the staging folder is kept, as the message says');
+});
+
+test('two processes, one --out: the second is refused at its check, naming the first; a lock left by a dead process is taken over (item 5)', async () => {
+  const parent = fresh('two-runs');
+  fs.mkdirSync(parent);
+  const dir = path.join(parent, 'out');
+  const script = `
+    import { OutputWriter } from ${JSON.stringify(path.join(ROOT, 'io', 'output.ts'))};
+    new OutputWriter(${JSON.stringify(dir)}).check();
+    process.stdout.write('checked\\n');
+    setTimeout(() => {}, 60_000);
+  `;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  await new Promise<void>((resolve) => child.stdout.on('data', (d) => { if (String(d).includes('checked')) resolve(); }));
+  const ended = new Promise((resolve) => child.on('exit', resolve));
+  try {
+    assert.throws(() => new OutputWriter(dir).check(),
+      (e: Error) => e instanceof InputError && e.message.includes(`another run (process ${child.pid}) is writing into the output folder ${dir}`));
+    const w = new OutputWriter(dir);
+    w.add('x.txt', 'x');
+    assert.throws(() => w.commit(), /another run/);
+    assert.not.ok(fs.existsSync(dir), 'the refused run wrote nothing');
+  } finally {
+    child.kill('SIGTERM');
+  }
+  await ended;
+  assert.equal(fs.readdirSync(parent), [], 'the killed run left no lock');
+  // a lock whose process is gone (kill -9) does not block the folder
+  const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+  fs.writeFileSync(path.join(parent, '.out.writing.lock'), `${dead}\n`);
+  const w = new OutputWriter(dir);
+  w.add('x.txt', 'x');
+  w.commit();
+  assert.equal(fs.readdirSync(parent), ['out']);
+  assert.equal(fs.readdirSync(dir), ['x.txt']);
+});
+
+test('check() refuses at the start: a dangling symbolic link, a folder under /proc, a name longer than 255 bytes (item 14)', () => {
+  const parent = fresh('paths');
+  fs.mkdirSync(parent);
+  const link = path.join(parent, 'link');
+  fs.symlinkSync(path.join(parent, 'gone'), link);
+  assert.throws(() => new OutputWriter(link).check(), (e: Error) => e instanceof InputError && e.message.includes(`${link} is a symbolic link to ${path.join(parent, 'gone')}, which does not exist`));
+  assert.throws(() => new OutputWriter(path.join(link, 'sub')).check(), /is a symbolic link/);
+  if (fs.existsSync('/proc/self')) {
+    assert.throws(() => new OutputWriter('/proc/mingpt-out').check(), (e: Error) => e instanceof InputError && e.message.includes('cannot write to the output folder /proc/mingpt-out'));
+  }
+  const long = path.join(parent, 'x'.repeat(256));
+  assert.throws(() => new OutputWriter(long).check(), (e: Error) => e instanceof InputError && e.message.includes('256 bytes long, more than the 255'));
+  assert.equal(fs.readdirSync(parent), ['link'], 'the checks leave nothing behind');
+});
+
+test('folder names of 239 to 255 bytes work: the staging name beside them is shortened (item 14)', () => {
+  const parent = fresh('long');
+  fs.mkdirSync(parent);
+  for (const n of [239, 250, 255]) {
+    const dir = path.join(parent, 'y'.repeat(n));
+    const w = new OutputWriter(dir);
+    w.add('a.txt', 'a');
+    w.commit();
+    w.add('a.txt', 'b');
+    w.commit(); // into the existing folder: staged inside it
+    assert.is(fs.readFileSync(path.join(dir, 'a.txt'), 'utf8'), 'b');
+  }
+  const multibyte = path.join(parent, 'é'.repeat(127)); // 254 bytes
+  const w = new OutputWriter(multibyte);
+  w.add('a.txt', 'a');
+  w.commit();
+  assert.equal(fs.readdirSync(multibyte), ['a.txt']);
+});
+
+test('a temporary (the cache staged before the charts) is removed when SIGTERM or SIGINT ends the process, and a stale one is recognised later (item 4)', async () => {
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    const dir = fresh(`tmp-${signal}`);
+    fs.mkdirSync(dir);
+    const script = `
+      import fs from 'node:fs';
+      import { OutputWriter, temporaryFor } from ${JSON.stringify(path.join(ROOT, 'io', 'output.ts'))};
+      new OutputWriter(${JSON.stringify(path.join(dir, 'out'))}).check();
+      const tmp = temporaryFor(${JSON.stringify(path.join(dir, 'cache.safetensors'))});
+      fs.writeFileSync(tmp, 'x'.repeat(1000));
+      process.stdout.write('staged\\n');
+      setTimeout(() => {}, 60_000); // the charts render
+    `;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const ended = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_c, sig) => resolve(sig)));
+    child.stdout.on('data', (d) => { if (String(d).includes('staged')) child.kill(signal); });
+    assert.is(await ended, signal);
+    assert.equal(fs.readdirSync(dir), [], `left behind: ${fs.readdirSync(dir)}`);
+  }
+  // one left by kill -9 (a dead pid in its name) goes when the next temporary is made beside it
+  const dir = fresh('tmp-stale');
+  fs.mkdirSync(dir);
+  const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+  fs.writeFileSync(path.join(dir, `.cache.safetensors.${dead}.0.partial`), 'left by kill -9');
+  atomicWrite(path.join(dir, 'f.txt'), 'f');
+  assert.equal(fs.readdirSync(dir), ['f.txt']);
+});
+
 test('SIGINT during commit: the set is finished, the staging folder removed, then the process ends by SIGINT', async () => {
   await interrupted('SIGINT');
 });

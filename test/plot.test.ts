@@ -50,13 +50,12 @@ test('the spec compiles with vega-lite and encodes what the issue asks for', () 
   const spec = patchingHeatmapSpec(input) as any;
   compile(spec); // throws on an invalid spec
   assert.is(spec.data.values.length, 2 * 5, 'one datum per layer × position');
-  assert.equal(spec.encoding.x.sort, ['0: The', '1: ␣the', '2: ␣cat', '3: ␣the', '4: ␣end'], 'x in sentence order, labels unique');
+  assert.equal(spec.encoding.x.scale.domain, ['0: The', '1: ␣the', '2: ␣cat', '3: ␣the', '4: ␣end'], 'x in sentence order, labels unique');
   assert.is(spec.encoding.x.type, 'ordinal');
   assert.is(spec.encoding.y.field, 'row');
-  assert.equal(spec.encoding.y.sort, ['0', '1'], 'layer 0 first (on top)');
+  assert.equal(spec.encoding.y.scale.domain, ['0', '1'], 'layer 0 first (on top)');
   const color = spec.layer[0].encoding.color;
-  assert.is(color.scale.domainMid, 0);
-  assert.is(color.scale.scheme, 'blueorange');
+  assert.is(color.scale.scheme.name, 'blueorange');
   assert.equal(color.scale.domain, [-3, 3], 'symmetric around zero, from the largest |value|');
   assert.match(JSON.stringify(color.legend.title), '← \\" Jones\\" favoured | \\" Smith\\" favoured →');
   const tooltipFields = spec.layer[0].encoding.tooltip.map((t: { field: string }) => t.field);
@@ -65,10 +64,14 @@ test('the spec compiles with vega-lite and encodes what the issue asks for', () 
   for (const s of ['The the cat the end', 'The the dog the end', 'Jones', 'Smith', 'test-model']) assert.ok(title.includes(s), `title lacks ${s}`);
 });
 
-test('a datum carries layer, position, token (quoted, spaces kept) and its value', () => {
+test('a datum carries layer, position, token (quoted, spaces kept), its value and the number printed in it', () => {
   const spec = patchingHeatmapSpec(input) as any;
   const d = spec.data.values.find((v: { layer: number; position: number }) => v.layer === 1 && v.position === 3);
-  assert.equal(d, { row: '1', col: '3: ␣the', layer: 1, position: 3, token: '" the"', value: 3, change: 1.5 });
+  // the values spread over 5 (−2 … 3): one decimal resolves a tenth of that
+  assert.equal(d, {
+    row: '1', col: '3: ␣the', layer: 1, position: 3, token: '" the"', value: 3, change: 1.5,
+    desc: 'layer: 1; position: 3; token: " the"; value: 3', label: '3.0', ink: '#ffffff',
+  });
 });
 
 test('renderSvg: one cell per layer × position, layer 0 on top, positions left to right', async () => {
@@ -96,25 +99,27 @@ test('renderSvg: negative cells are blue, positive orange, zero near white', asy
   assert.ok(zero.every((c) => c > 220), `value 0 should be near white, got rgb ${zero}`);
 });
 
-test('renderSvg: a grid too wide for numbers still has every cell', async () => {
+test('renderSvg: a 40-column grid has every cell, and numbers only where they fit', async () => {
   const T = 40, L = 12;
   const big = patchingHeatmapSpec({
     ...input,
     tokens: Array.from({ length: T }, (_, i) => (i % 2 ? ' a' : ' b')),
-    matrix: Array.from({ length: L }, (_, l) => Array.from({ length: T }, (_, p) => Math.sin(l + p))),
+    matrix: Array.from({ length: L }, (_, l) => Array.from({ length: T }, (_, p) => 100 * Math.sin(l + p))),
   });
   const svg = await renderSvg(big);
   assert.is(heatmapCells(svg).length, L * T);
-  assert.not.match(svg, 'mark-text role-mark', 'no value labels on a 40-column grid');
+  // values up to ±100 with no decimals ("−100" is 21 px at 8 px) do not fit 24-pixel cells with room to spare
+  assert.not.match(svg, 'mark-text role-mark', 'no value labels that would not fit their cells');
 });
 
-test('--scale runs: the colour scale spans the two unpatched runs (low end blue), not centred on zero', () => {
+test('--scale runs: the colour scale spans the two unpatched runs and every cell (low end blue), not centred on zero', () => {
   const spec = patchingHeatmapSpec({ ...input, scale: 'runs' }) as any;
   compile(spec);
   const scale = spec.layer[0].encoding.color.scale;
-  assert.equal(scale.domain, [-2.5, 1.5], 'from the clean run (-2.5) to the corrupted run (1.5)');
-  assert.is(scale.domainMid, undefined);
-  assert.match(JSON.stringify(spec.title.subtitle), 'colour scale from the clean run (-2.50, blue) to the corrupted run (1.50, orange)');
+  assert.equal(scale.domain, [-2.5, 3], 'from the clean run (−2.5) to the highest cell (3), so that no cell is clamped');
+  assert.match(JSON.stringify(spec.title.subtitle), 'colours from −2.50 (blue) to 3.00 (orange)');
+  const inRuns = patchingHeatmapSpec({ ...input, scale: 'runs', matrix: [[-1, 0, 1, 0, 0], [0, 0, 0, 0, 0]] }) as any;
+  assert.equal(inRuns.layer[0].encoding.color.scale.domain, [-2.5, 1.5], 'every cell between the runs: from the clean run (−2.5) to the corrupted run (1.5)');
 });
 
 test('the chart says so when every cell sits on one side of zero', () => {
@@ -127,11 +132,11 @@ test('the chart says so when every cell sits on one side of zero', () => {
 test('head results: layer × head has one column per head; layer × head × position one row per head', () => {
   const byHead = patchHeatmapSpec({ ...input, hook: 'blocks.{l}.attn.hook_z', axes: ['layer', 'head'], matrix: [[1, 2, 3], [4, 5, 6]] }) as any;
   compile(byHead);
-  assert.equal(byHead.encoding.x.sort, ['head 0', 'head 1', 'head 2']);
+  assert.equal(byHead.encoding.x.scale.domain, ['0', '1', '2'], 'the heads by number, under the axis title "head"');
   assert.equal(byHead.data.values.find((d: any) => d.layer === 1 && d.head === 2).value, 6);
   const byPos = patchHeatmapSpec({ ...input, hook: 'blocks.{l}.attn.hook_z', axes: ['layer', 'head', 'pos'], matrix: [[[1, 2, 3, 4, 5]], [[6, 7, 8, 9, 10]]] }) as any;
   compile(byPos);
-  assert.equal(byPos.encoding.y.sort, ['L0H0', 'L1H0']);
+  assert.equal(byPos.encoding.y.scale.domain, ['L0H0', 'L1H0']);
   assert.is(byPos.data.values.length, 10);
   assert.equal(byPos.data.values.find((d: any) => d.row === 'L1H0' && d.position === 4).value, 10);
 });

@@ -50,6 +50,13 @@ let configEtag: string | null = null; // null: the real git sha1 of `config`
 let configBody: Buffer | null = null;   // a body other than the announced one (an error page answered 200)
 /** the Hub's HEAD answers `status` (with X-Error-Message) `times` times before answering normally */
 let hubFail: { status: number; times: number; message?: string; retryAfter?: string } | null = null;
+/** the model's sha256 etags in upper case (a mirror's spelling); 'none': no etag at all for the model */
+let etagUpper = false;
+let modelEtag: 'sha' | 'none' = 'sha';
+/** bytes the CDN sends instead of the model (a changed file) */
+let cdnBody: Buffer | null = null;
+/** where the Hub redirects the GET of config.json (HEAD still answers 200) */
+let configRedirect: string | null = null;
 /** how the CDN misbehaves: cut the body short (once / always), stall, ignore Range */
 let cdnMode: 'normal' | 'drop-once' | 'drop-always' | 'stall' | 'no-range' = 'normal';
 
@@ -95,14 +102,17 @@ const hub = http.createServer((req, res) => {
   if (url === MODEL_URL) {
     // an LFS file: a redirect to the CDN, with the file's sha256 and size
     const sha = sha256(model);
+    const announced = etagUpper ? sha.toUpperCase() : sha;
     note(302);
-    res.writeHead(302, { location: `${cdnOrigin}/blobs/${sha}`, 'x-linked-etag': `"${sha}"`, 'x-linked-size': model.length, 'x-repo-commit': COMMIT, etag: `"${sha}"` });
+    res.writeHead(302, { location: `${cdnOrigin}/blobs/${sha}`, 'x-linked-size': model.length, 'x-repo-commit': COMMIT,
+      ...(modelEtag === 'none' ? {} : { 'x-linked-etag': `"${announced}"`, etag: `"${announced}"` }) });
     res.end();
     return;
   }
   if (url === CONFIG_URL) {
     const etag = `"${configEtag ?? gitSha1(config)}"`;
     if (req.method === 'HEAD') { note(200); res.writeHead(200, { etag, 'content-length': config.length, 'x-repo-commit': COMMIT }); res.end(); return; }
+    if (configRedirect) { note(302); res.writeHead(302, { location: configRedirect }); res.end(); return; }
     serveBytes(req, res, configBody ?? config, etag, note);
     return;
   }
@@ -131,7 +141,7 @@ const cdn = http.createServer((req, res) => {
       return;
     }
   }
-  serveBytes(req, res, model, cdnEtag, note, cdnMode !== 'no-range');
+  serveBytes(req, res, cdnBody ?? model, cdnEtag, note, cdnMode !== 'no-range');
 });
 track(hub);
 track(cdn);
@@ -150,6 +160,7 @@ test.after(async () => {
 });
 test.before.each(() => {
   seen = []; model = MODEL_A; cdnEtag = '"cdn-v1"'; config = CONFIG; configEtag = null; configBody = null; hubFail = null; cdnMode = 'normal';
+  etagUpper = false; modelEtag = 'sha'; cdnBody = null; configRedirect = null;
 });
 
 /** An environment with an empty HF cache and the local server as the Hub; no HOME. */
@@ -414,10 +425,10 @@ test('download: 200 with an error body instead of config.json -> refused (git sh
   const dir = path.join(weightsDir, 'gpt2');
   await rejects(ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor() }), 'gpt2/config.json', 'do not match the git sha1', gitSha1(CONFIG));
   assert.not.ok(fs.existsSync(dir), `nothing left: ${leftovers(dir)}`);
-  // a server whose etag is no hash: the content check catches it
+  // a server whose etag is no hash, the file accepted unverified on request: the content check still catches it
   configEtag = 'W/"42-abc"';
   config = configBody = Buffer.from(page);
-  await rejects(ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor() }), 'gpt2/config.json', 'not a GPT-2 config.json', 'Invalid username');
+  await rejects(ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor({ MINGPT_ALLOW_UNVERIFIED: '1' }), warn: () => {} }), 'gpt2/config.json', 'not a GPT-2 config.json', 'Invalid username');
   assert.not.ok(fs.existsSync(dir));
 });
 
@@ -505,15 +516,43 @@ test('download: HTTP 401 with HF_TOKEN set says the token was refused', async ()
   assert.is(seen[0].auth, 'Bearer hf_old');
 });
 
-test('download: from huggingface.co itself a file must come with a hash etag; a mirror may go without', async () => {
+test('download: from huggingface.co or a mirror, a file must come with a hash etag (issue 18, item 1)', async () => {
   // the real endpoint's address, answered by our Hub through a fetch that rewrites the origin
   const viaLocal = ((url: string | URL, init?: RequestInit) => fetch(String(url).replace('https://huggingface.co', endpoint), init)) as typeof fetch;
   configEtag = 'W/"42-abc"';
   const weightsDir = tmpDir('weights');
   await rejects(ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor({ HF_ENDPOINT: '' }), fetchImpl: viaLocal }),
-    'https://huggingface.co/openai-community/gpt2/resolve/main/config.json', 'did not give the file\'s sha256', '"42-abc"');
-  await ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor() }); // a mirror: config checked by content only
-  same(path.join(weightsDir, 'gpt2', 'config.json'), CONFIG);
+    'https://huggingface.co/openai-community/gpt2/resolve/main/config.json', 'did not give the file\'s hash', '42-abc', 'MINGPT_ALLOW_UNVERIFIED=1');
+  await rejects(ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor() }), `${endpoint}${CONFIG_URL}`, 'did not give the file\'s hash');
+  assert.not.ok(fs.existsSync(path.join(weightsDir, 'gpt2')), 'nothing left of the refused download');
+});
+
+test('download: a mirror with no hash for the LFS file is refused; MINGPT_ALLOW_UNVERIFIED=1 accepts it with a loud warning (item 1)', async () => {
+  modelEtag = 'none';
+  const { weightsDir, dir } = modelOnly();
+  const msg = await rejects(ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor() }), `${endpoint}${MODEL_URL}`, 'sent no ETag at all', 'MINGPT_ALLOW_UNVERIFIED=1');
+  assert.not.ok(fs.existsSync(path.join(dir, 'model.safetensors')), msg);
+  assert.equal(requests('cdn'), [], 'refused before a byte was fetched');
+  const warnings: string[] = [];
+  await ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor({ MINGPT_ALLOW_UNVERIFIED: '1' }), warn: (m) => warnings.push(m) });
+  same(path.join(dir, 'model.safetensors'), MODEL_A);
+  assert.is(warnings.length, 1);
+  assert.match(warnings[0], /^WARNING: gpt2\/model\.safetensors is NOT verified/);
+  assert.ok(warnings[0].includes(path.join(dir, 'model.safetensors')), 'says which file to delete');
+});
+
+test('download: a mirror announcing the sha256 in upper case is still verified: changed bytes are refused, the right ones installed (item 1)', async () => {
+  etagUpper = true;
+  // the CDN serves the file with ln_f.weight[0]-like damage: one float changed, same length
+  cdnBody = Buffer.from(MODEL_A);
+  cdnBody.writeFloatLE(0.5, cdnBody.length - 8);
+  const { weightsDir, dir } = modelOnly();
+  await rejects(ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor() }), 'gpt2/model.safetensors', 'do not match the sha256', sha256(MODEL_A));
+  assert.not.ok(fs.existsSync(path.join(dir, 'model.safetensors')));
+  cdnBody = null;
+  await ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor() });
+  same(path.join(dir, 'model.safetensors'), MODEL_A);
+  assert.equal(leftovers(dir), []);
 });
 
 test('download: two runs at once write through one lock: each file is fetched once, both runs get it', async () => {
@@ -595,10 +634,56 @@ test('an unwritable weights/ folder gives a message naming it, not a stack trace
   assert.equal(seen, []);
 });
 
-test('download: a config.json that contradicts the checkpoint is refused by name after the download', async () => {
+test('download: a config.json that contradicts the model is refused by name, and nothing of the pair is left to fail later runs (item 13)', async () => {
   config = Buffer.from(JSON.stringify({ ...JSON.parse(CONFIG.toString()), n_layer: 12 }));
   const weightsDir = tmpDir('weights');
-  await rejects(ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor() }), "'n_layer' is 12", '3 blocks');
+  const dir = path.join(weightsDir, 'gpt2');
+  await rejects(ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor() }), "'n_layer' is 12", '3 blocks', 'config.json, downloaded with it, was deleted too');
+  assert.not.ok(fs.existsSync(dir), `left behind: ${leftovers(dir)}`);
+  // the Hub fixed: the next run downloads a good pair
+  config = CONFIG;
+  await ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor() });
+  same(path.join(dir, 'config.json'), CONFIG);
+  // a wrong config.json put there by hand: the downloaded model is deleted, and the message says to delete the config
+  fs.rmSync(dir, { recursive: true });
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...JSON.parse(CONFIG.toString()), n_layer: 12 }));
+  await rejects(ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor() }), "'n_layer' is 12", `${path.join(dir, 'config.json')} was there before this download`, 'delete it');
+  assert.equal(fs.readdirSync(dir), ['config.json']);
+});
+
+test('download: HF_TOKEN with a line break is called malformed and never shown; no request is made (item 11)', async () => {
+  const weightsDir = tmpDir('weights');
+  const msg = await rejects(ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor({ HF_TOKEN: 'hf_abc\ndef' }) }), 'HF_TOKEN is malformed', 'a line break', 'huggingface.co/settings/tokens');
+  assert.not.ok(msg.includes('hf_abc') || msg.includes('def'), msg);
+  assert.not.match(msg, /offline/);
+  assert.equal(seen, []);
+  // white space around a token is dropped, as huggingface_hub does
+  await ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor({ HF_TOKEN: ' hf_secret\n' }) });
+  assert.ok(seen.filter((s) => s.server === 'hub').every((s) => s.auth === 'Bearer hf_secret'));
+});
+
+test('download: a redirect to file:// or to an address with credentials is refused by name, nothing left behind (item 13)', async () => {
+  const weightsDir = tmpDir('weights');
+  const dir = path.join(weightsDir, 'gpt2');
+  configRedirect = 'file:///etc/passwd';
+  const msg = await rejects(ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor() }), 'redirected to file:///etc/passwd', 'only http and https');
+  assert.not.match(msg, /offline|null/);
+  assert.not.ok(fs.existsSync(dir), `left behind: ${leftovers(dir)}`);
+  configRedirect = `http://user:s3cret@127.0.0.1:1/config.json`;
+  const msg2 = await rejects(ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor() }), 'user name or password', 'http://***:***@127.0.0.1:1/config.json');
+  assert.not.ok(msg2.includes('s3cret'), msg2);
+  assert.not.ok(fs.existsSync(dir), `left behind: ${leftovers(dir)}`);
+});
+
+test('HF_ENDPOINT that is no http(s) address is refused naming HF_ENDPOINT, before any request (item 13)', async () => {
+  for (const [value, needle] of [['http://[::1', 'HF_ENDPOINT is not a valid address'], ['ftp://mirror.example', 'HF_ENDPOINT must be an http:// or https:// address'],
+    ['https://me:pw@mirror.example', 'HF_ENDPOINT holds a user name or password']] as const) {
+    const weightsDir = tmpDir('weights');
+    const msg = await rejects(ensurePretrained('gpt2', { ...fast, weightsDir, env: envFor({ HF_ENDPOINT: value }), fetchImpl: noFetch }), needle);
+    assert.not.ok(msg.includes(':pw@'), msg);
+    assert.not.ok(fs.existsSync(path.join(weightsDir, 'gpt2')));
+  }
 });
 
 test('etag helpers: normalised as huggingface_hub does; sha256 / git sha1 recognised', () => {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { openSafetensors, writeSafetensors, SafetensorsError, type TensorToWrite } from '../io/safetensors.ts';
 import { Checkpoint, CheckpointError, transposeBand } from '../io/checkpoint.ts';
 import { FIXTURE } from './helpers.ts';
+import { loadGPT } from '../io/load.ts';
 
 const MODEL_FILE = path.join(FIXTURE, 'model.safetensors');
 const CONFIG = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8'));
@@ -150,7 +151,7 @@ test('writeSafetensors -> openSafetensors round trip, F32: values bit-exact, hea
   assert.equal(out, a);
   assert.ok(Object.is(out[3], -0));
   f.close();
-  assert.equal(fs.readdirSync(tmp).filter((x) => x.includes('.tmp-')), []);
+  assert.equal(fs.readdirSync(tmp).filter((x) => x.endsWith('.partial')), [], 'no temporary file left');
 });
 
 test('round trip F16: 1.5, -2, 65504, 1/3, 2^-24, 65520, 1e-8 stored as the hand-computed bit patterns and read back', () => {
@@ -660,6 +661,60 @@ test('Checkpoint reads F16 weights too, transposing Conv1D after conversion', ()
   // float16 keeps 11 significant bits: relative error at most 2^-11 (the fixture's values are normal in F16)
   for (let i = 0; i < out.length; i++) assert.ok(Math.abs(out[i] - expected[i]) <= Math.abs(expected[i]) * 2 ** -11 + 1e-7, `element ${i}`);
   ck.close();
+});
+
+// ------------------------------------------------------------------------------------------------
+// issue 18: what a file holds reaches the terminal escaped and cut; paths that are no file; write failures
+
+const ESC_NAME = '\u001b]0;pwned\u0007\u001b[2J\u009b31m\u202eevil';
+
+test('a tensor name with escape sequences is shown escaped, never raw (item 12)', () => {
+  const p = handMade({ [ESC_NAME]: { dtype: 'F32', shape: [1], data_offsets: [0, 8] } }, new Uint8Array(8));
+  const msg = refuses(() => openSafetensors(p), SafetensorsError, "tensor '\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m\\u202eevil'");
+  assert.not.match(msg, /[\u0000-\u001f\u007f-\u009f\u202e]/, 'no control character reaches the message');
+  // and through the checkpoint loader, which lists the tensors GPT-2 has no place for
+  const dir = variant({ extra: ESC_NAME });
+  const ck = refuses(() => loadGPT(dir), CheckpointError, 'no place for', "'\\x1b]0;pwned");
+  assert.not.match(ck, /[\u0000-\u001f\u007f-\u009f\u202e]/);
+});
+
+test('a 5 MB string in a header is cut in the message, with how much was left out (item 12)', () => {
+  const big = 'x'.repeat(5_000_000);
+  const p = handMade({ a: { dtype: 'F32', shape: big, data_offsets: [0, 4] } }, new Uint8Array(4));
+  const msg = refuses(() => openSafetensors(p), SafetensorsError, 'shape must be a list of non-negative integers, got "xxx');
+  assert.ok(msg.length < 1000, `the message is ${msg.length} characters`);
+  const named = handMade({ [big]: { dtype: 'F64', shape: [1], data_offsets: [0, 8] } }, new Uint8Array(8));
+  const msg2 = refuses(() => openSafetensors(named), SafetensorsError, '… (4999880 more characters)', "unsupported dtype 'F64'");
+  assert.ok(msg2.length < 1000, `the message is ${msg2.length} characters`);
+});
+
+test('a header nested 200,000 levels deep is refused with a message, not a stack overflow (item 9)', () => {
+  const deep = '['.repeat(200_000) + ']'.repeat(200_000);
+  const p = handMade(`{"a":{"dtype":${deep},"shape":[1],"data_offsets":[0,4]}}`, new Uint8Array(4));
+  refuses(() => openSafetensors(p), SafetensorsError, 'dtype missing or not a string: [[[[[…]]]]]');
+});
+
+test('model.safetensors that is a folder is refused by what it is, not with a raw EISDIR (item 9)', () => {
+  const dir = tmpDir();
+  fs.mkdirSync(path.join(dir, 'model.safetensors'));
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(CONFIG));
+  refuses(() => Checkpoint.open(dir), CheckpointError, `${path.join(dir, 'model.safetensors')} is a folder, not a safetensors file`);
+  refuses(() => openSafetensors(dir), SafetensorsError, 'is a folder');
+});
+
+test('writeSafetensors: a full disk or a missing folder is a SafetensorsError naming the file; nothing is left (item 9)', () => {
+  const dir = tmpDir();
+  const target = path.join(dir, 'cache.safetensors');
+  const t = { a: { dtype: 'F32' as const, shape: [2], data: new Float32Array([1, 2]) } };
+  const realWrite = fs.writeSync;
+  fs.writeSync = (() => { throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }); }) as typeof fs.writeSync;
+  try {
+    refuses(() => writeSafetensors(target, t), SafetensorsError, `${target}: cannot write (ENOSPC`, 'nothing was written');
+  } finally {
+    fs.writeSync = realWrite;
+  }
+  assert.equal(fs.readdirSync(dir), [], 'no temporary file, no half-written cache');
+  refuses(() => writeSafetensors(path.join(dir, 'gone', 'cache.safetensors'), t), SafetensorsError, 'cannot write (ENOENT');
 });
 
 test.run();

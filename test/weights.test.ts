@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import path from 'node:path';
 import { Weights } from '../lens/weights.ts';
-import { lnScales } from '../lens/circuits.ts';
+import { layernormScale } from '../mingpt/kernels/js.ts';
 import { openSafetensors } from '../io/safetensors.ts';
 import { loadGPT } from '../io/load.ts';
 import { ANALYSIS, FIXTURE, FLOAT32_TOL, closeAll } from './helpers.ts';
@@ -65,7 +65,8 @@ test('processed weights reproduce the reference hook_q/k/v and mlp.hook_pre from
   for (let l = 0; l < L; l++) {
     const eps = 1e-5;
     const x = Float64Array.from(flat(hooks[`blocks.${l}.hook_resid_pre`]));
-    const s = lnScales(x, T, C, eps);
+    const s = new Float32Array(T);
+    layernormScale(s, Float32Array.from(x), T, C, eps);
     closeAll(s, flat(hooks[`blocks.${l}.ln1.hook_scale`]), 1e-6, `ln1 scale ${l}`);
     for (const [which, W, b] of [['q', 'W_Q', 'b_Q'], ['k', 'W_K', 'b_K'], ['v', 'W_V', 'b_V']] as const) {
       const want = flat(hooks[`blocks.${l}.attn.hook_${which}`]); // (1, T, nh, hs)
@@ -81,7 +82,8 @@ test('processed weights reproduce the reference hook_q/k/v and mlp.hook_pre from
       closeAll(got, want, FLOAT32_TOL, `hook_${which} ${l}`);
     }
     const mid = Float64Array.from(flat(hooks[`blocks.${l}.hook_resid_mid`]));
-    const s2 = lnScales(mid, T, C, eps);
+    const s2 = new Float32Array(T);
+    layernormScale(s2, Float32Array.from(mid), T, C, eps);
     const { W_in, b_in } = proc.mlp(l);
     const D = 4 * C, got = new Float64Array(T * D);
     for (let t = 0; t < T; t++) for (let n = 0; n < D; n++) {

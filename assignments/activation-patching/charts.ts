@@ -12,13 +12,16 @@
  * - comparisonChart: the exact heatmap and attribution patching's estimate side by side.
  */
 import { VEGA_LITE_SCHEMA, positionLabel, type TopLevelSpec } from '../../cli/plot.ts';
-import { oneSide, visibleToken } from '../../cli/terminal.ts';
+import { cellLabels, cellTextFit, cellTextLayer, colourWord, fixed, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
+import { extent, maxAbs, pickIndices, textWidth } from '../../cli/chart_layout.ts';
+import { oneSide, visibleToken, zeroScaleHides } from '../../cli/terminal.ts';
 import type { AxisName } from '../../lens/patching.ts';
 import { patchGrid, type DLAParts, type Patch } from './experiment.ts';
 import type { Comparison } from './atp.ts';
 
 const q = (t: string) => JSON.stringify(t);
 const shorten = (text: string, max: number) => (text.length <= max ? text : text.slice(0, max - 1) + '…');
+const f2 = (v: number) => fixed(v, 2);
 
 /** What every chart of one run shows in its subtitle. */
 export interface RunDescription {
@@ -37,16 +40,23 @@ const metricName = (r: RunDescription) => `logit(${q(r.corruptToken)}) − logit
 
 function subtitle(r: RunDescription): string[] {
   const lines = [
-    `clean: ${q(shorten(r.cleanText, 80))} → ${q(r.cleanToken)}`,
-    `corrupt: ${q(shorten(r.corruptText, 80))} → ${q(r.corruptToken)}`,
-    `without patching: ${r.corruptLogitDiff.toFixed(2)} (corrupted run), ${r.cleanLogitDiff.toFixed(2)} (clean run)`,
+    `model: ${r.model}`,
+    `clean: ${q(shorten(r.cleanText, 120))} → ${q(r.cleanToken)}`,
+    `corrupt: ${q(shorten(r.corruptText, 120))} → ${q(r.corruptToken)}`,
+    `without patching: ${f2(r.corruptLogitDiff)} (corrupted run), ${f2(r.cleanLogitDiff)} (clean run)`,
   ];
   if (r.randomWeights) lines.push('random weights (a test checkpoint): the numbers show the mechanics, not findings');
   return lines;
 }
 
-function title(text: string, r: RunDescription) {
-  return { text, subtitle: subtitle(r), anchor: 'start', subtitleFontSize: 11, offset: 12 };
+function title(text: string, r: RunDescription, extra: string[] = []) {
+  return { text, subtitle: [...subtitle(r), ...extra], anchor: 'start' };
+}
+
+/** Axis labels that fit their step upright, else turned to read downwards (never over the other axis's title). */
+function labelAngle(labels: readonly string[], step: number): Record<string, unknown> {
+  const widest = Math.max(0, ...labels.map((l) => textWidth(l, 11)));
+  return widest <= step - 4 ? { labelAngle: 0 } : { labelAngle: -90, labelAlign: 'right', labelBaseline: 'middle' };
 }
 
 // -----------------------------------------------------------------------------
@@ -68,60 +78,122 @@ export interface PatchChartInput extends RunDescription {
   maxAbs?: number;
 }
 
-interface Cell {
-  row: string;
-  col: string;
-  value: number;
-  change: number;
-  layer: number;
-  position?: number;
-  head?: number;
-  token?: string;
+/** The narrowest a heatmap's grid is drawn, in pixels. */
+const MIN_GRID_WIDTH = 400;
+
+/** The most columns (positions) and head rows a heatmap shows; larger results show their strongest. */
+export const MAX_COLUMNS = 40;
+export const MAX_HEAD_ROWS = 24;
+
+interface Grid {
+  rows: string[];
+  cols: string[];
+  matrix: number[][];
+  row: (i: number) => { layer: number; head?: number };
+  col: (j: number) => { position?: number; head?: number };
+}
+
+function gridOf(input: PatchChartInput): Grid {
+  const { axes, tokens } = input;
+  if (axes.length === 3) {
+    const m = input.matrix as number[][][];
+    const H = m[0]?.length ?? 0;
+    return {
+      rows: m.flatMap((heads, l) => heads.map((_, h) => `L${l}H${h}`)), cols: tokens.map((t, i) => positionLabel(i, t)), matrix: m.flat(),
+      row: (i) => ({ layer: Math.floor(i / H), head: i % H }), col: (j) => ({ position: j }),
+    };
+  }
+  const m = input.matrix as number[][];
+  if (axes[1] === 'head') {
+    return { rows: m.map((_, l) => String(l)), cols: (m[0] ?? []).map((_, h) => String(h)), matrix: m, row: (i) => ({ layer: i }), col: (j) => ({ head: j }) };
+  }
+  // BEGIN TASK 1.6: the heatmap's grid from the layer × position matrix
+  // one row per layer, labelled by its number; one column per position, labelled "index: token";
+  // the cell on row i and column j is matrix[i][j], the patch of layer i at position j
+  const rows = m.map((_, layer) => String(layer));
+  const cols = tokens.map((token, position) => positionLabel(position, token));
+  return { rows, cols, matrix: m, row: (i) => ({ layer: i }), col: (j) => ({ position: j }) };
+  // END TASK 1.6
+}
+
+/** The colour scale of the heatmap: centred on zero, or spanning both runs and every cell. */
+function patchColourScale(values: readonly number[], r: RunDescription, scale: 'zero' | 'runs', shared?: number): ColourScale {
+  if (scale === 'runs') {
+    const [lo, hi] = extent([...values, r.cleanLogitDiff, r.corruptLogitDiff]);
+    return { scheme: 'blueorange', domain: hi > lo ? [lo, hi] : [lo - 1, lo + 1] };
+  }
+  const m = shared ?? (maxAbs(values) || 1);
+  return { scheme: 'blueorange', domain: [-m, m] };
 }
 
 export function patchHeatmapSpec(input: PatchChartInput): TopLevelSpec {
   const { axes, tokens } = input;
-  const posLabels = tokens.map((t, i) => positionLabel(i, t));
-  const cells: Cell[] = [];
-  const rows: string[] = [];
-  let cols: string[];
-  const base = (value: number) => ({ value, change: value - input.corruptLogitDiff });
-  if (axes.length === 3) {
-    const m = input.matrix as number[][][];
-    cols = posLabels;
-    m.forEach((heads, layer) => heads.forEach((row, head) => {
-      rows.push(`L${layer}H${head}`);
-      row.forEach((v, position) => cells.push({ row: `L${layer}H${head}`, col: posLabels[position], layer, head, position, token: q(tokens[position]), ...base(v) }));
-    }));
-  } else if (axes[1] === 'head') {
-    const m = input.matrix as number[][];
-    cols = (m[0] ?? []).map((_, h) => `head ${h}`);
-    m.forEach((row, layer) => {
-      rows.push(String(layer));
-      row.forEach((v, head) => cells.push({ row: String(layer), col: cols[head], layer, head, ...base(v) }));
-    });
-  } else {
-    const m = input.matrix as number[][];
-    cols = posLabels;
-    m.forEach((row, layer) => {
-      rows.push(String(layer));
-      row.forEach((v, position) => cells.push({ row: String(layer), col: posLabels[position], layer, position, token: q(tokens[position]), ...base(v) }));
-    });
-  }
-  const values = cells.map((c) => c.value).filter(Number.isFinite);
-  const maxAbs = input.maxAbs ?? (Math.max(0, ...values.map(Math.abs)) || 1);
+  const grid = gridOf(input);
+  const allValues = grid.matrix.flat();
   const runs = input.scale === 'runs';
-  const lo = Math.min(input.cleanLogitDiff, input.corruptLogitDiff), hi = Math.max(input.cleanLogitDiff, input.corruptLogitDiff);
-  const domain = runs ? [lo, hi === lo ? lo + 1 : hi] : [-maxAbs, maxAbs];
-  const showText = cols.length <= 32 && rows.length <= 48;
-  const hook = input.hook;
-  const what = axes.length === 3 ? `one head's output (${hook}) at one position`
-    : axes[1] === 'head' ? `one head's output (${hook}) at every position` : `one ${hook.replace(/^blocks\.\{l\}\./, '')} vector`;
+  const cs = patchColourScale(allValues, input, runs ? 'runs' : 'zero', input.maxAbs);
+  const effect = (v: number) => (Number.isFinite(v) ? Math.abs(v - input.corruptLogitDiff) : -Infinity);
 
-  const sub = subtitle(input);
-  const side = oneSide(values);
-  if (side) sub.push(`every cell is ${side} zero: every patched run favours ${q(side === 'above' ? input.corruptToken : input.cleanToken)}; the colours differ in strength only`);
-  if (runs) sub.push(`colour scale from the ${input.cleanLogitDiff <= input.corruptLogitDiff ? 'clean' : 'corrupted'} run (${lo.toFixed(2)}, blue) to the ${input.cleanLogitDiff <= input.corruptLogitDiff ? 'corrupted' : 'clean'} run (${hi.toFixed(2)}, orange)`);
+  // a large result shows its strongest rows and columns, and says so
+  const notes: string[] = [];
+  let rowIdx = grid.rows.map((_, i) => i), colIdx = grid.cols.map((_, j) => j);
+  if (axes.length === 3 && grid.rows.length > MAX_HEAD_ROWS) {
+    rowIdx = pickIndices(grid.matrix.map((row) => extent(row.map(effect))[1]), MAX_HEAD_ROWS);
+    notes.push(`showing the ${rowIdx.length} of ${grid.rows.length} heads whose patch moves the difference most (all in patching.json)`);
+  }
+  if (axes[axes.length - 1] === 'pos' && grid.cols.length > MAX_COLUMNS) {
+    const colEffect = grid.cols.map((_, j) => extent(rowIdx.map((i) => effect(grid.matrix[i][j])))[1]);
+    // always the first position a patch changes (where the texts first differ) and the last one
+    colIdx = pickIndices(colEffect, MAX_COLUMNS, [colEffect.findIndex((e) => e > 0), tokens.length - 1]);
+    notes.push(`showing the ${colIdx.length} of ${grid.cols.length} positions where a patch moves the difference most (all in patching.json)`);
+  }
+  const rows = rowIdx.map((i) => grid.rows[i]), cols = colIdx.map((j) => grid.cols[j]);
+
+  // a grid of few columns gets wider cells, so that it, not its caption, sets the picture's width
+  const stepX = Math.min(120, Math.max(cols.length <= 16 ? 46 : cols.length <= 24 ? 34 : 24, Math.floor(MIN_GRID_WIDTH / cols.length)));
+  const stepY = axes.length === 3 ? 20 : 24;
+  const shownValues = rowIdx.flatMap((i) => colIdx.map((j) => grid.matrix[i][j]));
+  const fit = cellTextFit(shownValues, stepX, stepY);
+  const cells = cellLabels(rowIdx.flatMap((i) => colIdx.map((j) => {
+    const v = grid.matrix[i][j];
+    const c = grid.col(j);
+    const r = grid.row(i);
+    const token = c.position !== undefined ? q(tokens[c.position]) : undefined;
+    // what a screen reader says for the cell (and what a test finds it by)
+    const parts = [`layer: ${r.layer}`];
+    const head = r.head ?? c.head;
+    if (head !== undefined) parts.push(`head: ${head}`);
+    if (c.position !== undefined) parts.push(`position: ${c.position}`, `token: ${token}`);
+    parts.push(`value: ${v}`);
+    const desc = parts.join('; ');
+    return {
+      row: grid.rows[i], col: grid.cols[j], ...r, ...c,
+      ...(token !== undefined ? { token } : {}),
+      value: v, change: v - input.corruptLogitDiff, desc,
+    };
+  })), (d) => d.value, cs, fit.decimals);
+
+  const hook = input.hook;
+  const short = hook.replace(/^blocks\.\{l\}\./, '');
+  const what = axes.length === 3 ? `each head's output (${short}) at one position` : axes[1] === 'head' ? `each head's output (${short}) at every position` : `one ${short} vector`;
+
+  // the caption names the colours of this scale for this data
+  const extra: string[] = [];
+  if (runs) {
+    const [lo, hi] = cs.domain;
+    const named = (v: number, who: string) => `${who} ${f2(v)} ${colourWord(cs, v)}`;
+    extra.push(`colours from ${f2(lo)} (${colourWord(cs, lo)}) to ${f2(hi)} (${colourWord(cs, hi)}): ${named(input.cleanLogitDiff, 'clean run')}, ${named(input.corruptLogitDiff, 'corrupted run')}`);
+  } else {
+    extra.push(`${colourWord(cs, cs.domain[0])}: below zero, ${q(input.cleanToken)} favoured; ${colourWord(cs, cs.domain[1])}: above zero, ${q(input.corruptToken)} favoured; white: zero`);
+  }
+  const side = oneSide(allValues);
+  if (side) extra.push(`every cell is ${side} zero: every patched run favours ${q(side === 'above' ? input.corruptToken : input.cleanToken)}`);
+  if (!runs && zeroScaleHides(allValues)) {
+    const [lo, hi] = extent(allValues);
+    extra.push(`the cells differ by at most ${hi - lo >= 0.01 ? f2(hi - lo) : (hi - lo).toPrecision(2)}, little beside their size: on this zero-centred scale they look alike; --scale runs spreads the colours between the two runs`);
+  }
+  if (!fit.show) extra.push('hover a cell for its numbers');
+  extra.push(...notes);
 
   const tooltip = [
     { field: 'layer', type: 'ordinal', title: 'layer' },
@@ -130,55 +202,39 @@ export function patchHeatmapSpec(input: PatchChartInput): TopLevelSpec {
     { field: 'value', type: 'quantitative', title: 'logit difference', format: '.3f' },
     { field: 'change', type: 'quantitative', title: 'change from unpatched', format: '+.3f' },
   ];
-  const legendTitle = runs
-    ? [`${metricName(input)} in the patched corrupted run`, `scale: between the two unpatched runs`]
-    : [`${metricName(input)} in the patched corrupted run`, `← ${q(input.cleanToken)} favoured | ${q(input.corruptToken)} favoured →`];
+  const plotWidth = stepX * cols.length;
+  const xTitle = axes.length === 2 && axes[1] === 'head' ? 'head' : 'position: token (clean text)';
   const spec = {
     $schema: VEGA_LITE_SCHEMA,
-    title: { ...title(input.heading ?? `Activation patching on ${shorten(input.model, 40)}: patch ${what} from the clean run`, input), subtitle: sub },
+    title: title(input.heading ?? `Activation patching: ${what} from the clean run, into the corrupted run`, input, extra),
     data: { values: cells },
-    width: { step: showText ? 46 : 22 },
-    height: { step: axes.length === 3 ? 18 : 24 },
+    width: { step: stepX },
+    height: { step: stepY },
     encoding: {
-      x: {
-        field: 'col', type: 'ordinal', sort: cols,
-        title: axes.length === 2 && axes[1] === 'head' ? 'head' : 'position: token (clean text)',
-        axis: { labelAngle: -40, labelAlign: 'right', labelLimit: 140, domain: false, ticks: false },
-      },
-      y: {
-        field: 'row', type: 'ordinal', sort: rows,
-        title: axes.length === 3 ? 'head (L layer H head)' : `layer (${hook.replace(/^blocks\.\{l\}\./, '')})`,
-        axis: { domain: false, ticks: false },
-      },
+      x: { field: 'col', type: 'ordinal', scale: { domain: cols }, title: xTitle, axis: { ...labelAngle(cols, stepX), labelLimit: 160, domain: false, ticks: false } },
+      y: { field: 'row', type: 'ordinal', scale: { domain: rows }, title: axes.length === 3 ? 'head (L layer H head)' : 'layer', axis: { domain: false, ticks: false, titlePadding: 8 } },
     },
     layer: [
       {
         mark: { type: 'rect', stroke: 'white', strokeWidth: 0.5 },
         encoding: {
           color: {
-            field: 'value', type: 'quantitative',
-            scale: runs ? { type: 'linear', scheme: 'blueorange', domain, clamp: true } : { type: 'linear', scheme: 'blueorange', domain, domainMid: 0, clamp: true },
-            legend: { orient: 'bottom', direction: 'horizontal', gradientLength: Math.max(240, Math.min(480, cols.length * 30)), titleLimit: 800, title: legendTitle },
+            field: 'value', type: 'quantitative', scale: vlColourScale(cs),
+            legend: {
+              orient: 'bottom', direction: 'horizontal', gradientLength: Math.max(200, Math.min(400, plotWidth)), titleLimit: 600,
+              title: [`${metricName(input)} in the patched corrupted run`,
+                runs ? `← more ${q(input.cleanToken)} | more ${q(input.corruptToken)} →` : `← ${q(input.cleanToken)} favoured | ${q(input.corruptToken)} favoured →`],
+            },
           },
           tooltip,
+          description: { field: 'desc' },
         },
       },
-      ...(showText
-        ? [{
-            mark: { type: 'text', fontSize: 10 },
-            encoding: {
-              text: { field: 'value', type: 'quantitative', format: '.2f' },
-              color: runs
-                ? { condition: { test: `datum.value < ${lo + 0.2 * (hi - lo)} || datum.value > ${hi - 0.2 * (hi - lo)}`, value: 'white' }, value: 'black' }
-                : { condition: { test: `abs(datum.value) > ${0.55 * maxAbs}`, value: 'white' }, value: 'black' },
-              tooltip,
-            },
-          }]
-        : []),
+      ...(fit.show ? [cellTextLayer(fit.fontSize, { tooltip, description: { field: 'desc' } })] : []),
     ],
     config: { view: { stroke: null }, axis: { labelFontSize: 11, titleFontSize: 12 } },
   };
-  return spec as TopLevelSpec;
+  return spec as unknown as TopLevelSpec;
 }
 
 /** The assignment's own heatmap (block outputs, layer × position) from a plain matrix. */
@@ -197,12 +253,14 @@ export function patchingHeatmapSpec(input: PatchingChartInput): TopLevelSpec {
 
 export function logitLensSpec(lens: readonly number[], r: RunDescription): TopLevelSpec {
   const L = lens.length - 1;
-  const stages = lens.map((_, l) => (l < L ? `entering block ${l}` : 'final stream'));
-  const values = lens.map((value, l) => ({ stage: stages[l], step: l, value }));
+  const stages = lens.map((_, l) => (l < L ? String(l) : 'end'));
+  const values = lens.map((value, l) => ({ stage: stages[l], where: l < L ? `entering block ${l}` : 'after the last block', value }));
+  const step = L <= 24 ? 40 : 20;
   const spec = {
     $schema: VEGA_LITE_SCHEMA,
-    title: title(`Logit lens on ${shorten(r.model, 40)}: ${metricName(r)} read from the residual stream of the clean run`, r),
-    width: Math.max(420, 60 * lens.length),
+    title: title(`Logit lens: ${metricName(r)} read from the clean run's residual stream`, r,
+      [`each point: the stream through the final layer norm and the unembedding, as if the model ended there; below 0: ${q(r.cleanToken)} favoured, above 0: ${q(r.corruptToken)} favoured`]),
+    width: Math.max(420, step * lens.length),
     height: 220,
     data: { values },
     layer: [
@@ -210,10 +268,10 @@ export function logitLensSpec(lens: readonly number[], r: RunDescription): TopLe
       {
         mark: { type: 'line', point: { filled: true, size: 60 }, color: '#4c78a8' },
         encoding: {
-          x: { field: 'stage', type: 'ordinal', sort: stages, title: 'residual stream (final layer norm and unembedding applied)', axis: { labelAngle: -30, labelAlign: 'right' } },
-          y: { field: 'value', type: 'quantitative', title: [metricName(r), `below 0: ${q(r.cleanToken)} favoured`] },
+          x: { field: 'stage', type: 'ordinal', scale: { domain: stages }, title: ['the residual stream entering block …', '(end: after the last block)'], axis: { labelAngle: 0 } },
+          y: { field: 'value', type: 'quantitative', title: metricName(r) },
           tooltip: [
-            { field: 'stage', type: 'nominal', title: 'stream' },
+            { field: 'where', type: 'nominal', title: 'stream' },
             { field: 'value', type: 'quantitative', title: 'logit difference', format: '.3f' },
           ],
         },
@@ -221,7 +279,7 @@ export function logitLensSpec(lens: readonly number[], r: RunDescription): TopLe
     ],
     config: { axis: { labelFontSize: 11, titleFontSize: 12 } },
   };
-  return spec as TopLevelSpec;
+  return spec as unknown as TopLevelSpec;
 }
 
 // -----------------------------------------------------------------------------
@@ -239,25 +297,45 @@ export function dlaRows(dla: DLAParts): { part: string; group: string; value: nu
   return rows;
 }
 
+/** Up to this many parts are drawn in the model's order; more are ranked, the largest shown. */
+const MAX_DLA_BARS = 32;
+const DLA_RANKED = 24;
+
 export function dlaSpec(dla: DLAParts, r: RunDescription): TopLevelSpec {
-  const values = dlaRows(dla).map((row) => ({ ...row, sign: row.value < 0 ? `${visibleToken(r.cleanToken)} favoured` : `${visibleToken(r.corruptToken)} favoured` }));
+  const all = dlaRows(dla);
+  let shown = all;
+  const extra: string[] = [];
+  if (all.length > MAX_DLA_BARS) {
+    const idx = pickIndices(all.map((p) => Math.abs(p.value)), DLA_RANKED);
+    const picked = new Set(idx);
+    const rest = all.filter((_, i) => !picked.has(i));
+    shown = [...idx.map((i) => all[i]).sort((a, b) => Math.abs(b.value) - Math.abs(a.value)),
+      { part: `the other ${rest.length} parts`, group: 'the rest', value: rest.reduce((s, p) => s + p.value, 0) }];
+    extra.push(`the ${DLA_RANKED} largest of ${all.length} parts, largest first; the last bar is the sum of the other ${rest.length} (every part in patching.json)`);
+  } else {
+    extra.push('the parts in the order the model runs them');
+  }
+  const cleanSide = `${visibleToken(r.cleanToken)} favoured`, corruptSide = `${visibleToken(r.corruptToken)} favoured`;
+  const restSide = 'several parts together';
+  const values = shown.map((row) => ({ ...row, sign: row.group === 'the rest' ? restSide : row.value < 0 ? cleanSide : corruptSide }));
+  const signs = [cleanSide, corruptSide, ...(shown.length < all.length ? [restSide] : [])];
   const spec = {
     $schema: VEGA_LITE_SCHEMA,
-    title: title(`Direct logit attribution on ${shorten(r.model, 40)}: each part's share of ${metricName(r)} = ${dla.total.toFixed(3)} (clean run)`, r),
-    width: Math.max(560, 16 * values.length),
-    height: 240,
+    title: title(`Direct logit attribution: each part's share of ${metricName(r)} = ${fixed(dla.total, 3)} in the clean run`, r, extra),
+    width: 420,
+    height: { step: 16 },
     data: { values },
     layer: [
-      { mark: { type: 'rule', color: '#999' }, encoding: { y: { datum: 0, type: 'quantitative' } } },
+      { mark: { type: 'rule', color: '#999' }, encoding: { x: { datum: 0, type: 'quantitative' } } },
       {
         mark: { type: 'bar' },
         encoding: {
-          x: { field: 'part', type: 'ordinal', sort: values.map((v) => v.part), title: 'component (in the order the model runs them)', axis: { labelAngle: -60, labelAlign: 'right' } },
-          y: { field: 'value', type: 'quantitative', title: ['direct effect on the logit difference', 'the bars add up to the clean run\'s value'] },
+          y: { field: 'part', type: 'ordinal', scale: { domain: values.map((v) => v.part) }, title: null, axis: { labelLimit: 200 } },
+          x: { field: 'value', type: 'quantitative', title: ['direct effect on the logit difference', 'the bars add up to the clean run\'s value'] },
           color: {
             field: 'sign', type: 'nominal', title: null,
-            scale: { domain: [`${visibleToken(r.cleanToken)} favoured`, `${visibleToken(r.corruptToken)} favoured`], range: ['#2f78b3', '#e8932f'] },
-            legend: { orient: 'bottom' },
+            scale: { domain: signs, range: ['#2f78b3', '#e8932f', '#9a9a9a'].slice(0, signs.length) },
+            legend: { orient: 'top', labelLimit: 300 },
           },
           tooltip: [
             { field: 'part', type: 'nominal', title: 'component' },
@@ -268,7 +346,7 @@ export function dlaSpec(dla: DLAParts, r: RunDescription): TopLevelSpec {
     ],
     config: { axis: { labelFontSize: 11, titleFontSize: 12 } },
   };
-  return spec as TopLevelSpec;
+  return spec as unknown as TopLevelSpec;
 }
 
 // -----------------------------------------------------------------------------
@@ -290,7 +368,8 @@ export function experimentCharts(r: RunDescription, patch: Patch, tokens: readon
       spec: patchHeatmapSpec({ ...r, hook: patch.hook, axes: patch.axes, matrix: patch.matrix, tokens, scale }),
       title: `Activation patching (${patch.hook}): ${metric}`,
       description: `Each cell is the corrupted run with one activation of ${patch.hook} copied from the clean run. ` +
-        `Blue cells favour ${q(r.cleanToken)}, orange cells favour ${q(r.corruptToken)}. Hover a cell for its numbers.`,
+        (scale === 'zero' ? `Blue cells favour ${q(r.cleanToken)}, orange cells favour ${q(r.corruptToken)}. ` : 'The colours run from the lowest value (blue) to the highest (orange), both runs included. ') +
+        'Hover a cell for its numbers.',
     },
     {
       name: 'logit_lens',
@@ -310,9 +389,9 @@ export function experimentCharts(r: RunDescription, patch: Patch, tokens: readon
 /** The two heatmaps side by side, one colour scale, the comparison in the title. */
 export function comparisonChart(r: RunDescription, exact: Patch, atp: Patch, cmp: Comparison, tokens: readonly string[]): ChartToWrite {
   const values = [exact, atp].flatMap((x) => patchGrid(x, tokens).matrix.flat());
-  const maxAbs = Math.max(0, ...values.map(Math.abs)) || 1;
+  const shared = maxAbs(values) || 1; // one colour scale for both panels
   const panel = (x: Patch, heading: string) => {
-    const spec: Record<string, unknown> = { ...patchHeatmapSpec({ ...r, hook: x.hook, axes: x.axes, matrix: x.matrix, tokens, heading, maxAbs }) };
+    const spec: Record<string, unknown> = { ...patchHeatmapSpec({ ...r, hook: x.hook, axes: x.axes, matrix: x.matrix, tokens, heading, maxAbs: shared }) };
     delete spec.$schema; // (a part of a concatenated chart has neither; the whole has them)
     delete spec.config;
     spec.title = { text: heading, anchor: 'start', fontSize: 13 }; // (the runs are described once, above both)

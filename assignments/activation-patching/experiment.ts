@@ -10,11 +10,11 @@
  * The metric everywhere is logit(corrupt token) − logit(clean token) at the last position
  * (test/fixtures' ANALYSIS.md): negative means the model prefers the clean token.
  */
-import { BPETokenizer, tokenStrings } from '../../mingpt/bpe.ts';
+import { BPETokenizer, MAX_TOKEN_BYTES, get_encoder, tokenStrings } from '../../mingpt/bpe.ts';
 import type { GPT } from '../../mingpt/model.ts';
 import type { ActivationCache } from '../../lens/activation_cache.ts';
 import { type Engine, type PatchingInput } from '../../sweep/sweep.ts';
-import { patchingSweep, prepareSweep } from '../../sweep/engines.ts';
+import { patchingSweep } from '../../sweep/engines.ts';
 import {
   get_act_patch_attn_head_out_all_pos, get_act_patch_attn_head_out_by_pos, get_act_patch_attn_out, get_act_patch_mlp_out,
   get_act_patch_resid_mid, get_act_patch_resid_post, get_act_patch_resid_pre, logitDiffMetric, nested, type AxisName, type PatchResult,
@@ -22,6 +22,7 @@ import {
 import { directLogitAttribution, logitLens } from '../../lens/attribution.ts';
 import { firstDifference, logitDiff, softmax } from '../../lens/metrics.ts';
 import { InputError } from '../../io/errors.ts';
+import { quotedText } from '../../io/show.ts';
 import { visibleToken, type TopRow } from '../../cli/terminal.ts';
 import { run_with_cache } from '../../lens/activation_cache.ts';
 
@@ -55,7 +56,7 @@ export function patchAxes(kind: PatchKind): AxisName[] {
 // -----------------------------------------------------------------------------
 // checking the inputs (tokenizer only, so mistakes are reported before the model loads)
 
-const q = (s: string) => JSON.stringify(s);
+const q = (s: string) => quotedText(s);
 /**
  * index:token for at most `max` tokens of `ids`, from a little before position `at` (where the
  * texts part), with "…" where the list is cut: a message about a long text stays short.
@@ -68,6 +69,7 @@ function showTokens(ids: readonly number[], at: number, max = 24): string {
 
 /** The one token id of a target word, or an InputError saying what it splits into. */
 export function targetTokenId(bpe: BPETokenizer, word: string, flag: string): number {
+  // BEGIN TASK 1.1: the answer's token id (mind the leading space)
   if (word === '') throw new InputError(`${flag} is empty; give the one token the text should predict, e.g. ${flag} " Jones"`);
   const ids = bpe.encode(word);
   if (ids.length === 1) return ids[0];
@@ -84,6 +86,7 @@ export function targetTokenId(bpe: BPETokenizer, word: string, flag: string): nu
   }
   message += '\nThe experiment compares the logits of two single tokens; choose words that are one token each.';
   throw new InputError(message);
+  // END TASK 1.1
 }
 
 /** A note (not an error) when a word-like target lacks the leading space it usually needs. */
@@ -119,7 +122,7 @@ export function tokenizeInputs(bpe: BPETokenizer, o: TextsAndTargets): Tokenized
     const at = firstDifference(clean_ids, corrupt_ids);
     throw new InputError(
       `the two texts must have the same number of tokens, so that every position has a partner to patch from; ` +
-        `the clean text has ${clean_ids.length} and the corrupted text ${corrupt_ids.length}:\n` +
+        `the clean text has ${clean_ids.length} and the corrupted text ${corrupt_ids.length}${at > 4 ? ` (they differ first at token ${at})` : ''}:\n` +
         `  clean   (${clean_ids.length}): ${showTokens(clean_ids, at)}\n` +
         `  corrupt (${corrupt_ids.length}): ${showTokens(corrupt_ids, at)}\n` +
         `Change a word for one that splits into as many tokens as the word it replaces.`,
@@ -137,6 +140,21 @@ export function tokenizeInputs(bpe: BPETokenizer, o: TextsAndTargets): Tokenized
   return { clean_ids, corrupt_ids, clean_token_id, corrupt_token_id, notes };
 }
 
+/**
+ * Before tokenizing: a text longer than any `context` tokens could hold is refused at once by its
+ * length (a token stands for at most MAX_TOKEN_BYTES bytes), instead of being tokenized first.
+ */
+export function checkTextLength(o: TextsAndTargets, context: number | undefined): void {
+  if (context === undefined) return;
+  for (const [what, flag, text] of [['clean', '--clean', o.clean], ['corrupted', '--corrupt', o.corrupt]] as const) {
+    const bytes = Buffer.byteLength(text);
+    if (bytes > context * MAX_TOKEN_BYTES) {
+      throw new InputError(`the ${what} text (${flag}) is ${bytes} bytes long: no GPT-2 token stands for more than ${MAX_TOKEN_BYTES} bytes, `
+        + `so it is at least ${Math.ceil(bytes / MAX_TOKEN_BYTES)} tokens, more than the ${context} positions the model can see (its context length); shorten it`);
+    }
+  }
+}
+
 /** The texts must fit the model's context; `context` undefined means not known yet (checked again after loading). */
 export function checkContext(t: Tokenized, context: number | undefined): void {
   const T = t.clean_ids.length;
@@ -152,14 +170,29 @@ export function checkAgainstModel(t: Tokenized, model: GPT): void {
   for (const [flag, id] of [['--clean-token', t.clean_token_id], ['--corrupt-token', t.corrupt_token_id]] as const) {
     if (id >= V) throw new InputError(`${flag} has id ${id}, outside this model's vocabulary of ${V}`);
   }
+  // the texts' tokens too: an id past the embedding would read memory that is no token's row
+  for (const [what, flag, ids] of [['clean', '--clean', t.clean_ids], ['corrupted', '--corrupt', t.corrupt_ids]] as const) {
+    const at = ids.findIndex((id) => id >= V);
+    if (at >= 0) {
+      throw new InputError(`the ${what} text (${flag}) has token ${at}, ${q(tokenStrings([ids[at]])[0])} (id ${ids[at]}), outside this model's vocabulary of ${V} tokens: `
+        + `its checkpoint knows only ids 0..${V - 1}; use words the model was trained on`);
+    }
+  }
 }
+
+/**
+ * How many of the model's logits are tokens: all of them, or the tokenizer's 50257 when the
+ * checkpoint pads its vocabulary (nanoGPT's 50304 rows, a multiple of 64). Padded rows are no
+ * token: they are left out of the probabilities and the top-N list.
+ */
+const realTokens = (logits: Float32Array) => Math.min(logits.length, get_encoder().decoder.size);
 
 // -----------------------------------------------------------------------------
 // numbers for the tables
 
 /** The n most probable next tokens, as in the assignment's table. */
 export function topTokens(logits: Float32Array, n: number): TopRow[] {
-  const p = softmax(logits);
+  const p = softmax(logits.subarray(0, realTokens(logits)));
   const order = Array.from(p.keys()).sort((a, b) => p[b] - p[a] || a - b).slice(0, n);
   const tokens = tokenStrings(order);
   return order.map((id, i) => ({ rank: i + 1, id, token: tokens[i], prob: p[id] }));
@@ -167,9 +200,10 @@ export function topTokens(logits: Float32Array, n: number): TopRow[] {
 
 /** rank (1 = most probable) and probability of one token */
 export function rankOf(logits: Float32Array, id: number): { rank: number; prob: number } {
-  const p = softmax(logits);
+  const V = realTokens(logits);
+  const p = softmax(logits.subarray(0, V));
   let rank = 1;
-  for (let i = 0; i < logits.length; i++) if (logits[i] > logits[id]) rank++;
+  for (let i = 0; i < V; i++) if (logits[i] > logits[id]) rank++;
   return { rank, prob: p[id] };
 }
 
@@ -230,11 +264,6 @@ export function attributionHooks(L: number): string[] {
 const patchingInput = (t: Tokenized): PatchingInput => ({
   clean_ids: t.clean_ids, corrupt_ids: t.corrupt_ids, clean_token_id: t.clean_token_id, corrupt_token_id: t.corrupt_token_id,
 });
-
-/** Before the runs: lets the fast engine start its worker threads while the model runs the texts. */
-export async function prepareExperiment(model: GPT, t: Tokenized, o: ExperimentOptions): Promise<void> {
-  if (o.patch === 'resid_post') await prepareSweep(model, patchingInput(t), { engine: o.engine });
-}
 
 /**
  * The clean run (its cache keeps what attribution and the patch read, or everything with

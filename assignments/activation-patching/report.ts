@@ -7,9 +7,11 @@ import { tokenStrings } from '../../mingpt/bpe.ts';
 import type { AxisName } from '../../lens/patching.ts';
 import { firstDifference } from '../../lens/metrics.ts';
 import {
-  bold, colorNames, formatHeatmap, formatTokenList, formatTopTable, visibleToken, type ColorDepth, type TopRow,
+  bold, colorNames, formatHeatmap, randomWeightsWarning, zeroScaleHides, formatTokenList, formatTopTable, visibleToken, type ColorDepth, type TopRow,
 } from '../../cli/terminal.ts';
 import type { Engine } from '../../sweep/sweep.ts';
+import { formatDuration } from '../../io/progress.ts';
+import { extent, pickIndices } from '../../cli/chart_layout.ts';
 import { patchGrid, patchHook, rankOf, type DLAParts, type Patch, type PatchKind, type Runs, type TextsAndTargets, type Tokenized } from './experiment.ts';
 
 const q = (s: string) => JSON.stringify(s);
@@ -39,6 +41,28 @@ export function printTokens(p: Printer, o: TextsAndTargets, t: Tokenized): void 
     p.print(`the texts differ at ${[...differ].map((i) => `position ${i} (${q(cleanTokens[i])} → ${q(corruptTokens[i])})`).join(', ')}`);
   }
   p.print(`targets: clean ${q(o.cleanToken)} (id ${t.clean_token_id}), corrupt ${q(o.corruptToken)} (id ${t.corrupt_token_id})`);
+}
+
+/**
+ * Warnings for a text changed with its answer token left at the default: `--corrupt "Michelle
+ * Montgomery was …"` alone would still measure " Smith". Where the texts differ first, each text
+ * has the token that is usually its answer; a default answer that is not that token is named,
+ * with the one to try.
+ */
+export function answerTokenWarnings(o: TextsAndTargets, t: Tokenized, defaults: TextsAndTargets, given: { texts: boolean; cleanToken: boolean; corruptToken: boolean }): string[] {
+  if (!given.texts) return [];
+  const d = t.clean_ids.findIndex((id, i) => id !== t.corrupt_ids[i]);
+  if (d < 0) return [];
+  const [cleanAt, corruptAt] = [tokenStrings([t.clean_ids[d]])[0], tokenStrings([t.corrupt_ids[d]])[0]];
+  const out: string[] = [];
+  const check = (flag: string, tokenGiven: boolean, answer: string, fallback: string, textName: string, there: string) => {
+    if (tokenGiven || answer !== fallback || answer === there) return;
+    out.push(`warning: ${flag} was left at its default ${q(fallback)}, but where the texts first differ (position ${d}) the ${textName} text has ${q(there)}; ` +
+      `if that is the answer you mean, add ${flag} ${q(there)}`);
+  };
+  check('--clean-token', given.cleanToken, o.cleanToken, defaults.cleanToken, 'clean', cleanAt);
+  check('--corrupt-token', given.corruptToken, o.corruptToken, defaults.corruptToken, 'corrupted', corruptAt);
+  return out;
 }
 
 /** The two target logits of one run, with probability and rank, then their difference. */
@@ -74,6 +98,8 @@ export interface HeatmapReport {
   matrix: number[][];
   rowLabels: string[];
   columnLabels: string[];
+  /** the positions of the columns, when only some are printed */
+  columnNumbers?: number[];
   /** --scale runs: the colour scale between the two unpatched runs, low end first, with their names */
   domain?: [number, number];
   domainLabels?: [string, string];
@@ -82,20 +108,67 @@ export interface HeatmapReport {
 export function printHeatmap(p: Printer, o: TextsAndTargets, h: HeatmapReport): void {
   p.print(
     formatHeatmap(h.matrix, {
-      rowLabels: h.rowLabels, columnLabels: h.columnLabels, color: p.color, width: p.width,
+      rowLabels: h.rowLabels, columnLabels: h.columnLabels, columnNumbers: h.columnNumbers, color: p.color, width: p.width,
       negativeLabel: `${visibleToken(o.cleanToken)} favoured`, positiveLabel: `${visibleToken(o.corruptToken)} favoured`,
       domain: h.domain, domainLabels: h.domainLabels,
     }),
   );
 }
 
-/** Step 4's heading: what is patched and how many runs that takes. */
-export function printPatchPlan(p: Printer, kind: PatchKind, engine: Engine | 'atp', L: number, nh: number, T: number): void {
+/**
+ * What a sweep costs, in forward passes of the text: each cell's run recomputes the blocks from its
+ * layer on ((L − l) / L of a pass; the fast engine of resid_post also only the positions from p on),
+ * and a cell before the first differing token costs nothing (its patch copies what is there).
+ * `share(done)`: the part of the work the first `done` cells are, in the generic patch's order
+ * (layer by layer), so that a progress bar's ETA is right from the start, when the cells of layer 0
+ * take longest.
+ */
+export function sweepCost(kind: PatchKind, engine: Engine, L: number, nh: number, T: number, firstDiff: number): { runs: number; passes: number; share?: (done: number) => number } {
+  const perLayer = kind === 'head' ? nh : kind === 'head-pos' ? nh * T : T;
+  const runs = L * perLayer;
+  const changed = (p: number) => firstDiff >= 0 && p >= firstDiff;
+  const weight = (k: number) => {
+    const l = Math.floor(k / perLayer), j = k % perLayer;
+    const depth = (L - l) / L;
+    if (kind === 'head') return firstDiff >= 0 ? depth : 0;
+    const p = kind === 'head-pos' ? j % T : j;
+    if (!changed(p)) return 0;
+    return kind === 'resid_post' && engine === 'fast' ? depth * (T - p) / T : depth;
+  };
+  const cumulative = new Float64Array(runs + 1);
+  for (let k = 0; k < runs; k++) cumulative[k + 1] = cumulative[k] + weight(k);
+  const passes = cumulative[runs];
+  const generic = !(kind === 'resid_post' && engine === 'fast');
+  return { runs, passes, ...(generic && passes > 0 ? { share: (done: number) => cumulative[Math.max(0, Math.min(runs, done))] / passes } : {}) };
+}
+
+/**
+ * A cell's share of a pass costs about this many times one forward pass of the text on its own (the
+ * last position's logits only): measured on GPT-2 small's shape with the simd kernels, 34 tokens
+ * (generic patch: the hook that writes each cell, and the corrupted and clean runs it starts with,
+ * cost more than batching saves) and 81 tokens (the fast engine). Rough: the estimate says "about".
+ */
+const COST_PER_PASS = { generic: 1.5, fast: 1.0 };
+
+/** Step 4's heading: what is patched, how many runs that takes and, when it is long, about how long. */
+export function printPatchPlan(p: Printer, kind: PatchKind, engine: Engine | 'atp', L: number, nh: number, T: number, timing?: { passes: number; forward_s: number }): void {
   const plan = kind === 'head' ? `${L} layers × ${nh} heads = ${L * nh}`
     : kind === 'head-pos' ? `${L} layers × ${nh} heads × ${T} positions = ${L * nh * T}` : `${L} layers × ${T} positions = ${L * T}`;
-  if (engine === 'atp') section(p, `4. attribution patching of ${patchHook(kind)}: ${plan} cells estimated from 3 passes (clean forward; corrupted forward and backward)`);
-  else section(p, `4. patching ${patchHook(kind)}: ${plan} runs (${kind === 'resid_post' ? `engine: ${engine}` : 'generic patch'})`);
+  if (engine === 'atp') return section(p, `4. attribution patching of ${patchHook(kind)}: ${plan} cells estimated from 3 passes (clean forward; corrupted forward and backward)`);
+  section(p, `4. patching ${patchHook(kind)}: ${plan} runs (${kind === 'resid_post' ? `engine: ${engine}` : 'generic patch'})`);
+  if (!timing) return;
+  const estimate = timing.passes * timing.forward_s * (kind === 'resid_post' && engine === 'fast' ? COST_PER_PASS.fast : COST_PER_PASS.generic);
+  if (estimate < 20) return;
+  let line = `estimated time: about ${formatDuration(estimate)} (one forward pass of the text takes ${timing.forward_s.toFixed(2)} s)`;
+  if (kind === 'head-pos') line += `; --patch head (${L * nh} runs) shows which heads matter first, in a fraction of that`;
+  p.print(line);
 }
+
+/** A small difference with enough digits to show it is not zero: 0.36, 0.0042. */
+const spreadText = (d: number) => (d >= 0.01 ? d.toFixed(2) : d.toPrecision(2));
+
+/** Rows (heads) and columns (positions) the terminal heatmap prints at most; a larger result shows its strongest. */
+const MAX_PRINTED_ROWS = 24, MAX_PRINTED_COLUMNS = 40;
 
 /** Step 5: the patch result as a heatmap (layer·head rows for head-pos), then the reading aid. */
 export function printPatchResult(p: Printer, o: TextsAndTargets, t: Tokenized, runs: Runs, patch: Patch,
@@ -105,14 +178,40 @@ export function printPatchResult(p: Printer, o: TextsAndTargets, t: Tokenized, r
   const { clean_logit_diff: clean, corrupt_logit_diff: corrupt } = runs;
   const what = `logit(${q(o.corruptToken)}) − logit(${q(o.cleanToken)}) after patching`;
   section(p, `5. ${opts.estimate ? `attribution patching's estimate of ${what}` : what} (rows: ${grid.rowTitle}, columns: ${grid.columnTitle})`);
-  const runsScale = opts.scale === 'runs' && clean !== corrupt;
+
+  // a large result prints the rows and columns where a patch moves the difference most
+  const effect = (v: number) => (Number.isFinite(v) ? Math.abs(v - corrupt) : -Infinity);
+  const strongest = (xs: number[]) => xs.reduce((m, v) => Math.max(m, effect(v)), -Infinity);
+  const byPos = patch.axes[patch.axes.length - 1] === 'pos';
+  let rows = grid.matrix.map((_, i) => i), cols = grid.columnLabels.map((_, j) => j);
+  const notes: string[] = [];
+  if (patch.axes.length === 3 && rows.length > MAX_PRINTED_ROWS) {
+    rows = pickIndices(grid.matrix.map(strongest), MAX_PRINTED_ROWS);
+    notes.push(`the ${rows.length} of ${grid.matrix.length} heads whose patch moves the difference most`);
+  }
+  if (byPos && cols.length > MAX_PRINTED_COLUMNS) {
+    const colEffect = cols.map((j) => strongest(rows.map((i) => grid.matrix[i][j])));
+    cols = pickIndices(colEffect, MAX_PRINTED_COLUMNS, [colEffect.findIndex((e) => e > 0), tokens.length - 1]);
+    notes.push(`the ${cols.length} of ${grid.columnLabels.length} positions where it moves most`);
+  }
+  if (notes.length) p.print(`showing ${notes.join(', and ')} (every cell is in patching.json and the heatmap's tooltips)`);
+  const all = grid.matrix.flat();
+  const [lo, hi] = extent([...all, clean, corrupt]);
+  const endName = (v: number, fallback: string) => (v === clean ? 'clean run' : v === corrupt ? 'corrupted run' : fallback);
+  const runsScale = opts.scale === 'runs' && hi > lo;
   printHeatmap(p, o, {
-    ...grid,
-    ...(runsScale ? {
-      domain: [Math.min(clean, corrupt), Math.max(clean, corrupt)],
-      domainLabels: clean < corrupt ? ['clean run', 'corrupted run'] : ['corrupted run', 'clean run'],
-    } : {}),
+    matrix: rows.map((i) => cols.map((j) => grid.matrix[i][j])),
+    rowLabels: rows.map((i) => grid.rowLabels[i]),
+    columnLabels: cols.map((j) => grid.columnLabels[j]),
+    ...(notes.length && byPos ? { columnNumbers: cols } : {}),
+    // --scale runs: from the lower run to the higher, widened to every cell, so none is clamped
+    ...(runsScale ? { domain: [lo, hi], domainLabels: [endName(lo, 'lowest cell'), endName(hi, 'highest cell')] } : {}),
   });
+  if (opts.scale === 'zero' && zeroScaleHides(all)) {
+    const [a, b] = extent(all);
+    p.print(`note: the cells differ by at most ${spreadText(b - a)}, little beside their size, so on colours centred on zero they look alike; ` +
+      'run with --scale runs to spread the colours between the two unpatched runs (the numbers stay the same)');
+  }
   p.print('');
   const aid = readingAid({
     matrix: grid.matrix, tokens, clean_ids: t.clean_ids, corrupt_ids: t.corrupt_ids, clean_logit_diff: clean, corrupt_logit_diff: corrupt,
@@ -185,12 +284,7 @@ export function readingAid(r: ReadingAidInput): string[] {
   const out: string[] = [];
   const gap = r.corrupt_logit_diff - r.clean_logit_diff;
 
-  if (r.randomWeights) {
-    out.push(
-      'This checkpoint has random weights (its config.json says so): the numbers below exercise the arithmetic of patching, ' +
-        'but the model knows no language, so no pattern here is a finding about GPT-2.',
-    );
-  }
+  if (r.randomWeights) out.push(randomWeightsWarning());
   const names = r.color === undefined ? null : colorNames(r.color);
   const shades = names ? `Negative cells (${names.negative}) favour ${ct}, positive cells (${names.positive}) favour ${xt}.`
     : `Negative cells favour ${ct}, positive cells favour ${xt} (blue and orange in the charts).`;
@@ -202,8 +296,8 @@ export function readingAid(r: ReadingAidInput): string[] {
     out.push('Both runs give practically the same difference, so no single patch can move it toward the clean run: pick texts the model tells apart.');
     return out;
   }
-  const flat = matrix.flat().filter(Number.isFinite);
-  const spread = flat.length ? Math.max(...flat) - Math.min(...flat) : 0;
+  const [lowest, highest] = extent(matrix.flat());
+  const spread = highest >= lowest ? highest - lowest : 0;
   const smallGap = Math.abs(gap) < spread / 2;
   if (smallGap) {
     out.push(

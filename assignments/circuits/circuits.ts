@@ -12,20 +12,24 @@ import { pathToFileURL } from 'node:url';
 import type { GPT } from '../../mingpt/model.ts';
 import { helpText, optionValue, parseArgs, type CommandSpec, type ParsedArgs } from '../../cli/args.ts';
 import { InputError, UsageError } from '../../io/errors.ts';
-import { MODEL_OPTIONS, checkModelChoice, loadModel, runCli, type ModelChoice } from '../../cli/command.ts';
+import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, loadModel, runCli, type ModelChoice } from '../../cli/command.ts';
 import { OutputWriter } from '../../io/output.ts';
 import { allHeads, headExists, headName, parseHead, type HeadRef } from '../../lens/heads.ts';
 import { BPETokenizer, tokenStrings } from '../../mingpt/bpe.ts';
+import { visibleToken } from '../../cli/terminal.ts';
 import { RNG } from '../../mingpt/utils.ts';
 import { parseTokenRange } from '../induction-heads/scores.ts';
 import { runCircuits, type Report } from './experiment.ts';
+import { printReport, readingAid } from './report.ts';
 
 const SCRIPT = 'npx tsx assignments/circuits/circuits.ts';
 const EOT = 50256;
 const DEFAULT_TEXT = 'Alice and Bob went to the market, and Alice bought pears. Alice and Bob went to the market, and Alice';
 
-/** Heads the literature reports in GPT-2 small: they should come out as copying heads. */
-export const GPT2_SMALL_COPYING = { induction: ['5.1', '5.5', '6.9', '7.2', '7.10'], name_movers: ['9.9', '9.6', '10.0'] };
+
+/** Step 7's limits: sequences, and the memory their logits and activations may take. */
+const STEP7_MAX_BATCH = 4096;
+const STEP7_BYTES = 2 ** 30;
 
 export const COMMAND = {
   usage: SCRIPT,
@@ -42,7 +46,7 @@ memory-management neurons; then one causal check that a head's keys really need 
     raw: { type: 'boolean', default: false, help: 'use the raw weights instead of the processed ones (layer norms folded, writing weights and unembedding centred)' },
     'eraser-below': { type: 'number', default: -0.9, metavar: 'X', help: 'list the MLP neurons whose input/output cosine is at or below X' },
     top: { type: 'int', default: 10, min: 1, metavar: 'N', help: 'how many of the lowest-cosine neurons to list anyway' },
-    batch: { type: 'int', default: 4, min: 1, metavar: 'B', help: 'step 7: sequences of repeated random tokens' },
+    batch: { type: 'int', default: 4, min: 1, max: STEP7_MAX_BATCH, metavar: 'B', help: `step 7: sequences of repeated random tokens (at most ${STEP7_MAX_BATCH}, and as many as fit in ${STEP7_BYTES / 2 ** 30} GiB)` },
     'seq-len': { type: 'int', default: 20, min: 2, metavar: 'N', help: 'step 7: length of each copy (sequences are BOS + 2N tokens)' },
     'token-range': { type: 'string', metavar: 'LO,HI', help: "step 7: draw random tokens from the ids [LO, HI) (default: config.json's token_range, else 256,50256)" },
     seed: { type: 'int', default: 0, min: 0, metavar: 'N', help: 'seed of the random tokens and of the baseline matrices' },
@@ -86,107 +90,75 @@ function readArgs(argv: readonly string[]): Parsed | 'help' {
 /** What the checkpoint's config.json says about BOS and the token range (handmade models). */
 function modelFacts(model: GPT): { bos: number; range: [number, number] | null } {
   const raw = model.source?.raw_config ?? {};
-  const V = model.config.vocab_size as number;
+  const V = model.config.vocab_size;
   const bos = Number.isInteger(raw.bos_token_id) ? (raw.bos_token_id as number) : Math.min(EOT, V - 1);
   const r = raw.token_range;
   const range = Array.isArray(r) && r.length === 2 && r.every((x) => Number.isInteger(x)) ? [r[0], r[1]] as [number, number] : null;
   return { bos, range };
 }
 
-const fmt = (v: number, d = 3) => (v >= 0 ? ' ' : '') + v.toFixed(d);
-
-function printReport(r: Report, print: (s?: string) => void): void {
-  const L = r.config.n_layer, nh = r.config.n_head;
-  const flat = r.copying_score.flatMap((row, l) => row.map((v, h) => ({ name: headName({ layer: l, head: h }), v }))).sort((a, b) => b.v - a.v);
-  print(`\n1. copying scores (${r.weights} weights; +1 = the head raises the logit of the token it attends to)`);
-  print(`   highest: ${flat.slice(0, 8).map((x) => `${x.name} ${x.v.toFixed(2)}`).join(', ')}`);
-  print(`   lowest:  ${flat.slice(-4).reverse().map((x) => `${x.name} ${x.v.toFixed(2)}`).join(', ')}`);
-  if (L === 12 && nh === 12) {
-    const show = (names: string[]) => names.map((n) => { const { layer, head } = parseHead(n); return `${n} ${r.copying_score[layer][head].toFixed(2)}`; }).join(', ');
-    print(`   GPT-2 small's induction heads: ${show(GPT2_SMALL_COPYING.induction)}`);
-    print(`   GPT-2 small's name movers:     ${show(GPT2_SMALL_COPYING.name_movers)}`);
-  }
-  const b = r.composition_baseline;
-  print(`\n2. composition scores (random matrices of the same shapes: ${b.mean.toFixed(3)} ± ${b.std.toFixed(3)})`);
-  for (const m of ['q', 'k', 'v'] as const) {
-    print(`   ${m.toUpperCase()}: ${r.top_pairs[m].slice(0, 5).map((p) => `${p.writer}→${p.reader} ${p.score.toFixed(3)}`).join(', ')}`);
-  }
-  const positionalQK = (name: string) => { const { layer, head } = parseHead(name); return r.positional_qk[layer][head]; };
-  const pq = positionalQK(r.path.writer);
-  const peaks = (m: number[][]) => m.slice(1).filter((row, i) => { const q = i + 1; let best = 0; for (let k = 0; k <= q; k++) if (row[k] > row[best]) best = k; return best === q - 1; }).length;
-  const hq = positionalQK(r.head);
-  print(`\n3. positional QK (first ${pq.length} positions): the best key among 0 … q is q − 1 in ${peaks(pq)} of ${pq.length - 1} rows for ${r.path.writer}, ${peaks(hq)} for ${r.head}`);
-  const T = r.text.ids.length;
-  print(`\n4. head ${r.head} on the text (${T} tokens): scores and their split are in token_qk.svg; the OV circuit on its ${r.ov_on_tokens.ids.length} distinct tokens in ov_tokens.svg`);
-  const ov = r.ov_on_tokens.values;
-  let diag = 0;
-  ov.forEach((row, i) => { let best = 0; row.forEach((v, j) => { if (v > row[best]) best = j; }); if (best === i) diag++; });
-  print(`   OV: for ${diag} of ${ov.length} tokens, attending to the token raises that same token's logit most`);
-  print(`\n5. virtual weights of ${r.path.writer} → ${r.path.reader} on the text's tokens: virtual_weights.svg`);
-  print(`\n6. memory-management neurons (cosine of input and output direction ≤ ${r.eraser_below}): ${r.erasers.length}`);
-  for (const e of r.erasers.slice(0, 12)) print(`   ${e.layer}.${e.neuron}  ${fmt(e.cosine)}`);
-  if (r.erasers.length > 12) print(`   … and ${r.erasers.length - 12} more (circuits.json "erasers")`);
-  print(`   lowest ${r.lowest_neurons.length}: ${r.lowest_neurons.map((e) => `${e.layer}.${e.neuron} ${e.cosine.toFixed(2)}`).join(', ')}`);
-  const q = r.qk_path;
-  print(`\n7. causal check on ${q.batch} × (BOS + 2 × ${q.seq_len}) repeated random tokens, second-half top-1 accuracy:`);
-  print(`   clean                                    ${q.clean.accuracy.toFixed(3)}`);
-  print(`   ${(q.writer + ' removed from ' + q.reader + "'s keys").padEnd(40)} ${q.k_path_removed.accuracy.toFixed(3)}`);
-  print(`   ${(q.writer + ' removed from ' + q.reader + "'s queries").padEnd(40)} ${q.q_path_removed.accuracy.toFixed(3)}`);
-  print(`   chance                                   ${q.chance_accuracy.toPrecision(2)}`);
-}
-
 /** circuits.json and the charts, as name -> contents. */
 export async function outputFiles(r: Report): Promise<Map<string, string | Uint8Array>> {
-  const { chartFiles } = await import('../../cli/plot.ts');
+  const { chartFiles, positionLabel } = await import('../../cli/plot.ts');
   const charts = await import('./charts.ts');
   const files = new Map<string, string | Uint8Array>();
   files.set('circuits.json', JSON.stringify(r) + '\n');
-  const add = async (name: string, spec: Parameters<typeof chartFiles>[1], title: string, description: string) => {
+  const add = async (name: string, input: Parameters<typeof charts.heatmapSpec>[0] | Parameters<typeof chartFiles>[1], title: string, description: string) => {
+    const spec = 'panels' in input ? charts.heatmapSpec(input) : input;
     for (const [n, data] of (await chartFiles(name, spec, title, { description })).files) files.set(n, data);
   };
+  /** a heatmap's input with the sentence that names its colours added to the subtitle */
+  const keyed = (input: Parameters<typeof charts.heatmapSpec>[0], high: string, low: string) => ({ ...input, subtitle: [...input.subtitle, charts.colourKey(input, high, low)] });
   const L = r.config.n_layer, nh = r.config.n_head;
   const layers = Array.from({ length: L }, (_, l) => String(l));
   const heads = Array.from({ length: nh }, (_, h) => String(h));
   const m = r.model;
 
-  await add('copying', charts.heatmapSpec({
+  await add('copying', keyed({
     title: `Copying scores of the full OV circuits W_E W_OV W_U (${m}, ${r.weights} weights)`,
     subtitle: ['Σ Re λ / Σ |λ| over the eigenvalues: +1 when attending to a token raises that same token\'s logit (induction heads, name movers), −1 when it lowers it.'],
     panels: [{ title: 'copying score', rows: layers, cols: heads, values: r.copying_score, rowTitle: 'layer', colTitle: 'head' }],
     colors: 'diverging', domain: [-1, 1], valueTitle: 'copying score',
-  }), 'Copying scores', 'Rows are layers, columns heads.');
+  }, 'the head copies', 'it suppresses what it attends to'), 'Copying scores', 'Rows are layers, columns heads.');
 
   const everyHead = allHeads(L, nh);
   const writers = everyHead.filter((h) => h.layer < L - 1), readers = everyHead.filter((h) => h.layer > 0);
+  // a grid of more than 48 heads a side labels the first head of each layer, and lists its largest pairs
+  const large = writers.length > 48;
+  const firstOfLayer = (list: HeadRef[]) => list.filter((h) => h.head === 0).map(headName);
   const compPanel = (mode: 'q' | 'k' | 'v', title: string) => ({
     title, rows: writers.map(headName), cols: readers.map(headName), rowTitle: 'writer head A', colTitle: 'reader head B',
     values: writers.map((a) => readers.map((b) => r.composition[mode][a.layer][a.head][b.layer][b.head])),
+    ...(large ? { labelEvery: { rows: firstOfLayer(writers), cols: firstOfLayer(readers) }, labelExpr: "'layer ' + split(datum.value, '.')[0]", top: r.top_pairs[mode].map((p) => ({ label: `${p.writer} → ${p.reader}`, value: p.score })) } : {}),
   });
   const base = r.composition_baseline;
-  await add('composition', charts.heatmapSpec({
+  let compMax = base.mean;
+  for (const mode of ['q', 'k', 'v'] as const) for (const row of compPanel(mode, '').values) for (const v of row) if (v !== null && v > compMax) compMax = v;
+  await add('composition', {
     title: `Composition scores: how much head B reads what head A writes (${m})`,
     subtitle: [
       '‖W_OV[A] R‖ / (‖W_OV[A]‖ ‖R‖) with R = W_QK[B] (Q: A feeds B\'s queries), W_QK[B]ᵀ (K: B\'s keys), W_OV[B] (V: B\'s values).',
-      `Random matrices of the same shapes score ${base.mean.toFixed(3)} ± ${base.std.toFixed(3)}: that is what "nothing special" looks like. Blank: B not after A.`,
+      `Random matrices of the same shapes score ${base.mean.toPrecision(3)} ± ${base.std.toPrecision(2)}: the colours start there, so every cell at or below that baseline is the lightest blue, and only what stands above chance is dark. Blank: B not after A.`,
+      ...(large ? ['Rows and columns are labelled at the first head of each layer (hover a cell for its heads); under each grid, its largest pairs.'] : []),
     ],
     panels: [compPanel('q', 'Q-composition'), compPanel('k', 'K-composition'), compPanel('v', 'V-composition')],
-    colors: 'sequential', valueTitle: 'composition',
-  }), 'Composition scores', 'Rows: the writer head A; columns: the reader head B in a later layer.');
+    colors: 'sequential', domain: [base.mean, compMax > base.mean ? compMax : base.mean + base.std], valueTitle: ['composition', `(from the baseline ${base.mean.toPrecision(3)})`],
+  }, 'Composition scores', 'Rows: the writer head A; columns: the reader head B in a later layer.');
 
   const pos = (name: string) => { const { layer, head } = parseHead(name); return r.positional_qk[layer][head]; };
   const shown = [...new Set([r.path.writer, r.head])];
   const P = pos(shown[0]).length;
   const posLabels = Array.from({ length: P }, (_, i) => String(i));
-  await add('positional_qk', charts.heatmapSpec({
+  await add('positional_qk', keyed({
     title: `Positional QK: W_pos W_QK W_posᵀ on the first ${P} positions (${m})`,
     subtitle: ['How much a query at position q likes a key at position k from their positions alone (no mask, no 1/√hs). A previous-token head peaks just left of the diagonal.'],
     panels: shown.map((n) => ({ title: `head ${n}`, rows: posLabels, cols: posLabels, values: pos(n), rowTitle: 'query position', colTitle: 'key position' })),
     colors: 'diverging', valueTitle: 'score', shared: false,
-  }), 'Positional QK', 'Rows: query positions; columns: key positions.');
+  }, 'the query likes that key', 'it avoids it'), 'Positional QK', 'Rows: query positions; columns: key positions.');
 
-  const tl = r.text.tokens.map((t, i) => `${i} ${JSON.stringify(t).slice(1, -1)}`);
+  const tl = r.text.tokens.map((t, i) => positionLabel(i, t));
   const tq = r.token_qk;
-  await add('token_qk', charts.heatmapSpec({
+  await add('token_qk', keyed({
     title: `Head ${r.head}: query × key scores on the text, and their parts (${m})`,
     subtitle: [
       'scores: the real pre-softmax scores q·k/√hs (future masked). The parts: the direct path from the embeddings, each over its layer norm scale:',
@@ -197,19 +169,19 @@ export async function outputFiles(r: Report): Promise<Map<string, string | Uint8
       { title: 'position · position', values: tq.position_position }, { title: 'rest', values: tq.rest },
     ].map((p) => ({ ...p, rows: tl, cols: tl, rowTitle: 'query', colTitle: 'key' })),
     colors: 'diverging', valueTitle: 'score',
-  }), 'Token QK', 'Rows: query tokens; columns: key tokens.');
+  }, 'the query attends more', 'less'), 'Token QK', 'Rows: query tokens; columns: key tokens.');
 
-  const ul = r.ov_on_tokens.tokens.map((t, i) => `${JSON.stringify(t).slice(1, -1)}#${r.ov_on_tokens.ids[i]}`);
-  await add('ov_tokens', charts.heatmapSpec({
+  const ul = r.ov_on_tokens.tokens.map((t, i) => `${visibleToken(t)} #${r.ov_on_tokens.ids[i]}`);
+  await add('ov_tokens', keyed({
     title: `Head ${r.head}: its OV circuit on the text's tokens (${m})`,
     subtitle: ['W_E[src] W_OV W_U[:, dst]: attending to a position holding the row token, how much the head raises the column token\'s logit (direct path).', 'A copying head has a bright diagonal.'],
     panels: [{ title: 'OV circuit', rows: ul, cols: ul, values: r.ov_on_tokens.values, rowTitle: 'attended token', colTitle: 'logit of' }],
     colors: 'diverging', valueTitle: 'logit change',
-  }), 'OV on tokens', 'Rows: the token attended to; columns: the token whose logit changes.');
+  }, 'the head raises that logit', 'it lowers it'), 'OV on tokens', 'Rows: the token attended to; columns: the token whose logit changes.');
 
   const vw = r.virtual_weights;
   if (vw.q.length) {
-    await add('virtual_weights', charts.heatmapSpec({
+    await add('virtual_weights', keyed({
       title: `Virtual weights of ${r.path.writer} → ${r.path.reader} on the text's tokens (${m})`,
       subtitle: [
         `Q: (e_row W_OV[${r.path.writer}]) W_QK[${r.path.reader}] e_colᵀ — the row token, moved by ${r.path.writer}, as ${r.path.reader}'s query. K: e_row W_QK (e_col W_OV)ᵀ — the column token, moved, as the key.`,
@@ -221,7 +193,7 @@ export async function outputFiles(r: Report): Promise<Map<string, string | Uint8
         { title: 'V-composition', rows: ul, cols: ul, values: vw.v, rowTitle: 'moved token', colTitle: 'logit of' },
       ],
       colors: 'diverging', valueTitle: 'value', shared: false,
-    }), 'Virtual weights', 'Three products of two heads\' circuits, shown on the tokens of the text.');
+    }, 'the pair scores higher', 'lower'), 'Virtual weights', 'Three products of two heads\' circuits, shown on the tokens of the text.');
   }
 
   await add('neurons', charts.neuronsSpec({ model: m, cosines: r.neuron_cosine, threshold: r.eraser_below }),
@@ -248,7 +220,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   const model = await loadModel(parsed.choice);
   const name = a.weights ?? a.model;
   const load_s = (performance.now() - start) / 1000;
-  const L = model.config.n_layer as number, nh = model.config.n_head as number, V = model.config.vocab_size as number;
+  const L = model.config.n_layer, nh = model.config.n_head, V = model.config.vocab_size;
   const shape = `${name} has ${L} layers of ${nh} heads`;
   for (const h of [parsed.head, ...(parsed.path ?? [])]) if (h && !headExists(h, L, nh)) throw new InputError(`head ${headName(h)} does not exist: ${shape}`);
   if (!parsed.path && L < 2) throw new InputError(`${name} has one layer: composition, virtual weights and the causal check need two`);
@@ -276,14 +248,24 @@ export async function main(argv: readonly string[]): Promise<void> {
   if (hi > V) throw new InputError(`the token range [${lo}, ${hi}) goes past the vocabulary of ${name} (${V} tokens)`);
   const seqLen = a['seq-len'];
   if (2 * seqLen + 1 > model.block_size) throw new InputError(`--seq-len ${seqLen} needs ${2 * seqLen + 1} positions; ${name} reads at most ${model.block_size}`);
+  // step 7 holds every sequence's logits at the second half's positions and its activations at once
+  const perSequence = 4 * (seqLen * V + (2 * seqLen + 1) * L * 20 * model.config.n_embd);
+  const fit = Math.floor(STEP7_BYTES / perSequence);
+  if (a.batch > fit) {
+    throw new InputError(`--batch ${a.batch} needs about ${(a.batch * perSequence / 2 ** 30).toFixed(1)} GiB for step 7 (sequences of BOS + 2 × ${seqLen} tokens on ${name}); `
+      + `at most ${fit} fit in the ${STEP7_BYTES / 2 ** 30} GiB it may use: give --batch ${Math.max(1, fit)} or fewer (or a shorter --seq-len)`);
+  }
 
-  print(`model: ${name} (${L} layers × ${nh} heads, n_embd ${model.config.n_embd}, vocabulary ${V}), loaded in ${load_s.toFixed(1)} s; ${a.raw ? 'raw' : 'processed'} weights`);
+  print(`model: ${name} (${L} layers × ${nh} heads, n_embd ${model.config.n_embd}, vocabulary ${V}), loaded in ${load_s.toFixed(1)} s; ${a.raw ? 'raw' : 'processed'} weights` +
+    (hasRandomWeights(model) ? ' — random weights (config.json says so)' : ''));
   const report = runCircuits(model, name, {
     processed: !a.raw, ids, labels, head: parsed.head, path: parsed.path,
     eraserBelow: a['eraser-below'], top: a.top,
     batch: a.batch, seqLen, seed: a.seed, lo, hi, bos: facts.bos,
   }, (step) => print(`   … ${step}`));
   printReport(report, print);
+  print('\nwhat the numbers say:');
+  for (const sentence of readingAid(report, hasRandomWeights(model))) print(`• ${sentence}`);
 
   const chartStart = performance.now();
   const files = await outputFiles(report);

@@ -19,7 +19,6 @@ import ndarray from 'ndarray';
 import type { GPT } from '../../mingpt/model.ts';
 import type { HookSpec } from '../../mingpt/hooks.ts';
 import { headName, type HeadRef } from '../../lens/heads.ts';
-import { lnScales } from '../../lens/circuits.ts';
 import { halves, nextTokenStats } from '../induction-heads/circuit.ts';
 
 export interface PathAblationResult {
@@ -45,21 +44,22 @@ const range = (from: number, to: number) => Array.from({ length: Math.max(0, to 
  */
 export function qkPathAblation(model: GPT, writer: HeadRef, reader: HeadRef, tokens: number[][], n: number, chance: number): PathAblationResult {
   if (writer.layer >= reader.layer) throw new Error(`the writer ${headName(writer)} must sit in an earlier layer than the reader ${headName(reader)}`);
-  const cfg = model.config as unknown as { n_embd: number; n_head: number; vocab_size: number; layer_norm_epsilon: number };
-  const C = cfg.n_embd, nh = cfg.n_head, hs = C / nh, V = cfg.vocab_size;
+  const { n_embd: C, n_head: nh, vocab_size: V } = model.config, hs = C / nh;
   const B = tokens.length, T = tokens[0].length;
   const [s0, s1] = halves(n).second;
   const positions = range(s0, s1);
 
-  // the clean run: the writer's z, the stream entering the reader's block, the second half's logits
-  let z: Float32Array | null = null, resid: Float32Array | null = null;
-  const zName = `blocks.${writer.layer}.attn.hook_z`, residName = `blocks.${reader.layer}.hook_resid_pre`;
+  // the clean run: the writer's z, the stream entering the reader's block and its layer-norm
+  // scale there, the second half's logits
+  let z: Float32Array | null = null, resid: Float32Array | null = null, scale: Float32Array | null = null;
+  const r = `blocks.${reader.layer}`;
   const clean = model.run_with_hooks(tokens, [
-    [zName, (act) => { z = act.data.slice(); }], // (B, T, nh, hs)
-    [residName, (act) => { resid = act.data.slice(); }], // (B, T, C)
+    [`blocks.${writer.layer}.attn.hook_z`, (act) => { z = act.data.slice(); }], // (B, T, nh, hs)
+    [`${r}.hook_resid_pre`, (act) => { resid = act.data.slice(); }], // (B, T, C)
+    [`${r}.ln1.hook_scale`, (act) => { scale = act.data.slice(); }], // (B, T, 1)
   ], { logits_at: positions });
-  if (!z || !resid) throw new Error('internal: the clean run did not pass the hook points it needs');
-  const zA: Float32Array = z, x: Float32Array = resid;
+  if (!z || !resid || !scale) throw new Error('internal: the clean run did not pass the hook points it needs');
+  const zA: Float32Array = z, x: Float32Array = resid, s: Float32Array = scale;
   const score = (logits: Float32Array) => {
     const { logprob, correct } = nextTokenStats(logits, V, tokens, positions);
     const mean = (a: ArrayLike<number>) => { let s = 0; for (let i = 0; i < a.length; i++) s += a[i]; return s / a.length; };
@@ -69,7 +69,6 @@ export function qkPathAblation(model: GPT, writer: HeadRef, reader: HeadRef, tok
   // a = z_A W_O^A at every (b, t), centred, over the clean scale, times γ1 of the reader's block
   const P = model.transformer.h[writer.layer].attn.c_proj.weight; // (C, C): P[c, hA·hs + i]
   const gamma = model.transformer.h[reader.layer].ln_1.weight;
-  const s = lnScales(x, B * T, C, cfg.layer_norm_epsilon);
   const a = new Float64Array(B * T * C); // (B, T, C)
   for (let bt = 0; bt < B * T; bt++) {
     const zo = (bt * nh + writer.head) * hs;

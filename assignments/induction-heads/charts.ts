@@ -9,7 +9,10 @@
  */
 import type { TopLevelSpec } from '../../cli/plot.ts';
 import { positionLabel } from '../../cli/plot.ts';
+import { cellLabels, cellTextFit, cellTextLayer, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
+import { balancedColumns, labelledIndices, wrapToWidth } from '../../cli/chart_layout.ts';
 import type { ScoreKind } from './scores.ts';
+import { headName } from '../../lens/heads.ts';
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 const KIND_TITLE: Record<ScoreKind, string> = {
@@ -53,7 +56,7 @@ export function logprobSpec(o: LogprobChartInput): TopLevelSpec {
     layer: [
       {
         data: { values },
-        mark: { type: 'line', point: true, interpolate: 'linear' },
+        mark: { type: 'line', point: n <= 100, interpolate: 'linear' }, // points only while they do not merge into the line
         encoding: {
           x: { field: 'position', type: 'quantitative', title: 'position of the predicted token', scale: { domain: [0, 2 * n + 1], nice: false } },
           y: { field: 'logprob', type: 'quantitative', title: 'log P(correct next token)' },
@@ -99,17 +102,22 @@ export interface ScoresChartInput {
 
 const STATUS = ['found (labelled)', 'found (not labelled)', 'missed (labelled)', 'found'] as const;
 const STATUS_COLOURS = ['#1a9641', '#f08a24', '#d7191c', '#000000'];
+/** Scores are attention averages, 0 … 1; the scheme's lightest 15% is left out so that 0 is not the background. */
+const SCORE_SCALE: ColourScale = { scheme: 'blues', domain: [0, 1], extent: [0.1, 1] };
 
 export function scoresSpec(o: ScoresChartInput): TopLevelSpec {
   const kinds = Object.keys(KIND_TITLE) as ScoreKind[];
-  const L = o.scores.induction.length, H = o.scores.induction[0].length;
-  const showText = L * H <= 400;
+  const H = o.scores.induction[0].length;
+  // few heads get wider cells, so that the three grids, not the caption, set the picture's width
+  const stepX = Math.min(60, Math.max(H <= 16 ? 30 : 18, Math.floor(240 / H))), stepY = 22;
+  const fit = cellTextFit(kinds.flatMap((k) => o.scores[k].flat()), stepX, stepY, 2);
+  const anyOutlined = kinds.some((k) => o.detected[k].length || (o.labelled?.[k].length ?? 0));
   const panels = kinds.map((kind) => {
     const found = new Set(o.detected[kind]);
     const labelled = o.labelled ? new Set(o.labelled[kind]) : null;
     const values = o.scores[kind].flatMap((row, layer) =>
       row.map((score, head) => {
-        const name = `${layer}.${head}`;
+        const name = headName({ layer, head });
         let status = '';
         if (labelled === null) status = found.has(name) ? 'found' : '';
         else if (found.has(name)) status = labelled.has(name) ? STATUS[0] : STATUS[1];
@@ -119,9 +127,9 @@ export function scoresSpec(o: ScoresChartInput): TopLevelSpec {
     );
     return {
       title: { text: KIND_TITLE[kind], subtitle: `threshold ${o.thresholds[kind].toFixed(3)}` },
-      data: { values },
-      width: { step: showText ? 30 : 18 },
-      height: { step: showText ? 22 : 14 },
+      data: { values: cellLabels(values, (d) => d.score, SCORE_SCALE, fit.decimals) },
+      width: { step: stepX },
+      height: { step: stepY },
       encoding: {
         x: { field: 'head', type: 'ordinal', title: 'head', axis: { labelAngle: 0 } },
         y: { field: 'layer', type: 'ordinal', title: 'layer', sort: 'ascending' },
@@ -130,7 +138,7 @@ export function scoresSpec(o: ScoresChartInput): TopLevelSpec {
         {
           mark: { type: 'rect' },
           encoding: {
-            color: { field: 'score', type: 'quantitative', title: 'score', scale: { domain: [0, 1], scheme: 'blues', clamp: true } },
+            color: { field: 'score', type: 'quantitative', title: 'score', scale: vlColourScale(SCORE_SCALE) },
             tooltip: [
               { field: 'name', type: 'nominal', title: 'head' },
               { field: 'score', type: 'quantitative', format: '.3f' },
@@ -147,19 +155,11 @@ export function scoresSpec(o: ScoresChartInput): TopLevelSpec {
               type: 'nominal',
               title: 'detection',
               scale: o.labelled ? { domain: STATUS.slice(0, 3), range: STATUS_COLOURS.slice(0, 3) } : { domain: [STATUS[3]], range: [STATUS_COLOURS[3]] },
-              legend: { labelLimit: 260 },
+              legend: anyOutlined ? { labelLimit: 260 } : null, // no legend for outlines that are not there
             },
           },
         },
-        ...(showText
-          ? [{
-              mark: { type: 'text', fontSize: 8 },
-              encoding: {
-                text: { field: 'score', type: 'quantitative', format: '.2f' },
-                color: { condition: { test: 'datum.score > 0.55', value: 'white' }, value: '#333' },
-              },
-            }]
-          : []),
+        ...(fit.show ? [cellTextLayer(fit.fontSize)] : []),
       ],
     };
   });
@@ -174,7 +174,8 @@ export function scoresSpec(o: ScoresChartInput): TopLevelSpec {
       ],
       anchor: 'start',
     },
-    hconcat: panels,
+    concat: panels,
+    columns: H * stepX * 3 > 1200 ? 2 : 3,
     resolve: { scale: { color: 'shared', stroke: 'shared' } },
     config: { view: { stroke: null }, axis: { domain: false, ticks: false } },
   };
@@ -196,6 +197,8 @@ export interface AttentionPanel {
 
 export interface AttentionChartInput {
   model: string;
+  /** which sequence the patterns are of (default "first sequence of the batch") */
+  sequence?: string;
   /** the sequence's tokens as strings, BOS included */
   tokens: readonly string[];
   panels: readonly AttentionPanel[];
@@ -203,31 +206,57 @@ export interface AttentionChartInput {
 
 /** Attention weights below this are left out of the chart's data (they would be drawn white). */
 const MIN_SHOWN = 0.005;
+/** A pattern longer than this is drawn in blocks of positions, at most this many a side. */
+export const MAX_PATTERN_CELLS = 128;
+
+/** One panel's cells: every (query, key) or, for long texts, (query block, key block). */
+function patternCells(pattern: ArrayLike<number>, T: number, block: number, stripe?: AttentionPanel['stripe']) {
+  const nb = Math.ceil(T / block);
+  const inStripe = (qi: number, ki: number) => !!stripe && qi >= stripe.from && qi < stripe.to && ki === qi - stripe.offset;
+  const cells: { qi: number; ki: number; weight: number; stripe: boolean }[] = [];
+  for (let qb = 0; qb < nb; qb++) {
+    const q0 = qb * block, q1 = Math.min(T, q0 + block);
+    for (let kb = 0; kb <= qb; kb++) {
+      const k0 = kb * block, k1 = Math.min(T, k0 + block);
+      // the block's weight: attention summed over its keys, averaged over its queries (rows still sum to 1)
+      let sum = 0, marked = false;
+      for (let qi = q0; qi < q1; qi++) for (let ki = k0; ki < Math.min(k1, qi + 1); ki++) {
+        sum += pattern[qi * T + ki];
+        marked ||= inStripe(qi, ki);
+      }
+      const weight = Math.round((sum / (q1 - q0)) * 1e4) / 1e4;
+      if (weight < MIN_SHOWN && !marked) continue; // blank, which is what the colour scale shows for ~0 anyway
+      cells.push({ qi: qb, ki: kb, weight, stripe: marked });
+    }
+  }
+  return cells;
+}
 
 export function attentionSpec(o: AttentionChartInput): TopLevelSpec {
   const T = o.tokens.length;
-  const labels = o.tokens.map((t, i) => positionLabel(i, t));
-  const step = T <= 30 ? 18 : T <= 60 ? 11 : 8;
-  const fontSize = T <= 30 ? 10 : T <= 60 ? 8 : 6;
+  const block = Math.ceil(T / MAX_PATTERN_CELLS);
+  const n = Math.ceil(T / block);
+  // labels: position and token while they fit; the position alone (every k-th) for long texts
+  const withTokens = block === 1 && T <= 40;
+  const labels = Array.from({ length: n }, (_, b) => (block > 1 ? `${b * block}–${Math.min(T, (b + 1) * block) - 1}` : withTokens ? positionLabel(b, o.tokens[b]) : String(b)));
+  const step = n <= 24 ? 16 : n <= 48 ? 10 : n <= 80 ? 6 : 4;
+  const side = step * n;
+  const fontSize = withTokens && step < 12 ? 9 : 10;
+  const shownLabels = labelledIndices(n, side, fontSize + 4).map((i) => labels[i]);
+  const axis = (title: string, extra: Record<string, unknown>) => ({ title, axis: { labelFontSize: fontSize, labelLimit: 100, values: shownLabels, ...extra } });
+  const columns = balancedColumns(o.panels.length, side + 140, 1800);
   const panels = o.panels.map((panel) => {
-    const values: { q: string; k: string; qi: number; ki: number; weight: number; stripe: boolean }[] = [];
-    const s = panel.stripe;
-    for (let qi = 0; qi < T; qi++) {
-      for (let ki = 0; ki <= qi; ki++) {
-        const stripe = !!s && qi >= s.from && qi < s.to && ki === qi - s.offset;
-        const weight = Math.round(panel.pattern[qi * T + ki] * 1e4) / 1e4;
-        if (weight < MIN_SHOWN && !stripe) continue; // blank, which is what the colour scale shows for ~0 anyway
-        values.push({ q: labels[qi], k: labels[ki], qi, ki, weight, stripe });
-      }
-    }
+    const values = patternCells(panel.pattern, T, block, panel.stripe).map((c) => ({
+      ...c, q: labels[c.qi], k: labels[c.ki], ...(block === 1 ? { qt: JSON.stringify(o.tokens[c.qi]), kt: JSON.stringify(o.tokens[c.ki]) } : {}),
+    }));
     return {
-      title: { text: `head ${panel.head}`, subtitle: panel.caption },
+      title: { text: `head ${panel.head}`, subtitle: wrapToWidth(panel.caption, Math.max(side, 200), 11), subtitleFontSize: 11 },
       data: { values },
       width: { step },
       height: { step },
       encoding: {
-        x: { field: 'k', type: 'ordinal', scale: { domain: labels }, title: 'key: the position attended to', axis: { labelFontSize: fontSize, labelAngle: -90, labelLimit: 90 } },
-        y: { field: 'q', type: 'ordinal', scale: { domain: labels }, title: 'query: the position attending', axis: { labelFontSize: fontSize, labelLimit: 90 } },
+        x: { field: 'k', type: 'ordinal', scale: { domain: labels }, ...axis('key: the position attended to', { labelAngle: -90, labelAlign: 'right', labelBaseline: 'middle' }) },
+        y: { field: 'q', type: 'ordinal', scale: { domain: labels }, ...axis('query: the position attending', {}) },
       },
       layer: [
         {
@@ -235,15 +264,16 @@ export function attentionSpec(o: AttentionChartInput): TopLevelSpec {
           encoding: {
             color: { field: 'weight', type: 'quantitative', title: 'attention', scale: { domain: [0, 1], scheme: 'oranges' } },
             tooltip: [
-              { field: 'q', type: 'nominal', title: 'query' },
-              { field: 'k', type: 'nominal', title: 'key' },
+              { field: 'q', type: 'nominal', title: block > 1 ? 'query positions' : 'query' },
+              { field: 'k', type: 'nominal', title: block > 1 ? 'key positions' : 'key' },
+              ...(block === 1 ? [{ field: 'qt', type: 'nominal', title: 'query token' }, { field: 'kt', type: 'nominal', title: 'key token' }] : []),
               { field: 'weight', type: 'quantitative', format: '.3f', title: 'attention' },
             ],
           },
         },
         {
           transform: [{ filter: 'datum.stripe' }],
-          mark: { type: 'rect', fillOpacity: 0, stroke: '#2b83ba', strokeWidth: 1.5 },
+          mark: { type: 'rect', fillOpacity: 0, stroke: '#2b83ba', strokeWidth: step >= 6 ? 1.5 : 0.75 },
         },
       ],
     };
@@ -251,14 +281,18 @@ export function attentionSpec(o: AttentionChartInput): TopLevelSpec {
   const spec = {
     $schema: SCHEMA,
     title: {
-      text: `Attention patterns of the top heads (${o.model}), first sequence of the batch`,
+      text: `Attention patterns of the top heads (${o.model}), ${o.sequence ?? 'first sequence of the batch'}`,
       subtitle: [
         'Row: the query position; column: the key position it reads from; colour: the attention weight (each row sums to 1).',
-        `Blue outlines: the cells that head’s score averages (the stripe of its kind). Weights below ${MIN_SHOWN} are left blank.`,
+        ...(o.panels.some((p) => p.stripe) ? ['Blue outlines: the cells that head’s score averages (the stripe of its kind).'] : []),
+        `Weights below ${MIN_SHOWN} are left blank.`,
+        ...(block > 1 ? [`${T} positions, drawn in blocks of ${block}: each cell is a block of queries × a block of keys, the attention summed over the keys and averaged over the queries.`] : []),
+        ...(!withTokens && block === 1 ? ['Positions are numbered; hover a cell for its tokens.'] : []),
       ],
       anchor: 'start',
     },
-    vconcat: panels,
+    concat: panels,
+    columns,
     resolve: { scale: { color: 'shared' } },
     config: { view: { stroke: null }, axis: { domain: false, ticks: false } },
   };

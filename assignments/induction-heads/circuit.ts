@@ -9,20 +9,24 @@
  *
  *   mlpAblation   the fast path for one MLP removed at the second-half positions (below).
  *
- * Every run is the model's own forward pass (model.forward), told where to start and where to
- * read the logits. Three savings keep GPT-2-sized runs bearable on a CPU:
+ * Every run is the model's own forward pass (model.forward), told where to start, which rows to
+ * run and where to read the logits. Four savings keep GPT-2-sized runs bearable on a CPU:
  *   - an ablation that starts in block l restarts from the clean residual stream entering block l
  *     (`start_at_layer`, `residual`): everything before it is unchanged;
+ *   - an ablation at the second-half positions only changes nothing before them (the mask), so
+ *     the run computes the second half's rows alone, attending to the clean run's keys and values
+ *     at the positions before (`past_kv_cache`, a frozen prefix of the clean run's KVCache);
  *   - removing block l's MLP output at some positions leaves block l's attention alone, so the
  *     stream after block l is known without running it: resid_mid + 0 (zero) or resid_mid + the
- *     mean (mean) at those positions, the clean resid_post elsewhere. The run starts at block l + 1;
+ *     mean (mean) at those positions. The run starts at block l + 1;
  *   - the unembedding, a third of GPT-2's arithmetic, is computed only at the positions whose
  *     predictions we score (`logits_at`).
  */
 import ndarray from 'ndarray';
-import type { GPT } from '../../mingpt/model.ts';
+import { KVCache, pickPositions, type GPT } from '../../mingpt/model.ts';
 import type { HookFn, HookSpec } from '../../mingpt/hooks.ts';
 import { logSoftmaxAt } from '../../lens/metrics.ts';
+import { residualForward } from '../../mingpt/kernels/index.ts';
 import { duplicateTokenScores, inductionScores, previousTokenScores, type HeadScores } from './scores.ts';
 import { allHeads, headName, parseHead } from '../../lens/heads.ts';
 
@@ -114,6 +118,8 @@ export interface CleanRun {
   residPre: Float32Array[];
   /** per layer, the residual stream between attention and MLP (hook_resid_mid), (B, T, C) */
   residMid: Float32Array[];
+  /** every block's keys and values at every position (frozen): what runs of some rows attend to */
+  kv: KVCache;
   /** per layer, means of attn.hook_z (laid out as C = nh × hs) and of hook_mlp_out */
   zMeans: Means;
   mlpMeans: Means;
@@ -143,8 +149,8 @@ function positionMean(act: Float32Array, B: number, T: number, C: number, from: 
 export function cleanRun(model: GPT, tokens: number[][], n: number, onBlock?: OnBlock): CleanRun {
   const B = tokens.length, T = tokens[0].length;
   if (T !== 2 * n + 1) throw new Error(`expected sequences of ${2 * n + 1} tokens (BOS and two copies of ${n}), got ${T}`);
-  const L = model.config.n_layer as number, nh = model.config.n_head as number;
-  const C = model.config.n_embd as number, V = model.config.vocab_size as number;
+  const L = model.config.n_layer, nh = model.config.n_head;
+  const C = model.config.n_embd, V = model.config.vocab_size;
   const scores: HeadScores = { induction: [], previous_token: [], duplicate_token: [] };
   const patterns: Float32Array[] = [];
   const residPre: Float32Array[] = [];
@@ -172,11 +178,12 @@ export function cleanRun(model: GPT, tokens: number[][], n: number, onBlock?: On
     ...blockProgress(onBlock),
   ];
   // every position but the last has a next token to predict
-  const { logits, residual } = model.run_with_hooks(tokens, hooks, { logits_at: range(0, T - 1) });
+  const kv = new KVCache(model.config, B);
+  const { logits, residual } = model.run_with_hooks(tokens, hooks, { logits_at: range(0, T - 1), past_kv_cache: kv });
   const { logprob, correct } = nextTokenStats(logits.data, V, tokens, range(0, T - 1));
   if (residPre.length !== L || residMid.length !== L) throw new Error('internal: the clean run did not pass every block');
   residPre[L] = residual.data; // the stream after the last block (the forward's own copy)
-  return { tokens, B, T, n, logprob, correct, scores, patterns, residPre, residMid, zMeans, mlpMeans };
+  return { tokens, B, T, n, logprob, correct, scores, patterns, residPre, residMid, kv: kv.freeze(), zMeans, mlpMeans };
 }
 
 export interface HalfSummary {
@@ -222,19 +229,25 @@ export interface AblationSpec {
   positions: 'second_half' | 'all';
 }
 
-/** Overwrite channels [c0, c1) at positions [from, to) of a (B, T, C) activation with value[c] (or 0). */
-function overwrite(data: Float32Array, B: number, T: number, C: number, from: number, to: number, c0: number, c1: number, value: Float32Array | null): void {
-  for (let b = 0; b < B; b++) for (let t = from; t < to; t++) {
-    const o = (b * T + t) * C;
+/**
+ * Overwrite channels [c0, c1) at positions [from, to) of a (B, Tr, C) activation holding positions
+ * t0 … t0 + Tr − 1 with value[c] (or 0).
+ */
+function overwrite(data: Float32Array, B: number, Tr: number, t0: number, C: number, from: number, to: number, c0: number, c1: number, value: Float32Array | null): void {
+  for (let b = 0; b < B; b++) for (let t = Math.max(from, t0); t < to; t++) {
+    const o = (b * Tr + t - t0) * C;
     if (value) data.set(value.subarray(c0, c1), o + c0);
     else data.fill(0, o + c0, o + c1);
   }
 }
 
-/** The hooks that carry out an ablation, and the first block they touch. */
-export function ablationHooks(model: GPT, run: CleanRun, spec: AblationSpec): { hooks: HookSpec; firstLayer: number } {
-  const nh = model.config.n_head as number, C = model.config.n_embd as number, hs = C / nh;
-  const L = model.config.n_layer as number;
+/**
+ * The hooks that carry out an ablation, and the first block they touch. The hooks work on runs of
+ * every position, or of positions `t0` … T − 1 only.
+ */
+export function ablationHooks(model: GPT, run: CleanRun, spec: AblationSpec, t0 = 0): { hooks: HookSpec; firstLayer: number } {
+  const nh = model.config.n_head, C = model.config.n_embd, hs = C / nh;
+  const L = model.config.n_layer;
   const { B, T, n } = run;
   const [from, to] = spec.positions === 'second_half' ? [n + 1, T] : [spec.mode === 'mean' ? 1 : 0, T];
   const which = spec.positions === 'second_half' ? 'second_half' : 'all';
@@ -248,13 +261,13 @@ export function ablationHooks(model: GPT, run: CleanRun, spec: AblationSpec): { 
   for (const [layer, heads] of byLayer) {
     const mean = spec.mode === 'mean' ? run.zMeans[which][layer] : null;
     hooks.push([`blocks.${layer}.attn.hook_z`, (act) => {
-      for (const head of heads) overwrite(act.data, B, T, C, from, to, head * hs, (head + 1) * hs, mean);
+      for (const head of heads) overwrite(act.data, B, T - t0, t0, C, from, to, head * hs, (head + 1) * hs, mean);
     }]);
   }
   for (const layer of spec.mlps ?? []) {
     if (layer >= L) throw new Error(`layer ${layer} does not exist: the model has ${L} layers`);
     const mean = spec.mode === 'mean' ? run.mlpMeans[which][layer] : null;
-    hooks.push([`blocks.${layer}.hook_mlp_out`, (act) => overwrite(act.data, B, T, C, from, to, 0, C, mean)]);
+    hooks.push([`blocks.${layer}.hook_mlp_out`, (act) => overwrite(act.data, B, T - t0, t0, C, from, to, 0, C, mean)]);
   }
   const firstLayer = Math.min(L - 1, ...byLayer.keys(), ...(spec.mlps ?? []));
   return { hooks, firstLayer };
@@ -277,65 +290,63 @@ function scoreSecondHalf(model: GPT, run: Pick<CleanRun, 'tokens' | 'B' | 'n'>, 
 export const secondHalfPositions = (n: number) => range(...halves(n).second);
 
 /**
- * Run the clean tokens again with `spec` applied, from the first block it touches (the clean
- * stream entering that block is the same); score the second half.
+ * Positions t0 … T − 1 of the clean run from block `layer` on, the stream x (B, T − t0, C) entering
+ * that block, with `hooks`; the second half scored. Before t0 the run is the clean one: its keys
+ * and values stand in for those positions.
  */
-export function runAblated(model: GPT, run: CleanRun, spec: AblationSpec, onBlock?: OnBlock): AblationResult {
-  const { hooks, firstLayer } = ablationHooks(model, run, spec);
-  const C = model.config.n_embd;
+function runRows(model: GPT, run: CleanRun, layer: number, t0: number, x: Float32Array, hooks: HookSpec): AblationResult {
   const { logits } = model.forward(null, {
-    start_at_layer: firstLayer,
-    residual: ndarray(run.residPre[firstLayer], [run.B, run.T, C]), // forward copies it: the clean cache stays clean
-    logits_at: secondHalfPositions(run.n),
-    hooks: [...hooks, ...blockProgress(onBlock)],
+    start_at_layer: layer,
+    residual: ndarray(x, [run.B, run.T - t0, model.config.n_embd]),
+    past_kv_cache: t0 > 0 ? run.kv.prefix(t0) : undefined,
+    logits_at: secondHalfPositions(run.n).map((t) => t - t0),
+    hooks,
   });
   return scoreSecondHalf(model, run, logits.data);
 }
 
-/** What the MLP ablation's fast path reads of the clean run (all of it plain arrays, so it can go to a worker thread). */
-export type MlpAblationInput = Pick<CleanRun, 'tokens' | 'B' | 'T' | 'n' | 'residPre' | 'residMid'> & { mlpMeans: Pick<Means, 'second_half'> };
+/** The positions t0 … T − 1 of a (B, T, C) activation, (B, T − t0, C). */
+const fromPosition = (a: Float32Array, B: number, T: number, C: number, t0: number) => pickPositions(a, B, T, C, range(t0, T));
 
 /**
- * The residual stream (B, T, C) after block `layer` with its MLP output removed at the second-half
- * positions: resid_mid + 0 (zero) or resid_mid + the MLP's second-half mean (mean) there, the clean
- * stream elsewhere. Exactly what block `layer` computes with hook_mlp_out overwritten, without
- * running it: attention and the first half do not depend on the MLP's second-half output.
+ * Run the clean tokens again with `spec` applied, from the first block it touches (the clean
+ * stream entering that block is the same) and the first position it changes; score the second half.
  */
-export function mlpAblatedStream(model: GPT, run: MlpAblationInput, layer: number, mode: AblationMode): Float32Array {
+export function runAblated(model: GPT, run: CleanRun, spec: AblationSpec, onBlock?: OnBlock): AblationResult {
+  const t0 = spec.positions === 'second_half' ? run.n + 1 : 0;
+  const { hooks, firstLayer } = ablationHooks(model, run, spec, t0);
+  const x = fromPosition(run.residPre[firstLayer], run.B, run.T, model.config.n_embd, t0); // a copy: the clean cache stays clean
+  return runRows(model, run, firstLayer, t0, x, [...hooks, ...blockProgress(onBlock)]);
+}
+
+/**
+ * The residual stream (B, n, C) after block `layer` at the second-half positions n+1 … 2n, with
+ * its MLP output removed there: resid_mid + 0 (zero) or resid_mid + the MLP's second-half mean
+ * (mean). Exactly what block `layer` computes with hook_mlp_out overwritten, without running it:
+ * attention does not depend on the MLP's output in the same block.
+ */
+function mlpAblatedStream(model: GPT, run: CleanRun, layer: number, mode: AblationMode): Float32Array {
   const L = model.config.n_layer, C = model.config.n_embd;
   if (!(Number.isInteger(layer) && layer >= 0 && layer < L)) throw new Error(`layer ${layer} does not exist: the model has ${L} layers`);
   const { B, T, n } = run;
-  const x = run.residPre[layer + 1].slice(); // the clean resid_post of this block, (B, T, C)
-  const mid = run.residMid[layer], mean = mode === 'mean' ? run.mlpMeans.second_half[layer] : null;
-  const row = new Float32Array(C); // float32 sums, as the forward's residual add makes them
-  for (let b = 0; b < B; b++) for (let t = n + 1; t < T; t++) {
-    const o = (b * T + t) * C;
-    if (!mean) { x.set(mid.subarray(o, o + C), o); continue; }
-    for (let c = 0; c < C; c++) row[c] = mid[o + c] + mean[c];
-    x.set(row, o);
-  }
+  const x = fromPosition(run.residMid[layer], B, T, C, n + 1); // (B, n, C)
+  const mean = mode === 'mean' ? run.mlpMeans.second_half[layer] : null;
+  if (mean) for (let r = 0; r < x.length; r += C) residualForward(x.subarray(r, r + C), x.subarray(r, r + C), mean, C); // float32 sums, as the forward's residual add makes them
   return x;
 }
 
 /**
- * Block `layer`'s MLP removed at the second-half positions, the fast way: start at block
- * layer + 1 from mlpAblatedStream. The same numbers as runAblated({ mlps: [layer], positions:
- * 'second_half' }), one block sooner.
+ * Block `layer`'s MLP removed at the second-half positions, the fast way: the second half's rows
+ * from block layer + 1, from mlpAblatedStream. The same numbers as runAblated({ mlps: [layer],
+ * positions: 'second_half' }), one block sooner.
  */
-export function mlpAblation(model: GPT, run: MlpAblationInput, layer: number, mode: AblationMode, onBlock?: OnBlock): AblationResult {
-  const C = model.config.n_embd;
-  const { logits } = model.forward(null, {
-    start_at_layer: layer + 1,
-    residual: ndarray(mlpAblatedStream(model, run, layer, mode), [run.B, run.T, C]),
-    logits_at: secondHalfPositions(run.n),
-    hooks: blockProgress(onBlock),
-  });
-  return scoreSecondHalf(model, run, logits.data);
+export function mlpAblation(model: GPT, run: CleanRun, layer: number, mode: AblationMode, onBlock?: OnBlock): AblationResult {
+  return runRows(model, run, layer + 1, run.n + 1, mlpAblatedStream(model, run, layer, mode), blockProgress(onBlock));
 }
 
 /** Every head except `keep`, as "layer.head" names. */
 export function allHeadsExcept(model: GPT, keep: readonly string[]): string[] {
-  const L = model.config.n_layer as number, nh = model.config.n_head as number;
+  const L = model.config.n_layer, nh = model.config.n_head;
   const kept = new Set(keep);
   const out: string[] = [];
   for (const h of allHeads(L, nh)) if (!kept.has(headName(h))) out.push(headName(h));
@@ -344,6 +355,6 @@ export function allHeadsExcept(model: GPT, keep: readonly string[]): string[] {
 
 /** The two-head circuit: remove every other head and every MLP, at every position. */
 export function circuitSpec(model: GPT, keep: readonly string[], mode: AblationMode): AblationSpec {
-  const L = model.config.n_layer as number;
+  const L = model.config.n_layer;
   return { mode, heads: allHeadsExcept(model, keep), mlps: range(0, L), positions: 'all' };
 }

@@ -26,17 +26,17 @@ import { tokenStrings } from '../../mingpt/bpe.ts';
 import { ProgressBar } from '../../io/progress.ts';
 import { helpText, optionValue, parseArgs, type CommandSpec } from '../../cli/args.ts';
 import { headExists, headName, parseHead } from '../../lens/heads.ts';
-import { MODEL_OPTIONS, checkModelChoice, loadModel as loadChosenModel, runCli, type ModelChoice } from '../../cli/command.ts';
+import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, loadModel as loadChosenModel, runCli, type ModelChoice } from '../../cli/command.ts';
 import { InputError, UsageError } from '../../io/errors.ts';
 import { OutputWriter } from '../../io/output.ts';
 import { kernelsName } from '../../mingpt/kernels/index.ts';
-import { autoWorkers, mlpAblationsOnThreads } from './ablation_pool.ts';
 import {
   GPT2_SMALL_HEADS, SCORE_KINDS, detectHeads, evaluateDetection, parseTokenRange, repeatedTokens, stripeOf,
   type Detection, type Evaluation, type LabelledHeads, type ScoreKind,
 } from './scores.ts';
 import type { AttentionPanel } from './charts.ts';
-import { circuitSpec, cleanRun, halves, runAblated, summarize, type AblationMode, type CleanRun, type HalfSummary } from './circuit.ts';
+import { printResults, readingAid } from './report.ts';
+import { circuitSpec, cleanRun, halves, mlpAblation, runAblated, summarize, type AblationMode, type CleanRun, type HalfSummary } from './circuit.ts';
 
 const SCRIPT = 'npx tsx assignments/induction-heads/induction.ts';
 const EOT = 50256; // GPT-2's <|endoftext|>, used as BOS
@@ -64,7 +64,6 @@ duplicate-token heads, whether the MLPs matter, and how much two heads alone can
     circuit: { type: 'string', metavar: 'PREV,IND', help: 'the two heads of the circuit, e.g. 4.11,5.5 (default: the top previous-token head below the top induction head)' },
     ablate: { type: 'string', metavar: 'L.H[,L.H…]', help: 'also remove these heads (at every position) and report the second half without them, e.g. 5.1,5.5' },
     ablation: { type: 'string', default: 'mean', choices: ['mean', 'zero'], help: "how a removed head or MLP is removed for --ablate and the two-head circuit: 'mean' keeps its average output, 'zero' writes zeros (the circuit reports the other one too)" },
-    workers: { type: 'int', min: 0, max: 64, metavar: 'N', help: "extra threads for the MLP ablations (default: one per spare core with --kernels js; none with simd, whose big products already use every core)" },
     out: { type: 'string', default: 'out/induction', metavar: 'DIR', help: 'folder for induction.json and the charts (created when missing)' },
   },
   epilog: `
@@ -95,8 +94,6 @@ export interface Options extends ModelChoice {
   /** --ablate: heads to remove, "layer.head" */
   ablate?: string[];
   ablation: AblationMode;
-  /** extra threads for the MLP ablations (undefined: autoWorkers) */
-  workers?: number;
   out: string;
 }
 
@@ -135,7 +132,6 @@ export function readOptions(argv: readonly string[]): Options | 'help' {
     circuit,
     ablate,
     ablation: a.ablation,
-    workers: a.workers,
     out: a.out,
   };
 }
@@ -172,7 +168,7 @@ const isHeadList = (v: unknown): v is string[] => Array.isArray(v) && v.every((x
 /** Token range, BOS and labels for this model, with every check that needs the model. Throws InputError. */
 export function setup(info: ModelInfo, o: Options): Setup {
   const { model, config } = info;
-  const V = model.config.vocab_size as number;
+  const V = model.config.vocab_size;
   const T = 2 * o.seqLen + 1;
   if (T > model.block_size) {
     throw new InputError(`--seq-len ${o.seqLen} needs BOS + 2 × ${o.seqLen} = ${T} positions, but ${info.name} has a context of ${model.block_size}; use --seq-len ${Math.floor((model.block_size - 1) / 2)} or less`);
@@ -213,7 +209,7 @@ export function setup(info: ModelInfo, o: Options): Setup {
       duplicate_token: (known.duplicate_token as string[] | undefined) ?? [],
     };
   }
-  const L = model.config.n_layer as number, nh = model.config.n_head as number;
+  const L = model.config.n_layer, nh = model.config.n_head;
   const exists = (h: string) => {
     try {
       return headExists(parseHead(h), L, nh);
@@ -339,12 +335,9 @@ function detectAll(scores: CleanRun['scores'], o: Pick<Options, 'k' | 'minScore'
   return { detection, detected, evaluation };
 }
 
-/**
- * 5. Each layer's MLP output removed at the second-half positions, zeroed and mean-replaced: 2L
- * independent runs, shared out between the main thread and `workers` worker threads.
- */
-async function mlpAblations(model: GPT, clean: CleanRun, base: number, workers: number, onBlock: () => void): Promise<Report['mlp_ablation']> {
-  const L = model.config.n_layer as number, n = clean.n;
+/** 5. Each layer's MLP output removed at the second-half positions, zeroed and mean-replaced: 2L runs. */
+function mlpAblations(model: GPT, clean: CleanRun, base: number, onBlock: () => void): Report['mlp_ablation'] {
+  const L = model.config.n_layer, n = clean.n;
   const mlp: Report['mlp_ablation'] = {
     positions: `second half: positions ${n + 1} … ${2 * n} (the second copy)`,
     baseline_second_half_logprob: base,
@@ -352,12 +345,13 @@ async function mlpAblations(model: GPT, clean: CleanRun, base: number, workers: 
     mean: { second_half_logprob: [], change: [] },
   };
   // each = runAblated({ mode, mlps: [l], positions: 'second_half' }), one block sooner (circuit.ts)
-  const tasks = Array.from({ length: L }, (_, layer) => (['zero', 'mean'] as const).map((mode) => ({ layer, mode }))).flat();
-  const results = await mlpAblationsOnThreads(model, clean, tasks, { workers, kernels: kernelsName(), onBlock });
-  tasks.forEach(({ mode }, i) => {
-    mlp[mode].second_half_logprob.push(results[i].second_half_logprob);
-    mlp[mode].change.push(results[i].second_half_logprob - base);
-  });
+  for (let layer = 0; layer < L; layer++) {
+    for (const mode of ['zero', 'mean'] as const) {
+      const r = mlpAblation(model, clean, layer, mode, onBlock);
+      mlp[mode].second_half_logprob.push(r.second_half_logprob);
+      mlp[mode].change.push(r.second_half_logprob - base);
+    }
+  }
   return mlp;
 }
 
@@ -373,7 +367,7 @@ const ABLATION_NOTE: Record<AblationMode, string> = {
 function twoHeadCircuit(model: GPT, clean: CleanRun, o: Options, fullAccuracy: number, onBlock: () => void): Report['two_head_circuit'] {
   let heads: string[] | null = o.circuit ? [...o.circuit] : null;
   let chosenBy = '--circuit';
-  if (!heads && circuitRuns(model.config.n_layer as number) > 0) {
+  if (!heads && circuitRuns(model.config.n_layer) > 0) {
     const ind = topHead(clean.scores.induction, 1);
     const prev = ind ? topHead(clean.scores.previous_token, 0, parseHead(ind).layer) : null;
     if (ind && prev) heads = [prev, ind];
@@ -424,12 +418,6 @@ export async function runExperiment(info: ModelInfo, o: Options, s: Setup, hooks
     timing[name] = (performance.now() - t0) / 1000;
     return result;
   };
-  const timedAsync = async <R>(name: string, work: () => Promise<R>): Promise<R> => {
-    const t0 = performance.now();
-    const result = await work();
-    timing[name] = (performance.now() - t0) / 1000;
-    return result;
-  };
 
   // 1-3. the batch, the clean run, and the scores read off its attention patterns
   const tokens = repeatedTokens({ batch: o.batch, seqLen: n, lo: s.lo, hi: s.hi, bos: s.bos, seed: o.seed });
@@ -437,8 +425,7 @@ export async function runExperiment(info: ModelInfo, o: Options, s: Setup, hooks
   const summary = summarize(clean);
   // 4-6
   const { detection, detected, evaluation } = detectAll(clean.scores, o, s.labels);
-  const workers = o.workers ?? autoWorkers(kernelsName());
-  const mlp = await timedAsync('mlp_ablation', () => mlpAblations(model, clean, summary.second_half_logprob, workers, tick));
+  const mlp = timed('mlp_ablation', () => mlpAblations(model, clean, summary.second_half_logprob, tick));
   const heads = o.ablate ? timed('head_ablation', () => headAblation(model, clean, o, summary.second_half_logprob, tick)) : null;
   const circuit = timed('two_head_circuit', () => twoHeadCircuit(model, clean, o, summary.second_half_accuracy, tick));
 
@@ -565,51 +552,6 @@ export async function outputFiles(report: Report, clean: CleanRun): Promise<Map<
 // -----------------------------------------------------------------------------------------------
 // the run
 
-const fmt = (v: number | null, d = 3) => (v === null ? '—' : v.toFixed(d));
-const signed = (v: number, d = 4) => (v >= 0 ? '+' : '') + v.toFixed(d);
-
-/** Steps 2-6 on the terminal: the numbers a reader looks at first (induction.json has them all). */
-function printResults(report: Report, o: Options, s: Setup, print: (line?: string) => void): void {
-  print(`\n2. log P(correct next token), mean over the batch (clean run: ${report.timing_s.clean_run.toFixed(1)} s)`);
-  print(`   first half  (first copy):                 ${fmt(report.first_half_logprob)}   top-1 accuracy ${fmt(report.first_half_accuracy)}`);
-  print(`   seam        (second copy's first token):  ${fmt(report.seam_logprob)}`);
-  print(`   second half (rest of the second copy):    ${fmt(report.second_half_logprob)}   top-1 accuracy ${fmt(report.second_half_accuracy)}`);
-  print(`   (uniform guessing over the token range: ${fmt(-Math.log(s.hi - s.lo))}, accuracy ${fmt(1 / (s.hi - s.lo), 4)})`);
-
-  print('\n3-4. head scores and detection (threshold = max(mean + k·std over all heads, floor), k = ' + o.k + ', floor = ' + o.minScore + ')');
-  for (const kind of SCORE_KINDS) {
-    const flat = report.scores[kind].flatMap((row, l) => row.map((v, h) => ({ name: headName({ layer: l, head: h }), v }))).sort((a, b) => b.v - a.v);
-    const d = report.detection[kind];
-    print(`   ${kind.replace('_', '-')}: top ${flat.slice(0, 5).map((x) => `${x.name} ${x.v.toFixed(3)}`).join(', ')}`);
-    print(`      threshold ${d.threshold.toFixed(3)} (mean ${d.mean.toFixed(3)}, std ${d.std.toFixed(3)}): detected ${report.detected[kind].join(', ') || 'none'}`);
-    const e = report.evaluation?.[kind];
-    if (e && e.labelled.length) {
-      print(`      vs labelled ${e.labelled.join(', ')}: precision ${fmt(e.precision)}, recall ${fmt(e.recall)}, F1 ${fmt(e.f1)}`);
-    }
-  }
-  if (report.labels) print(`   labels: ${report.labels.source}`);
-  else print('   labels: none for this model (use --labels gpt2-small for a GPT-2 small checkpoint)');
-
-  print(`\n5. MLP ablation at the second-half positions: change in second-half log-prob (${report.timing_s.mlp_ablation.toFixed(1)} s)`);
-  print('   layer      zero      mean');
-  for (let l = 0; l < report.config.n_layer; l++) print(`   ${String(l).padStart(5)}  ${signed(report.mlp_ablation.zero.change[l]).padStart(8)}  ${signed(report.mlp_ablation.mean.change[l]).padStart(8)}`);
-
-  const a = report.head_ablation;
-  if (a) {
-    print(`\n5b. --ablate ${a.heads.join(',')} (${a.ablation}-ablated at every position${a.heads.length > 1 ? ', together' : ''}; ${report.timing_s.head_ablation.toFixed(1)} s)`);
-    print(`   second-half log-prob ${fmt(a.second_half_logprob)} (${signed(a.change)} vs the full model), top-1 accuracy ${fmt(a.second_half_accuracy)} (full model ${fmt(report.second_half_accuracy)})`);
-  }
-
-  const c = report.two_head_circuit;
-  if (c) {
-    print(`\n6. two-head circuit: previous-token head ${c.heads[0]} + induction head ${c.heads[1]}, every other head and every MLP ${c.ablation}-ablated (${report.timing_s.two_head_circuit.toFixed(1)} s)`);
-    print(`   second-half top-1 accuracy ${fmt(c.accuracy)} (${c.other_ablation.ablation}-ablation: ${fmt(c.other_ablation.accuracy)}; full model ${fmt(c.full_model_accuracy)})`);
-    print(`   why ${c.ablation}: ${c.ablation_note}`);
-  } else {
-    print('\n6. two-head circuit: skipped (a one-layer model has no room for a previous-token head below an induction head)');
-  }
-}
-
 export async function main(argv: readonly string[]): Promise<void> {
   const o = readOptions(argv);
   if (o === 'help') {
@@ -631,7 +573,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   const s = setup(info, o);
   const cfg = info.model.config as unknown as Report['config'];
   const n = o.seqLen;
-  print(`model: ${info.name} (${plural(cfg.n_layer, 'layer')} × ${plural(cfg.n_head, 'head')}, n_embd ${cfg.n_embd}, vocabulary ${cfg.vocab_size}, context ${info.model.block_size}), loaded in ${load_s.toFixed(1)} s`);
+  print(`model: ${info.name} (${plural(cfg.n_layer, 'layer')} × ${plural(cfg.n_head, 'head')}, n_embd ${cfg.n_embd}, vocabulary ${cfg.vocab_size}, context ${info.model.block_size}), loaded in ${load_s.toFixed(1)} s` +
+    (hasRandomWeights(info.model) ? ' — random weights (config.json says so)' : ''));
   print(`\n1. data: ${plural(o.batch, 'sequence')} of BOS (id ${s.bos}) + ${n} random tokens + the same ${n} again = ${2 * n + 1} tokens (seed ${o.seed})`);
   print(`   random tokens from the ids [${s.lo}, ${s.hi}) (${s.rangeSource})`);
   // the same draw runExperiment makes (seeded), shown before the long part starts
@@ -646,6 +589,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   bar.done();
 
   printResults(report, o, s, print);
+  print('\nwhat the numbers say:');
+  for (const sentence of readingAid(report, s, hasRandomWeights(info.model))) print(`• ${sentence}`);
 
   const chartStart = performance.now();
   const files = await outputFiles(report, clean);
@@ -665,5 +610,6 @@ export async function main(argv: readonly string[]): Promise<void> {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  await runCli(main, SCRIPT);
+  // the test checkpoint's context is 64 tokens: BOS + 2 × 50 would not fit
+  await runCli(main, SCRIPT, '--seq-len 20 --batch 4');
 }

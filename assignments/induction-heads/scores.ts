@@ -37,6 +37,7 @@ export interface RepeatedTokensOptions {
 
 /** B sequences [BOS, x1 … xn, x1 … xn] with the x drawn independently (repeats allowed). */
 export function repeatedTokens(o: RepeatedTokensOptions): number[][] {
+  // BEGIN TASK 2.1: the repeated random sequences
   const rng = new RNG(o.seed);
   const rows: number[][] = [];
   for (let b = 0; b < o.batch; b++) {
@@ -44,6 +45,7 @@ export function repeatedTokens(o: RepeatedTokensOptions): number[][] {
     rows.push([o.bos, ...x, ...x]);
   }
   return rows;
+  // END TASK 2.1
 }
 
 /** "lo,hi" -> [lo, hi], whole numbers with 0 ≤ lo < hi. Throws a RangeError otherwise. */
@@ -78,7 +80,9 @@ export function stripePattern(T: number, from: number, to: number, offset: numbe
  * the head detector's score ('marked_rows') for the stripe's pattern.
  */
 export function stripeScore(att: ArrayLike<number>, B: number, nh: number, T: number, from: number, to: number, offset: number): number[] {
+  // BEGIN TASK 2.2: one stripe's mean attention, per head
   return scoreHeads(att, B, nh, T, stripePattern(T, from, to, offset));
+  // END TASK 2.2
 }
 
 /** The cells a score averages: query positions t in [from, to), each with the key t − offset. */
@@ -95,9 +99,11 @@ export interface Stripe {
  *   duplicate-token  the second copy, n+1 … 2n -> t − n, the earlier occurrence of the same token
  */
 export function stripeOf(kind: ScoreKind, n: number): Stripe {
+  // BEGIN TASK 2.3: the stripe (diagonal) each score reads
   const T = 2 * n + 1;
   if (kind === 'previous_token') return { from: 1, to: T, offset: 1 };
   return { from: n + 1, to: T, offset: kind === 'induction' ? n - 1 : n };
+  // END TASK 2.3
 }
 
 function checkRepeated(T: number, n: number): void {
@@ -147,6 +153,7 @@ export interface Detection {
  * no head does the job at all: there the largest of many small scores would stand out too.
  */
 export function detectHeads(scores: number[][], k: number, minScore = 0): Detection {
+  // BEGIN TASK 2.4: detection with the dynamic threshold
   const all = scores.flat();
   const mean = all.reduce((a, b) => a + b, 0) / all.length;
   const std = Math.sqrt(all.reduce((a, b) => a + (b - mean) ** 2, 0) / all.length);
@@ -157,6 +164,7 @@ export function detectHeads(scores: number[][], k: number, minScore = 0): Detect
   }));
   flagged.sort((a, b) => b.score - a.score);
   return { mean, std, k, min_score: minScore, threshold, heads: flagged.map((f) => f.name) };
+  // END TASK 2.4
 }
 
 export interface Evaluation {
@@ -172,6 +180,7 @@ export interface Evaluation {
 
 /** Precision, recall and F1 of `detected` against `labelled` (lists of "layer.head"). */
 export function evaluateDetection(detected: readonly string[], labelled: readonly string[]): Evaluation {
+  // BEGIN TASK 2.5: precision, recall and F1
   const want = new Set(labelled), got = new Set(detected);
   const tp = detected.filter((h) => want.has(h));
   const fp = detected.filter((h) => !want.has(h));
@@ -180,6 +189,7 @@ export function evaluateDetection(detected: readonly string[], labelled: readonl
   const recall = labelled.length ? tp.length / labelled.length : null;
   const f1 = precision === null || recall === null ? null : precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
   return { labelled: [...labelled], true_positives: tp, false_positives: fp, false_negatives: fn, precision, recall, f1 };
+  // END TASK 2.5
 }
 
 // -----------------------------------------------------------------------------------------------

@@ -10,13 +10,22 @@
  *   knockoutSpec       F_model / F_circuit / F_empty, completeness and minimality bars
  *   eapGraphSpec       the circuit of edge attribution patching's top edges, as a graph
  * (the full attention patterns use the induction experiment's attentionSpec)
+ *
+ * One colour convention for every IOI grid: the value of logit(IO) − logit(S) on vega's
+ * "redblue" scheme, blue where it is higher (toward IO, the right answer), red where it is lower
+ * (toward S), white at the grid's reference value (0, the ABC run's F, or the model's F). The
+ * captions name the colours from the scale and the data, so they cannot drift apart.
  */
 import type { TopLevelSpec } from '../../cli/plot.ts';
 import { positionLabel } from '../../cli/plot.ts';
+import { cellLabels, cellTextFit, cellTextLayer, colourWord, fixed, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
+import { extent, pickIndices } from '../../cli/chart_layout.ts';
 import type { HeadGrid, KnockoutResults } from './experiment.ts';
 import type { Edge } from '../../lens/eap.ts';
+import { headName } from '../../lens/heads.ts';
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
+const f3 = (v: number) => fixed(v, 3);
 
 export interface Marks {
   name_movers: readonly string[];
@@ -28,7 +37,7 @@ export function lensSpec(o: { model: string; lens: readonly number[]; F: number 
   const values = o.lens.map((v, l) => ({ layer: l, label: l < L ? `entering block ${l}` : 'end (after the last block)', value: v }));
   return {
     $schema: SCHEMA,
-    title: { text: `Logit lens on the IOI prompts (${o.model})`, subtitle: [`Mean logit(IO) − logit(S) at END read from the residual stream; the last point is the model's F = ${o.F.toFixed(3)}.`], anchor: 'start' },
+    title: { text: `Logit lens on the IOI prompts (${o.model})`, subtitle: [`Mean logit(IO) − logit(S) at END read from the residual stream; the last point is the model's F = ${f3(o.F)}.`, 'Above 0: the stream already favours IO.'], anchor: 'start' },
     width: Math.max(360, 40 * (L + 1)),
     height: 260,
     layer: [
@@ -36,7 +45,7 @@ export function lensSpec(o: { model: string; lens: readonly number[]; F: number 
         data: { values },
         mark: { type: 'line', point: true },
         encoding: {
-          x: { field: 'layer', type: 'quantitative', title: 'layer (L = the end)', scale: { domain: [0, L] }, axis: { tickMinStep: 1 } },
+          x: { field: 'layer', type: 'quantitative', title: 'residual stream entering block … (L = after the last block)', scale: { domain: [0, L] }, axis: { tickMinStep: 1 } },
           y: { field: 'value', type: 'quantitative', title: 'logit(IO) − logit(S)' },
           tooltip: [{ field: 'label', type: 'nominal', title: 'where' }, { field: 'value', type: 'quantitative', format: '.3f' }],
         },
@@ -46,101 +55,151 @@ export function lensSpec(o: { model: string; lens: readonly number[]; F: number 
   } as unknown as TopLevelSpec;
 }
 
-function gridPanel(grid: HeadGrid, what: string, marks: Marks | null, center: number, span: number, title: string | null) {
+/** The IOI grids' scale: redblue centred on `center`, wide enough for every value given. */
+function ioiScale(center: number, values: Iterable<number | null>): ColourScale {
+  const [lo, hi] = extent(values);
+  const span = Number.isNaN(lo) ? 1 : Math.max(Math.abs(lo - center), Math.abs(hi - center)) || 1;
+  return { scheme: 'redblue', domain: [center - span, center + span] };
+}
+
+/** "blue: higher than X (…); red: lower (…)", read off the scale. */
+function colourKey(s: ColourScale, center: number, centerName: string, higher: string, lower: string): string {
+  const [lo, hi] = s.domain;
+  return `white: ${centerName} ${f3(center)}; ${colourWord(s, hi)}: higher, ${higher}; ${colourWord(s, lo)}: lower, ${lower}`;
+}
+
+function gridPanel(grid: HeadGrid, what: string | string[], marks: Marks | null, scale: ColourScale, title: string | null, minWidth: number) {
   const nm = new Set(marks?.name_movers ?? []), circ = new Set(marks?.circuit ?? []);
-  const L = grid.length, H = grid[0]?.length ?? 0;
+  const H = grid[0]?.length ?? 0;
+  // few heads get wider cells, so that the grid, not its caption, sets the picture's width
+  const stepX = Math.min(120, Math.max(H <= 12 ? 38 : 24, Math.floor(minWidth / Math.max(1, H)))), stepY = 24;
   const values = grid.flatMap((row, layer) => row.map((value, head) => {
-    const name = `${layer}.${head}`;
+    const name = headName({ layer, head });
     return { layer, head, name, value, mark: nm.has(name) ? 'name mover' : circ.has(name) ? 'circuit' : '' };
   }));
-  const showText = L * H <= 200;
+  const fit = cellTextFit(values.map((d) => d.value ?? NaN), stepX, stepY);
+  const data = cellLabels(values, (d) => d.value, scale, fit.decimals);
   return {
     ...(title ? { title } : {}),
-    data: { values },
-    width: { step: showText ? 34 : 22 },
-    height: { step: showText ? 24 : 18 },
+    data: { values: data },
+    width: { step: stepX },
+    height: { step: stepY },
     encoding: {
       x: { field: 'head', type: 'ordinal', title: 'head', axis: { labelAngle: 0 } },
       y: { field: 'layer', type: 'ordinal', title: 'layer', sort: 'ascending' },
     },
     layer: [
       {
+        transform: [{ filter: 'datum.value !== null' }],
         mark: { type: 'rect' },
         encoding: {
-          color: { field: 'value', type: 'quantitative', title: what, scale: { scheme: 'redblue', domainMid: center, domain: [center - span, center + span], clamp: true } },
-          tooltip: [{ field: 'name', type: 'nominal', title: 'head' }, { field: 'value', type: 'quantitative', format: '.3f', title: what }, { field: 'mark', type: 'nominal', title: 'role' }],
+          color: { field: 'value', type: 'quantitative', title: what, scale: vlColourScale(scale), legend: { titleLimit: 400, orient: 'right' } },
+          tooltip: [{ field: 'name', type: 'nominal', title: 'head' }, { field: 'value', type: 'quantitative', format: '.3f', title: 'IO − S' }, { field: 'mark', type: 'nominal', title: 'role' }],
         },
       },
       {
         transform: [{ filter: "datum.mark !== ''" }],
-        mark: { type: 'rect', fillOpacity: 0, strokeWidth: 2 },
+        mark: { type: 'rect', fillOpacity: 0, strokeWidth: 2.5 },
         encoding: { stroke: { field: 'mark', type: 'nominal', title: 'outlined', scale: { domain: ['name mover', 'circuit'], range: ['#111111', '#8c8c8c'] } } },
       },
-      ...(showText ? [{ transform: [{ filter: 'datum.value !== null' }], mark: { type: 'text', fontSize: 8 }, encoding: { text: { field: 'value', type: 'quantitative', format: '.2f' } } }] : []),
+      ...(fit.show ? [{ transform: [{ filter: 'datum.value !== null' }], ...cellTextLayer(fit.fontSize) }] : []),
     ],
   };
 }
 
-function spanOf(grids: HeadGrid[], center: number): number {
-  let m = 0;
-  for (const g of grids) for (const row of g) for (const v of row) if (v !== null) m = Math.max(m, Math.abs(v - center));
-  return m || 1;
-}
-
-export function headGridSpec(o: { model: string; grid: HeadGrid; title: string; what: string; marks: Marks; center: number }): TopLevelSpec {
+export function headGridSpec(o: { model: string; grid: HeadGrid; title: string; what: string | string[]; marks: Marks; center: number; centerName: string; higher: string; lower: string }): TopLevelSpec {
+  const scale = ioiScale(o.center, o.grid.flat());
   return {
     $schema: SCHEMA,
-    title: { text: `${o.title} (${o.model})`, subtitle: [`Mean over the prompts. Colour centred on ${o.center.toFixed(3)}; outlined: the name movers (black) and the other circuit heads (grey).`], anchor: 'start' },
-    ...gridPanel(o.grid, o.what, o.marks, o.center, spanOf([o.grid], o.center), null),
+    title: {
+      text: `${o.title} (${o.model})`,
+      subtitle: ['Mean over the prompts.', colourKey(scale, o.center, o.centerName, o.higher, o.lower), 'Outlined: the name movers (black) and the other circuit heads (grey).'],
+      anchor: 'start',
+    },
+    ...gridPanel(o.grid, o.what, o.marks, scale, null, 400),
     config: { view: { stroke: null }, axis: { domain: false, ticks: false } },
   } as unknown as TopLevelSpec;
 }
 
+/** Positions a residual-stream chart shows at most; a longer prompt shows those where patching matters most. */
+const MAX_POSITIONS = 40;
+
 export function residSpec(o: { model: string; matrix: number[][]; tokens: readonly string[]; clean: number; corrupt: number; group: string; prompts: number }): TopLevelSpec {
   const labels = o.tokens.map((t, i) => positionLabel(i, t));
-  const values = o.matrix.flatMap((row, layer) => row.map((value, p) => ({ layer, position: labels[p], value })));
-  const all = o.matrix.flat(), lo = Math.min(...all), hi = Math.max(...all);
+  const T = labels.length;
+  const scale = ioiScale(o.corrupt, [...o.matrix.flat(), o.clean]);
+  const effect = (v: number) => Math.abs(v - o.corrupt);
+  const cols = T > MAX_POSITIONS ? pickIndices(labels.map((_, p) => extent(o.matrix.map((row) => effect(row[p])))[1]), MAX_POSITIONS, [T - 1]) : labels.map((_, p) => p);
+  const stepX = Math.min(120, Math.max(40, Math.floor(400 / cols.length))), stepY = 22;
+  const raw = o.matrix.flatMap((row, layer) => cols.map((p) => ({ layer, position: labels[p], value: row[p] })));
+  const fit = cellTextFit(raw.map((d) => d.value), stepX, stepY);
+  const values = cellLabels(raw, (d) => d.value, scale, fit.decimals);
+  const shown = cols.map((p) => labels[p]);
   return {
     $schema: SCHEMA,
     title: {
       text: `Activation patching of the residual stream (${o.model})`,
-      subtitle: [`The ABC run with block l's output at one position from the IOI run; mean logit(IO) − logit(S) over group "${o.group}" (${o.prompts} prompt${o.prompts === 1 ? "" : "s"}).`,
-        `IOI run ${o.clean.toFixed(3)} (red), ABC run ${o.corrupt.toFixed(3)} (blue). Positions labelled with the first prompt's tokens.`],
+      subtitle: [
+        `The ABC run with one block's output (row: its layer) at one position taken from the IOI run; mean logit(IO) − logit(S) over group "${o.group}" (${o.prompts} prompt${o.prompts === 1 ? '' : 's'}). Positions labelled with the first prompt's tokens.`,
+        `white: the ABC run ${f3(o.corrupt)}; the IOI run ${f3(o.clean)} is ${colourWord(scale, o.clean)}; ${colourWord(scale, scale.domain[1])}: higher IO − S (toward IO), ${colourWord(scale, scale.domain[0])}: lower (toward S).`,
+        ...(cols.length < T ? [`showing the ${cols.length} of ${T} positions where a patch moves IO − S most (all in ioi.json)`] : []),
+      ],
       anchor: 'start',
     },
     data: { values },
-    width: { step: 30 },
-    height: { step: 20 },
+    width: { step: stepX },
+    height: { step: stepY },
     encoding: {
-      x: { field: 'position', type: 'ordinal', sort: labels, title: 'position', axis: { labelAngle: -60 } },
-      y: { field: 'layer', type: 'ordinal', title: 'block whose output is patched' },
+      x: { field: 'position', type: 'ordinal', scale: { domain: shown }, title: 'position: token (first prompt)', axis: { labelAngle: -90, labelAlign: 'right', labelBaseline: 'middle' } },
+      y: { field: 'layer', type: 'ordinal', title: 'layer' },
     },
-    layer: [{
-      mark: { type: 'rect' },
-      encoding: {
-        color: { field: 'value', type: 'quantitative', title: 'IO − S', scale: { scheme: 'redblue', reverse: true, domain: [Math.min(lo, o.corrupt, o.clean), Math.max(hi, o.corrupt, o.clean)], clamp: true } },
-        tooltip: [{ field: 'layer', type: 'ordinal' }, { field: 'position', type: 'nominal' }, { field: 'value', type: 'quantitative', format: '.3f' }],
+    layer: [
+      {
+        mark: { type: 'rect' },
+        encoding: {
+          color: { field: 'value', type: 'quantitative', title: 'IO − S', scale: vlColourScale(scale) },
+          tooltip: [{ field: 'layer', type: 'ordinal' }, { field: 'position', type: 'nominal' }, { field: 'value', type: 'quantitative', format: '.3f' }],
+        },
       },
-    }],
+      ...(fit.show ? [cellTextLayer(fit.fontSize)] : []),
+    ],
     config: { view: { stroke: null }, axis: { domain: false, ticks: false } },
   } as unknown as TopLevelSpec;
 }
 
-export function attentionBarsSpec(o: { model: string; heads: readonly { head: string; why: string; to_IO: number; to_S1: number; to_S2: number }[] }): TopLevelSpec {
+interface AttentionRow { head: string; why: string; to_IO: number; to_S1: number; to_S2: number }
+
+/**
+ * What the attention bars show about the name movers, from the numbers: whether each attends more
+ * to IO than to S (S1 and S2 together). Null when no name mover is among the heads.
+ */
+export function nameMoverCaption(heads: readonly AttentionRow[], nameMovers: readonly string[]): string | null {
+  const nm = heads.filter((h) => nameMovers.includes(h.head));
+  if (!nm.length) return null;
+  const more = nm.filter((h) => h.to_IO > h.to_S1 + h.to_S2);
+  const fmt = (h: AttentionRow) => `${h.head} (IO ${fixed(h.to_IO, 2)}, S ${fixed(h.to_S1 + h.to_S2, 2)})`;
+  if (more.length === nm.length) return `The name movers attend more to IO than to S (S1 + S2): ${nm.map(fmt).join(', ')}.`;
+  if (!more.length) return `The name movers do not attend more to IO than to S (S1 + S2) here: ${nm.map(fmt).join(', ')}.`;
+  const rest = nm.filter((h) => !more.includes(h));
+  return `Attending more to IO than to S (S1 + S2): ${more.map(fmt).join(', ')}; not: ${rest.map(fmt).join(', ')}.`;
+}
+
+export function attentionBarsSpec(o: { model: string; heads: readonly AttentionRow[]; nameMovers: readonly string[] }): TopLevelSpec {
   const values = o.heads.flatMap((h) => [
     { head: h.head, why: h.why, to: 'IO', weight: h.to_IO },
     { head: h.head, why: h.why, to: 'S1', weight: h.to_S1 },
     { head: h.head, why: h.why, to: 'S2', weight: h.to_S2 },
   ]);
+  const caption = nameMoverCaption(o.heads, o.nameMovers);
   return {
     $schema: SCHEMA,
-    title: { text: `Attention from END to the names (${o.model})`, subtitle: ['Mean over the prompts. Name movers attend to IO and not to S; S-inhibition makes that so.'], anchor: 'start' },
+    title: { text: `Attention from END to the names (${o.model})`, subtitle: ['Mean over the prompts; hover a bar for why the head is shown.', ...(caption ? [caption] : [])], anchor: 'start' },
     data: { values },
-    width: { step: 16 },
+    width: Math.max(300, 54 * o.heads.length),
     height: 240,
     mark: { type: 'bar' },
     encoding: {
-      x: { field: 'head', type: 'nominal', sort: o.heads.map((h) => h.head), title: 'head', axis: { labelAngle: 0 } },
+      x: { field: 'head', type: 'nominal', scale: { domain: o.heads.map((h) => h.head) }, title: 'head', axis: { labelAngle: 0 } },
       xOffset: { field: 'to', type: 'nominal', sort: ['IO', 'S1', 'S2'] },
       y: { field: 'weight', type: 'quantitative', title: 'attention from END', scale: { domain: [0, 1] } },
       color: { field: 'to', type: 'nominal', sort: ['IO', 'S1', 'S2'], title: 'to', scale: { range: ['#1b9e77', '#d95f02', '#7570b3'] } },
@@ -150,47 +209,83 @@ export function attentionBarsSpec(o: { model: string; heads: readonly { head: st
 }
 
 export function pathSpec(o: { model: string; to_logits: HeadGrid; to_name_movers: HeadGrid; F: number; name_movers: readonly string[]; marks: Marks }): TopLevelSpec {
-  const span = spanOf([o.to_logits, o.to_name_movers], o.F);
+  const scale = ioiScale(o.F, [...o.to_logits.flat(), ...o.to_name_movers.flat()]);
   return {
     $schema: SCHEMA,
     title: {
       text: `Path patching from every sender head (${o.model})`,
-      subtitle: [`orig = IOI prompt, new = its ABC twin; mean logit(IO) − logit(S). White: the model's F = ${o.F.toFixed(3)}; blue: the path carries the answer.`,
-        `Right: through the queries of ${o.name_movers.join(', ')} at END (blank: senders in or after their layer).`],
+      subtitle: [
+        'orig = IOI prompt, new = its ABC twin; each cell: mean logit(IO) − logit(S) with one sender\'s path taken from the ABC run.',
+        colourKey(scale, o.F, "the model's F", 'the path pushed toward S', 'the path carries the answer'),
+        `Right: through the queries of ${o.name_movers.join(', ')} at END (blank: senders in or after their layer).`,
+      ],
       anchor: 'start',
     },
     hconcat: [
-      gridPanel(o.to_logits, 'IO − S', o.marks, o.F, span, 'to the logits'),
-      gridPanel(o.to_name_movers, 'IO − S', o.marks, o.F, span, "to the name movers' queries"),
+      gridPanel(o.to_logits, 'IO − S', o.marks, scale, 'to the logits', 260),
+      gridPanel(o.to_name_movers, 'IO − S', o.marks, scale, "to the name movers' queries", 260),
     ],
     resolve: { scale: { color: 'shared', stroke: 'shared' } },
     config: { view: { stroke: null }, axis: { domain: false, ticks: false } },
   } as unknown as TopLevelSpec;
 }
 
+/** Horizontal bars with their values printed at the ends; labels on the left, never cut. */
+function barPanel(title: string | { text: string; subtitle: string[] }, values: { label: string; value: number; tip?: string }[], xTitle: string, domainMax?: number) {
+  const [lo, hi] = extent(values.map((v) => v.value));
+  let max = Math.max(Number.isNaN(hi) ? 0 : hi, domainMax ?? 0), min = Math.min(Number.isNaN(lo) ? 0 : lo, 0);
+  // room for the numbers printed beyond the bars' ends
+  const room = 0.18 * (max - min || 1);
+  if (max > 0) max += room;
+  if (min < 0) min -= room;
+  return {
+    title,
+    data: { values: values.map((v) => ({ ...v, text: f3(v.value) })) },
+    width: 360,
+    height: { step: 22 },
+    encoding: {
+      y: { field: 'label', type: 'nominal', scale: { domain: values.map((v) => v.label) }, title: null, axis: { labelLimit: 320 } },
+      x: { field: 'value', type: 'quantitative', title: xTitle, scale: { domain: [min, max === min ? min + 1 : max], nice: false } },
+      tooltip: [{ field: 'label', type: 'nominal', title: 'what' }, { field: 'value', type: 'quantitative', format: '.3f' }, ...(values.some((v) => v.tip) ? [{ field: 'tip', type: 'nominal', title: 'detail' }] : [])],
+    },
+    layer: [
+      { mark: { type: 'bar', color: '#4c78a8' } },
+      // the number beyond the bar's end: right of a positive bar, left of a negative one
+      { mark: { type: 'text', align: { expr: "datum.value < 0 ? 'right' : 'left'" }, dx: { expr: 'datum.value < 0 ? -3 : 3' }, fontSize: 10 }, encoding: { text: { field: 'text', type: 'nominal' } } },
+    ],
+  };
+}
+
 export function knockoutSpec(o: { model: string; ko: KnockoutResults & { circuit_source: string } }): TopLevelSpec {
   const k = o.ko;
-  const fs = [
-    { what: 'F_model (nothing knocked out)', value: k.F_model },
-    { what: 'F_circuit (only the circuit)', value: k.F_circuit },
-    { what: 'F_empty (every head knocked out)', value: k.F_empty },
-  ];
-  const comp = k.completeness.map((c, i) => ({ set: `${i}: ${c.kind}`, K: c.K.join(', '), value: c.value, F_C_minus_K: c.F_C_minus_K, F_M_minus_K: c.F_M_minus_K }));
-  const mini = k.minimality.map((m) => ({ head: m.head, value: m.value }));
-  const bar = (x: string, title: string) => ({ mark: { type: 'bar' }, encoding: { x: { field: x, type: 'nominal', sort: null, title, axis: { labelAngle: -40, labelLimit: 200 } }, y: { field: 'value', type: 'quantitative' } } });
+  const scaleOf = Math.abs(k.F_model) || 1;
+  // a set of a few heads is named in full; a larger one by its size (all its heads in the tooltip), so no label is cut
+  let random = 0;
+  const comp = k.completeness.map((c) => ({
+    label: `${c.kind === 'random' ? `random set ${++random}` : c.kind}: ${c.K.length <= 4 ? `K = {${c.K.join(', ')}}` : `${c.K.length} heads`}`,
+    value: c.value, tip: `K = {${c.K.join(', ')}}; F(C\\K) ${f3(c.F_C_minus_K)}, F(M\\K) ${f3(c.F_M_minus_K)}`,
+  }));
+  const allZero = comp.every((c) => c.value === 0);
   return {
     $schema: SCHEMA,
     title: {
       text: `Knockouts of the IOI circuit (${o.model})`,
       subtitle: [`Circuit: ${k.circuit.length} heads (${k.circuit_source}), kept at ${k.positions === 'paper' ? "their class's positions" : 'every position'}; other heads mean-ablated over the ABC prompts.`,
-        `Faithfulness |F_model − F_circuit| = ${k.faithfulness.toFixed(3)}.`],
+        `Faithfulness |F_model − F_circuit| = ${f3(k.faithfulness)} (${fixed((100 * k.faithfulness) / scaleOf, 1)}% of |F_model|).`],
       anchor: 'start',
     },
-    hconcat: [
-      { title: 'F', data: { values: fs }, width: { step: 40 }, height: 220, ...bar('what', ''), encoding: { ...bar('what', '').encoding, y: { field: 'value', type: 'quantitative', title: 'logit(IO) − logit(S)' }, tooltip: [{ field: 'what' }, { field: 'value', format: '.3f' }] } },
-      { title: 'completeness |F(C\\K) − F(M\\K)|', data: { values: comp }, width: { step: 22 }, height: 220, ...bar('set', 'K'), encoding: { ...bar('set', 'K').encoding, tooltip: [{ field: 'K' }, { field: 'value', format: '.3f' }, { field: 'F_C_minus_K', format: '.3f' }, { field: 'F_M_minus_K', format: '.3f' }] } },
-      { title: 'minimality |F(C\\{v}) − F(C)|', data: { values: mini }, width: { step: 16 }, height: 220, ...bar('head', 'head v'), encoding: { ...bar('head', 'head v').encoding, tooltip: [{ field: 'head' }, { field: 'value', format: '.3f' }] } },
+    vconcat: [
+      barPanel('F: logit(IO) − logit(S)', [
+        { label: 'F_model (nothing knocked out)', value: k.F_model },
+        { label: 'F_circuit (only the circuit)', value: k.F_circuit },
+        { label: 'F_empty (every head knocked out)', value: k.F_empty },
+      ], 'logit(IO) − logit(S)'),
+      ...(comp.length ? [barPanel({ text: 'completeness |F(C\\K) − F(M\\K)|', subtitle: [allZero ? 'every value is 0: removing K hurts the circuit exactly as much as the model' : 'small: removing K hurts the circuit as much as the model'] },
+        comp, '|F(C\\K) − F(M\\K)|', 0.05 * scaleOf)] : []),
+      barPanel({ text: 'minimality |F(C\\{v}) − F(C)|', subtitle: ['large: the circuit needs head v'] },
+        k.minimality.map((m) => ({ label: `head ${m.head}`, value: m.value })), '|F(C\\{v}) − F(C)|', 0.05 * scaleOf),
     ],
+    config: { axis: { labelFontSize: 11, titleFontSize: 12 } },
   } as unknown as TopLevelSpec;
 }
 

@@ -9,6 +9,7 @@
  * write to the answer and the S-inhibition heads at END, induction and duplicate-token heads at
  * S2, previous-token heads at S1+1.
  */
+import { quotedText, shown } from '../../io/show.ts';
 import { headExists, headName, parseHead, type HeadRef } from '../../lens/heads.ts';
 import type { KeptHead } from '../../lens/knockout.ts';
 import { InputError } from '../../io/errors.ts';
@@ -58,10 +59,10 @@ export function circuitFromClasses(byClass: Record<string, unknown>, source: str
   const classes: Record<string, string> = {};
   for (const [cls, list] of Object.entries(byClass)) {
     if (!Array.isArray(list) || !list.every((x) => typeof x === 'string'))
-      throw new InputError(`${source}: the heads of class "${cls}" must be a list of "layer.head" strings`);
+      throw new InputError(`${source}: the heads of class ${quotedText(cls)} must be a list of "layer.head" strings`);
     for (const name of list as string[]) {
       const h = parseHeadOrThrow(name, source);
-      if (!headExists(h, L, nh)) throw new InputError(`${source}: head ${name} (class ${cls}) does not exist in a model of ${L} layers × ${nh} heads`);
+      if (!headExists(h, L, nh)) throw new InputError(`${source}: head ${name} (class ${shown(cls)}) does not exist in a model of ${L} layers × ${nh} heads`);
       const key = headName(h);
       if (classes[key] === undefined) heads.push(h);
       classes[key] = classes[key] === undefined ? cls : classes[key];

@@ -20,6 +20,8 @@
 import fs from 'node:fs';
 import { RNG } from '../../mingpt/utils.ts';
 import { InputError } from '../../io/errors.ts';
+import { notRegularFile } from '../../io/files.ts';
+import { quotedText, shown } from '../../io/show.ts';
 
 // -----------------------------------------------------------------------------------------------
 // Templates, names, places and objects
@@ -185,15 +187,18 @@ export function makeDataset(opts: DatasetOptions): IOIPrompt[] {
 export function loadPromptsFile(file: string): IOIPrompt[] {
   let text: string;
   try {
+    const what = notRegularFile(fs.statSync(file)); // a FIFO would wait for a writer forever
+    if (what) throw new InputError(`the prompts file ${shown(file)} is ${what}, not a JSON file`);
     text = fs.readFileSync(file, 'utf-8');
   } catch (err) {
-    throw new InputError(`cannot read the prompts file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    if (err instanceof InputError) throw err;
+    throw new InputError(`cannot read the prompts file ${shown(file)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new InputError(`the prompts file ${file} is not valid JSON: ${(err as Error).message}`);
+    throw new InputError(`the prompts file ${shown(file)} is not valid JSON: ${shown((err as Error).message, 200)}`);
   }
   return parsePrompts(json, file);
 }
@@ -209,8 +214,13 @@ export function parsePrompts(json: unknown, where = 'the prompts'): IOIPrompt[] 
       throw new InputError(`${where}: prompt ${i} is not an object with the fields clean, corrupt, io, s`);
     const e = entry as Record<string, unknown>;
     for (const field of ['clean', 'corrupt', 'io', 's']) {
-      if (typeof e[field] !== 'string' || e[field] === '')
+      const text = e[field];
+      if (typeof text !== 'string' || text === '')
         throw new InputError(`${where}: prompt ${i} has no "${field}" text (clean, corrupt, io and s must all be non-empty strings)`);
+      // half of a UTF-16 pair (a "\ud800" escape in the JSON) is no character: it cannot be tokenized
+      const lone = text.search(/\p{Surrogate}/u);
+      if (lone >= 0)
+        throw new InputError(`${where}: prompt ${i}'s "${field}" text holds a lone surrogate at character ${lone + 1} (\\u${text.charCodeAt(lone).toString(16)}, half of a UTF-16 pair), which is no character; fix the text: ${quotedText(text)}`);
     }
     if (e.group !== undefined && typeof e.group !== 'string' && typeof e.group !== 'number')
       throw new InputError(`${where}: prompt ${i} has a "group" that is neither a string nor a number`);
@@ -283,19 +293,19 @@ export function tokenizePrompts(prompts: readonly IOIPrompt[], tokenizer: Encode
     const name = (what: string, text: string): number => {
       const ids = tokenizer.encode(text);
       if (ids.length !== 1)
-        throw new InputError(`prompt ${i}: the ${what} ${JSON.stringify(text)} is ${ids.length} tokens, it must be one (names need their leading space, e.g. " Mary")`);
+        throw new InputError(`prompt ${i}: the ${what} ${quotedText(text)} is ${ids.length} tokens, it must be one (names need their leading space, e.g. " Mary")`);
       return ids[0];
     };
     const io_id = name('indirect object (io)', p.io);
     const s_id = name('subject (s)', p.s);
-    if (io_id === s_id) throw new InputError(`prompt ${i}: io and s are the same name ${JSON.stringify(p.io)}`);
+    if (io_id === s_id) throw new InputError(`prompt ${i}: io and s are the same name ${quotedText(p.io)}`);
     const clean_ids = tokenizer.encode(p.clean);
     const corrupt_ids = tokenizer.encode(p.corrupt);
     const ioAt = occurrences(clean_ids, io_id), sAt = occurrences(clean_ids, s_id);
     if (ioAt.length !== 1)
-      throw new InputError(`prompt ${i}: the indirect object ${JSON.stringify(p.io)} occurs ${ioAt.length} times as a token in the clean text ${JSON.stringify(p.clean)}; it must occur once`);
+      throw new InputError(`prompt ${i}: the indirect object ${quotedText(p.io)} occurs ${ioAt.length} times as a token in the clean text ${quotedText(p.clean)}; it must occur once`);
     if (sAt.length !== 2)
-      throw new InputError(`prompt ${i}: the subject ${JSON.stringify(p.s)} occurs ${sAt.length} times as a token in the clean text ${JSON.stringify(p.clean)}; it must occur twice`);
+      throw new InputError(`prompt ${i}: the subject ${quotedText(p.s)} occurs ${sAt.length} times as a token in the clean text ${quotedText(p.clean)}; it must occur twice`);
     const T = clean_ids.length;
     if (sAt[1] === T - 1)
       throw new InputError(`prompt ${i}: the clean text ends with the subject's second mention; it must end where the indirect object is expected (e.g. "... gave a drink to")`);
@@ -306,7 +316,7 @@ export function tokenizePrompts(prompts: readonly IOIPrompt[], tokenizer: Encode
     if (!g) groups.set(key, (g = { key, T, prompts: [] }));
     if (g.T !== T) {
       const first = g.prompts[0];
-      const label = p.group === undefined ? 'the prompts (none has a "group" field)' : `group ${JSON.stringify(key)}`;
+      const label = p.group === undefined ? 'the prompts (none has a "group" field)' : `group ${quotedText(key)}`;
       throw new InputError(`prompt ${i} is ${T} tokens but prompt ${first.index} is ${g.T}: all of ${label} must have one token length (give prompts of other lengths their own "group")`);
     }
     g.prompts.push({

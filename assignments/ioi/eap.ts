@@ -74,7 +74,7 @@ export function eapResults(model: GPT, groups: PromptGroup[], o: { steps: number
 }
 
 function byLayerHead(a: string, b: string): number {
-  const [la, ha] = a.split('.').map(Number), [lb, hb] = b.split('.').map(Number);
+  const { layer: la, head: ha } = parseHead(a), { layer: lb, head: hb } = parseHead(b);
   return la - lb || ha - hb;
 }
 

@@ -10,10 +10,15 @@
  *   6. path patching, orig = IOI prompt, new = its ABC twin: to the logits, to the name movers' queries
  *   7. knockouts (mean ablation over each group's ABC prompts) and the three criteria
  *
- * Every library piece used here is in mingpt/: attribution.ts, patching.ts, path_patching.ts,
+ * Every library piece used here is in lens/: attribution.ts, patching.ts, path_patching.ts,
  * knockout.ts; the fast residual sweep is sweep/engines.ts's.
+ *
+ * Memory stays bounded however many prompts there are: every step runs a group in batches
+ * whose activations fit in BATCH_BYTES (batches(); each number is a mean over prompts, so a
+ * batch's share is weighed by its size), and the knockouts' mean-ablation reference is summed
+ * over the group's ABC prompts batch by batch.
  */
-import type { GPT } from '../../mingpt/model.ts';
+import { pickPositions, type GPT } from '../../mingpt/model.ts';
 import { directLogitAttribution, logitLens } from '../../lens/attribution.ts';
 import { get_act_patch_attn_head_out_all_pos, logitDiffMetric } from '../../lens/patching.ts';
 import { pathPatch } from '../../lens/path_patching.ts';
@@ -57,14 +62,30 @@ class Mean {
   }
 }
 
-/** The logits (B, V) at position t of logits (B, T, V). */
-function pick(logits: Float32Array, B: number, T: number, V: number, t: number): Float32Array {
-  const out = new Float32Array(B * V);
-  for (let b = 0; b < B; b++) out.set(logits.subarray((b * T + t) * V, (b * T + t + 1) * V), b * V);
-  return out;
-}
+/** The sizes that decide how much memory a run takes. */
+type Sizes = { n_layer: number; n_head: number; n_embd: number; vocab_size: number };
 
 const grid = (flat: readonly (number | null)[], L: number, nh: number): HeadGrid => Array.from({ length: L }, (_, l) => flat.slice(l * nh, (l + 1) * nh));
+
+/** What one batch may hold of activations: the logits at every position and a full cache. */
+export const BATCH_BYTES = 256 * 2 ** 20;
+
+/**
+ * Bytes one prompt of T tokens takes in a run that keeps the logits at every position (T × V)
+ * and every hook point: per position and layer about 20 vectors of n_embd (residual streams,
+ * layer norms, q, k, v, z, the MLP's 4 × n_embd twice) and the attention scores and pattern.
+ */
+export function promptBytes(c: Sizes, T: number): number {
+  return 4 * T * (c.vocab_size + c.n_layer * (20 * c.n_embd + 2 * c.n_head * T));
+}
+
+/** The groups cut into batches of at most `bytes` of activations each (at least one prompt); a batch keeps its group's key. */
+export function batches(groups: readonly PromptGroup[], c: Sizes, bytes = BATCH_BYTES): PromptGroup[] {
+  return groups.flatMap((g) => {
+    const size = Math.max(1, Math.floor(bytes / promptBytes(c, g.T)));
+    return Array.from({ length: Math.ceil(g.prompts.length / size) }, (_, i) => ({ ...g, prompts: g.prompts.slice(i * size, (i + 1) * size) }));
+  });
+}
 
 // -----------------------------------------------------------------------------------------------
 // steps 2-5: one clean run per group, the head_z sweep, the attention read-outs
@@ -84,23 +105,24 @@ export interface BasicResults {
   first_patterns: Float32Array[][];
 }
 
-export function basicResults(model: GPT, groups: PromptGroup[], progress: StepsProgress): BasicResults {
+export function basicResults(model: GPT, groups: PromptGroup[], progress: StepsProgress, batchBytes = BATCH_BYTES): BasicResults {
   const { n_layer: L, n_head: nh, vocab_size: V } = model.config;
+  const parts = batches(groups, model.config, batchBytes);
   const F = new Mean(), acc = new Mean(), prob = new Mean(), lens = new Mean();
   const dHeads = new Mean(), dRest = new Mean(), headZ = new Mean(), corrF = new Mean();
   const toIO = new Mean(), toS1 = new Mean(), toS2 = new Mean();
   const per_prompt: number[] = [];
   let first_patterns: Float32Array[][] = [];
-  progress.start('activation patching of every head (ABC run, one head\'s z from the IOI run)', groups.length * L * nh);
+  progress.start('activation patching of every head (ABC run, one head\'s z from the IOI run)', parts.length * L * nh);
   let offset = 0;
-  for (const g of groups) {
+  for (const g of parts) {
     const B = g.prompts.length, T = g.T, end = T - 1;
     const clean = g.prompts.map((p) => p.clean_ids), corrupt = g.prompts.map((p) => p.corrupt_ids);
     const io = g.prompts.map((p) => p.io_id), s = g.prompts.map((p) => p.s_id);
     // (logits at every position: with logits_at, the cache's ln_final scale would cover END only,
     // and the direct logit attribution reads it at END's index in the full sequence)
     const { logits: all, cache } = run_with_cache(model, clean);
-    const logits = { data: pick(all.data, B, T, V, end) };
+    const logits = { data: pickPositions(all.data, B, T, V, [end]) }; // (B, V) at END
     // 2. the metric
     const diffs = g.prompts.map((_, b) => logits.data[b * V + io[b]] - logits.data[b * V + s[b]]);
     per_prompt.push(...diffs);
@@ -187,12 +209,13 @@ export interface PathResults {
   to_name_movers: HeadGrid;
 }
 
-export function pathResults(model: GPT, groups: PromptGroup[], nameMovers: HeadRef[], progress: StepsProgress): PathResults {
+export function pathResults(model: GPT, groups: PromptGroup[], nameMovers: HeadRef[], progress: StepsProgress, batchBytes = BATCH_BYTES): PathResults {
   const { n_layer: L, n_head: nh } = model.config;
+  const parts = batches(groups, model.config, batchBytes);
   const logits = new Mean(), movers = new Mean();
-  progress.start(`path patching from every head (to the logits; to the queries of ${nameMovers.map(headName).join(', ')} at END)`, groups.length * L * nh);
+  progress.start(`path patching from every head (to the logits; to the queries of ${nameMovers.map(headName).join(', ')} at END)`, parts.length * L * nh);
   let nulls: boolean[] = [];
-  groups.forEach((g, k) => {
+  parts.forEach((g, k) => {
     const r = pathPatch(model, {
       orig: g.prompts.map((p) => p.clean_ids), new: g.prompts.map((p) => p.corrupt_ids),
       token: g.prompts.map((p) => p.io_id), other: g.prompts.map((p) => p.s_id),
@@ -238,16 +261,74 @@ export function completenessSets(circuit: HeadRef[], classes: Record<string, str
   return sets;
 }
 
-export function knockoutResults(model: GPT, groups: PromptGroup[], kept: KeptHead[], sets: { K: HeadRef[]; kind: string }[], positions: 'all' | 'paper', progress: StepsProgress): KnockoutResults {
-  const total = evaluationSteps(kept.length, sets.length) + 1;
-  progress.start(`knockouts: circuit of ${kept.length} heads, ${sets.length} completeness sets, minimality per head (mean ablation over the ABC prompts)`, total);
-  const ko = new Knockout(model, groups.map((g) => ({
-    clean: g.prompts.map((p) => p.clean_ids), corrupt: g.prompts.map((p) => p.corrupt_ids),
-    token: g.prompts.map((p) => p.io_id), other: g.prompts.map((p) => p.s_id),
-    positions: g.prompts.map((p) => ({ ...p.pos })),
-  })));
-  progress.update(1);
-  const ev = evaluateCircuit(ko, kept, { completeness_sets: sets.map((s) => s.K), onProgress: (done) => progress.update(1 + done) });
+export function knockoutResults(model: GPT, groups: PromptGroup[], kept: KeptHead[], sets: { K: HeadRef[]; kind: string }[], positions: 'all' | 'paper',
+  progress: StepsProgress, batchBytes = BATCH_BYTES): KnockoutResults {
+  const parts = batches(groups, model.config, batchBytes);
+  const steps = evaluationSteps(kept.length, sets.length);
+  progress.start(`knockouts: circuit of ${kept.length} heads, ${sets.length} completeness sets, minimality per head (mean ablation over the ABC prompts)`, groups.length + parts.length * steps);
+  // the mean-ablation reference of each group: the mean over all of its ABC prompts, whatever the batches
+  const meanZ = new Map(groups.map((g, i) => {
+    const m = meanAblation(model, g, batchBytes);
+    progress.update(i + 1);
+    return [g.key, m] as const;
+  }));
+  // each batch on its own (its clean runs' streams are all a Knockout keeps), weighed by its size
+  const evs: { ev: CircuitEvaluation; n: number }[] = [];
+  let runs = 0;
+  parts.forEach((g, k) => {
+    const ko = new Knockout(model, [{
+      clean: g.prompts.map((p) => p.clean_ids), corrupt: g.prompts.map((p) => p.corrupt_ids), meanZ: meanZ.get(g.key),
+      token: g.prompts.map((p) => p.io_id), other: g.prompts.map((p) => p.s_id),
+      positions: g.prompts.map((p) => ({ ...p.pos })),
+    }]);
+    const ev = evaluateCircuit(ko, kept, { completeness_sets: sets.map((s) => s.K), onProgress: (done) => progress.update(groups.length + k * steps + done) });
+    evs.push({ ev, n: g.prompts.length });
+    runs = ko.runs; // the same sets in every batch
+  });
   progress.end();
-  return { ...ev, completeness: ev.completeness.map((c, i) => ({ ...c, kind: sets[i].kind })), positions, runs: ko.runs };
+  const ev = combineEvaluations(evs);
+  return { ...ev, completeness: ev.completeness.map((c, i) => ({ ...c, kind: sets[i].kind })), positions, runs };
+}
+
+/**
+ * Each head's z averaged over the group's ABC prompts, [l] (T, nh, hs): the knockouts' reference,
+ * summed batch by batch in prompt order (as Knockout itself sums them).
+ */
+function meanAblation(model: GPT, g: PromptGroup, batchBytes: number): Float32Array[] {
+  const L = model.config.n_layer;
+  let sums: Float32Array[] = [];
+  for (const part of batches([g], model.config, batchBytes)) {
+    const rows = part.prompts.map((p) => p.corrupt_ids);
+    const zs = run_with_cache(model, rows, { names: (n) => n.endsWith('attn.hook_z'), logits_at: [] }).cache;
+    sums = Array.from({ length: L }, (_, l) => {
+      const z = zs.get('z', l).data, n = z.length / rows.length, out = sums[l] ?? new Float32Array(n);
+      for (let b = 0; b < rows.length; b++) for (let i = 0; i < n; i++) out[i] += z[b * n + i];
+      return out;
+    });
+  }
+  for (const s of sums) for (let i = 0; i < s.length; i++) s[i] /= g.prompts.length;
+  return sums;
+}
+
+/** The evaluations of the batches as one over all prompts: each F a mean weighed by the batch sizes, the criteria recomputed from them. */
+function combineEvaluations(evs: { ev: CircuitEvaluation; n: number }[]): CircuitEvaluation {
+  const N = evs.reduce((a, e) => a + e.n, 0);
+  const mean = (f: (ev: CircuitEvaluation) => number) => evs.reduce((a, e) => a + f(e.ev) * e.n, 0) / N;
+  const first = evs[0].ev;
+  const F_model = mean((e) => e.F_model), F_circuit = mean((e) => e.F_circuit);
+  return {
+    circuit: first.circuit,
+    F_model,
+    F_circuit,
+    F_empty: mean((e) => e.F_empty),
+    faithfulness: Math.abs(F_model - F_circuit),
+    completeness: first.completeness.map((c, i) => {
+      const F_C_minus_K = mean((e) => e.completeness[i].F_C_minus_K), F_M_minus_K = mean((e) => e.completeness[i].F_M_minus_K);
+      return { K: c.K, value: Math.abs(F_C_minus_K - F_M_minus_K), F_C_minus_K, F_M_minus_K };
+    }),
+    minimality: first.minimality.map((m, i) => {
+      const F_C_minus_v = mean((e) => e.minimality[i].F_C_minus_v);
+      return { head: m.head, value: Math.abs(F_C_minus_v - F_circuit), F_C_minus_v };
+    }),
+  };
 }

@@ -26,9 +26,11 @@ import { ProgressBar } from '../../io/progress.ts';
 import { helpText, parseArgs, type CommandSpec } from '../../cli/args.ts';
 import { InputError, UsageError } from '../../io/errors.ts';
 import { OutputWriter } from '../../io/output.ts';
+import { quotedText } from '../../io/show.ts';
 import { MODEL_OPTIONS, checkModelChoice, hasRandomWeights, loadModel, runCli, type ModelChoice } from '../../cli/command.ts';
-import { endSweeps } from '../../sweep/engines.ts';
 import { headName, parseHead, type HeadRef } from '../../lens/heads.ts';
+import { num } from '../../cli/terminal.ts';
+import { printResults, readingAid } from './report.ts';
 import { loadPromptsFile, makeDataset, tokenizePrompts, type IOIPrompt, type PromptGroup } from './dataset.ts';
 import {
   PAPER_CIRCUIT, PAPER_NAME_MOVERS, circuitFromClasses, keptHeads, parseHeadList, type Circuit,
@@ -37,7 +39,7 @@ import {
   basicResults, completenessSets, knockoutResults, pathResults, residSweep,
   type BasicResults, type HeadGrid, type KnockoutResults, type PathResults, type ResidSweep, type StepsProgress,
 } from './experiment.ts';
-import { eapLines, eapResults, type EapReport } from './eap.ts';
+import { eapResults, type EapReport } from './eap.ts';
 
 const SCRIPT = 'npx tsx assignments/ioi/ioi.ts';
 
@@ -134,44 +136,54 @@ export interface Setup {
 }
 
 const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+/** A list of at least one "layer.head" string: an empty one would silently mean "no heads". */
+const isHeadList = (v: unknown): v is string[] => isStringList(v) && v.length > 0;
 
-function readPromptsExtras(file: string): Setup['file'] {
+export function readPromptsExtras(file: string): Setup['file'] {
   const json = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown; // loadPromptsFile has checked it parses
   if (Array.isArray(json) || json === null || typeof json !== 'object') return {};
   const o = json as Record<string, unknown>;
   const out: Setup['file'] = {};
   if (o.circuit !== undefined) {
-    if (!isStringList(o.circuit)) throw new InputError(`${file}: "circuit" must be a list of "layer.head" strings`);
+    if (!isHeadList(o.circuit)) throw new InputError(`${file}: "circuit" must be a non-empty list of "layer.head" strings`);
     out.circuit = o.circuit;
   }
   if (o.name_movers !== undefined) {
-    if (!isStringList(o.name_movers)) throw new InputError(`${file}: "name_movers" must be a list of "layer.head" strings`);
+    if (!isHeadList(o.name_movers)) throw new InputError(`${file}: "name_movers" must be a non-empty list of "layer.head" strings (leave it out to have them chosen)`);
     out.name_movers = o.name_movers;
   }
   if (o.completeness_sets !== undefined) {
-    if (!Array.isArray(o.completeness_sets) || !o.completeness_sets.every(isStringList)) throw new InputError(`${file}: "completeness_sets" must be a list of lists of "layer.head" strings`);
+    if (!Array.isArray(o.completeness_sets) || o.completeness_sets.length === 0 || !o.completeness_sets.every(isHeadList)) {
+      throw new InputError(`${file}: "completeness_sets" must be a non-empty list of non-empty lists of "layer.head" strings (an empty set K leaves the circuit whole, so it tests nothing)`);
+    }
     out.completeness_sets = o.completeness_sets as string[][];
   }
   return out;
 }
 
-export function setup(model: GPT, o: Options): Setup {
+/** The prompts of --prompts FILE, read, checked and tokenized before any model is loaded (or downloaded); null without --prompts. */
+type PromptsFromFile = Pick<Setup, 'prompts' | 'promptsSource' | 'groups' | 'file'>;
+function readPrompts(o: Options): PromptsFromFile | null {
+  if (o.prompts === undefined) return null;
+  const prompts = loadPromptsFile(o.prompts);
+  return { prompts, promptsSource: o.prompts, file: readPromptsExtras(o.prompts), groups: tokenizePrompts(prompts, new BPETokenizer()) };
+}
+
+export function setup(model: GPT, o: Options, fromFile: PromptsFromFile | null = readPrompts(o)): Setup {
   const raw = model.source?.raw_config ?? null;
   const c = model.config;
   const shapeSmall = c.n_layer === 12 && c.n_head === 12 && c.n_embd === 768 && c.vocab_size === 50257;
   const gpt2Small = o.weights === undefined ? o.model === 'gpt2' : shapeSmall && !hasRandomWeights(model);
-  let prompts: IOIPrompt[], promptsSource: string, file: Setup['file'] = {};
-  if (o.prompts !== undefined) {
-    prompts = loadPromptsFile(o.prompts);
-    file = readPromptsExtras(o.prompts);
-    promptsSource = o.prompts;
+  let prompts: IOIPrompt[], promptsSource: string, file: Setup['file'] = {}, groups: PromptGroup[];
+  if (fromFile) {
+    ({ prompts, promptsSource, file, groups } = fromFile);
   } else {
     // a checkpoint built for some names only (the handmade model) lists them in config.json
     const names = isStringList(raw?.names) ? (raw!.names as string[]).map((n) => n.trim()) : undefined;
     prompts = makeDataset({ n: o.n, seed: o.seed, names });
     promptsSource = `generated: ${o.n} prompts, seed ${o.seed}${names ? `, the ${names.length} names of config.json` : ''}`;
+    groups = tokenizePrompts(prompts, new BPETokenizer());
   }
-  const groups = tokenizePrompts(prompts, new BPETokenizer());
   for (const g of groups) {
     if (g.T > model.block_size) throw new InputError(`the prompts of group "${g.key}" are ${g.T} tokens, more than the model's context of ${model.block_size}`);
     for (const p of g.prompts) {
@@ -259,8 +271,9 @@ export function topHeads(b: BasicResults, nameMovers: HeadRef[]): { head: HeadRe
     out.get(k)!.why.push(why);
   };
   for (const h of nameMovers) add(h, 'name mover');
-  [...flat].sort((a, c) => c.v - a.v).slice(0, 3).forEach((x) => add(x.head, `direct effect ${x.v.toFixed(2)}`));
-  [...flat].sort((a, c) => a.v - c.v).slice(0, 2).filter((x) => x.v < 0).forEach((x) => add(x.head, `direct effect ${x.v.toFixed(2)}`));
+  // heads with no direct effect at all (a hand-built model's idle heads) are not "top" heads
+  [...flat].sort((a, c) => c.v - a.v).slice(0, 3).filter((x) => x.v > 5e-4).forEach((x) => add(x.head, `direct effect ${num(x.v, 2)}`));
+  [...flat].sort((a, c) => a.v - c.v).slice(0, 2).filter((x) => x.v < -5e-4).forEach((x) => add(x.head, `direct effect ${num(x.v, 2)}`));
   return [...out.values()].slice(0, 8).map((x) => ({ head: x.head, why: x.why.join('; ') }));
 }
 
@@ -281,7 +294,6 @@ export async function runExperiment(model: GPT, o: Options, s: Setup, progress: 
   };
   const basic = await timed('metric_lens_dla_head_patching', () => basicResults(model, s.groups, progress));
   const resid = o.residSweep ? await timed('resid_sweep', () => residSweep(model, s.groups[0], progress)) : null;
-  await endSweeps();
   const nm = chooseNameMovers(model, o, s, basic.dla.heads);
   const pathRes = await timed('path_patching', () => pathResults(model, s.groups, nm.heads, progress));
   const circuit = chooseCircuit(model, o, s, nm.heads, pathRes, basic.F_model);
@@ -338,23 +350,29 @@ export async function outputFiles(r: Results): Promise<Map<string, string | Uint
   const marks = { name_movers: rep.path_patching.name_movers, circuit: rep.knockout.circuit };
   await add('logit_lens', charts.lensSpec({ model, lens: rep.logit_lens, F: rep.F_model }), 'Logit lens: IO − S by layer',
     'The residual stream entering each block, read through the final layer norm and the unembedding: mean logit(IO) − logit(S) at END.');
-  await add('dla', charts.headGridSpec({ model, grid: rep.dla.heads, title: 'Direct logit attribution of every head', what: 'direct effect on logit(IO) − logit(S)', marks, center: 0 }),
+  await add('dla', charts.headGridSpec({
+    model, grid: rep.dla.heads, title: 'Direct logit attribution of every head', what: ['direct effect', 'on IO − S'], marks,
+    center: 0, centerName: 'no direct effect,', higher: 'the head writes toward IO', lower: 'toward S',
+  }),
     'Direct logit attribution per head', 'Each head\'s output at END, through the final layer norm (scale held fixed), on the IO − S direction. Name movers stand out positive, negative name movers negative.');
-  await add('head_patching', charts.headGridSpec({ model, grid: rep.patching.head_z, title: 'Activation patching: the ABC run with one head\'s output from the IOI run', what: 'logit(IO) − logit(S)', marks, center: rep.patching.corrupt_F }),
+  await add('head_patching', charts.headGridSpec({
+    model, grid: rep.patching.head_z, title: 'Activation patching: the ABC run with one head\'s output from the IOI run', what: 'IO − S', marks,
+    center: rep.patching.corrupt_F, centerName: 'the ABC run\'s own value', higher: 'the head restores IO', lower: 'it pushes toward S',
+  }),
     'Activation patching per head', 'Each cell: the ABC prompt\'s run with one head\'s z (every position) taken from the IOI prompt. White: the ABC run\'s own value.');
   if (rep.patching.resid_post) {
     const rp = rep.patching.resid_post;
     await add('resid_patching', charts.residSpec({ model, matrix: rp.matrix, tokens: r.tokens, clean: rp.clean_F, corrupt: rp.corrupt_F, group: rp.group, prompts: rp.prompts }),
       'Activation patching of the residual stream', 'The ABC run with one block\'s output at one position from the IOI run; mean over the first group\'s prompts.');
   }
-  await add('attention', charts.attentionBarsSpec({ model, heads: rep.attention.top_heads }), 'Attention from END to IO, S1 and S2',
+  await add('attention', charts.attentionBarsSpec({ model, heads: rep.attention.top_heads, nameMovers: rep.path_patching.name_movers }), 'Attention from END to IO, S1 and S2',
     'Mean attention of the top heads from the last position to the names.');
   const panels = rep.attention.top_heads.map((t) => {
     const h = parseHead(t.head);
     return { head: t.head, caption: t.why, pattern: r.basic.first_patterns[h.layer][h.head] };
   });
   const { attentionSpec } = await import('../induction-heads/charts.ts');
-  await add('patterns', attentionSpec({ model, tokens: r.tokens, panels }), 'Attention patterns of the top heads (first prompt)',
+  await add('patterns', attentionSpec({ model, sequence: 'the first prompt', tokens: r.tokens, panels }), 'Attention patterns of the top heads (first prompt)',
     'Rows attend to columns; the first prompt of the first group.');
   await add('path_patching', charts.pathSpec({ model, to_logits: rep.path_patching.to_logits, to_name_movers: rep.path_patching.to_name_movers, F: rep.F_model, name_movers: rep.path_patching.name_movers, marks }),
     'Path patching', 'Left: each sender\'s path straight to the logits. Right: its path through the name movers\' queries at END. White: the model\'s own F.');
@@ -369,39 +387,6 @@ export async function outputFiles(r: Results): Promise<Map<string, string | Uint
 
 // -----------------------------------------------------------------------------------------------
 // the run
-
-const f3 = (v: number | null) => (v === null ? '—' : v.toFixed(3));
-
-function topList(g: HeadGrid, n: number, by: (v: number) => number): string {
-  return g.flatMap((row, l) => row.map((v, h) => ({ name: headName({ layer: l, head: h }), v })))
-    .filter((x): x is { name: string; v: number } => x.v !== null).sort((a, b) => by(b.v) - by(a.v)).slice(0, n)
-    .map((x) => `${x.name} ${x.v >= 0 ? '+' : ''}${x.v.toFixed(3)}`).join(', ');
-}
-
-function printResults(rep: Report, print: (s?: string) => void): void {
-  print(`\n2. metric: F = mean logit(IO) − logit(S) at END = ${rep.F_model.toFixed(3)} (the paper: about 3.55 on GPT-2 small)`);
-  print(`   accuracy (IO > S) ${(100 * rep.accuracy).toFixed(1)}%, mean P(IO) ${rep.io_prob.toFixed(3)}`);
-  print(`\n3. logit lens (IO − S from the stream entering each block, then the end): ${rep.logit_lens.map((v) => v.toFixed(2)).join(' ')}`);
-  print(`   direct logit attribution, most positive heads: ${topList(rep.dla.heads, 5, (v) => v)}`);
-  print(`   most negative heads: ${topList(rep.dla.heads, 3, (v) => -v)}`);
-  print(`\n4. activation patching (ABC run = ${rep.patching.corrupt_F.toFixed(3)}; one head's z from the IOI run), biggest gains: ${topList(rep.patching.head_z, 5, (v) => v - rep.patching.corrupt_F)}`);
-  if (rep.patching.resid_post) {
-    const rp = rep.patching.resid_post;
-    print(`   residual stream sweep on group "${rp.group}" (${rp.prompts} prompts): IOI run ${rp.clean_F.toFixed(3)}, ABC run ${rp.corrupt_F.toFixed(3)} (resid_patching chart)`);
-  }
-  print('\n5. attention from END (mean):        to IO   to S1   to S2');
-  for (const t of rep.attention.top_heads) print(`   ${t.head.padEnd(6)} ${t.why.slice(0, 26).padEnd(26)} ${t.to_IO.toFixed(3).padStart(6)}  ${t.to_S1.toFixed(3).padStart(6)}  ${t.to_S2.toFixed(3).padStart(6)}`);
-  print(`\n6. path patching (orig = IOI prompt, new = ABC twin; F_model ${rep.F_model.toFixed(3)})`);
-  print(`   to the logits, lowest F (sender's path carries the answer): ${topList(rep.path_patching.to_logits, 5, (v) => rep.F_model - v)}`);
-  print(`   to the queries of ${rep.path_patching.name_movers.join(', ')} at END (${rep.path_patching.name_movers_source}), lowest F: ${topList(rep.path_patching.to_name_movers, 5, (v) => rep.F_model - v)}`);
-  const k = rep.knockout;
-  print(`\n7. knockouts (mean ablation over the ABC prompts; circuit heads kept at ${k.positions === 'paper' ? "their class's positions" : 'every position'})`);
-  print(`   circuit: ${k.circuit.length} heads (${k.circuit_source})`);
-  print(`   F_model ${f3(k.F_model)}   F_circuit ${f3(k.F_circuit)}   F_empty ${f3(k.F_empty)}   faithfulness |F_model − F_circuit| = ${f3(k.faithfulness)} (${(100 * k.faithfulness / Math.abs(k.F_model)).toFixed(1)}% of F_model)`);
-  for (const c of k.completeness) print(`   completeness ${c.kind.padEnd(28)} K = {${c.K.join(', ')}}: |F(C\\K) − F(M\\K)| = |${f3(c.F_C_minus_K)} − ${f3(c.F_M_minus_K)}| = ${f3(c.value)}`);
-  print(`   minimality |F(C\\{v}) − F(C)|: ${[...k.minimality].sort((a, b) => b.value - a.value).map((m) => `${m.head} ${m.value.toFixed(3)}`).join(', ')}`);
-  if (rep.eap) for (const line of eapLines(rep.eap)) print(line);
-}
 
 /**
  * What can be checked before the long part: --name-movers, and the circuit unless it is to be
@@ -436,22 +421,26 @@ export async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   new OutputWriter(o.out).check(); // before the long part, not after it
+  const fromFile = readPrompts(o); // a bad prompts file is refused before the model is loaded or downloaded
   const print = (s = '') => process.stdout.write(s + '\n');
   const start = performance.now();
   const model = await loadModel(o);
   const load_s = (performance.now() - start) / 1000;
-  const s = setup(model, o);
+  const s = setup(model, o, fromFile);
   // a circuit or a list of heads that cannot work on this model is refused before the long part
   checkEarly(model, o, s);
   const c = model.config;
-  print(`model: ${s.modelName} (${c.n_layer} layers × ${c.n_head} heads, n_embd ${c.n_embd}), loaded in ${load_s.toFixed(1)} s${s.gpt2Small ? '' : ' — not GPT-2 small: the paper\'s heads are not expected here'}`);
+  print(`model: ${s.modelName} (${c.n_layer} layers × ${c.n_head} heads, n_embd ${c.n_embd}), loaded in ${load_s.toFixed(1)} s` +
+    (hasRandomWeights(model) ? ' — random weights (config.json says so)' : s.gpt2Small ? '' : ' — not GPT-2 small: the paper\'s heads are not expected here'));
   const n = s.groups.reduce((a, g) => a + g.prompts.length, 0);
   print(`\n1. prompts: ${n} (${s.promptsSource}), in ${s.groups.length} group${s.groups.length > 1 ? 's' : ''} of one token length each`);
   const p0 = s.groups[0].prompts[0];
-  print(`   e.g. ${JSON.stringify(p0.prompt.clean)} -> IO ${JSON.stringify(p0.prompt.io)}, S ${JSON.stringify(p0.prompt.s)}; ABC twin ${JSON.stringify(p0.prompt.corrupt)}`);
+  print(`   e.g. ${quotedText(p0.prompt.clean)} -> IO ${quotedText(p0.prompt.io)}, S ${quotedText(p0.prompt.s)}; ABC twin ${quotedText(p0.prompt.corrupt)}`);
 
   const results = await runExperiment(model, o, s, stepBars());
   printResults(results.report, print);
+  print('\nwhat the numbers say:');
+  for (const sentence of readingAid(results.report, hasRandomWeights(model))) print(`• ${sentence}`);
   const t0 = performance.now();
   const files = await outputFiles(results);
   const rep = results.report;

@@ -1,17 +1,18 @@
 /**
- * The one switch between kernel implementations. The forward pass (./model.ts) and the fast
- * patching engine (./fast/engine.ts) import their kernels from here, never from ./kernels.ts
- * directly, so that `setKernels('js')` or `setKernels('simd')` decides, for every later run, which
- * implementation does the arithmetic.
+ * The one switch between kernel implementations. The forward pass (../model.ts) and everything
+ * else import their kernels from here, never from ./js.ts or ./simd/ directly, so that
+ * `setKernels('js')` or `setKernels('simd')` decides, for every later run, which implementation
+ * does the arithmetic of every kernel in SWITCHED.
  *
- *   js    ./kernels.ts: plain loops over Float32Arrays, the readable reference a student reads.
+ *   js    ./js.ts: plain loops over Float32Arrays, the readable reference a student reads.
  *   simd  ./simd/: the same operations as WebAssembly SIMD (four float32 lanes per instruction),
- *         the matmul split over the cores when it is big. The default where WebAssembly SIMD
- *         exists; elsewhere `simd` falls back to `js` with a one-line note.
+ *         big calls shared among the cores. The default where WebAssembly SIMD exists; elsewhere
+ *         `simd` falls back to `js` with a one-line note.
  *
  * Both give the same numbers to float32 rounding (the tests hold them to the PyTorch fixtures
  * and to each other). One choice gives bit-identical results for the same inputs whichever way a
- * kernel is called (a hook that returns a copy, a batch of one or of many, one thread or two).
+ * kernel is called (a hook that returns a copy, a batch of one or of many, one thread or two),
+ * and the fused attention gives the same bits as its three steps.
  *
  * The weights live where the SIMD kernels can read them without a copy: `allocParams` puts them
  * in one shared WebAssembly.Memory (./simd/memory.ts), and model.params is a Float32Array view
@@ -19,35 +20,94 @@
  */
 import * as js from './js.ts';
 import * as simd from './simd/kernels.ts';
+import * as simdAttention from './simd/attention.ts';
 import * as simdBackward from './simd/backward.ts';
-import { allocWasmParams, attachMemory, memoryOf, releaseScratch, simdSupport, kernelMemoryOf } from './simd/memory.ts';
+import { allocWasmParams, memoryOf, simdSupport } from './simd/memory.ts';
+import { kernelThreads } from './simd/threads.ts';
+
+export { KernelThreadsError } from './simd/threads.ts';
 
 export type KernelsName = 'js' | 'simd';
 export const KERNELS: readonly KernelsName[] = ['simd', 'js'];
 
-export let matmulForward = js.matmulForward;
-export let layernormForward = js.layernormForward;
-export let layernormScale = js.layernormScale;
-export let layernormApply = js.layernormApply;
-export let geluForward = js.geluForward;
-export let residualForward = js.residualForward;
-export let softmaxRows = js.softmaxRows;
-export let splitQKV = js.splitQKV;
-export let attentionScoresForward = js.attentionScoresForward;
-export let attentionValuesForward = js.attentionValuesForward;
-export let attentionForward = js.attentionForward;
+/** The kernels that have both twins, in the plain version. */
+const JS = {
+  matmulForward: js.matmulForward,
+  layernormScale: js.layernormScale,
+  layernormApply: js.layernormApply,
+  geluForward: js.geluForward,
+  residualForward: js.residualForward,
+  softmaxRows: js.softmaxRows,
+  attentionScoresForward: js.attentionScoresForward,
+  attentionValuesForward: js.attentionValuesForward,
+  attentionForward: js.attentionForward,
+  // the backward pass: SIMD twins where its time goes (the matmul, the attention's products, the GELU)
+  matmulBackward: js.matmulBackward,
+  geluBackward: js.geluBackward,
+  attentionScoresBackward: js.attentionScoresBackward,
+  attentionValuesBackward: js.attentionValuesBackward,
+};
+type Kernels = typeof JS;
+const SIMD: Kernels = {
+  matmulForward: simd.matmulForward,
+  layernormScale: simd.layernormScale,
+  layernormApply: simd.layernormApply,
+  geluForward: simd.geluForward,
+  residualForward: simd.residualForward,
+  softmaxRows: simd.softmaxRows,
+  attentionScoresForward: simdAttention.attentionScoresForward,
+  attentionValuesForward: simdAttention.attentionValuesForward,
+  attentionForward: simdAttention.attentionForward,
+  matmulBackward: simdBackward.matmulBackward,
+  geluBackward: simdBackward.geluBackward,
+  attentionScoresBackward: simdBackward.attentionScoresBackward,
+  attentionValuesBackward: simdBackward.attentionValuesBackward,
+};
+/** What setKernels switches: the `let` kernels below (the `const` ones after them have one version). */
+export const SWITCHED = Object.keys(JS) as ReadonlyArray<keyof Kernels>;
+
+export let matmulForward = JS.matmulForward;
+export let layernormScale = JS.layernormScale;
+export let layernormApply = JS.layernormApply;
+export let geluForward = JS.geluForward;
+export let residualForward = JS.residualForward;
+export let softmaxRows = JS.softmaxRows;
+export let attentionScoresForward = JS.attentionScoresForward;
+export let attentionValuesForward = JS.attentionValuesForward;
+export let attentionForward = JS.attentionForward;
+export let matmulBackward = JS.matmulBackward;
+export let geluBackward = JS.geluBackward;
+export let attentionScoresBackward = JS.attentionScoresBackward;
+export let attentionValuesBackward = JS.attentionValuesBackward;
+
+function use(k: Kernels): void {
+  matmulForward = k.matmulForward;
+  layernormScale = k.layernormScale;
+  layernormApply = k.layernormApply;
+  geluForward = k.geluForward;
+  residualForward = k.residualForward;
+  softmaxRows = k.softmaxRows;
+  attentionScoresForward = k.attentionScoresForward;
+  attentionValuesForward = k.attentionValuesForward;
+  attentionForward = k.attentionForward;
+  matmulBackward = k.matmulBackward;
+  geluBackward = k.geluBackward;
+  attentionScoresBackward = k.attentionScoresBackward;
+  attentionValuesBackward = k.attentionValuesBackward;
+}
+
+// The same whichever kernels: no SIMD twin, because nothing would be gained.
+/** copies of column blocks (TypedArray.set, a memcpy already) */
+export const splitQKV = js.splitQKV;
+/** once per run, over the logits, in doubles */
 export const crossEntropyForward = js.crossEntropyForward;
-// the backward pass (SIMD twins where its time goes: the matmul, the attention's products, the GELU)
-export let matmulBackward = js.matmulBackward;
-export let geluBackward = js.geluBackward;
+// the backward kernels with no SIMD twin (the backward's time goes to the products and the GELU above)
 export const residualBackward = js.residualBackward;
 export const softmaxRowsBackward = js.softmaxRowsBackward;
 export const layernormApplyBackward = js.layernormApplyBackward;
 export const layernormScaleBackward = js.layernormScaleBackward;
 export const layernormBackward = js.layernormBackward;
 export const splitQKVBackward = js.splitQKVBackward;
-export let attentionScoresBackward = js.attentionScoresBackward;
-export let attentionValuesBackward = js.attentionValuesBackward;
 export const crossEntropyBackward = js.crossEntropyBackward;
 
 let current: KernelsName = 'js';
@@ -65,27 +125,29 @@ export function kernelsName(): KernelsName {
   return current;
 }
 
-/**
- * Choose the kernels for every later forward pass; returns the ones chosen ('js' when 'simd' is
- * asked for and WebAssembly SIMD is not available, with a note on stderr).
- */
-export function setKernels(name: KernelsName): KernelsName {
+function choose(name: KernelsName): KernelsName {
   if (name !== 'js' && name !== 'simd') throw new Error(`kernels must be 'simd' or 'js', got '${name}'`);
   if (name === 'simd' && !simdSupport().module) {
     noteFallback();
     name = 'js';
   }
   current = name;
-  matmulForward = name === 'simd' ? simd.matmulForward : js.matmulForward;
-  geluForward = name === 'simd' ? simd.geluForward : js.geluForward;
-  matmulBackward = name === 'simd' ? simdBackward.matmulBackward : js.matmulBackward;
-  geluBackward = name === 'simd' ? simdBackward.geluBackward : js.geluBackward;
-  attentionScoresBackward = name === 'simd' ? simdBackward.attentionScoresBackward : js.attentionScoresBackward;
-  attentionValuesBackward = name === 'simd' ? simdBackward.attentionValuesBackward : js.attentionValuesBackward;
+  use(name === 'simd' ? SIMD : JS);
   return current;
 }
 
-setKernels(simdSupport().module ? 'simd' : 'js');
+/**
+ * Choose the kernels for every later forward pass; returns the ones chosen ('js' when 'simd' is
+ * asked for and WebAssembly SIMD is not available, with a note on stderr). With 'simd', checks
+ * MINGPT_KERNEL_THREADS now (a KernelThreadsError names the problem), before any long work.
+ */
+export function setKernels(name: KernelsName): KernelsName {
+  const got = choose(name);
+  if (got === 'simd') kernelThreads();
+  return got;
+}
+
+choose(simdSupport().module ? 'simd' : 'js');
 
 let notedBig = false;
 /**
@@ -106,19 +168,4 @@ export function allocParams(n: number): Float32Array {
 /** The WebAssembly.Memory holding a parameter buffer from allocParams, or null (to pass to a worker). */
 export function paramsMemory(params: Float32Array): WebAssembly.Memory | null {
   return memoryOf(params);
-}
-
-/**
- * In a worker thread: make the SIMD kernels work on a memory the main thread made, and return a
- * view of the same parameters in it (what `params` is in the main thread).
- */
-export function attachParams(params: Float32Array, memory: WebAssembly.Memory | null): Float32Array {
-  if (!memory || !attachMemory(memory)) return params;
-  return new Float32Array(memory.buffer, params.byteOffset, params.length);
-}
-
-/** In a worker thread, at the end of a job: give back the scratch area it took in that memory. */
-export function detachParams(params: Float32Array): void {
-  const km = kernelMemoryOf(params);
-  if (km) releaseScratch(km);
 }

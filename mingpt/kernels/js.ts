@@ -204,27 +204,15 @@ export function matmulBackward(
   }
 }
 
-/**
- * out (BT, C) = (inp − mean) / sqrt(var + eps) · weight + bias, statistics over each row: the
- * layer norm in one call, as the two steps the model shows separately (layernormScale, then
- * layernormApply, below), so both paths give the same numbers.
- */
-export function layernormForward(
-  out: Float32Array, inp: Float32Array, weight: Float32Array, bias: Float32Array,
-  BT: number, C: number, eps: number,
-): void {
-  const scale = new Float32Array(BT); // (BT) one number per row
-  layernormScale(scale, inp, BT, C, eps);
-  layernormApply(out, inp, scale, weight, bias, BT, C);
-}
-
 const GELU_SCALE = Math.sqrt(2 / Math.PI);
 /** GPT-2's GELU, the tanh approximation (minGPT's NewGELU), elementwise over N values. */
 export function geluForward(out: Float32Array, inp: Float32Array, N: number): void {
+  // BEGIN TASK M.3: the GELU of the MLP
   for (let i = 0; i < N; i++) {
     const x = inp[i];
     out[i] = 0.5 * x * (1 + Math.tanh(GELU_SCALE * (x + 0.044715 * x * x * x)));
   }
+  // END TASK M.3
 }
 
 /**
@@ -292,6 +280,7 @@ export function softmaxRowsBackward(dinp: Float32Array, dout: Float32Array, out:
  * The scale is rounded to float32 here, like every activation we keep.
  */
 export function layernormScale(scale: Float32Array, inp: Float32Array, BT: number, C: number, eps: number): void {
+  // BEGIN TASK M.1: layer norm: each row's scale
   for (let i = 0; i < BT; i++) {
     const x = i * C;
     let mean = 0;
@@ -304,6 +293,7 @@ export function layernormScale(scale: Float32Array, inp: Float32Array, BT: numbe
     }
     scale[i] = Math.sqrt(v / C + eps);
   }
+  // END TASK M.1
 }
 
 /** out (BT, C) = (inp − mean) / scale · weight + bias, with the row means of inp and the given scale (BT). */
@@ -311,6 +301,7 @@ export function layernormApply(
   out: Float32Array, inp: Float32Array, scale: Float32Array, weight: Float32Array, bias: Float32Array,
   BT: number, C: number,
 ): void {
+  // BEGIN TASK M.1: layer norm: normalise, then gain and bias
   for (let i = 0; i < BT; i++) {
     const x = i * C;
     let mean = 0;
@@ -319,6 +310,7 @@ export function layernormApply(
     const s = scale[i];
     for (let k = 0; k < C; k++) out[x + k] = ((inp[x + k] - mean) / s) * weight[k] + bias[k];
   }
+  // END TASK M.1
 }
 
 /**
@@ -416,6 +408,7 @@ export function splitQKVBackward(dqkv: Float32Array, dq: Float32Array, dk: Float
 export function attentionScoresForward(
   att: Float32Array, q: Float32Array, k: Float32Array, B: number, Tq: number, Tk: number, C: number, NH: number,
 ): void {
+  // BEGIN TASK M.2: causal attention: the masked scores
   const hs = C / NH;
   const scale = 1 / Math.sqrt(hs);
   for (let b = 0; b < B; b++) {
@@ -434,6 +427,7 @@ export function attentionScoresForward(
       }
     }
   }
+  // END TASK M.2
 }
 
 /**
@@ -534,6 +528,7 @@ export function attentionForward(
   z: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array,
   B: number, Tq: number, Tk: number, C: number, NH: number,
 ): void {
+  // BEGIN TASK M.2: causal attention: scores, mask, softmax, values
   const hs = C / NH;
   const scale = 1 / Math.sqrt(hs);
   const row = new Float32Array(Tk); // one query's scores, then its probabilities
@@ -572,6 +567,7 @@ export function attentionForward(
       }
     }
   }
+  // END TASK M.2
 }
 
 /**

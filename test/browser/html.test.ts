@@ -4,17 +4,19 @@
 // Chromium is installed (.ci/run installs it). The data is the fixture's case 0 from
 // test/fixtures/gpt2-tiny/reference.json, so the page is the one the CLI writes for it.
 //
+// Pages of full-context charts (1024 positions) must draw there too.
+//
 // MINGPT_SCREENSHOT=path.png keeps a screenshot of the hovered page for a person to look at.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chartHtml } from '../../cli/plot.ts';
+import { chartHtml, fitTitle } from '../../cli/plot.ts';
 import { patchingHeatmapSpec } from '../../assignments/activation-patching/charts.ts';
-import { REFERENCE } from '../helpers.ts';
+import { attentionSpec } from '../../assignments/induction-heads/charts.ts';
+import { REFERENCE, tempDir } from '../helpers.ts';
 
 const reference = REFERENCE;
 
@@ -32,14 +34,12 @@ const chromium = findChromium();
 if (!chromium) console.warn('  (test/browser: no chromium on PATH; the browser tests are skipped. Install it with: apt-get install -y chromium)');
 const browserTest = chromium ? test : test.skip;
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'browser-test-'));
-process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempDir('browser-test-');
 
 const ref = reference.cases[0];
 const L = ref.patch_matrix.length, T = ref.clean_ids.length;
-const spec = patchingHeatmapSpec({
-  matrix: ref.patch_matrix,
-  tokens: ref.clean_tokens,
+/** The run the fixture's case 0 describes. */
+const runOf = () => ({
   cleanText: ref.clean,
   corruptText: ref.corrupt,
   cleanToken: ref.clean_token,
@@ -48,6 +48,7 @@ const spec = patchingHeatmapSpec({
   cleanLogitDiff: ref.clean_logit_diff,
   corruptLogitDiff: ref.corrupt_logit_diff,
 });
+const spec = patchingHeatmapSpec({ ...runOf(), matrix: ref.patch_matrix, tokens: ref.clean_tokens });
 
 // Once the chart is drawn, move the mouse onto the cell at layer 1, position 1 so the tooltip
 // shows, then mark the page done. (Vega finds the hovered item from the event's target.) A
@@ -55,7 +56,7 @@ const spec = patchingHeatmapSpec({
 const hoverScript = `<script>
 new MutationObserver((_, observer) => {
   const cells = [...document.querySelectorAll('#chart .mark-rect.role-mark path')];
-  const cell = cells.find((p) => /layer: 1; position: 1;/.test(p.getAttribute('aria-label') || ''));
+  const cell = cells.find((p) => /^layer: 1; position: 1;/.test(p.getAttribute('aria-label') || ''));
   if (!cell) return;
   observer.disconnect();
   const r = cell.getBoundingClientRect();
@@ -71,7 +72,7 @@ const page = path.join(tmp, 'heatmap.html');
 fs.writeFileSync(page, chartHtml(spec, 'Activation patching (browser test)').replace('<div id="chart"></div>', `<div id="chart"></div>\n${hoverScript}`));
 
 /** Chromium, headless, offline: every host resolves to nothing and the proxy is a dead port. */
-function runChromium(extra: string[]): { stdout: string; stderr: string; status: number | null } {
+function runChromium(extra: string[], file = page): { stdout: string; stderr: string; status: number | null } {
   const r = spawnSync(
     chromium!,
     [
@@ -81,7 +82,7 @@ function runChromium(extra: string[]): { stdout: string; stderr: string; status:
       `--user-data-dir=${fs.mkdtempSync(path.join(tmp, 'profile-'))}`,
       '--window-size=1200,800', '--virtual-time-budget=10000',
       ...extra,
-      pathToFileURL(page).href,
+      pathToFileURL(file).href,
     ],
     { encoding: 'utf8', timeout: 90_000, maxBuffer: 64 * 1024 * 1024 },
   );
@@ -117,6 +118,26 @@ browserTest('chromium takes a screenshot of the page', () => {
   const png = fs.readFileSync(shot);
   assert.is(png.subarray(1, 4).toString('latin1'), 'PNG');
   assert.ok(png.length > 20_000, `a ${png.length}-byte screenshot is too small to hold the chart`);
+});
+
+browserTest('pages of full-context charts draw in the browser too (vega parses their expressions there as well)', async () => {
+  // a heatmap of 12 layers × 1024 positions and the attention of five heads over 1023 positions
+  const T = 1024;
+  const heatmap = patchingHeatmapSpec({
+    ...runOf(), tokens: Array.from({ length: T }, (_, i) => (i % 2 ? ' a' : ' b')),
+    matrix: Array.from({ length: 12 }, (_, l) => Array.from({ length: T }, (_, p) => Math.sin(l * 7 + p))),
+  });
+  const n = 511, Tn = 2 * n + 1, pattern = new Float32Array(Tn * Tn);
+  for (let q = 0; q < Tn; q++) pattern[q * Tn + Math.max(0, q - n + 1)] = 1;
+  const attention = attentionSpec({ model: 'm', tokens: Array.from({ length: Tn }, () => ' x'), panels: ['5.1', '5.5', '6.9', '7.2', '7.10'].map((head) => ({ head, caption: 'c', pattern })) });
+  for (const [name, chart] of [['heatmap-1024', heatmap], ['attention-1023', attention]] as const) {
+    const file = path.join(tmp, `${name}.html`);
+    fs.writeFileSync(file, chartHtml(await fitTitle(chart), name));
+    const r = runChromium(['--dump-dom'], file);
+    assert.is(r.status, 0, r.stderr.slice(-2000));
+    assert.match(r.stdout, /<pre id="chart-error"><\/pre>/, `${name}: the page reported an error`);
+    assert.match(r.stdout.slice(r.stdout.indexOf('<div id="chart"')), /<svg/, `${name}: no chart drawn`);
+  }
 });
 
 test.run();

@@ -10,15 +10,18 @@
  *
  * As for the forward product (./kernels.ts), the kernel runs in the memory that holds b (else the
  * one that holds out, else this thread's loose memory), and whatever is not in it is copied into
- * this thread's scratch area there: a block of b's rows, then blocks of a's and out's rows; out's
- * blocks are copied back after each product.
+ * this thread's scratch area there (./scratch.ts): a block of b's rows, then blocks of a's and
+ * out's rows; out's blocks are copied back after each product. Big products are shared among
+ * the kernel threads as a job of column ranges (./threads.ts).
  *
  * The attention's backward kernels are products too, of one head at a time (its rows gathered
  * from the (T, NH, hs) layout, the results added back), through the same kernel; the GELU's
- * backward is its own kernel (gelu_backward in ./kernels_wasm.ts, beside the forward GELU).
+ * backward is its own kernel (gelu_backward in ./wasm_rows.ts, beside the forward GELU).
  */
-import { kernelMemoryOf, looseMemory, scratchOf, LOOSE_ACT_BYTES, LOOSE_WEIGHT_BYTES, type KernelMemory } from './memory.ts';
-import { threadedMatmulAcc } from './threads.ts';
+import { kernelMemoryOf, slotScratch, workScratch } from './memory.ts';
+import { inBlocks, ITEMS_PER_THREAD } from './kernels.ts';
+import type { Scratch } from './scratch.ts';
+import { jobThreads, runJob } from './threads.ts';
 
 /** dinp += dout · weight, dweight += doutᵀ · inp, dbias += Σ rows of dout; null: not wanted. */
 export function matmulBackward(
@@ -38,67 +41,68 @@ export function matmulBackward(
   }
 }
 
-const inside = (km: KernelMemory, x: Float32Array) => x.buffer === km.buffer;
 /** terms of the sum over k added up in one lane before they are added to out */
 const K_BLOCK = 256;
-/** byte offsets rounded up to 16 (a vector) */
-const align = (x: number) => Math.ceil(x / 16) * 16;
 
 /** out (M, N) += a (M, K) · b (K, N), all row-major. */
 function matmulAccumulate(out: Float32Array, a: Float32Array, b: Float32Array, M: number, K: number, N: number): void {
   if (M <= 0 || K <= 0 || N <= 0) return;
   const home = kernelMemoryOf(b) ?? kernelMemoryOf(out);
-  const slot = home ? scratchOf(home) : -1;
-  const [km, scratch, bytes] = home && slot >= 0 ? [home, slot, home.slotBytes] : [looseMemory(), 0, LOOSE_WEIGHT_BYTES + LOOSE_ACT_BYTES];
-  const f32 = km.f32;
-  const bIn = inside(km, b), aIn = inside(km, a), outIn = inside(km, out);
+  const s = (home && slotScratch(home)) ?? workScratch();
+  const inside = (x: Float32Array) => x.buffer === s.km.buffer;
+  const bIn = inside(b), aIn = inside(a), outIn = inside(out);
   // the sum over k in blocks of at most K_BLOCK terms, each added to out as a whole (a float32 lane
-  // summing 50257 terms of the vocabulary loses digits); b's rows of a block in place, or copied in
-  const kc = Math.min(K, K_BLOCK, bIn ? K : Math.floor(bytes / 2 / (N * 4)));
-  if (kc < 1) throw new Error(`matmulBackward: a row of ${N} floats does not fit in the ${bytes}-byte scratch area`);
-  const bAt = scratch, aAt = bIn ? scratch : align(scratch + kc * N * 4);
-  const perRow = (aIn ? 0 : kc * 4) + (outIn ? 0 : N * 4) + 32;
-  const mb = Math.min(M, Math.floor((scratch + bytes - aAt) / perRow));
-  if (mb < 1) throw new Error(`matmulBackward: one row does not fit in the ${bytes}-byte scratch area`);
-  const oAt = align(aAt + (aIn ? 0 : mb * kc * 4));
+  // summing 50257 terms of the vocabulary loses digits); b's rows of a block in place, or copied
+  // into at most half the scratch
+  const kc = Math.min(K, K_BLOCK, bIn ? K : Math.floor((s.room / 2 - 32) / (N * 4)));
+  if (kc < 1) throw new Error(`matmulBackward: a row of ${N} floats does not fit in the ${s.room}-byte scratch area`);
+  const mark = s.mark();
+  const bBlock = bIn ? 0 : s.alloc(kc * N);
+  const perRow = (aIn ? 0 : kc * 4) + (outIn ? 0 : N * 4);
+  const mb = perRow === 0 ? M : Math.min(M, Math.floor((s.room - 64) / perRow));
+  if (mb < 1) throw new Error(`matmulBackward: one row does not fit in the ${s.room}-byte scratch area`);
+  const aBlock = aIn ? 0 : s.alloc(mb * kc), oBlock = outIn ? 0 : s.alloc(mb * N);
   for (let k0 = 0; k0 < K; k0 += kc) {
     const kn = Math.min(kc, K - k0);
     let pb = b.byteOffset + k0 * N * 4;
     if (!bIn) {
-      f32.set(b.subarray(k0 * N, (k0 + kn) * N), bAt >>> 2);
-      pb = bAt;
+      s.put(bBlock, b, k0 * N, kn * N);
+      pb = bBlock;
     }
     for (let m0 = 0; m0 < M; m0 += mb) {
       const mn = Math.min(mb, M - m0);
       let pa = a.byteOffset + (m0 * K + k0) * 4, lda = K;
       if (!aIn) {
-        for (let i = 0; i < mn; i++) f32.set(a.subarray((m0 + i) * K + k0, (m0 + i) * K + k0 + kn), (aAt >>> 2) + i * kn);
-        pa = aAt;
+        for (let i = 0; i < mn; i++) s.put(aBlock + i * kn * 4, a, (m0 + i) * K + k0, kn);
+        pa = aBlock;
         lda = kn;
       }
       let po = out.byteOffset + m0 * N * 4;
       if (!outIn) {
-        f32.set(out.subarray(m0 * N, (m0 + mn) * N), oAt >>> 2);
-        po = oAt;
+        s.put(oBlock, out, m0 * N, mn * N);
+        po = oBlock;
       }
-      threadedMatmulAcc(km, po, pa, pb, mn, kn, N, lda);
-      if (!outIn) out.set(f32.subarray(oAt >>> 2, (oAt >>> 2) + mn * N), m0 * N);
+      threadedMatmulAcc(s, po, pa, pb, mn, kn, N, lda);
+      if (!outIn) s.copyOut(out, m0 * N, oBlock, mn * N);
     }
   }
+  s.release(mark);
 }
 
-/** dinp (N) += dout (N) · GELU'(inp (N)), through this thread's loose memory a block at a time. */
+/** km.exports.matmul_acc over all N columns (byte addresses), cut into column ranges for the threads. */
+function threadedMatmulAcc(s: Scratch, out: number, a: number, b: number, M: number, K: number, N: number, lda: number): void {
+  const chunk = Math.max(16, Math.ceil(N / (jobThreads() * ITEMS_PER_THREAD) / 16) * 16); // whole 2 × 16 tiles
+  runJob(s.km, 'matmul_acc_job', s.args([out, a, b, M, K, N, lda, chunk]), Math.ceil(N / chunk), 2 * M * K * N);
+}
+
+/** dinp (N) += dout (N) · GELU'(inp (N)), in this thread's loose memory, a block at a time. */
 export function geluBackward(dinp: Float32Array, inp: Float32Array, dout: Float32Array, N: number): void {
-  const km = looseMemory(), f32 = km.f32;
-  const block = Math.floor((LOOSE_WEIGHT_BYTES + LOOSE_ACT_BYTES) / 4 / 3 / 4) * 4; // floats per array, whole vectors
-  for (let i0 = 0; i0 < N; i0 += block) {
-    const n = Math.min(block, N - i0);
-    f32.set(inp.subarray(i0, i0 + n), 0);
-    f32.set(dout.subarray(i0, i0 + n), block);
-    f32.set(dinp.subarray(i0, i0 + n), 2 * block);
-    km.exports.gelu_backward(2 * block * 4, 0, block * 4, Math.ceil(n / 4) * 4); // (the padding lanes are computed and dropped)
-    dinp.set(f32.subarray(2 * block, 2 * block + n), i0);
-  }
+  const s = workScratch();
+  inBlocks(s, N, 3, (at, n) => {
+    const x = s.copyIn(inp, at, n), d = s.copyIn(dout, at, n), g = s.copyIn(dinp, at, n);
+    s.km.exports.gelu_backward(g, x, d, Math.ceil(n / 4) * 4); // whole vectors: the padding lanes are computed and dropped
+    s.copyOut(dinp, at, g, n);
+  });
 }
 
 /**

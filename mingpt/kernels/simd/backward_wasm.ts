@@ -1,6 +1,7 @@
 /**
- * The SIMD kernel of the backward pass, written with the assembler in ./wasm.ts beside the forward
- * ones (./kernels_wasm.ts), on pointers (byte addresses) into one WebAssembly memory.
+ * The SIMD kernel of the backward pass's products, written with the assembler in ./wasm.ts beside
+ * the forward ones (./kernels_wasm.ts lists them all), on pointers (byte addresses) into one
+ * WebAssembly memory.
  *
  * matmul_acc: out (M, N) += a (M, K) · b (K, N), for the columns n0 … n1-1 only (so that threads
  * can share a product by column ranges). a's rows are `lda` floats apart (it may be a block of
@@ -21,9 +22,13 @@
  *     (2 × 16, 1 × 16 for an odd last row, 2 × 4 and 1 × 4 for the last N % 16 columns, a scalar
  *     loop for the last N % 4): the same inputs give the same outputs however the work is split.
  *   - `relaxed`: f32x4.relaxed_madd where available (one fused instruction), else mul then add, as
- *     the forward kernel chooses; the scalar columns use mul then add.
+ *     the forward kernel chooses (./wasm_math.ts's madd); the scalar columns use mul then add.
+ *
+ * matmul_acc_job(args, item, thread) is the same product as a job for ./threads.ts: args points at
+ * [out, a, b, M, K, N, lda, chunk] (i32 words) and item j does columns j·chunk … +chunk.
  */
 import { Code } from './wasm.ts';
+import { madd, rangeJob } from './wasm_math.ts';
 
 export function matmulAcc(relaxed: boolean): Code {
   const RT = 2, NV = 4; // the register tile: rows × vectors of 4 columns
@@ -42,21 +47,15 @@ export function matmulAcc(relaxed: boolean): Code {
     f.get(b).get(n).i32(2).i32_shl().i32_add().set(pb);
     for (let r = 0; r < R; r++) for (let v = 0; v < V; v++) f.v128_zero().set(acc[r][v]);
     f.get(K).set(cnt);
-    f.block().loop();
-    f.get(cnt).i32_eqz().br_if(1);
-    // each vector loaded once into a local (V8 does not merge repeated loads)
-    for (let r = 0; r < R; r++) f.get(pa[r]).f32_load().f32x4_splat().set(va[r]);
-    for (let v = 0; v < V; v++) f.get(pb).v128_load(16 * v).set(vb[v]);
-    for (let r = 0; r < R; r++) {
-      for (let v = 0; v < V; v++) {
-        if (relaxed) f.get(va[r]).get(vb[v]).get(acc[r][v]).f32x4_relaxed_madd().set(acc[r][v]);
-        else f.get(va[r]).get(vb[v]).f32x4_mul().get(acc[r][v]).f32x4_add().set(acc[r][v]);
-      }
-    }
-    for (let r = 0; r < R; r++) f.get(pa[r]).i32(4).i32_add().set(pa[r]);
-    f.get(pb).get(rowB).i32_add().set(pb);
-    f.get(cnt).i32(1).i32_sub().set(cnt);
-    f.br(0).end().end();
+    f.while_(() => f.get(cnt), () => {
+      // each vector loaded once into a local (V8 does not merge repeated loads)
+      for (let r = 0; r < R; r++) f.get(pa[r]).f32_load().f32x4_splat().set(va[r]);
+      for (let v = 0; v < V; v++) f.get(pb).v128_load(16 * v).set(vb[v]);
+      for (let r = 0; r < R; r++) for (let v = 0; v < V; v++) madd(f, relaxed, va[r], vb[v], acc[r][v]);
+      for (let r = 0; r < R; r++) f.get(pa[r]).i32(4).i32_add().set(pa[r]);
+      f.get(pb).get(rowB).i32_add().set(pb);
+      f.get(cnt).i32(1).i32_sub().set(cnt);
+    });
     // out[m + r, n + 4v …] += acc[r][v]
     for (let r = 0; r < R; r++) {
       f.get(out).get(m).i32(r).i32_add().get(N).i32_mul().get(n).i32_add().i32(2).i32_shl().i32_add().set(po);
@@ -67,23 +66,19 @@ export function matmulAcc(relaxed: boolean): Code {
   /** every row at the current columns, tiles of RT rows then an odd last row */
   const rows = (V: number) => {
     f.i32(0).set(m);
-    f.block().loop();
-    f.get(m).i32(RT).i32_add().get(M).i32_gt_u().br_if(1);
-    tile(RT, V);
-    f.get(m).i32(RT).i32_add().set(m);
-    f.br(0).end().end();
-    f.get(m).get(M).i32_lt_u().if_();
-    tile(1, V);
-    f.end();
+    f.while_(() => f.get(m).i32(RT).i32_add().get(M).i32_le_u(), () => {
+      tile(RT, V);
+      f.get(m).i32(RT).i32_add().set(m);
+    });
+    f.when(() => f.get(m).get(M).i32_lt_u(), () => tile(1, V));
   };
 
   /** columns `width` at a time while they fit before n1 */
   const columns = (width: number, body: () => void) => {
-    f.block().loop();
-    f.get(n).i32(width).i32_add().get(n1).i32_gt_u().br_if(1);
-    body();
-    f.get(n).i32(width).i32_add().set(n);
-    f.br(0).end().end();
+    f.while_(() => f.get(n).i32(width).i32_add().get(n1).i32_le_u(), () => {
+      body();
+      f.get(n).i32(width).i32_add().set(n);
+    });
   };
 
   f.get(lda).i32(2).i32_shl().set(rowA);
@@ -94,23 +89,26 @@ export function matmulAcc(relaxed: boolean): Code {
   // the last N % 4 columns one at a time, scalar
   columns(1, () => {
     f.i32(0).set(m);
-    f.block().loop();
-    f.get(m).get(M).i32_ge_u().br_if(1);
-    f.get(a).get(m).get(rowA).i32_mul().i32_add().set(pa[0]);
-    f.get(b).get(n).i32(2).i32_shl().i32_add().set(pb);
-    f.f32(0).set(s);
-    f.get(K).set(cnt);
-    f.block().loop();
-    f.get(cnt).i32_eqz().br_if(1);
-    f.get(s).get(pa[0]).f32_load().get(pb).f32_load().f32_mul().f32_add().set(s);
-    f.get(pa[0]).i32(4).i32_add().set(pa[0]);
-    f.get(pb).get(rowB).i32_add().set(pb);
-    f.get(cnt).i32(1).i32_sub().set(cnt);
-    f.br(0).end().end();
-    f.get(out).get(m).get(N).i32_mul().get(n).i32_add().i32(2).i32_shl().i32_add().set(po);
-    f.get(po).get(po).f32_load().get(s).f32_add().f32_store();
-    f.get(m).i32(1).i32_add().set(m);
-    f.br(0).end().end();
+    f.while_(() => f.get(m).get(M).i32_lt_u(), () => {
+      f.get(a).get(m).get(rowA).i32_mul().i32_add().set(pa[0]);
+      f.get(b).get(n).i32(2).i32_shl().i32_add().set(pb);
+      f.f32(0).set(s);
+      f.get(K).set(cnt);
+      f.while_(() => f.get(cnt), () => {
+        f.get(s).get(pa[0]).f32_load().get(pb).f32_load().f32_mul().f32_add().set(s);
+        f.get(pa[0]).i32(4).i32_add().set(pa[0]);
+        f.get(pb).get(rowB).i32_add().set(pb);
+        f.get(cnt).i32(1).i32_sub().set(cnt);
+      });
+      f.get(out).get(m).get(N).i32_mul().get(n).i32_add().i32(2).i32_shl().i32_add().set(po);
+      f.get(po).get(po).f32_load().get(s).f32_add().f32_store();
+      f.get(m).i32(1).i32_add().set(m);
+    });
   });
   return f;
+}
+
+/** matmul_acc over the columns of one item: see the file's comment. `index`: matmul_acc's place in the module. */
+export function matmulAccJob(index: number): Code {
+  return rangeJob('matmul_acc_job', index, 7, 5); // [out, a, b, M, K, N, lda], chunk; total = N
 }

@@ -10,21 +10,38 @@
  * and returns a Float32Array view of the parameters (that is `model.params`). Shared, so a worker
  * thread given the Memory sees the same weights without a copy.
  *
- * Activations are ordinary Float32Arrays elsewhere in JavaScript's heap. A kernel call copies
- * them into a scratch area (they are small next to the weights) and the result back out. Each
- * thread that runs kernels on a memory claims one scratch area of its own (a claim word in the
- * header, taken with Atomics), so threads never write over each other's inputs.
+ * Activations are ordinary Float32Arrays elsewhere in JavaScript's heap. A matmul copies them
+ * into a scratch area of the weights' memory (they are small next to the weights) and the result
+ * back out. Each thread that runs kernels on a memory claims one scratch area of its own (a claim
+ * word in the header, taken with Atomics), so threads never write over each other's inputs; the
+ * kernel threads that share a call (./threads.ts) work in the caller's.
  *
- * Arrays that are in no kernel memory at all (a test's random matrix, or GPT-2 XL, whose 6.2 GB
- * do not fit in WebAssembly's 4 GiB) go through a thread's private "loose" memory: the weights
- * too are copied in, a block of rows at a time. Slower, but the same numbers.
+ * Each thread also has a private "loose" memory, made on first use. The kernels that take only
+ * activations (attention, softmax, layer norm, GELU, residual) work there. And arrays that are in
+ * no kernel memory at all (a test's random matrix, or GPT-2 XL, whose 6.2 GB do not fit in
+ * WebAssembly's 4 GiB) go through it too: the weights are copied in, a block of rows at a time.
+ * Slower, but the same numbers.
+ *
+ * Only the pages a run touches take memory: a 1024-token forward of GPT-2 small fills its 8 MB
+ * scratch area and about 15 MB of the loose memory (q, k, v and z of the attention).
  */
 import v8 from 'node:v8';
-import { kernelModuleBytes, MAX_PAGES } from './kernels_wasm.ts';
+import { kernelModuleBytes, MAX_PAGES, type JobName } from './kernels_wasm.ts';
+import { Scratch } from './scratch.ts';
 
-export interface KernelExports {
+/** The module's functions (./kernels_wasm.ts); every pointer is a byte address in the memory. */
+export interface KernelExports extends Record<JobName, (args: number, item: number, thread: number) => void> {
   matmul(out: number, inp: number, w: number, bias: number, BT: number, C: number, OC: number, o0: number, o1: number): void;
+  attention(z: number, q: number, k: number, v: number, Tq: number, Tk: number, stride: number, hs: number, i0: number, i1: number, S: number): void;
+  attention_scores(att: number, q: number, k: number, Tq: number, Tk: number, stride: number, hs: number, i0: number, i1: number): void;
+  attention_values(z: number, att: number, v: number, Tq: number, Tk: number, stride: number, hs: number, i0: number, i1: number): void;
+  softmax(x: number, rows: number, n: number): void;
+  split_heads(dst: number, src: number, T: number, C: number, hs: number): void;
+  merge_heads(dst: number, src: number, T: number, C: number, hs: number): void;
   gelu(out: number, inp: number, N: number): void;
+  residual(out: number, a: number, b: number, N: number): void;
+  layernorm_scale(scale: number, inp: number, BT: number, C: number, eps: number): void;
+  layernorm_apply(out: number, inp: number, scale: number, w: number, b: number, BT: number, C: number): void;
   matmul_acc(out: number, a: number, b: number, M: number, K: number, N: number, lda: number, n0: number, n1: number): void;
   gelu_backward(dinp: number, inp: number, dout: number, N: number): void;
 }
@@ -36,6 +53,7 @@ export interface KernelMemory {
   memory: WebAssembly.Memory;
   buffer: ArrayBufferLike;
   f32: Float32Array; // the whole memory, as floats
+  i32: Int32Array; // and as 32-bit integers (a job's arguments)
   exports: KernelExports;
   /** byte offset and size of each scratch area, and how many there are */
   slotBase: number;
@@ -50,15 +68,15 @@ const HEADER_BYTES = PAGE;
 /** header words (Int32): a magic number, the layout, then one claim word per scratch area */
 const H_MAGIC = 0, H_ID = 1, H_SLOT_BASE_PAGES = 2, H_SLOT_PAGES = 3, H_SLOTS = 4, H_CLAIMS = 8;
 const MAGIC = 0x6d696e67; // "ming"
-/** scratch areas per memory: the main thread, the workers of a sweep, and a few to spare */
-export const SLOTS = 12;
+/** scratch areas per memory, one for each thread that calls kernels on it (the kernel threads work in their caller's) */
+const SLOTS = 12;
 /** bytes per scratch area: room for a block of activation rows (see the kernels' chunking) */
-export const SLOT_BYTES = 8 << 20;
+const SLOT_BYTES = 8 << 20;
 
 // -----------------------------------------------------------------------------------------------
 // Is WebAssembly SIMD here? Compile the module once per thread.
 
-export interface SimdSupport {
+interface SimdSupport {
   module: WebAssembly.Module | null;
   relaxed: boolean;
   /** why SIMD is not used, when module is null */
@@ -109,7 +127,7 @@ function instantiate(memory: WebAssembly.Memory, id: number, slotBase: number, s
   const { module } = simdSupport();
   if (!module) throw new Error('internal: WebAssembly SIMD kernels are not available');
   const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
-  const km: KernelMemory = { id, memory, buffer: memory.buffer, f32: new Float32Array(memory.buffer), exports, slotBase, slotBytes, slots, mySlot: -1 };
+  const km: KernelMemory = { id, memory, buffer: memory.buffer, f32: new Float32Array(memory.buffer), i32: new Int32Array(memory.buffer), exports, slotBase, slotBytes, slots, mySlot: -1 };
   byBuffer.set(memory.buffer, km);
   return km;
 }
@@ -156,21 +174,8 @@ export function memoryOf(a: Float32Array): WebAssembly.Memory | null {
   return byBuffer.get(a.buffer)?.memory ?? null;
 }
 
-/**
- * In a worker thread: the kernels on a memory another thread made (read from its header).
- * Returns it, or null if this thread cannot run SIMD kernels.
- */
-export function attachMemory(memory: WebAssembly.Memory): KernelMemory | null {
-  const known = byBuffer.get(memory.buffer);
-  if (known) return known;
-  if (!simdSupport().module) return null;
-  const head = new Int32Array(memory.buffer, 0, H_CLAIMS);
-  if (head[H_MAGIC] !== MAGIC) throw new Error('internal: not a kernel memory (no header)');
-  return instantiate(memory, head[H_ID], head[H_SLOT_BASE_PAGES] * PAGE, head[H_SLOT_PAGES] * PAGE, head[H_SLOTS]);
-}
-
 /** This thread's scratch area in km (byte offset), claimed on first use; -1 if all are taken. */
-export function scratchOf(km: KernelMemory): number {
+function scratchOf(km: KernelMemory): number {
   if (km.mySlot < 0) {
     if (km.slots === 0) return -1; // a loose memory: see looseMemory, its scratch is all of it
     const head = new Int32Array(km.buffer, 0, H_CLAIMS + km.slots);
@@ -185,24 +190,37 @@ export function scratchOf(km: KernelMemory): number {
   return km.slotBase + km.mySlot * km.slotBytes;
 }
 
-/** Gives this thread's scratch area in km back (a worker, at the end of a job). */
-export function releaseScratch(km: KernelMemory): void {
-  if (km.mySlot < 0 || km.slots === 0) return;
-  const head = new Int32Array(km.buffer, 0, H_CLAIMS + km.slots);
-  Atomics.store(head, H_CLAIMS + km.mySlot, 0);
-  km.mySlot = -1;
-}
-
-/** Bytes of this thread's loose memory: a block of weight rows, then activations. */
+/** Bytes of this thread's loose memory: a block of weight rows, then activations (a matmul of weights in no kernel memory). */
 export const LOOSE_WEIGHT_BYTES = 32 << 20;
-export const LOOSE_ACT_BYTES = 16 << 20;
+const LOOSE_ACT_BYTES = 16 << 20;
 let loose: KernelMemory | null = null;
 
-/** This thread's private memory for arrays that live in no kernel memory (made on first use). */
+/**
+ * This thread's private memory, made on first use: for arrays that live in no kernel memory (the
+ * weights of GPT-2 XL, a test's matrix), and for the kernels that take activations only
+ * (attention, softmax, GELU, layer norm, residual), which use all of it.
+ */
 export function looseMemory(): KernelMemory {
   if (loose) return loose;
   const pages = (LOOSE_WEIGHT_BYTES + LOOSE_ACT_BYTES) / PAGE;
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
   loose = instantiate(memory, newId(), 0, 0, 0);
   return loose;
+}
+
+/** Scratch for a kernel of activations only: all of this thread's loose memory. */
+export function workScratch(): Scratch {
+  const km = looseMemory();
+  return new Scratch(km, 0, LOOSE_WEIGHT_BYTES + LOOSE_ACT_BYTES);
+}
+
+/** Scratch for the activations of a matmul with weights in the loose memory's first LOOSE_WEIGHT_BYTES. */
+export function looseActScratch(): Scratch {
+  return new Scratch(looseMemory(), LOOSE_WEIGHT_BYTES, LOOSE_WEIGHT_BYTES + LOOSE_ACT_BYTES);
+}
+
+/** This thread's scratch area in km as a Scratch, or null when all are taken (or km is a loose memory). */
+export function slotScratch(km: KernelMemory): Scratch | null {
+  const at = scratchOf(km);
+  return at < 0 ? null : new Scratch(km, at, at + km.slotBytes);
 }

@@ -1,103 +1,154 @@
 /**
- * Kernel threads: a big matmul on the main thread is split by output channels between the main
- * thread and helper threads, all reading the same shared WebAssembly memory. Small products stay
- * on one thread: waking a helper costs tens of microseconds.
+ * Kernel threads: a big kernel call on the main thread is cut into items (a range of output
+ * channels of a matmul; one head and block of queries of the attention; a range of rows or
+ * values) that the main thread and helper threads take one at a time, all working in the same
+ * shared WebAssembly memory. Small calls stay on one thread: waking a helper costs tens of
+ * microseconds.
  *
- * A helper is a worker thread that runs a few lines of plain JavaScript (no bundling, no tsx:
- * it is given the compiled module) and sleeps in Atomics.wait on its control words:
+ * A helper is a worker thread running a few lines of plain JavaScript (HELPER_SOURCE below; it is
+ * given the compiled module, so no bundling or tsx). Between jobs it sleeps in Atomics.wait, so an
+ * idle process uses no processor time. One job at a time, described in shared control words:
  *
- *     main thread                         helper j
- *     writes the arguments, SEQ += 1  →   wakes, claims the part (CLAIM 0 → 1), runs
- *     runs its own channel range          matmul(o0 … o1) for its channel range, DONE = SEQ
- *     claims the part if still free and
- *     runs it; else waits until DONE = SEQ ←
+ *     main thread                              helpers
+ *     writes the job (kernel, arguments,
+ *     number of items), SEQ = new number  →   wake; IN = 1; if SEQ is still that job,
+ *     takes items too: NEXT += 1 …            take items: NEXT += 1 …, run each, DONE += 1
+ *     sleeps until DONE = items          ←    the one who finishes the last item wakes main
+ *                                             IN = 0, sleep until SEQ changes
  *
- * The claim makes a split never much slower than one thread: when the machine is busy and a
- * helper does not get a core in time, the main thread does its part too.
+ * Items are taken, not assigned, so a helper that gets no core in time (a busy machine) leaves its
+ * share to the others instead of holding everyone up. Before writing the next job, the main
+ * thread sets SEQ to CLOSED and waits until no helper is IN: none still reads the old job's words
+ * when they change (a helper that woke late sees CLOSED, or a new SEQ, and takes nothing).
  *
- * A helper holds one memory at a time; when the main thread works on another, it first posts
- * that Memory on the helper's port, which the helper reads synchronously when it wakes
- * (receiveMessageOnPort). Every output is computed by exactly one thread with the same
- * instructions, so the split changes no number (see ./kernels_wasm.ts).
+ * Every output is computed by exactly one thread with the same instructions, so how the items
+ * fall changes no number (see ./kernels_wasm.ts). A job's kernel runs on one memory; a helper
+ * keeps instances of the module on the few memories it has been sent (posted on its port, read
+ * synchronously with receiveMessageOnPort when it wakes); the main thread tells it which to drop.
  *
- * Helpers start in the background on the first big product and are used once they are up (until
- * then products run on one thread); they are unref'd, so they never keep a process alive.
+ * Helpers start in the background on the first big call and take part once they are up; they are
+ * unref'd, so they never keep a process alive.
  */
 import os from 'node:os';
 import { Worker, MessageChannel, isMainThread, type MessagePort } from 'node:worker_threads';
 import { simdSupport, type KernelMemory } from './memory.ts';
+import { JOBS, type JobName } from './kernels_wasm.ts';
 
-/** Products below this many floating-point operations run on one thread. */
-export const SPLIT_FLOP = 4e6;
+/** Calls below this many floating-point operations run on one thread. */
+const SPLIT_FLOP = 4e6;
 
-// control words of one helper (Int32Array over a SharedArrayBuffer)
-const SEQ = 0, DONE = 1, ERR = 2, QUIT = 3, READY = 4, MEM = 5, CLAIM = 6, ARGS = 7; // ARGS … ARGS+8: the kernel's 9 arguments
-const KIND = 16; // which kernel: 0 matmul (the forward product), 1 matmul_acc (the backward's)
-const CTL_WORDS = 17;
-
-interface Helper {
-  worker: Worker;
-  ctl: Int32Array;
-  port: MessagePort;
-  seq: number;
-  memId: number; // the memory it holds now (0: none)
-}
+// the control words (Int32Array over a SharedArrayBuffer), one set for all helpers
+const SEQ = 0, NEXT = 1, DONE = 2, ERR = 3, MEM = 4, JOB = 5, ARGS = 6, ITEMS = 7;
+const CTL_WORDS = 8;
+// and each helper's own: it is up; it is inside a job; it is to stop
+const UP = 0, IN = 1, QUIT = 2;
+const CLOSED = -1;
+/** Memories a helper keeps instances on: the model's weights and the activations, and one to spare. */
+const HELD = 3;
 
 /** The helper's whole program. */
 const HELPER_SOURCE = `
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
-const { module, ctl, port } = workerData;
-const [SEQ, DONE, ERR, QUIT, READY, MEM, CLAIM, ARGS, KIND] = [${SEQ}, ${DONE}, ${ERR}, ${QUIT}, ${READY}, ${MEM}, ${CLAIM}, ${ARGS}, ${KIND}];
-let mem = null, kernels = null, seen = 0;
-Atomics.store(ctl, READY, 1);
+const { module, ctl, own, port, me, jobs } = workerData;
+const [SEQ, NEXT, DONE, ERR, MEM, JOB, ARGS, ITEMS, CLOSED, UP, IN, QUIT] = [${SEQ}, ${NEXT}, ${DONE}, ${ERR}, ${MEM}, ${JOB}, ${ARGS}, ${ITEMS}, ${CLOSED}, ${UP}, ${IN}, ${QUIT}];
+const held = new Map(); // memory id -> the module's exports on it
+const fail = (e) => { Atomics.store(ctl, ERR, 1); console.error(e); };
+let seen = Atomics.load(ctl, SEQ);
+Atomics.store(own, UP, 1);
 for (;;) {
-  Atomics.wait(ctl, SEQ, seen, 1000);
-  if (Atomics.load(ctl, QUIT)) break;
+  Atomics.wait(ctl, SEQ, seen);
+  if (Atomics.load(own, QUIT)) break;
   const seq = Atomics.load(ctl, SEQ);
-  if (seq === seen) continue;
   seen = seq;
-  try {
-    for (let m; (m = receiveMessageOnPort(port)); ) {
-      mem = m.message.id;
-      kernels = new WebAssembly.Instance(module, { env: { memory: m.message.memory } }).exports;
-    }
-    // the main thread may have taken this part itself meanwhile (when this thread was slow to wake)
-    if (Atomics.compareExchange(ctl, CLAIM, 0, 1) === 0) {
-      if (mem !== ctl[MEM]) throw new Error('kernel thread: not given memory ' + ctl[MEM]);
-      const a = ctl.subarray(ARGS, ARGS + 9);
-      (ctl[KIND] === 1 ? kernels.matmul_acc : kernels.matmul)(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]);
-    }
-  } catch (e) {
-    Atomics.store(ctl, ERR, 1);
-    console.error(e);
+  if (seq === CLOSED) continue;
+  Atomics.store(own, IN, 1);
+  if (Atomics.load(ctl, SEQ) === seq) {
+    try {
+      const id = ctl[MEM];
+      for (let m; !held.has(id) && (m = receiveMessageOnPort(port)); ) {
+        const { memory, drop } = m.message;
+        if (drop !== undefined) held.delete(drop);
+        else held.set(m.message.id, new WebAssembly.Instance(module, { env: { memory } }).exports);
+      }
+      const k = held.get(id);
+      if (!k) throw new Error('kernel thread: not given memory ' + id);
+      const fn = k[jobs[ctl[JOB]]], args = ctl[ARGS], n = ctl[ITEMS];
+      for (let i; (i = Atomics.add(ctl, NEXT, 1)) < n; ) {
+        try { fn(args, i, me); } catch (e) { fail(e); }
+        if (Atomics.add(ctl, DONE, 1) + 1 === n) Atomics.notify(ctl, DONE);
+      }
+    } catch (e) { fail(e); }
   }
-  Atomics.store(ctl, DONE, seq);
-  Atomics.notify(ctl, DONE);
+  Atomics.store(own, IN, 0);
+  Atomics.notify(own, IN);
 }
 `;
 
-let helpers: Helper[] = [];
-/** MINGPT_KERNEL_THREADS=n sets the default (1: no helpers). */
-let wanted = Number(process.env.MINGPT_KERNEL_THREADS) >= 1 ? Math.floor(Number(process.env.MINGPT_KERNEL_THREADS)) : Math.max(1, os.availableParallelism());
+interface Helper {
+  worker: Worker;
+  own: Int32Array; // UP, IN, QUIT
+  port: MessagePort;
+  me: number; // its thread number, 1 … wanted − 1 (the main thread is 0)
+  held: number[]; // the memory ids it has, oldest first (as it has them: it is told what to drop)
+}
 
-/** Threads per big product, the main thread included (1: no helpers). Default: the cores, or MINGPT_KERNEL_THREADS. */
+const ctl = new Int32Array(new SharedArrayBuffer(4 * CTL_WORDS));
+let helpers: Helper[] = [];
+let seq = 0;
+/** items of shared jobs done by the main thread and by the helpers, since the start */
+const done = { main: 0, helpers: 0 };
+
+/** How the items of the jobs shared so far fell (the tests check that helpers took part; the benchmark reports it). */
+export function kernelThreadItems(): { main: number; helpers: number } {
+  return { ...done };
+}
+
+/** Thrown for a bad MINGPT_KERNEL_THREADS (or setKernelThreads argument): a user's setting, named in the message. */
+export class KernelThreadsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KernelThreadsError';
+  }
+}
+
+/** The most kernel threads allowed: twice the cores (a little headroom for experiments), never more than 64. */
+export function maxKernelThreads(): number {
+  return Math.min(64, 2 * os.availableParallelism());
+}
+
+/** MINGPT_KERNEL_THREADS, checked, or the number of cores. */
+function threadsFromEnv(): number {
+  const raw = process.env.MINGPT_KERNEL_THREADS;
+  if (raw === undefined || raw.trim() === '') return Math.max(1, os.availableParallelism());
+  const n = Number(raw), max = maxKernelThreads();
+  if (!(Number.isInteger(n) && n >= 1 && n <= max)) {
+    throw new KernelThreadsError(`MINGPT_KERNEL_THREADS must be a whole number from 1 to ${max} (twice this machine's ${os.availableParallelism()} cores, at most 64); got ${JSON.stringify(raw.slice(0, 40))}. Unset it to use every core.`);
+  }
+  return n;
+}
+
+let wanted: number | null = null;
+
+/** Threads per big kernel call, the main thread included (1: no helpers). Default: the cores, or MINGPT_KERNEL_THREADS. Throws KernelThreadsError for a bad setting. */
+export function kernelThreads(): number {
+  return (wanted ??= threadsFromEnv());
+}
+
 export function setKernelThreads(n: number): void {
-  if (!(Number.isInteger(n) && n >= 1)) throw new Error(`kernel threads must be a positive integer, got ${n}`);
+  const max = maxKernelThreads();
+  if (!(Number.isInteger(n) && n >= 1 && n <= max)) throw new KernelThreadsError(`kernel threads must be a whole number from 1 to ${max}, got ${n}`);
   wanted = n;
   if (helpers.length > n - 1) void stopKernelThreads();
 }
-export function kernelThreads(): number {
-  return wanted;
-}
 
-/** Ends the helper threads (they are unref'd anyway; for tidy tests). */
+/** Ends the helper threads (they are unref'd anyway; for tidy tests and an exact idle measurement). */
 export async function stopKernelThreads(): Promise<void> {
   const hs = helpers;
   helpers = [];
-  for (const h of hs) {
-    Atomics.store(h.ctl, QUIT, 1);
-    Atomics.notify(h.ctl, SEQ);
-  }
+  if (hs.length === 0) return;
+  closeJob();
+  for (const h of hs) Atomics.store(h.own, QUIT, 1);
+  Atomics.notify(ctl, SEQ);
   // (a terminating worker does not keep the event loop alive: a timer does, until they have ended)
   const hold = setInterval(() => undefined, 1000);
   try {
@@ -110,13 +161,15 @@ export async function stopKernelThreads(): Promise<void> {
 function startHelpers(): void {
   const module = simdSupport().module;
   if (!module) return;
-  while (helpers.length < wanted - 1) {
-    const ctl = new Int32Array(new SharedArrayBuffer(4 * CTL_WORDS));
+  const n = kernelThreads() - 1;
+  for (let me = 1; me <= n; me++) {
+    if (helpers.some((h) => h.me === me)) continue;
     const { port1, port2 } = new MessageChannel();
-    const worker = new Worker(HELPER_SOURCE, { eval: true, name: 'mingpt-kernels', workerData: { module, ctl, port: port2 }, transferList: [port2] });
+    const own = new Int32Array(new SharedArrayBuffer(12));
+    const worker = new Worker(HELPER_SOURCE, { eval: true, name: 'mingpt-kernels', workerData: { module, ctl, own, port: port2, me, jobs: JOBS }, transferList: [port2] });
     worker.unref();
     port1.unref();
-    const h: Helper = { worker, ctl, port: port1, seq: 0, memId: 0 };
+    const h: Helper = { worker, own, port: port1, me, held: [] };
     worker.once('exit', () => {
       helpers = helpers.filter((x) => x !== h);
     });
@@ -124,74 +177,71 @@ function startHelpers(): void {
   }
 }
 
-/**
- * km.exports.matmul over all OC channels, split among the ready helpers when it is big and this
- * is the main thread. Pointers are byte addresses in km (see ./kernels_wasm.ts).
- */
-export function threadedMatmul(km: KernelMemory, out: number, inp: number, w: number, b: number, BT: number, C: number, OC: number): void {
-  split(km, 0, [out, inp, w, b, BT, C, OC], OC, 2 * BT * C * OC);
+/** Make sure helper h has the module on km (it reads the messages, in order, when it next wakes). */
+function send(h: Helper, km: KernelMemory): void {
+  const i = h.held.indexOf(km.id);
+  if (i >= 0) return;
+  if (h.held.length >= HELD) h.port.postMessage({ drop: h.held.shift() });
+  h.port.postMessage({ id: km.id, memory: km.memory });
+  h.held.push(km.id);
+}
+
+/** No helper is inside a job any more: the job's words may change. (One that has ended is no longer in the list.) */
+function closeJob(): void {
+  Atomics.store(ctl, SEQ, CLOSED);
+  for (const h of helpers) while (Atomics.load(h.own, IN) === 1) Atomics.wait(h.own, IN, 1, 50);
+}
+
+/** How many threads may take items of a job (for per-thread scratch): the main thread is number 0. */
+export function jobThreads(): number {
+  return isMainThread ? kernelThreads() : 1;
 }
 
 /**
- * km.exports.matmul_acc, out (M, N) += a (M, K) · b (K, N) (a's rows lda apart), over all N
- * columns, split like threadedMatmul (see ./backward_wasm.ts).
+ * Runs items 0 … items−1 of the job `name` of km's module, whose arguments are at byte `args` of
+ * km: on this thread alone when the call is small (flop) or this is not the main thread, else
+ * shared with the helper threads that are up.
  */
-export function threadedMatmulAcc(km: KernelMemory, out: number, a: number, b: number, M: number, K: number, N: number, lda: number): void {
-  split(km, 1, [out, a, b, M, K, N, lda], N, 2 * M * K * N);
-}
-
-/**
- * Runs kernel `kind` (see KIND) with its first seven arguments `args` over the range [0, total)
- * of its last two (output channels, or columns), split among the ready helpers when it is worth it.
- */
-function split(km: KernelMemory, kind: 0 | 1, args: number[], total: number, flop: number): void {
-  const kernel = kind === 1 ? km.exports.matmul_acc : km.exports.matmul;
-  const mm = (o0: number, o1: number) => kernel(args[0], args[1], args[2], args[3], args[4], args[5], args[6], o0, o1);
-  if (wanted <= 1 || !isMainThread || flop < SPLIT_FLOP || total < 64) {
-    mm(0, total);
+export function runJob(km: KernelMemory, name: JobName, args: number, items: number, flop: number): void {
+  const fn = km.exports[name];
+  if (items <= 1 || flop < SPLIT_FLOP || !isMainThread || kernelThreads() <= 1) {
+    for (let i = 0; i < items; i++) fn(args, i, 0);
     return;
   }
-  if (helpers.length < wanted - 1) startHelpers();
-  const ready = helpers.filter((h) => Atomics.load(h.ctl, READY) === 1);
-  if (ready.length === 0) {
-    mm(0, total);
+  if (helpers.length < kernelThreads() - 1) startHelpers();
+  if (!helpers.some((h) => Atomics.load(h.own, UP) === 1)) { // none up yet
+    for (let i = 0; i < items; i++) fn(args, i, 0);
     return;
   }
-  const parts = ready.length + 1;
-  const unit = kind === 1 ? 16 : 4; // whole tiles per thread (2 × 4 channels; 2 × 16 columns)
-  const chunk = Math.ceil(total / parts / unit) * unit;
-  const busy: Helper[] = [];
-  for (let j = 0; j < ready.length; j++) {
-    const o0 = j * chunk, o1 = Math.min(total, o0 + chunk);
-    if (o0 >= o1) break;
-    const h = ready[j];
-    if (h.memId !== km.id) {
-      h.port.postMessage({ id: km.id, memory: km.memory });
-      h.memId = km.id;
-    }
-    const c = h.ctl;
-    c[MEM] = km.id;
-    c[KIND] = kind;
-    c.set([...args, o0, o1], ARGS); // (Int32Array: addresses past 2³¹ wrap, as wasm's i32 reads them)
-    Atomics.store(c, CLAIM, 0); // published after the arguments
-    h.seq = (h.seq + 1) | 0;
-    Atomics.store(c, SEQ, h.seq);
-    Atomics.notify(c, SEQ);
-    busy.push(h);
+  closeJob();
+  for (const h of helpers) send(h, km);
+  ctl[MEM] = km.id;
+  ctl[JOB] = JOBS.indexOf(name);
+  ctl[ARGS] = args; // (Int32Array: addresses past 2³¹ wrap, as wasm's i32 reads them)
+  ctl[ITEMS] = items;
+  ctl[DONE] = 0;
+  ctl[ERR] = 0;
+  Atomics.store(ctl, NEXT, 0);
+  seq = (seq + 1) & 0x3fffffff;
+  Atomics.store(ctl, SEQ, seq);
+  Atomics.notify(ctl, SEQ);
+  let mine = 0;
+  for (let i; (i = Atomics.add(ctl, NEXT, 1)) < items; mine++) {
+    fn(args, i, 0);
+    Atomics.add(ctl, DONE, 1);
   }
-  const mine = busy.length * chunk;
-  if (mine < total) mm(mine, total);
-  const t0 = Date.now();
-  for (const h of busy) {
-    if (Atomics.compareExchange(h.ctl, CLAIM, 0, 1) === 0) { // not started yet: do it here
-      mm(h.ctl[ARGS + 7], h.ctl[ARGS + 8]);
-      continue;
+  // the helpers finish the items they took; the last one wakes this thread
+  let last = Atomics.load(ctl, DONE), since = Date.now();
+  for (let d; (d = Atomics.load(ctl, DONE)) < items; ) {
+    if (d !== last) {
+      last = d;
+      since = Date.now();
+    } else if (Date.now() - since > 120_000) {
+      throw new Error('SIMD kernels: a kernel thread stopped answering (no progress for 2 minutes)');
     }
-    for (let spins = 0; Atomics.load(h.ctl, DONE) !== h.seq; spins++) {
-      if (spins < 200) continue; // it is usually done about when we are: spin a very little first
-      Atomics.wait(h.ctl, DONE, Atomics.load(h.ctl, DONE), 50);
-      if (Date.now() - t0 > 120_000) throw new Error('matmulForward: a kernel thread stopped answering');
-    }
-    if (Atomics.load(h.ctl, ERR)) throw new Error('matmulForward: a kernel thread failed (see the message above)');
+    Atomics.wait(ctl, DONE, d, 100);
   }
+  done.main += mine;
+  done.helpers += items - mine;
+  if (Atomics.load(ctl, ERR)) throw new Error('SIMD kernels: a kernel thread failed (see the message above)');
 }

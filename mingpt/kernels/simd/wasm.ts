@@ -12,8 +12,8 @@
  * there and from the SIMD and relaxed-SIMD proposals).
  */
 
-export type ValType = 'i32' | 'f32' | 'v128';
-const VALTYPE: Record<ValType, number> = { i32: 0x7f, f32: 0x7d, v128: 0x7b };
+type ValType = 'i32' | 'f32' | 'f64' | 'v128';
+const VALTYPE: Record<ValType, number> = { i32: 0x7f, f32: 0x7d, f64: 0x7c, v128: 0x7b };
 
 /** Unsigned LEB128, the variable-length integers of the binary format. */
 function uleb(n: number): number[] {
@@ -67,6 +67,22 @@ export class Code {
     return [...uleb(body.length), ...body];
   }
 
+  /** while (cond) body — `cond` leaves an i32 on the stack; `body` may not branch out of the loop */
+  while_(cond: () => void, body: () => void): this {
+    this.block().loop();
+    cond();
+    this.i32_eqz().br_if(1);
+    body();
+    return this.br(0).end().end();
+  }
+  /** if (cond) then — `cond` leaves an i32 on the stack */
+  when(cond: () => void, then: () => void): this {
+    cond();
+    this.if_();
+    then();
+    return this.end();
+  }
+
   private op(...b: number[]): this {
     this.bytes.push(...b);
     return this;
@@ -87,8 +103,10 @@ export class Code {
   end(): this { return this.op(0x0b); }
   br(depth: number): this { return this.op(0x0c, ...uleb(depth)); }
   br_if(depth: number): this { return this.op(0x0d, ...uleb(depth)); }
-  return_(): this { return this.op(0x0f); }
-  drop(): this { return this.op(0x1a); }
+  /** call the function with this index in the module (its position in wasmModule's list) */
+  call(funcIndex: number): this { return this.op(0x10, ...uleb(funcIndex)); }
+  /** a if c else b, for stack [a, b, c] */
+  select(): this { return this.op(0x1b); }
 
   // locals
   get(i: number): this { return this.op(0x20, ...uleb(i)); }
@@ -97,16 +115,16 @@ export class Code {
 
   // i32
   i32(n: number): this { return this.op(0x41, ...sleb(n)); }
+  i32_load(offset = 0): this { return this.op(0x28, ...this.mem(2, offset)); }
   i32_eqz(): this { return this.op(0x45); }
-  i32_eq(): this { return this.op(0x46); }
-  i32_ne(): this { return this.op(0x47); }
   i32_lt_u(): this { return this.op(0x49); }
   i32_gt_u(): this { return this.op(0x4b); }
   i32_le_u(): this { return this.op(0x4d); }
-  i32_ge_u(): this { return this.op(0x4f); }
   i32_add(): this { return this.op(0x6a); }
   i32_sub(): this { return this.op(0x6b); }
   i32_mul(): this { return this.op(0x6c); }
+  i32_div_u(): this { return this.op(0x6e); }
+  i32_rem_u(): this { return this.op(0x70); }
   i32_and(): this { return this.op(0x71); }
   i32_shl(): this { return this.op(0x74); }
   i32_shr_u(): this { return this.op(0x76); }
@@ -119,40 +137,82 @@ export class Code {
   }
   f32_load(offset = 0): this { return this.op(0x2a, ...this.mem(2, offset)); }
   f32_store(offset = 0): this { return this.op(0x38, ...this.mem(2, offset)); }
+  f32_ne(): this { return this.op(0x5c); }
   f32_sqrt(): this { return this.op(0x91); }
   f32_add(): this { return this.op(0x92); }
-  f32_sub(): this { return this.op(0x93); }
   f32_mul(): this { return this.op(0x94); }
   f32_div(): this { return this.op(0x95); }
+  f32_max(): this { return this.op(0x97); }
+  f32_convert_i32_u(): this { return this.op(0xb3); }
+  f32_demote_f64(): this { return this.op(0xb6); }
+
+  // f64 (sums kept in double precision, as the plain kernels keep them)
+  f64_sqrt(): this { return this.op(0x9f); }
+  f64_add(): this { return this.op(0xa0); }
+  f64_sub(): this { return this.op(0xa1); }
+  f64_mul(): this { return this.op(0xa2); }
+  f64_div(): this { return this.op(0xa3); }
+  f64_convert_i32_u(): this { return this.op(0xb8); }
+  f64_promote_f32(): this { return this.op(0xbb); }
 
   // v128: four f32 lanes
   v128_load(offset = 0): this { return this.simd(0x00, ...this.mem(0, offset)); } // align 1: rows need not be 16-byte aligned
   v128_store(offset = 0): this { return this.simd(0x0b, ...this.mem(0, offset)); }
+  /** one f32 from memory into all four lanes */
+  v128_load32_splat(offset = 0): this { return this.simd(0x09, ...this.mem(2, offset)); }
+  /** a constant vector of four i32 lanes */
+  i32x4_const(lanes: [number, number, number, number]): this {
+    const b = Buffer.alloc(16);
+    lanes.forEach((x, i) => b.writeInt32LE(x, 4 * i));
+    return this.simd(0x0c, ...b);
+  }
+  /** four f32 lanes picked from the eight of [a, b] (lanes 0-3 are a's, 4-7 b's) */
+  shuffle32(lanes: [number, number, number, number]): this {
+    return this.simd(0x0d, ...lanes.flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3]));
+  }
   /** all four lanes 0 */
   v128_zero(): this { return this.simd(0x0c, ...new Array(16).fill(0)); }
   f32x4_splat(): this { return this.simd(0x13); }
   /** the constant c in all four lanes (f32.const c, f32x4.splat) */
   f32x4_const(c: number): this { return this.f32(c).f32x4_splat(); }
   f32x4_extract_lane(lane: number): this { return this.simd(0x1f, lane); }
+  f32x4_replace_lane(lane: number): this { return this.simd(0x20, lane); }
+  /** lane-wise comparisons: all ones where true, zeros where false */
+  f32x4_lt(): this { return this.simd(0x43); }
+  v128_and(): this { return this.simd(0x4e); }
+  /** a & ~b */
+  v128_andnot(): this { return this.simd(0x4f); }
   f32x4_nearest(): this { return this.simd(0x6a); }
   f32x4_add(): this { return this.simd(0xe4); }
   f32x4_sub(): this { return this.simd(0xe5); }
   f32x4_mul(): this { return this.simd(0xe6); }
   f32x4_div(): this { return this.simd(0xe7); }
-  f32x4_min(): this { return this.simd(0xe8); }
-  f32x4_max(): this { return this.simd(0xe9); }
+  /** b if a < b else a: the plain x86 max (f32x4.max, which also orders −0 < +0 and spreads NaN, takes seven instructions) */
+  f32x4_pmax(): this { return this.simd(0xeb); }
+  /** b if b < a else a */
+  f32x4_pmin(): this { return this.simd(0xea); }
+  // v128: two f64 lanes
+  f64x2_splat(): this { return this.simd(0x14); }
+  f64x2_extract_lane(lane: number): this { return this.simd(0x21, lane); }
+  f64x2_add(): this { return this.simd(0xf0); }
+  f64x2_sub(): this { return this.simd(0xf1); }
+  f64x2_mul(): this { return this.simd(0xf2); }
+  /** f32 lanes 0 and 1 as two f64 */
+  f64x2_promote_low_f32x4(): this { return this.simd(0x5f); }
+  /** two f64 lanes as f32 lanes 0 and 1 (lanes 2 and 3 zero) */
+  f32x4_demote_f64x2_zero(): this { return this.simd(0x5e); }
   // v128: four i32 lanes (to build powers of two from their bits)
   i32x4_splat(): this { return this.simd(0x11); }
+  i32x4_lt_s(): this { return this.simd(0x39); }
   i32x4_shl(): this { return this.simd(0xab); }
-  i32x4_add(): this { return this.simd(0xae); }
-  i32x4_trunc_sat_f32x4_s(): this { return this.simd(0xf8); }
   /** relaxed SIMD: a · b + c, fused or not as the hardware does it (the same way every time) */
   f32x4_relaxed_madd(): this { return this.simd(0x105); }
 }
 
 /**
  * A module of the given functions: imports ("env", "memory"), a shared memory of `pages` pages
- * at least and at most `maxPages`; exports each function under its name.
+ * at least and at most `maxPages`; exports each function under its name, and names it so in the
+ * name section.
  */
 export function wasmModule(funcs: Code[], memory: { minPages: number; maxPages: number }): Uint8Array {
   // one function type per function (duplicates are allowed and keep this simple)
@@ -166,5 +226,7 @@ export function wasmModule(funcs: Code[], memory: { minPages: number; maxPages: 
     ...section(3, vec(funcs.map((_, i) => uleb(i)))),
     ...section(7, vec(exports)),
     ...section(10, vec(funcs.map((f) => f.encode()))),
+    // the "name" custom section: function names, so that profiles and stack traces show them
+    ...section(0, [...utf8('name'), ...section(1, vec(funcs.map((f, i) => [...uleb(i), ...utf8(f.name)])))]),
   ]);
 }
