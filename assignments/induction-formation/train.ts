@@ -40,7 +40,7 @@ const SCRIPT = 'npx tsx assignments/induction-formation/train.ts';
 
 /** The default run: its model, its data and its training (README.md gives its measured time). */
 export const DEFAULTS = {
-  steps: 1600, logEvery: 50, batch: 32, learningRate: 3e-3,
+  steps: 2000, logEvery: 50, batch: 32, learningRate: 3e-3,
   nEmbd: 64, nHead: 2, tokens: 64, seqLen: 20, maxPairs: 3, pairRate: 0.5,
 };
 /** Sequences in the fixed batch every measurement is made on. */
@@ -166,7 +166,7 @@ async function chartFiles(json: TrainingJson, patterns: ReadonlyMap<number, Floa
   await add('scores', charts.scoresSpec({ log: json.log, phase }), 'Every head\'s scores over training',
     'Induction and previous-token score of every head, measured on the fixed batch at every log step.');
   const T = 2 * o.shape.seq_len + 1;
-  const before = phase.formed ? 'before the jump' : 'at the start';
+  const before = phase.formed ? 'before the jump' : 'before the score rose';
   const panel = (name: string, kind: 'induction' | 'previous_token', step: number, when: string) => {
     const { layer, head } = parseHead(name);
     const score = json.log.find((e) => e.step === step)![kind][layer][head];
