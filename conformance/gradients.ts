@@ -9,12 +9,14 @@
  * `atp` (attribution patching of each `patching` entry of analysis.json), `eap` (every edge of the
  * graph) and `loss_grads` (minGPT's training loss on the clean text, lm_head untied, every
  * parameter's gradient in the checkpoint's layout; the vocabulary and position tables as norms and
- * rows: the text's ids and the two answer tokens, positions 0 … T − 1).
+ * rows: the text's ids and the two answer tokens, positions 0 … T − 1) and `training` (three steps
+ * of minGPT's trainer from the checkpoint, lm_head untied, on two windows of the case's ids).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { GPT } from '../mingpt/model.ts';
+import { Trainer, type Batch, type TrainerConfig } from '../mingpt/trainer.ts';
 import { BPETokenizer } from '../mingpt/bpe.ts';
 import { loadGPT } from '../io/load.ts';
 import { gpt2Tensors } from '../io/checkpoint_writer.ts';
@@ -33,8 +35,8 @@ const SCRIPT = 'npx tsx conformance/gradients.ts';
 export const COMMAND = {
   usage: SCRIPT,
   description: `
-Writes this project's gradients, attribution patching and edge attribution patching for a
-checkpoint and a case in the format of gradients.json (test/fixtures/GRADIENTS.md), to compare
+Writes this project's gradients, attribution patching, edge attribution patching and three
+steps of minGPT's trainer for a checkpoint and a case in the format of gradients.json (test/fixtures/GRADIENTS.md), to compare
 with another implementation's.`,
   options: {
     weights: { ...MODEL_OPTIONS.weights, help: 'the GPT-2-layout checkpoint: a folder with model.safetensors and config.json' },
@@ -122,6 +124,68 @@ export function gradientsReport(model: GPT, c: Case, bpe: BPETokenizer): Record<
   };
 }
 
+/**
+ * The settings of gradients.json's `training` (GRADIENTS.md): minGPT's trainer with these
+ * hyper-parameters (AdamW's eps is its default, 1e-8), for `steps` steps on one batch of windows
+ * of block_size + 1 ids, taken at `offsets` in the clean ids followed by the corrupt ids.
+ */
+const TRAINING = { learning_rate: 3e-3, betas: [0.9, 0.95] as [number, number], weight_decay: 0.1, grad_norm_clip: 1.0, steps: 3, block_size: 8, offsets: [0, 3] };
+
+/** minGPT's trainer on one batch, the same at every step, instead of batches drawn at random. */
+class FixedBatchTrainer extends Trainer {
+  constructor(config: TrainerConfig, model: GPT, private readonly batch: Batch) {
+    const [x, y] = batch;
+    super(config, model, { length: x.length, get: (i) => [x[i], y[i]] });
+  }
+  protected override batches(): Iterator<Batch> {
+    const batch = this.batch;
+    return (function* () {
+      for (;;) yield batch;
+    })();
+  }
+}
+
+/**
+ * gradients.json's `training` for `model` (with lm_head untied, as loadGPT's untie_lm_head makes
+ * it; the model is trained in place) and a case's ids: the losses before each step, the gradient's
+ * norm before each clipping, the loss after the last step, and every parameter's norm and first 8
+ * values (the checkpoint's layout) at the end.
+ */
+export async function trainingReport(model: GPT, ids: { clean_ids: number[]; corrupt_ids: number[] }): Promise<Record<string, unknown>> {
+  const { block_size, offsets, steps, ...hyper } = TRAINING;
+  const stream = [...ids.clean_ids, ...ids.corrupt_ids];
+  const need = Math.max(...offsets) + block_size + 1;
+  if (stream.length < need) throw new InputError(`training needs ${need} ids in the clean and corrupt texts together (windows of ${block_size + 1} at offsets ${offsets.join(', ')}); the case has ${stream.length}`);
+  if (block_size > model.block_size) throw new InputError(`training uses windows of ${block_size} positions; the model's context is ${model.block_size}`);
+  const sequences = offsets.map((o) => stream.slice(o, o + block_size + 1));
+  const x = sequences.map((s) => s.slice(0, -1)), y = sequences.map((s) => s.slice(1));
+  const config = Trainer.get_default_config();
+  config.merge_from_dict({ ...hyper, max_iters: steps, batch_size: sequences.length });
+  const trainer = new FixedBatchTrainer(config, model, [x, y]);
+  const losses: number[] = [], grad_norms_before_clip: number[] = [];
+  trainer.add_callback('on_batch_end', (t) => {
+    losses.push(t.loss);
+    grad_norms_before_clip.push(t.grad_norm);
+  });
+  await trainer.run();
+  const { loss: final_loss } = model.forward(x, { targets: y });
+  const hfName = (name: string) => name.replace(/^transformer\./, '');
+  const tensors = gpt2Tensors(model);
+  return {
+    ...hyper,
+    eps: trainer.optimizer!.eps,
+    steps,
+    block_size,
+    sequences,
+    decay: trainer.optimizer!.param_groups[0].params.map((p) => hfName(p.name)),
+    losses,
+    grad_norms_before_clip,
+    final_loss,
+    param_norms: Object.fromEntries(Object.entries(tensors).map(([name, t]) => [name, norm(t.data)])),
+    params_first8: Object.fromEntries(Object.entries(tensors).map(([name, t]) => [name, Array.from(t.data.subarray(0, 8))])),
+  };
+}
+
 export async function main(argv: readonly string[]): Promise<void> {
   const a = parseArgs(argv, COMMAND);
   if (a.help) {
@@ -140,6 +204,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   if (note) process.stderr.write(note + '\n');
   const model = loadGPT(weights, { untie_lm_head: true });
   const report = gradientsReport(model, c, new BPETokenizer());
+  // training changes the weights: it starts from a fresh copy of the checkpoint
+  report.training = await trainingReport(loadGPT(weights, { untie_lm_head: true }), report.case as { clean_ids: number[]; corrupt_ids: number[] });
   atomicWrite(out, JSON.stringify(report) + '\n');
   console.log(`wrote ${out}`);
 }

@@ -85,3 +85,17 @@ export function checkpointFiles(model: WritableModel, config: Record<string, unk
     fs.rmSync(tmpDir, { recursive: true, force: true });
   }
 }
+
+/**
+ * A model's checkpoint files, as training leaves it: lm_head.weight is written only when it
+ * differs from wte.weight (minGPT trains the two apart; a head still equal to the embedding is
+ * GPT-2's tying, and is left to the loader), and config.json's tie_word_embeddings says which, so
+ * that Hugging Face's loader does not tie a head the file holds. `extra` adds config.json fields.
+ */
+export function modelCheckpointFiles(model: WritableModel, extra: Record<string, unknown> = {}, opts: WriteOptions = {}): Map<string, Uint8Array | string> {
+  const find = (name: string) => model.named_parameters.find(([n]) => n === name)?.[1];
+  const head = find('lm_head.weight'), wte = find('transformer.wte.weight') ?? find('wte.weight');
+  const ownHead = head !== undefined && !(wte !== undefined && head.length === wte.length && head.every((v, i) => v === wte[i]));
+  const written: WritableModel = ownHead ? model : { config: model.config, named_parameters: model.named_parameters.filter(([n]) => n !== 'lm_head.weight') };
+  return checkpointFiles(written, gpt2Config(model, { tie_word_embeddings: !ownHead, ...extra }), opts);
+}

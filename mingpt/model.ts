@@ -41,6 +41,7 @@ import {
   splitQKVBackward, attentionScoresBackward, attentionValuesBackward, crossEntropyBackward,
 } from './kernels/index.ts';
 import { HookPoints, contiguous, type HookSpec } from './hooks.ts';
+import { AdamW, type Parameter } from './optim.ts';
 
 // -----------------------------------------------------------------------------------------------
 // Building blocks. Each layer holds Float32Array views into the model's single parameter buffer.
@@ -584,6 +585,32 @@ export class GPT {
   static async from_pretrained(model_type: string): Promise<GPT> {
     const { loadPretrained } = await import('../io/load.ts');
     return loadPretrained(model_type);
+  }
+
+  /**
+   * The AdamW optimizer (./optim.ts) over two groups of parameters: those that weight decay
+   * pulls towards zero, and those it leaves alone. Weights of Linear layers decay (lm_head's too,
+   * a Linear of its own when untied); biases, layer-norm weights and the embeddings do not (a
+   * tied lm_head is wte, and does not). As in minGPT, a parameter that fits neither is an error.
+   */
+  configure_optimizers(train_config: { learning_rate: number; betas: readonly [number, number]; weight_decay: number }): AdamW {
+    const { h, ln_f, wte, wpe } = this.transformer;
+    const linear = new Set(h.flatMap((b) => [b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj].map((m) => m.weight)));
+    const whitelist = (p: Float32Array) => linear.has(p) || (p === this.lm_head.weight && p !== wte);
+    const blacklist = (p: Float32Array) => p === wte || p === wpe || p === ln_f.weight || h.some((b) => p === b.ln_1.weight || p === b.ln_2.weight);
+    const decay: Parameter[] = [], no_decay: Parameter[] = [];
+    for (const [name, p] of this.named_parameters) {
+      const param = { name, data: p, grad: this.grad_of(p) };
+      if (name.endsWith('bias')) no_decay.push(param); // all biases will not be decayed
+      else if (whitelist(p)) decay.push(param); // weights of whitelist modules will be weight decayed
+      else if (blacklist(p)) no_decay.push(param); // weights of blacklist modules will NOT be weight decayed
+      else throw new Error(`parameter ${name} was not separated into either decay/no_decay set`);
+    }
+    // create the optimizer object
+    return new AdamW([
+      { params: decay, weight_decay: train_config.weight_decay },
+      { params: no_decay, weight_decay: 0.0 },
+    ], { lr: train_config.learning_rate, betas: train_config.betas });
   }
 
   /**

@@ -54,7 +54,7 @@ duplicate-token heads, whether the MLPs matter, and how much two heads alone can
   options: {
     ...MODEL_OPTIONS,
     kernels: { ...MODEL_OPTIONS.kernels, metavar: undefined }, // shown as simd|js, like every choice here
-    'seq-len': { type: 'int', default: 50, min: 2, metavar: 'N', help: 'random tokens in each copy; BOS + 2·N must fit in the context' },
+    'seq-len': { type: 'int', default: 50, min: 2, metavar: 'N', help: 'random tokens in each copy; BOS + 2·N must fit in the context (when not given, a model with a shorter context gets the longest N that fits)' },
     batch: { type: 'int', default: 8, min: 1, max: 1024, metavar: 'B', help: 'how many random sequences' },
     seed: { type: 'int', default: 0, min: 0, metavar: 'S', help: 'seed of the random tokens' },
     'token-range': { type: 'string', metavar: 'LO,HI', help: "draw the random tokens from the ids [LO, HI) (default: the checkpoint's token_range if its config.json has one, else 256,50256: GPT-2 tokens other than the 256 single bytes and <|endoftext|>)" },
@@ -82,6 +82,8 @@ examples:
 
 export interface Options extends ModelChoice {
   seqLen: number;
+  /** whether --seq-len was given (else a model whose context is too short for the default gets a shorter one) */
+  seqLenGiven?: boolean;
   batch: number;
   seed: number;
   tokenRange?: [number, number];
@@ -120,6 +122,7 @@ export function readOptions(argv: readonly string[]): Options | 'help' {
     weights: choice.weights,
     kernels: choice.kernels,
     seqLen: a['seq-len'],
+    seqLenGiven: argv.some((x) => x === '--seq-len' || x.startsWith('--seq-len=')),
     batch: a.batch,
     seed: a.seed,
     tokenRange: a['token-range'] === undefined ? undefined : optionValue('--token-range', a['token-range'], parseTokenRange),
@@ -562,6 +565,11 @@ export async function main(argv: readonly string[]): Promise<void> {
   const loadStart = performance.now();
   const info = await loadModel(o);
   const load_s = (performance.now() - loadStart) / 1000;
+  const fit = Math.floor((info.model.block_size - 1) / 2);
+  if (!o.seqLenGiven && 2 * o.seqLen + 1 > info.model.block_size && fit >= 2) {
+    print(`note: ${info.name} has a context of ${info.model.block_size}: --seq-len ${fit} instead of the default ${o.seqLen}`);
+    o.seqLen = fit;
+  }
   const s = setup(info, o);
   const cfg = info.model.config as unknown as Report['config'];
   const n = o.seqLen;
