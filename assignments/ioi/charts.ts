@@ -310,15 +310,17 @@ export function eapGraphSpec(o: { model: string; edges: readonly Edge[]; L: numb
     const l = Number(m[2]);
     return m[1] === 'm' ? { stage: 2 * l + 2, index: 0, name: `MLP ${l}` } : { stage: 2 * l + 1, index: Number(m[3]), name: `${l}.${m[3]}` };
   };
-  // Only the stages that hold a node get a row, and a row's nodes share the width evenly (in head
+  // Only the stages that hold a node get a row, and a row's heads share the width evenly (in head
   // order): the picture is as large as the circuit, not as the model (12 × 12 heads on GPT-2 small).
   const stages = [...new Map(o.edges.flatMap((e) => [e.from, e.to]).map((n) => stage(n.replace(/\.[qkv]$/, ''))).map((p) => [p.name, p])).values()];
   const rows = [...new Set(stages.map((p) => p.stage))].sort((a, b) => a - b);
   const inRow = (s: number) => stages.filter((p) => p.stage === s).sort((a, b) => a.index - b.index).map((p) => p.name);
-  const slots = Math.max(3, ...rows.map((s) => inRow(s).length));
+  const slots = Math.max(2, ...rows.map((s) => inRow(s).filter((n) => /^\d/.test(n)).length));
+  // embed, the MLPs and the logits share one column right of the heads, so that no line between
+  // them runs through a head
   const places = new Map(stages.map((p) => {
-    const row = inRow(p.stage);
-    return [p.name, { x: ((row.indexOf(p.name) + 0.5) * slots) / row.length - 0.5, y: rows.indexOf(p.stage), name: p.name }];
+    const row = inRow(p.stage), head = /^\d/.test(p.name);
+    return [p.name, { x: head ? ((row.indexOf(p.name) + 0.5) * slots) / row.length - 0.5 : slots, y: rows.indexOf(p.stage), name: p.name }];
   }));
   const place = (node: string) => places.get(stage(node).name)!;
   // a head's three inputs meet it side by side (q left, k centre, v right), each line labelled near its end
@@ -330,7 +332,7 @@ export function eapGraphSpec(o: { model: string; edges: readonly Edge[]; L: numb
   });
   const nodes = [...places.values()];
   const kind = (n: string) => (n === 'embed' || n === 'logits' ? n : n.startsWith('MLP') ? 'MLP' : 'head');
-  const xs = { field: 'x', type: 'quantitative', scale: { domain: [-0.5, slots - 0.5] }, axis: null };
+  const xs = { field: 'x', type: 'quantitative', scale: { domain: [-0.5, slots + 0.5] }, axis: null };
   const ys = { field: 'y', type: 'quantitative', scale: { domain: [-0.5, rows.length - 0.5] }, axis: null };
   return {
     $schema: SCHEMA,
@@ -342,7 +344,7 @@ export function eapGraphSpec(o: { model: string; edges: readonly Edge[]; L: numb
       ],
       anchor: 'start',
     },
-    width: Math.max(420, 110 * slots),
+    width: Math.max(420, 110 * (slots + 1)),
     height: Math.max(240, 64 * rows.length),
     layer: [
       {
