@@ -69,6 +69,23 @@ export function wrapToWidth(text: string, maxWidth: number, fontSize: number, bo
   return lines;
 }
 
+/**
+ * Short lines put side by side, then everything wrapped to `maxWidth`: a line joins the one before
+ * it when the two fit on one line together (after a full stop with a space, otherwise with " · ",
+ * so that where one ends stays visible). A caption of many short lines then fills the width it
+ * has instead of leaving most of every line blank.
+ */
+export function packLines(lines: readonly string[], maxWidth: number, fontSize: number, bold = false): string[] {
+  const packed: string[] = [];
+  for (const line of lines) {
+    const last = packed.at(-1);
+    const joined = last === undefined || last === '' || line === '' ? null : `${last}${/[.!?]$/.test(last) ? ' ' : ' · '}${line}`;
+    if (joined !== null && textWidth(joined, fontSize, bold) <= maxWidth) packed[packed.length - 1] = joined;
+    else packed.push(line);
+  }
+  return wrapLines(packed, maxWidth, fontSize, bold);
+}
+
 /** Each line of `lines` wrapped to `maxWidth`, flattened. */
 export function wrapLines(lines: readonly string[], maxWidth: number, fontSize: number, bold = false): string[] {
   return lines.flatMap((l) => wrapToWidth(l, maxWidth, fontSize, bold));

@@ -19,7 +19,7 @@ import * as vega from 'vega';
 import { parse, View } from 'vega';
 import { atomicWrite } from '../io/output.ts';
 import { visibleToken } from './terminal.ts';
-import { textWidth, wrapLines } from './chart_layout.ts';
+import { packLines, textWidth, wrapLines } from './chart_layout.ts';
 
 export type { TopLevelSpec };
 
@@ -93,7 +93,7 @@ const TITLE_FONT_SIZE = 14, SUBTITLE_FONT_SIZE = 12;
 /**
  * The spec with its title and subtitle wrapped to the width of what the chart draws, so that a long
  * title no longer sets the width of the picture (and leaves most of it blank), and starting at the
- * picture's left edge.
+ * picture's left edge. The subtitle's short lines share a line where they fit (packLines).
  */
 export async function fitTitle(spec: TopLevelSpec): Promise<TopLevelSpec> {
   const { title, ...rest } = spec as TopLevelSpec & { title?: unknown };
@@ -102,7 +102,7 @@ export async function fitTitle(spec: TopLevelSpec): Promise<TopLevelSpec> {
   const width = Math.max(MIN_TITLE_WIDTH, await contentWidth(rest as TopLevelSpec));
   const asLines = (x: string | string[] | undefined) => (x === undefined ? [] : Array.isArray(x) ? x : [x]);
   const text = wrapLines(asLines(t.text), width, TITLE_FONT_SIZE, true);
-  const subtitle = wrapLines(asLines(t.subtitle), width, SUBTITLE_FONT_SIZE);
+  const subtitle = packLines(asLines(t.subtitle), width, SUBTITLE_FONT_SIZE);
   return {
     ...spec,
     title: {

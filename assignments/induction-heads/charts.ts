@@ -102,6 +102,11 @@ export interface ScoresChartInput {
 
 const STATUS = ['found (labelled)', 'found (not labelled)', 'missed (labelled)', 'found'] as const;
 const STATUS_COLOURS = ['#1a9641', '#f08a24', '#d7191c', '#000000'];
+/** What the outline colours mean, said in the caption (a legend for them beside a short grid left it blank beneath). */
+const OUTLINE_KEY = {
+  labelled: 'Outlined: heads above the threshold (mean + k·std over all heads, or the floor); green: on the labelled list, orange: not on it, red: a labelled head below the threshold.',
+  unlabelled: 'Outlined (black): heads above the threshold (mean + k·std over all heads, or the floor).',
+};
 /** Scores are attention averages, 0 … 1; the scheme's lightest 15% is left out so that 0 is not the background. */
 const SCORE_SCALE: ColourScale = { scheme: 'blues', domain: [0, 1], extent: [0.1, 1] };
 
@@ -155,7 +160,7 @@ export function scoresSpec(o: ScoresChartInput): TopLevelSpec {
               type: 'nominal',
               title: 'detection',
               scale: o.labelled ? { domain: STATUS.slice(0, 3), range: STATUS_COLOURS.slice(0, 3) } : { domain: [STATUS[3]], range: [STATUS_COLOURS[3]] },
-              legend: anyOutlined ? { labelLimit: 260 } : null, // no legend for outlines that are not there
+              legend: null, // OUTLINE_KEY, in the caption
             },
           },
         },
@@ -170,7 +175,7 @@ export function scoresSpec(o: ScoresChartInput): TopLevelSpec {
       subtitle: [
         'Each cell: the mean attention a head pays to one position, over the batch and the query positions.',
         'Induction: to the token after the earlier copy of the current token. Previous-token: to t − 1. Duplicate-token: to the earlier copy itself.',
-        'Outlined: heads above the threshold (mean + k·std over all heads, or the floor), compared with the labelled list where we have one.',
+        ...(anyOutlined ? [o.labelled ? OUTLINE_KEY.labelled : OUTLINE_KEY.unlabelled] : []),
       ],
       anchor: 'start',
     },
@@ -313,15 +318,21 @@ export function mlpSpec(o: MlpChartInput): TopLevelSpec {
     ...o.zero.map((change, layer) => ({ layer, ablation: 'zero', change })),
     ...o.mean.map((change, layer) => ({ layer, ablation: 'mean', change })),
   ];
+  // every change 0 (a model whose MLPs do nothing): a domain of [0, 0] drew one tick "0.000000"
+  const allZero = values.every((v) => v.change === 0);
   const spec = {
     $schema: SCHEMA,
     title: {
       text: `Removing one MLP at the second-half positions (${o.model})`,
-      subtitle: 'Change in the mean second-half log P(correct next token); below zero means the MLP helped.',
+      subtitle: [
+        'Change in the mean second-half log P(correct next token); below zero means the MLP helped.',
+        ...(allZero ? ['Every change is 0: no MLP matters here.'] : []),
+      ],
       anchor: 'start',
     },
     data: { values },
-    width: { step: 36 },
+    // at least as wide as the caption's narrowest wrap, so that few layers do not leave it beside a blank
+    width: Math.max(300, 72 * o.zero.length),
     height: 260,
     layer: [
       {
@@ -329,8 +340,9 @@ export function mlpSpec(o: MlpChartInput): TopLevelSpec {
         encoding: {
           x: { field: 'layer', type: 'ordinal', title: 'layer of the removed MLP', axis: { labelAngle: 0 } },
           xOffset: { field: 'ablation', type: 'nominal', sort: ['zero', 'mean'] },
-          y: { field: 'change', type: 'quantitative', title: 'change in second-half log-prob' },
-          color: { field: 'ablation', type: 'nominal', sort: ['zero', 'mean'], title: 'replaced by', scale: { range: ['#7570b3', '#66a61e'] } },
+          y: { field: 'change', type: 'quantitative', title: 'change in second-half log-prob', ...(allZero ? { scale: { domain: [-1, 1] } } : {}) },
+          // above the bars: on the right it left the space under it blank
+          color: { field: 'ablation', type: 'nominal', sort: ['zero', 'mean'], title: 'replaced by', scale: { range: ['#7570b3', '#66a61e'] }, legend: { orient: 'top', direction: 'horizontal' } },
           tooltip: [
             { field: 'layer', type: 'ordinal' },
             { field: 'ablation', type: 'nominal' },

@@ -68,6 +68,8 @@ function colourKey(s: ColourScale, center: number, centerName: string, higher: s
   return `white: ${centerName} ${f3(center)}; ${colourWord(s, hi)}: higher, ${higher}; ${colourWord(s, lo)}: lower, ${lower}`;
 }
 
+const OUTLINES = 'Outlined: the name movers (black) and the other circuit heads (grey).';
+
 function gridPanel(grid: HeadGrid, what: string | string[], marks: Marks | null, scale: ColourScale, title: string | null, minWidth: number) {
   const nm = new Set(marks?.name_movers ?? []), circ = new Set(marks?.circuit ?? []);
   const H = grid[0]?.length ?? 0;
@@ -100,7 +102,9 @@ function gridPanel(grid: HeadGrid, what: string | string[], marks: Marks | null,
       {
         transform: [{ filter: "datum.mark !== ''" }],
         mark: { type: 'rect', fillOpacity: 0, strokeWidth: 2.5 },
-        encoding: { stroke: { field: 'mark', type: 'nominal', title: 'outlined', scale: { domain: ['name mover', 'circuit'], range: ['#111111', '#8c8c8c'] } } },
+        // no legend: the caption says what the outlines are (OUTLINES), and a legend under the colour
+        // scale made the column beside a short grid taller than the grid, blank beneath it
+        encoding: { stroke: { field: 'mark', type: 'nominal', scale: { domain: ['name mover', 'circuit'], range: ['#111111', '#8c8c8c'] }, legend: null } },
       },
       ...(fit.show ? [{ transform: [{ filter: 'datum.value !== null' }], ...cellTextLayer(fit.fontSize) }] : []),
     ],
@@ -113,7 +117,7 @@ export function headGridSpec(o: { model: string; grid: HeadGrid; title: string; 
     $schema: SCHEMA,
     title: {
       text: `${o.title} (${o.model})`,
-      subtitle: ['Mean over the prompts.', colourKey(scale, o.center, o.centerName, o.higher, o.lower), 'Outlined: the name movers (black) and the other circuit heads (grey).'],
+      subtitle: ['Mean over the prompts.', colourKey(scale, o.center, o.centerName, o.higher, o.lower), OUTLINES],
       anchor: 'start',
     },
     ...gridPanel(o.grid, o.what, o.marks, scale, null, 400),
@@ -218,6 +222,7 @@ export function pathSpec(o: { model: string; to_logits: HeadGrid; to_name_movers
         'orig = IOI prompt, new = its ABC twin; each cell: mean logit(IO) − logit(S) with one sender\'s path taken from the ABC run.',
         colourKey(scale, o.F, "the model's F", 'the path pushed toward S', 'the path carries the answer'),
         `Right: through the queries of ${o.name_movers.join(', ')} at END (blank: senders in or after their layer).`,
+        OUTLINES,
       ],
       anchor: 'start',
     },
@@ -295,15 +300,29 @@ export function knockoutSpec(o: { model: string; ko: KnockoutResults & { circuit
  * edges as lines, thicker for a larger |score|, blue where patching the edge raises IO − S and
  * orange where it lowers it; an edge into a head is labelled with the input it reaches (q, k, v).
  */
-export function eapGraphSpec(o: { model: string; edges: readonly Edge[]; L: number; nh: number; steps: number; faithfulness: number; F_model: number }): TopLevelSpec {
-  const mid = (o.nh - 1) / 2;
-  const place = (node: string): { x: number; y: number; name: string } => {
-    if (node === 'embed') return { x: mid, y: 0, name: 'embed' };
-    if (node === 'logits') return { x: mid, y: 2 * o.L + 1, name: 'logits' };
+export function eapGraphSpec(o: { model: string; edges: readonly Edge[]; L: number; steps: number; faithfulness: number; F_model: number }): TopLevelSpec {
+  // Each node's stage in the order the model runs (embed 0, layer l's heads 2l + 1, its MLP 2l + 2,
+  // the logits 2L + 1) and its place within the stage (a head's index; 0 for the others).
+  const stage = (node: string): { stage: number; index: number; name: string } => {
+    if (node === 'embed') return { stage: 0, index: 0, name: 'embed' };
+    if (node === 'logits') return { stage: 2 * o.L + 1, index: 0, name: 'logits' };
     const m = node.match(/^([am])(\d+)(?:\.(\d+))?/)!;
     const l = Number(m[2]);
-    return m[1] === 'm' ? { x: mid, y: 2 * l + 2, name: `MLP ${l}` } : { x: Number(m[3]), y: 2 * l + 1, name: `${l}.${m[3]}` };
+    return m[1] === 'm' ? { stage: 2 * l + 2, index: 0, name: `MLP ${l}` } : { stage: 2 * l + 1, index: Number(m[3]), name: `${l}.${m[3]}` };
   };
+  // Only the stages that hold a node get a row, and a row's heads share the width evenly (in head
+  // order): the picture is as large as the circuit, not as the model (12 × 12 heads on GPT-2 small).
+  const stages = [...new Map(o.edges.flatMap((e) => [e.from, e.to]).map((n) => stage(n.replace(/\.[qkv]$/, ''))).map((p) => [p.name, p])).values()];
+  const rows = [...new Set(stages.map((p) => p.stage))].sort((a, b) => a - b);
+  const inRow = (s: number) => stages.filter((p) => p.stage === s).sort((a, b) => a.index - b.index).map((p) => p.name);
+  const slots = Math.max(2, ...rows.map((s) => inRow(s).filter((n) => /^\d/.test(n)).length));
+  // embed, the MLPs and the logits share one column right of the heads, so that no line between
+  // them runs through a head
+  const places = new Map(stages.map((p) => {
+    const row = inRow(p.stage), head = /^\d/.test(p.name);
+    return [p.name, { x: head ? ((row.indexOf(p.name) + 0.5) * slots) / row.length - 0.5 : slots, y: rows.indexOf(p.stage), name: p.name }];
+  }));
+  const place = (node: string) => places.get(stage(node).name)!;
   // a head's three inputs meet it side by side (q left, k centre, v right), each line labelled near its end
   const fan: Record<string, number> = { q: -0.15, k: 0, v: 0.15, '': 0 };
   const edges = o.edges.map((e) => {
@@ -311,10 +330,10 @@ export function eapGraphSpec(o: { model: string; edges: readonly Edge[]; L: numb
     const x2 = b.x + fan[input];
     return { x: a.x, y: a.y, x2, y2: b.y, from: e.from, to: e.to, input, score: e.score, size: Math.abs(e.score), sign: e.score >= 0 ? 'raises IO − S' : 'lowers IO − S', lx: (a.x + 4 * x2) / 5, ly: (a.y + 4 * b.y) / 5 };
   });
-  const nodes = [...new Map(o.edges.flatMap((e) => [e.from, e.to]).map((n) => place(n.replace(/\.[qkv]$/, ''))).map((p) => [p.name, p])).values()];
+  const nodes = [...places.values()];
   const kind = (n: string) => (n === 'embed' || n === 'logits' ? n : n.startsWith('MLP') ? 'MLP' : 'head');
-  const xs = { field: 'x', type: 'quantitative', scale: { domain: [-0.5, o.nh - 0.5] }, axis: null };
-  const ys = { field: 'y', type: 'quantitative', scale: { domain: [-0.5, 2 * o.L + 1.5] }, axis: null };
+  const xs = { field: 'x', type: 'quantitative', scale: { domain: [-0.5, slots + 0.5] }, axis: null };
+  const ys = { field: 'y', type: 'quantitative', scale: { domain: [-0.5, rows.length - 0.5] }, axis: null };
   return {
     $schema: SCHEMA,
     title: {
@@ -325,8 +344,8 @@ export function eapGraphSpec(o: { model: string; edges: readonly Edge[]; L: numb
       ],
       anchor: 'start',
     },
-    width: Math.max(420, 70 * o.nh),
-    height: Math.max(300, 45 * (2 * o.L + 2)),
+    width: Math.max(420, 110 * (slots + 1)),
+    height: Math.max(240, 64 * rows.length),
     layer: [
       {
         data: { values: edges },

@@ -379,7 +379,7 @@ export async function outputFiles(r: Results): Promise<Map<string, string | Uint
   await add('knockout', charts.knockoutSpec({ model, ko: rep.knockout }), 'Knockouts: faithfulness, completeness, minimality',
     'F with heads mean-ablated over the ABC prompts.');
   if (rep.eap) {
-    await add('eap_circuit', charts.eapGraphSpec({ model, edges: rep.eap.edges, L: rep.config.n_layer, nh: rep.config.n_head, steps: rep.eap.steps, ...rep.eap.knockout }),
+    await add('eap_circuit', charts.eapGraphSpec({ model, edges: rep.eap.edges, L: rep.config.n_layer, steps: rep.eap.steps, ...rep.eap.knockout }),
       'Edge attribution patching: the circuit of the top edges', 'Each line is an edge of the model\'s graph among the top by |score|; hover it for its score.');
   }
   return files;
