@@ -258,8 +258,8 @@ for (const [B, Tq, Tk, NH, hs] of [[1, 1, 1, 1, 1], [2, 5, 5, 3, 7], [1, 3, 7, 2
 }
 
 maybe('kernel threads: one thread or two give the same bits (matmulBackward, the attention backward), and the helpers took items', async () => {
-  // columns 770: the last item of a product ends in 2 × 4 and scalar columns; products of 30 and 12 MFLOP, so they are split
-  const [BT, C, OC] = [65, 770, 300], [B, T, NH, hs] = [1, 300, 2, 64], CA = NH * hs;
+  // columns 774: the last item of a product ends in 4-column tiles and scalar columns; products of 30 and 12 MFLOP, so they are split
+  const [BT, C, OC] = [65, 774, 300], [B, T, NH, hs] = [1, 300, 2, 64], CA = NH * hs;
   const inp = rand32(BT * C), w = inMemory(rand32(OC * C)), dout = rand32(BT * OC);
   const q = rand32(B * T * CA), k = rand32(B * T * CA), v = rand32(B * T * CA), dz = rand32(B * T * CA), datt = rand32(B * NH * T * T);
   const att = rand32(B * NH * T * T);

@@ -22,6 +22,7 @@ import { kernelMemoryOf, slotScratch, workScratch } from './memory.ts';
 import { inBlocks, ITEMS_PER_THREAD } from './kernels.ts';
 import type { Scratch } from './scratch.ts';
 import { jobThreads, runJob } from './threads.ts';
+import { ACC_TILE_COLUMNS } from './backward_wasm.ts';
 
 /** dinp += dout · weight, dweight += doutᵀ · inp, dbias += Σ rows of dout; null: not wanted. */
 export function matmulBackward(
@@ -91,7 +92,7 @@ function matmulAccumulate(out: Float32Array, a: Float32Array, b: Float32Array, M
 
 /** km.exports.matmul_acc over all N columns (byte addresses), cut into column ranges for the threads. */
 function threadedMatmulAcc(s: Scratch, out: number, a: number, b: number, M: number, K: number, N: number, lda: number): void {
-  const chunk = Math.max(16, Math.ceil(N / (jobThreads() * ITEMS_PER_THREAD) / 16) * 16); // whole 2 × 16 tiles
+  const w = ACC_TILE_COLUMNS, chunk = Math.max(w, Math.ceil(N / (jobThreads() * ITEMS_PER_THREAD) / w) * w); // whole register tiles
   runJob(s.km, 'matmul_acc_job', s.args([out, a, b, M, K, N, lda, chunk]), Math.ceil(N / chunk), 2 * M * K * N);
 }
 
