@@ -33,12 +33,10 @@ import { logitDiffMetric } from '../lens/patching.ts';
 import { run_with_grad_cache } from '../lens/gradients.ts';
 import { atp_runs, get_atp_resid_post } from '../lens/attribution_patching.ts';
 import { edge_attribution_patching } from '../lens/eap.ts';
+import { pair46 } from './sweep_pair.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CKPT = path.join(root, '.bench', 'gpt2-random');
-// 46 tokens each, differing in one name
-const CLEAN = 'Michelle Jones was a top-notch student who always finished her homework early, helped her friends with their mathematics, and never once missed a single class all year. When the teacher asked who had won the prize, everyone said Michelle';
-const CORRUPT = CLEAN.replace('Jones', 'Smith');
 const IOI_CLEAN = 'When Mary and John went to the store, John gave a drink to';
 const IOI_CORRUPT = 'When Mary and John went to the store, Paul gave a drink to';
 
@@ -86,8 +84,9 @@ async function main(argv: readonly string[]): Promise<void> {
 
   const model = loadGPT(CKPT, { untie_lm_head: true });
   const bpe = new BPETokenizer();
-  const clean = bpe.encode(CLEAN), corrupt = bpe.encode(CORRUPT), T = clean.length;
-  const metric = logitDiffMetric(bpe.encode(' Smith')[0], bpe.encode(' Jones')[0]);
+  const pair = pair46(bpe); // the pair of bench.ts's 46-token sweep
+  const clean = pair.clean_ids, corrupt = pair.corrupt_ids, T = clean.length;
+  const metric = logitDiffMetric(pair.corrupt_token_id, pair.clean_token_id);
   const show = (what: string, t: Timing, unit?: Timing) =>
     console.log(`  ${what.padEnd(58)} ${t.wall.toFixed(0).padStart(6)} ms / ${t.cpu.toFixed(0).padStart(6)} ms` +
       (unit ? `   = ${(t.wall / unit.wall).toFixed(2)} / ${(t.cpu / unit.cpu).toFixed(2)} forward-equivalents` : ''));

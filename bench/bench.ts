@@ -12,8 +12,9 @@
  * It prints: one full forward at 11, 128, 512 and 1024 tokens with its GFLOP/s, PyTorch's time
  * for the same forward measured in the same run (when a python3 with torch is there), the ratio
  * and its target, and what bounds each figure; the peak memory of a 1024-token forward; the
- * processor time of an idle process; the activation-patching sweep of the assignment; the matmul
- * and attention kernels' rates per shape.
+ * processor time of an idle process; the activation-patching sweep of the assignment, and the
+ * same sweep on a 46-token pair beside PyTorch's (./sweep_pair.ts, ./pytorch_sweep.py: about a
+ * minute each); the matmul and attention kernels' rates per shape.
  *
  * The model is a random checkpoint with GPT-2 small's exact shape (12 layers, 12 heads, 768
  * dims, 50257 tokens, 1024 positions) in the Hugging Face layout of openai-community/gpt2:
@@ -43,6 +44,7 @@ import { kernelThreadItems, kernelThreads, stopKernelThreads } from '../mingpt/k
 import { kernelRates } from './kernel_rates.ts';
 import { profile } from './profile.ts';
 import { addPyTorch, LENGTH_TARGETS, timeForwards, type ForwardFigure } from './forward_lengths.ts';
+import { addPyTorchSweep, maxMatrixDiff, pair46, timeSweep, type SweepFigure } from './sweep_pair.ts';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.ts';
 import { RNG } from '../mingpt/utils.ts';
 import { loadGPT } from '../io/load.ts';
@@ -331,6 +333,19 @@ async function main(argv: readonly string[]): Promise<void> {
     console.log(`  fast vs reference matrix: max |difference| ${maxAbsDiff(fast, ref!).toExponential(2)} (allowed 1e-4)`);
   }
 
+  // 3b. the same sweep on a 46-token pair, beside PyTorch's
+  const input46 = pair46(bpe);
+  const sweep46: SweepFigure = await timeSweep(model, input46, Math.min(runs, 3));
+  const torchSweepNote = doPyTorch ? addPyTorchSweep(sweep46, input46, CKPT) : 'PyTorch: skipped (--no-pytorch)';
+  const L46 = `${L} × ${input46.clean_ids.length} = ${L * input46.clean_ids.length} cells`;
+  console.log(`\nthe sweep on a ${input46.clean_ids.length}-token pair (bench/sweep_pair.ts; texts differing at position 1), ${L46}; ${torchSweepNote}`);
+  console.log(`  fast engine:                     ${secs(sweep46.wall_s * 1000)} (cpu ${sweep46.cpu_s.toFixed(1)} s; median of ${sweep46.runs})`);
+  if (sweep46.torch) {
+    console.log(`  PyTorch:                         ${secs(sweep46.torch.wall_s * 1000)} (cpu ${sweep46.torch.cpu_s.toFixed(1)} s); ratio ${(sweep46.wall_s / sweep46.torch.wall_s).toFixed(2)} (target < 1)`);
+    console.log(`  fast engine vs PyTorch, matrix: max |difference| ${maxMatrixDiff(sweep46.matrix, sweep46.torch.matrix).toExponential(2)} (float32, the same weights)`);
+  }
+  console.log(`  load average: ${load()}`);
+
   // 4. loading, from a warm page cache
   const loads = timeSync(Math.max(3, Math.min(runs, 5)), () => void loadGPT(CKPT));
   const loadMs = median(loads);
@@ -365,6 +380,10 @@ async function main(argv: readonly string[]): Promise<void> {
     line(`one forward, ${f.T} tokens`, secs(f.wall_s * 1000), `${vs}${t !== undefined ? `; target ratio ≤ ${t}` : ''}`);
   }
   line('sweep, fast engine', secs(fastMs), `target ≤ 1.300 s: ${verdict(fastMs <= 1300, `${(fastMs / 1300).toFixed(2)}× the target`)}`);
+  const t46 = sweep46.torch;
+  line(`sweep, ${input46.clean_ids.length} tokens, fast engine`, secs(sweep46.wall_s * 1000), t46
+    ? `PyTorch ${secs(t46.wall_s * 1000)}, ratio ${(sweep46.wall_s / t46.wall_s).toFixed(2)}; target < 1: ${verdict(sweep46.wall_s < t46.wall_s, 'slower than PyTorch')}`
+    : 'no PyTorch figure');
   if (refMs !== null) line('sweep, reference path', secs(refMs), `reference / fast = ${(refMs / fastMs).toFixed(1)}×`);
   if (gen && typeof gen !== 'string') {
     const genLimitKiB = (weightBytes + 200 * 2 ** 20) / 1024;

@@ -72,7 +72,7 @@ export async function timeForwards(model: GPT, lengths: number[], runs: number):
 }
 
 /** A python3 that has torch, or null. (Debian's python3-torch lives in /usr/bin/python3, which another python3 on the PATH may hide.) */
-function findTorchPython(): string | null {
+export function findTorchPython(): string | null {
   for (const py of ['python3', '/usr/bin/python3']) {
     const r = spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' });
     if (r.status === 0) return py;

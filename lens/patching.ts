@@ -13,7 +13,8 @@
  *
  * Savings that change no number: a patch in block l leaves blocks 0 … l−1 alone, so each
  * patched run starts at block l from the corrupted run's cached stream (`start_at_layer`); the
- * logits are computed at the metric's positions only; a patch that writes what is already there
+ * logits are computed at the metric's positions only, and when that is the last position alone,
+ * the last block (after its attention) runs there alone too; a patch that writes what is already there
  * (the texts agree up to that position) costs no run at all; and the cells of one layer go
  * through the model together, stacked along the batch axis (the matrix products get more rows,
  * and each weight is read once per batch instead of once per cell).
@@ -21,7 +22,8 @@
 import ndarray from 'ndarray';
 import ops from 'ndarray-ops';
 import type { NdArray } from 'ndarray';
-import type { GPT, ForwardOptions, ForwardResult, Idx } from '../mingpt/model.ts';
+import { KVCache, Rows, type GPT, type ForwardOptions, type ForwardResult, type Idx } from '../mingpt/model.ts';
+import { matmulForward } from '../mingpt/kernels/index.ts';
 import { run_with_cache, type ActivationCache } from './activation_cache.ts';
 import { patchHook, type Activation, type HookFn, type Selection } from '../mingpt/hooks.ts';
 
@@ -174,13 +176,15 @@ export function generic_activation_patch(
     const resid = base.cache.get('resid_pre', start); // (B, T, C)
     const stacked = new Float32Array(K * resid.size);
     for (let j = 0; j < K; j++) stacked.set(resid.data, j * resid.size);
-    const res = model.forward(null, {
+    const run: ForwardOptions = {
       start_at_layer: start, residual: ndarray(stacked, [K * B, ...resid.shape.slice(1)]), logits_at,
       hooks: [[name, (act) => { pending.forEach((cell, j) => setter(batchRows(act, j * B, B), cell.index, cleanActs[l])); }]],
-    });
-    const [, P, V] = res.logits.shape;
+    };
+    const lastOnly = start < L - 1 && logits_at.length === 1 && logits_at[0] === T - 1;
+    const logits = (lastOnly && lastPositionLogits(model, run)) || model.forward(null, run).logits.data; // (K·B, P, V)
+    const P = logits_at.length, V = c.vocab_size;
     pending.forEach((cell, j) => {
-      data[cell.k] = metric(ndarray(res.logits.data.slice(j * B * P * V, (j + 1) * B * P * V), [B, P, V]));
+      data[cell.k] = metric(ndarray(logits.slice(j * B * P * V, (j + 1) * B * P * V), [B, P, V]));
     });
     done += K;
     opts.onProgress?.(done, total);
@@ -204,6 +208,26 @@ export function generic_activation_patch(
   }
   flush();
   return { axes, shape, data, corrupted, clean, hook: hook(Number.NaN).replace('NaN', '{l}') };
+}
+
+/**
+ * The logits at the last position of a run `opts` (start_at_layer, residual, hooks) whose hooks
+ * all sit before the last block: blocks up to the last one as usual, then the last block's rows
+ * after its attention, the final layer norm and the vocabulary projection at the last position
+ * only (the other rows matter there for their keys and values only, as in ../sweep/fast.ts), (N, V).
+ * The same numbers as the whole run's, for about three quarters of a block less per run; null
+ * when they are not all finite (the whole run then says where they went wrong).
+ */
+function lastPositionLogits(model: GPT, opts: ForwardOptions): Float32Array | null {
+  const { n_layer: L, n_embd: C, vocab_size: V } = model.config;
+  const x = model.forward(null, { ...opts, stop_at_layer: L - 1 }).residual; // (N, T, C): the stream entering the last block
+  const [N, T] = x.shape, rows = Rows.suffix(new Array<number>(N).fill(0), T);
+  const none = new KVCache(model.config, N).freeze(); // no earlier positions: what lets a block keep fewer rows
+  const last = model.transformer.h[L - 1].forward(x.data, rows, none, rows.last(1)); // (N, C)
+  const xf = model.transformer.ln_f.forward(last, N, 1);
+  const logits = new Float32Array(N * V); // (N, 1, V)
+  matmulForward(logits, xf, model.lm_head.weight, null, N, C, V);
+  return logits.every(Number.isFinite) ? logits : null;
 }
 
 /** The block a hook point belongs to (resid_pre of block l is reached inside block l). */

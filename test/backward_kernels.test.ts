@@ -224,6 +224,21 @@ for (const [BT, C, OC] of [[1, 1, 1], [1, 7, 65], [7, 65, 7], [3, 17, 33], [11, 
   }
 }
 
+maybe('simd matmulBackward, dout with zero rows and a zero block of columns (a metric read at one position and two logits): = the loops; zero rows of dinp untouched', () => {
+  const [BT, C, OC] = [6, 40, 700];
+  const inp = rand32(BT * C), w = inMemory(rand32(OC * C)), dout = rand32(BT * OC), start = rand32(BT * C);
+  for (const i of [1, 2, 4]) dout.fill(0, i * OC, (i + 1) * OC);
+  for (let i = 0; i < BT; i++) dout.fill(0, i * OC, i * OC + 300); // the first 256-column block all zeros, the second in part
+  const want = start.slice(), got = start.slice();
+  matmulBackward(want, null, null, dout, inp, w, BT, C, OC);
+  simd.matmulBackward(got, null, null, dout, inp, w, BT, C, OC);
+  const abs = (x: Float32Array) => x.map(Math.abs), scale = abs(start);
+  matmulBackward(scale, null, null, abs(dout), abs(inp), abs(w), BT, C, OC);
+  assert.ok(sumErr(got, want, scale) <= 1e-5, `dinp: ${sumErr(got, want, scale)}`);
+  for (const i of [1, 2, 4]) assert.equal(got.subarray(i * C, (i + 1) * C), start.subarray(i * C, (i + 1) * C), `row ${i}`);
+  assert.ok(got.some((x, j) => x !== start[j]), 'the nonzero rows were added to');
+});
+
 maybe('simd geluBackward = the loops (1e-6 absolute on GELU\'s slope, at most 1.13), odd lengths, large and tiny inputs, added to what is there', () => {
   for (const N of [1, 3, 5, 4099]) {
     const x = Float32Array.from(rand32(N), (v, i) => (i % 7 === 0 ? v * 30 : v * 3)), dout = rand32(N), start = rand32(N);
@@ -258,8 +273,8 @@ for (const [B, Tq, Tk, NH, hs] of [[1, 1, 1, 1, 1], [2, 5, 5, 3, 7], [1, 3, 7, 2
 }
 
 maybe('kernel threads: one thread or two give the same bits (matmulBackward, the attention backward), and the helpers took items', async () => {
-  // columns 770: the last item of a product ends in 2 × 4 and scalar columns; products of 30 and 12 MFLOP, so they are split
-  const [BT, C, OC] = [65, 770, 300], [B, T, NH, hs] = [1, 300, 2, 64], CA = NH * hs;
+  // columns 774: the last item of a product ends in 4-column tiles and scalar columns; products of 30 and 12 MFLOP, so they are split
+  const [BT, C, OC] = [65, 774, 300], [B, T, NH, hs] = [1, 300, 2, 64], CA = NH * hs;
   const inp = rand32(BT * C), w = inMemory(rand32(OC * C)), dout = rand32(BT * OC);
   const q = rand32(B * T * CA), k = rand32(B * T * CA), v = rand32(B * T * CA), dz = rand32(B * T * CA), datt = rand32(B * NH * T * T);
   const att = rand32(B * NH * T * T);

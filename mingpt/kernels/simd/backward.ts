@@ -22,13 +22,14 @@ import { kernelMemoryOf, slotScratch, workScratch } from './memory.ts';
 import { inBlocks, ITEMS_PER_THREAD } from './kernels.ts';
 import type { Scratch } from './scratch.ts';
 import { jobThreads, runJob } from './threads.ts';
+import { ACC_TILE_COLUMNS } from './backward_wasm.ts';
 
 /** dinp += dout · weight, dweight += doutᵀ · inp, dbias += Σ rows of dout; null: not wanted. */
 export function matmulBackward(
   dinp: Float32Array | null, dweight: Float32Array | null, dbias: Float32Array | null,
   dout: Float32Array, inp: Float32Array, weight: Float32Array, BT: number, C: number, OC: number,
 ): void {
-  if (dinp) matmulAccumulate(dinp, dout, weight, BT, OC, C);
+  if (dinp) accumulateNonzeroRows(dinp, dout, weight, BT, OC, C);
   if (dweight) {
     const doutT = new Float32Array(OC * BT); // (OC, BT): the rows of the product are the output channels
     for (let i = 0; i < BT; i++) for (let o = 0; o < OC; o++) doutT[o * BT + i] = dout[i * OC + o];
@@ -39,6 +40,31 @@ export function matmulBackward(
     for (let i = 0; i < BT; i++) for (let o = 0; o < OC; o++) sum[o] += dout[i * OC + o];
     for (let o = 0; o < OC; o++) dbias[o] += sum[o];
   }
+}
+
+/**
+ * out (M, N) += a (M, K) · b (K, N) over the rows of a that hold a nonzero only (a zero row adds
+ * nothing). A metric read at one position has a gradient at that position only until the last
+ * block's attention spreads it: the last block's MLP and output projection then do one row, not T.
+ * The rows taken are gathered with out's rows, and out's rows put back: the same sums as in place.
+ */
+function accumulateNonzeroRows(out: Float32Array, a: Float32Array, b: Float32Array, M: number, K: number, N: number): void {
+  const rows: number[] = [];
+  for (let i = 0; i < M; i++) if (!isZero(a, i * K, K)) rows.push(i);
+  if (rows.length === M) return matmulAccumulate(out, a, b, M, K, N);
+  const R = rows.length, aR = new Float32Array(R * K), outR = new Float32Array(R * N); // (R, K), (R, N)
+  rows.forEach((i, r) => {
+    aR.set(a.subarray(i * K, (i + 1) * K), r * K);
+    outR.set(out.subarray(i * N, (i + 1) * N), r * N);
+  });
+  matmulAccumulate(outR, aR, b, R, K, N);
+  rows.forEach((i, r) => out.set(outR.subarray(r * N, (r + 1) * N), i * N));
+}
+
+/** x[at … at+n-1] are all zero */
+function isZero(x: Float32Array, at: number, n: number): boolean {
+  for (let j = at; j < at + n; j++) if (x[j] !== 0) return false;
+  return true;
 }
 
 /** terms of the sum over k added up in one lane before they are added to out */
@@ -64,6 +90,9 @@ function matmulAccumulate(out: Float32Array, a: Float32Array, b: Float32Array, M
   const aBlock = aIn ? 0 : s.alloc(mb * kc), oBlock = outIn ? 0 : s.alloc(mb * N);
   for (let k0 = 0; k0 < K; k0 += kc) {
     const kn = Math.min(kc, K - k0);
+    // a block of a's columns that is all zeros adds nothing: the gradient of a metric that reads a
+    // few logits is zero at all but a few of the vocabulary's 50257 (no need to stream its weights)
+    if (zeroColumns(a, M, K, k0, kn)) continue;
     let pb = b.byteOffset + k0 * N * 4;
     if (!bIn) {
       s.put(bBlock, b, k0 * N, kn * N);
@@ -89,9 +118,15 @@ function matmulAccumulate(out: Float32Array, a: Float32Array, b: Float32Array, M
   s.release(mark);
 }
 
+/** a (M, K)'s columns k0 … k0+kn-1 are all zero */
+function zeroColumns(a: Float32Array, M: number, K: number, k0: number, kn: number): boolean {
+  for (let i = 0; i < M; i++) if (!isZero(a, i * K + k0, kn)) return false;
+  return true;
+}
+
 /** km.exports.matmul_acc over all N columns (byte addresses), cut into column ranges for the threads. */
 function threadedMatmulAcc(s: Scratch, out: number, a: number, b: number, M: number, K: number, N: number, lda: number): void {
-  const chunk = Math.max(16, Math.ceil(N / (jobThreads() * ITEMS_PER_THREAD) / 16) * 16); // whole 2 × 16 tiles
+  const w = ACC_TILE_COLUMNS, chunk = Math.max(w, Math.ceil(N / (jobThreads() * ITEMS_PER_THREAD) / w) * w); // whole register tiles
   runJob(s.km, 'matmul_acc_job', s.args([out, a, b, M, K, N, lda, chunk]), Math.ceil(N / chunk), 2 * M * K * N);
 }
 

@@ -14,13 +14,17 @@
  * of a row of b, and a's number is splat to all lanes. (The forward kernel's lanes run along its
  * sum instead, which is contiguous there.)
  *
- *   - A register tile of 2 rows × 16 columns (4 vectors): 8 accumulators, and per step along k
- *     2 scalar loads (splat) + 4 vector loads for 8 multiply-adds.
- *   - Columns 16 at a time are the outer loop, rows the inner one: the 16-column panel of b
- *     (K rows of 64 bytes, 192 KiB at K = 3072) stays in the cache while every row tile passes.
+ *   - A register tile of 3 rows × 12 columns (3 vectors): 9 accumulators, 3 vectors of b and one
+ *     splat of a, 13 of the 16 vector registers V8 uses on x64; per step along k 3 vector loads
+ *     and 3 splat loads (v128.load32_splat) for 9 multiply-adds. (2 × 16 does 8 for 6 loads and
+ *     ran 10-15% slower at 46 and 256 rows; 4 × 8 and larger tiles slower still, spilling.)
+ *   - Columns 12 at a time are the outer loop, rows the inner one: the 12-column panel of b
+ *     (K rows of 48 bytes, 12 KiB for the wrapper's blocks of K = 256) stays in L1 while every
+ *     row tile passes.
  *   - Each output's sum over k runs in order, k = 0 … K−1, in one lane, whichever tile computes it
- *     (2 × 16, 1 × 16 for an odd last row, 2 × 4 and 1 × 4 for the last N % 16 columns, a scalar
- *     loop for the last N % 4): the same inputs give the same outputs however the work is split.
+ *     (3 × 12, 2 × 12 and 1 × 12 for the last M % 3 rows, the same over 4 columns for the last
+ *     N % 12, a scalar loop for the last N % 4): the same inputs give the same outputs however the
+ *     work is split.
  *   - `relaxed`: f32x4.relaxed_madd where available (one fused instruction), else mul then add, as
  *     the forward kernel chooses (./wasm_math.ts's madd); the scalar columns use mul then add.
  *
@@ -30,15 +34,18 @@
 import { Code } from './wasm.ts';
 import { madd, rangeJob } from './wasm_math.ts';
 
+/** Columns of matmul_acc's register tile: threads share a product in whole multiples of it. */
+export const ACC_TILE_COLUMNS = 12;
+
 export function matmulAcc(relaxed: boolean): Code {
-  const RT = 2, NV = 4; // the register tile: rows × vectors of 4 columns
+  const RT = 3, NV = ACC_TILE_COLUMNS / 4; // the register tile: rows × vectors of 4 columns
   const f = new Code('matmul_acc', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
   const [out, a, b, M, K, N, lda, n0, n1] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
   const m = f.local('i32'), n = f.local('i32'), cnt = f.local('i32'), s = f.local('f32'), po = f.local('i32');
   const pa = Array.from({ length: RT }, () => f.local('i32')); // the tile's rows of a, advancing along k
   const pb = f.local('i32'); // b at row k, the tile's first column
   const acc = pa.map(() => Array.from({ length: NV }, () => f.local('v128'))); // acc[r][v]
-  const va = pa.map(() => f.local('v128')), vb = Array.from({ length: NV }, () => f.local('v128'));
+  const va = f.local('v128'), vb = Array.from({ length: NV }, () => f.local('v128'));
   const rowA = f.local('i32'), rowB = f.local('i32'); // lda · 4, N · 4
 
   /** the R × (4·V) outputs at rows m…, columns n… */
@@ -48,10 +55,12 @@ export function matmulAcc(relaxed: boolean): Code {
     for (let r = 0; r < R; r++) for (let v = 0; v < V; v++) f.v128_zero().set(acc[r][v]);
     f.get(K).set(cnt);
     f.while_(() => f.get(cnt), () => {
-      // each vector loaded once into a local (V8 does not merge repeated loads)
-      for (let r = 0; r < R; r++) f.get(pa[r]).f32_load().f32x4_splat().set(va[r]);
+      // each vector of b loaded once into a local (V8 does not merge repeated loads); a's numbers one at a time, splat
       for (let v = 0; v < V; v++) f.get(pb).v128_load(16 * v).set(vb[v]);
-      for (let r = 0; r < R; r++) for (let v = 0; v < V; v++) madd(f, relaxed, va[r], vb[v], acc[r][v]);
+      for (let r = 0; r < R; r++) {
+        f.get(pa[r]).v128_load32_splat().set(va);
+        for (let v = 0; v < V; v++) madd(f, relaxed, va, vb[v], acc[r][v]);
+      }
       for (let r = 0; r < R; r++) f.get(pa[r]).i32(4).i32_add().set(pa[r]);
       f.get(pb).get(rowB).i32_add().set(pb);
       f.get(cnt).i32(1).i32_sub().set(cnt);
@@ -63,14 +72,14 @@ export function matmulAcc(relaxed: boolean): Code {
     }
   };
 
-  /** every row at the current columns, tiles of RT rows then an odd last row */
+  /** every row at the current columns, tiles of RT rows then the last M % RT rows */
   const rows = (V: number) => {
     f.i32(0).set(m);
     f.while_(() => f.get(m).i32(RT).i32_add().get(M).i32_le_u(), () => {
       tile(RT, V);
       f.get(m).i32(RT).i32_add().set(m);
     });
-    f.when(() => f.get(m).get(M).i32_lt_u(), () => tile(1, V));
+    for (let R = RT - 1; R >= 1; R--) f.when(() => f.get(M).get(m).i32_sub().i32(R).i32_sub().i32_eqz(), () => tile(R, V));
   };
 
   /** columns `width` at a time while they fit before n1 */
