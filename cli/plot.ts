@@ -19,7 +19,7 @@ import * as vega from 'vega';
 import { parse, View } from 'vega';
 import { atomicWrite } from '../io/output.ts';
 import { visibleToken } from './terminal.ts';
-import { packLines, textWidth, wrapLines } from './chart_layout.ts';
+import { flowLines, textWidth, wrapLines } from './chart_layout.ts';
 
 export type { TopLevelSpec };
 
@@ -86,6 +86,62 @@ export async function contentWidth(spec: TopLevelSpec): Promise<number> {
   }
 }
 
+interface SceneNode { marktype?: string; role?: string; x?: number; items?: SceneNode[]; bounds?: { x1: number; x2: number } }
+
+/** The scenegraph of a spec as vega lays it out (no rendering). */
+async function scene<T>(spec: TopLevelSpec, read: (root: SceneNode) => T): Promise<T> {
+  const view = new View(parse(compileVegaLite(spec)), { renderer: 'none' });
+  try {
+    await view.runAsync();
+    return read((view.scenegraph() as unknown as { root: SceneNode }).root);
+  } finally {
+    view.finalize();
+  }
+}
+
+/** The right edge of every legend drawn, in the picture's coordinates. */
+function legendRightEdges(node: SceneNode, offset = 0, out: number[] = []): number[] {
+  for (const item of node.items ?? []) {
+    if (node.role === 'legend' && item.bounds) out.push(offset + item.bounds.x2);
+    if (item.items) legendRightEdges(item, offset + (node.marktype === 'group' ? item.x ?? 0 : 0), out);
+  }
+  return out;
+}
+
+/** The legend objects of a spec's colour channels that lie under the chart as a horizontal colour bar. */
+function bottomGradientLegends(spec: unknown, out: Array<Record<string, unknown>> = []): Array<Record<string, unknown>> {
+  if (Array.isArray(spec)) for (const x of spec) bottomGradientLegends(x, out);
+  else if (spec && typeof spec === 'object') {
+    const o = spec as Record<string, unknown>;
+    const legend = o.legend as Record<string, unknown> | undefined;
+    if (o.type === 'quantitative' && legend && legend.orient === 'bottom' && legend.direction === 'horizontal') out.push(legend);
+    for (const v of Object.values(o)) bottomGradientLegends(v, out);
+  }
+  return out;
+}
+
+/**
+ * The spec with its colour bar (a quantitative legend under the chart, horizontal) as long as
+ * what the chart draws is wide, so that the space beside a short colour bar is not left blank and
+ * the scale is easier to read off. Panels sharing one colour scale share the one bar; specs that
+ * draw no such bar, or several legends, are returned unchanged.
+ */
+export async function spanLegend(spec: TopLevelSpec): Promise<TopLevelSpec> {
+  const legends = bottomGradientLegends(spec);
+  if (!legends.length || legends.some((l) => typeof l.gradientLength !== 'number')) return spec;
+  const { title: _, ...body } = spec as TopLevelSpec & { title?: unknown };
+  const [right, edges] = await scene(body as TopLevelSpec, (root) => [root.bounds!.x2, legendRightEdges(root)] as const);
+  if (edges.length !== 1) return spec;
+  const grow = Math.floor(right - edges[0]);
+  if (!(grow > 0)) return spec;
+  const copy = structuredClone(spec);
+  for (const legend of bottomGradientLegends(copy)) {
+    legend.gradientLength = (legend.gradientLength as number) + grow;
+    legend.tickCount ??= 8; // (vega spaces the labels by the bar's length: a long bar got dozens)
+  }
+  return copy;
+}
+
 /** The narrowest a title may wrap to, however narrow the chart. */
 const MIN_TITLE_WIDTH = 360;
 const TITLE_FONT_SIZE = 14, SUBTITLE_FONT_SIZE = 12;
@@ -93,7 +149,7 @@ const TITLE_FONT_SIZE = 14, SUBTITLE_FONT_SIZE = 12;
 /**
  * The spec with its title and subtitle wrapped to the width of what the chart draws, so that a long
  * title no longer sets the width of the picture (and leaves most of it blank), and starting at the
- * picture's left edge. The subtitle's short lines share a line where they fit (packLines).
+ * picture's left edge. The subtitle's lines flow as one paragraph filled to that width (flowLines).
  */
 export async function fitTitle(spec: TopLevelSpec): Promise<TopLevelSpec> {
   const { title, ...rest } = spec as TopLevelSpec & { title?: unknown };
@@ -102,7 +158,7 @@ export async function fitTitle(spec: TopLevelSpec): Promise<TopLevelSpec> {
   const width = Math.max(MIN_TITLE_WIDTH, await contentWidth(rest as TopLevelSpec));
   const asLines = (x: string | string[] | undefined) => (x === undefined ? [] : Array.isArray(x) ? x : [x]);
   const text = wrapLines(asLines(t.text), width, TITLE_FONT_SIZE, true);
-  const subtitle = packLines(asLines(t.subtitle), width, SUBTITLE_FONT_SIZE);
+  const subtitle = flowLines(asLines(t.subtitle), width, SUBTITLE_FONT_SIZE);
   return {
     ...spec,
     title: {
@@ -213,7 +269,7 @@ ${bundles.join('\n')}
  * is installed; `png` says whether it was) and NAME.html (interactive, offline).
  */
 export async function chartFiles(name: string, chart: TopLevelSpec, title: string, opts: { description?: string } = {}): Promise<{ files: Array<[string, string | Uint8Array]>; png: boolean }> {
-  const spec = await fitTitle(chart);
+  const spec = await fitTitle(await spanLegend(chart));
   const svg = await renderSvg(spec);
   const png = await renderPng(svg);
   const pretty = JSON.stringify(spec, null, 2); // readable, unless the data makes it huge

@@ -39,18 +39,9 @@ const MAX_BLANK = 0.25;
 
 /** prefix/name.png of the charts still more than a quarter blank (see the top of the file). */
 const KNOWN_OVER = new Set([
-  'circuits-hand/composition.png',
-  'circuits-hand/copying.png',
-  'circuits-hand/ov_tokens.png',
   'circuits-hand/qk_path.png',
   'circuits-hand/token_qk.png',
-  'circuits-hand/virtual_weights.png',
-  'circuits-tiny/composition.png',
-  'circuits-tiny/copying.png',
-  'circuits-tiny/ov_tokens.png',
-  'circuits-tiny/qk_path.png',
   'circuits-tiny/token_qk.png',
-  'circuits-tiny/virtual_weights.png',
   'gpt2-sized/attention.png',
   'gpt2-sized/eap.png',
   'induction-hand/scores.png',
@@ -59,21 +50,14 @@ const KNOWN_OVER = new Set([
   'ioi-hand/eap_circuit.png',
   'ioi-hand/head_patching.png',
   'ioi-hand/knockout.png',
-  'ioi-hand/path_patching.png',
   'ioi-hand/patterns.png',
   'ioi-hand/resid_patching.png',
   'ioi-tiny/dla.png',
   'ioi-tiny/eap_circuit.png',
-  'ioi-tiny/head_patching.png',
   'ioi-tiny/knockout.png',
   'ioi-tiny/path_patching.png',
   'ioi-tiny/resid_patching.png',
   'patching-head/comparison-zero.png',
-  'patching-head/heatmap-zero.png',
-  'patching-head-pos/comparison-zero.png',
-  'patching-resid_post/comparison-zero.png',
-  'patching-resid_post/heatmap-runs.png',
-  'patching-resid_post/heatmap-zero.png',
 ]);
 const keep = process.env.CHARTS_DIR;
 if (keep) fs.mkdirSync(keep, { recursive: true });

@@ -93,7 +93,8 @@ function heatPanel(p: HeatmapPanel, scale: ColourScale, o: HeatmapChartInput, mi
       {
         mark: { type: 'rect' },
         encoding: {
-          color: { field: 'v', type: 'quantitative', title: o.valueTitle, scale: vlColourScale(scale), legend: { titleLimit: 300, format: '.3~g' } },
+          // the colour bar under the panels, as wide as they are (cli/plot.ts spanLegend)
+          color: { field: 'v', type: 'quantitative', title: Array.isArray(o.valueTitle) ? o.valueTitle.join(' ') : o.valueTitle, scale: vlColourScale(scale), legend: { titleLimit: 600, format: '.3~g', orient: 'bottom', direction: 'horizontal', gradientLength: 200 } },
           tooltip: [
             { field: 'r', type: 'nominal', title: p.rowTitle },
             { field: 'c', type: 'nominal', title: p.colTitle },

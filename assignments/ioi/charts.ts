@@ -95,7 +95,9 @@ function gridPanel(grid: HeadGrid, what: string | string[], marks: Marks | null,
         transform: [{ filter: 'datum.value !== null' }],
         mark: { type: 'rect' },
         encoding: {
-          color: { field: 'value', type: 'quantitative', title: what, scale: vlColourScale(scale), legend: { titleLimit: 400, orient: 'right' } },
+          // the colour bar under the grid, as wide as it (cli/plot.ts spanLegend): beside a grid of few
+          // layers a vertical one stood taller than the grid, with blank space under the grid
+          color: { field: 'value', type: 'quantitative', title: Array.isArray(what) ? what.join(' ') : what, scale: vlColourScale(scale), legend: { titleLimit: 600, orient: 'bottom', direction: 'horizontal', gradientLength: 200 } },
           tooltip: [{ field: 'name', type: 'nominal', title: 'head' }, { field: 'value', type: 'quantitative', format: '.3f', title: 'IO − S' }, { field: 'mark', type: 'nominal', title: 'role' }],
         },
       },
