@@ -99,45 +99,62 @@ async function scene<T>(spec: TopLevelSpec, read: (root: SceneNode) => T): Promi
   }
 }
 
-/** The right edge of every legend drawn, in the picture's coordinates. */
-function legendRightEdges(node: SceneNode, offset = 0, out: number[] = []): number[] {
+/** The left and right edges of every legend drawn, in the picture's coordinates. */
+function legendEdges(node: SceneNode, offset = 0, out: Array<[number, number]> = []): Array<[number, number]> {
   for (const item of node.items ?? []) {
-    if (node.role === 'legend' && item.bounds) out.push(offset + item.bounds.x2);
-    if (item.items) legendRightEdges(item, offset + (node.marktype === 'group' ? item.x ?? 0 : 0), out);
+    if (node.role === 'legend' && item.bounds) out.push([offset + item.bounds.x1, offset + item.bounds.x2]);
+    if (item.items) legendEdges(item, offset + (node.marktype === 'group' ? item.x ?? 0 : 0), out);
   }
   return out;
 }
 
-/** The legend objects of a spec's colour channels that lie under the chart as a horizontal colour bar. */
-function bottomGradientLegends(spec: unknown, out: Array<Record<string, unknown>> = []): Array<Record<string, unknown>> {
+type Json = Record<string, unknown>;
+
+/** The colour channels of a spec whose legend lies under the chart as a horizontal colour bar, with that legend. */
+function bottomGradientLegends(spec: unknown, out: Array<{ channel: Json; legend: Json }> = []): Array<{ channel: Json; legend: Json }> {
   if (Array.isArray(spec)) for (const x of spec) bottomGradientLegends(x, out);
   else if (spec && typeof spec === 'object') {
-    const o = spec as Record<string, unknown>;
-    const legend = o.legend as Record<string, unknown> | undefined;
-    if (o.type === 'quantitative' && legend && legend.orient === 'bottom' && legend.direction === 'horizontal') out.push(legend);
+    const o = spec as Json;
+    const legend = o.legend as Json | undefined;
+    if (o.type === 'quantitative' && legend && legend.orient === 'bottom' && legend.direction === 'horizontal') out.push({ channel: o, legend });
     for (const v of Object.values(o)) bottomGradientLegends(v, out);
   }
   return out;
 }
 
+/** Legend titles: 11 px bold (vega's default). */
+const LEGEND_TITLE_SIZE = 11;
+
 /**
  * The spec with its colour bar (a quantitative legend under the chart, horizontal) as long as
  * what the chart draws is wide, so that the space beside a short colour bar is not left blank and
- * the scale is easier to read off. Panels sharing one colour scale share the one bar; specs that
- * draw no such bar, or several legends, are returned unchanged.
+ * the scale is easier to read off; the legend's title goes on the bar's left when it takes at most
+ * half the width (a row of its own was mostly blank). Panels sharing one colour scale share
+ * the one bar; specs that draw no such bar, or several legends, are returned unchanged.
  */
 export async function spanLegend(spec: TopLevelSpec): Promise<TopLevelSpec> {
-  const legends = bottomGradientLegends(spec);
-  if (!legends.length || legends.some((l) => typeof l.gradientLength !== 'number')) return spec;
-  const { title: _, ...body } = spec as TopLevelSpec & { title?: unknown };
-  const [right, edges] = await scene(body as TopLevelSpec, (root) => [root.bounds!.x2, legendRightEdges(root)] as const);
-  if (edges.length !== 1) return spec;
-  const grow = Math.floor(right - edges[0]);
-  if (!(grow > 0)) return spec;
+  if (!bottomGradientLegends(spec).length) return spec;
+  const measure = async (s: TopLevelSpec) => {
+    const { title: _, ...body } = s as TopLevelSpec & { title?: unknown };
+    return scene(body as TopLevelSpec, (root) => ({ right: root.bounds!.x2, legends: legendEdges(root) }));
+  };
   const copy = structuredClone(spec);
-  for (const legend of bottomGradientLegends(copy)) {
-    legend.gradientLength = (legend.gradientLength as number) + grow;
-    legend.tickCount ??= 8; // (vega spaces the labels by the bar's length: a long bar got dozens)
+  const found = bottomGradientLegends(copy);
+  if (found.some(({ legend }) => typeof legend.gradientLength !== 'number')) return spec;
+  let { right, legends } = await measure(copy);
+  if (legends.length !== 1) return spec;
+  const { channel, legend } = found[0];
+  const title = legend.title ?? channel.title;
+  const lines = typeof title === 'string' ? [title] : Array.isArray(title) ? title.map(String) : [];
+  const titleWidth = Math.max(0, ...lines.map((l) => textWidth(l, LEGEND_TITLE_SIZE, true)));
+  if (legend.titleOrient === undefined && lines.length && titleWidth <= (right - legends[0][0]) / 2) {
+    for (const { legend: l } of found) Object.assign(l, { titleOrient: 'left', titleAnchor: 'end' });
+    ({ right, legends } = await measure(copy));
+  }
+  const grow = Math.floor(right - legends[0][1]);
+  for (const { legend: l } of found) {
+    l.gradientLength = (l.gradientLength as number) + Math.max(0, grow);
+    l.tickCount ??= 8; // (vega spaces the labels by the bar's length: a long bar got dozens)
   }
   return copy;
 }

@@ -46,18 +46,12 @@ const KNOWN_OVER = new Set([
   'gpt2-sized/eap.png',
   'induction-hand/scores.png',
   'induction-tiny/scores.png',
-  'ioi-hand/dla.png',
   'ioi-hand/eap_circuit.png',
-  'ioi-hand/head_patching.png',
   'ioi-hand/knockout.png',
   'ioi-hand/patterns.png',
-  'ioi-hand/resid_patching.png',
   'ioi-tiny/dla.png',
   'ioi-tiny/eap_circuit.png',
   'ioi-tiny/knockout.png',
-  'ioi-tiny/path_patching.png',
-  'ioi-tiny/resid_patching.png',
-  'patching-head/comparison-zero.png',
 ]);
 const keep = process.env.CHARTS_DIR;
 if (keep) fs.mkdirSync(keep, { recursive: true });

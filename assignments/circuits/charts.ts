@@ -7,7 +7,7 @@
  *   pathSpec         step 7: second-half accuracy, clean and with a QK path removed
  */
 import type { TopLevelSpec } from '../../cli/plot.ts';
-import { cellLabels, cellTextFit, cellTextLayer, colourWord, fixed, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
+import { cellLabels, cellTextFit, cellTextLayer, colourBarLegend, colourWord, fixed, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
 import { balancedColumns, extent, labelledIndices, maxAbs, wrapToWidth } from '../../cli/chart_layout.ts';
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
@@ -93,8 +93,7 @@ function heatPanel(p: HeatmapPanel, scale: ColourScale, o: HeatmapChartInput, mi
       {
         mark: { type: 'rect' },
         encoding: {
-          // the colour bar under the panels, as wide as they are (cli/plot.ts spanLegend)
-          color: { field: 'v', type: 'quantitative', title: Array.isArray(o.valueTitle) ? o.valueTitle.join(' ') : o.valueTitle, scale: vlColourScale(scale), legend: { titleLimit: 600, format: '.3~g', orient: 'bottom', direction: 'horizontal', gradientLength: 200 } },
+          color: { field: 'v', type: 'quantitative', title: Array.isArray(o.valueTitle) ? o.valueTitle.join(' ') : o.valueTitle, scale: vlColourScale(scale), legend: colourBarLegend({ format: '.3~g' }) },
           tooltip: [
             { field: 'r', type: 'nominal', title: p.rowTitle },
             { field: 'c', type: 'nominal', title: p.colTitle },

@@ -18,7 +18,7 @@
  */
 import type { TopLevelSpec } from '../../cli/plot.ts';
 import { positionLabel } from '../../cli/plot.ts';
-import { cellLabels, cellTextFit, cellTextLayer, colourWord, fixed, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
+import { cellLabels, cellTextFit, cellTextLayer, colourBarLegend, colourWord, fixed, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
 import { extent, pickIndices } from '../../cli/chart_layout.ts';
 import type { HeadGrid, KnockoutResults } from './experiment.ts';
 import type { Edge } from '../../lens/eap.ts';
@@ -95,9 +95,7 @@ function gridPanel(grid: HeadGrid, what: string | string[], marks: Marks | null,
         transform: [{ filter: 'datum.value !== null' }],
         mark: { type: 'rect' },
         encoding: {
-          // the colour bar under the grid, as wide as it (cli/plot.ts spanLegend): beside a grid of few
-          // layers a vertical one stood taller than the grid, with blank space under the grid
-          color: { field: 'value', type: 'quantitative', title: Array.isArray(what) ? what.join(' ') : what, scale: vlColourScale(scale), legend: { titleLimit: 600, orient: 'bottom', direction: 'horizontal', gradientLength: 200 } },
+          color: { field: 'value', type: 'quantitative', title: Array.isArray(what) ? what.join(' ') : what, scale: vlColourScale(scale), legend: colourBarLegend() },
           tooltip: [{ field: 'name', type: 'nominal', title: 'head' }, { field: 'value', type: 'quantitative', format: '.3f', title: 'IO − S' }, { field: 'mark', type: 'nominal', title: 'role' }],
         },
       },
@@ -163,7 +161,7 @@ export function residSpec(o: { model: string; matrix: number[][]; tokens: readon
       {
         mark: { type: 'rect' },
         encoding: {
-          color: { field: 'value', type: 'quantitative', title: 'IO − S', scale: vlColourScale(scale) },
+          color: { field: 'value', type: 'quantitative', title: 'IO − S', scale: vlColourScale(scale), legend: colourBarLegend() },
           tooltip: [{ field: 'layer', type: 'ordinal' }, { field: 'position', type: 'nominal' }, { field: 'value', type: 'quantitative', format: '.3f' }],
         },
       },
