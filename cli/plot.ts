@@ -125,12 +125,16 @@ function bottomGradientLegends(spec: unknown, out: Array<{ channel: Json; legend
 /** Legend titles: 11 px bold (vega's default). */
 const LEGEND_TITLE_SIZE = 11;
 
+/** A colour bar is never shortened below this. */
+const MIN_GRADIENT = 120;
+
 /**
- * The spec with its colour bar (a quantitative legend under the chart, horizontal) as long as
- * what the chart draws is wide, so that the space beside a short colour bar is not left blank and
- * the scale is easier to read off; the legend's title goes on the bar's left when it takes at most
- * half the width (a row of its own was mostly blank). Panels sharing one colour scale share
- * the one bar; specs that draw no such bar, or several legends, are returned unchanged.
+ * The spec with its colour bar (a quantitative legend under the chart, horizontal) as long as the
+ * rest of the chart is wide: the space beside a short bar is not left blank, the scale is easier
+ * to read off, and a bar under a narrow chart no longer widens the picture. The legend's title
+ * goes on the bar's left when it takes at most half the width (a row of its own was mostly
+ * blank). Panels sharing one colour scale share the one bar; specs that draw no such bar, or
+ * several legends, are returned unchanged.
  */
 export async function spanLegend(spec: TopLevelSpec): Promise<TopLevelSpec> {
   if (!bottomGradientLegends(spec).length) return spec;
@@ -141,19 +145,23 @@ export async function spanLegend(spec: TopLevelSpec): Promise<TopLevelSpec> {
   const copy = structuredClone(spec);
   const found = bottomGradientLegends(copy);
   if (found.some(({ legend }) => typeof legend.gradientLength !== 'number')) return spec;
-  let { right, legends } = await measure(copy);
+  let { legends } = await measure(copy);
   if (legends.length !== 1) return spec;
+  // the right edge of everything but the legend
+  const bare = structuredClone(copy);
+  for (const { channel } of bottomGradientLegends(bare)) channel.legend = null;
+  const { right } = await measure(bare);
   const { channel, legend } = found[0];
   const title = legend.title ?? channel.title;
   const lines = typeof title === 'string' ? [title] : Array.isArray(title) ? title.map(String) : [];
   const titleWidth = Math.max(0, ...lines.map((l) => textWidth(l, LEGEND_TITLE_SIZE, true)));
   if (legend.titleOrient === undefined && lines.length && titleWidth <= (right - legends[0][0]) / 2) {
     for (const { legend: l } of found) Object.assign(l, { titleOrient: 'left', titleAnchor: 'end' });
-    ({ right, legends } = await measure(copy));
+    ({ legends } = await measure(copy));
   }
   const grow = Math.floor(right - legends[0][1]);
   for (const { legend: l } of found) {
-    l.gradientLength = (l.gradientLength as number) + Math.max(0, grow);
+    l.gradientLength = Math.max(MIN_GRADIENT, (l.gradientLength as number) + grow);
     l.tickCount ??= 8; // (vega spaces the labels by the bar's length: a long bar got dozens)
   }
   return copy;

@@ -40,15 +40,9 @@ const MAX_BLANK = 0.25;
 /** prefix/name.png of the charts still more than a quarter blank (see the top of the file). */
 const KNOWN_OVER = new Set([
   'circuits-hand/qk_path.png',
-  'circuits-hand/token_qk.png',
-  'circuits-tiny/token_qk.png',
-  'gpt2-sized/attention.png',
   'gpt2-sized/eap.png',
-  'induction-hand/scores.png',
-  'induction-tiny/scores.png',
   'ioi-hand/eap_circuit.png',
   'ioi-hand/knockout.png',
-  'ioi-hand/patterns.png',
   'ioi-tiny/dla.png',
   'ioi-tiny/eap_circuit.png',
   'ioi-tiny/knockout.png',

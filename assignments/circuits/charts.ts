@@ -134,7 +134,9 @@ export function heatmapSpec(o: HeatmapChartInput): TopLevelSpec {
     concat: panels,
     columns: balancedColumns(panels.length, widest + 160, 2100),
     resolve: { scale: { color: shared ? 'shared' : 'independent' } },
-    config: { view: { stroke: null }, axis: { domain: false, ticks: false } },
+    // a light frame shows where each grid ends when its cells are masked (future keys, later
+    // layers) or near 0, drawn as light as the background
+    config: { view: { stroke: '#d9d9d9' }, axis: { domain: false, ticks: false } },
   };
   return spec as unknown as TopLevelSpec;
 }
