@@ -39,12 +39,9 @@ const MAX_BLANK = 0.25;
 
 /** prefix/name.png of the charts still more than a quarter blank (see the top of the file). */
 const KNOWN_OVER = new Set([
-  'circuits-hand/qk_path.png',
   'gpt2-sized/eap.png',
   'ioi-hand/eap_circuit.png',
   'ioi-hand/knockout.png',
-  'ioi-tiny/dla.png',
-  'ioi-tiny/eap_circuit.png',
   'ioi-tiny/knockout.png',
 ]);
 const keep = process.env.CHARTS_DIR;

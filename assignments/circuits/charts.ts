@@ -237,7 +237,7 @@ export function pathSpec(o: PathChartInput): TopLevelSpec {
       anchor: 'start',
     },
     width: 420,
-    height: { step: 28 },
+    height: { step: 40 },
     layer: [
       {
         data: { values },
