@@ -135,7 +135,7 @@ export function residSpec(o: { model: string; matrix: number[][]; tokens: readon
   const scale = ioiScale(o.corrupt, [...o.matrix.flat(), o.clean]);
   const effect = (v: number) => Math.abs(v - o.corrupt);
   const cols = T > MAX_POSITIONS ? pickIndices(labels.map((_, p) => extent(o.matrix.map((row) => effect(row[p])))[1]), MAX_POSITIONS, [T - 1]) : labels.map((_, p) => p);
-  const stepX = Math.min(120, Math.max(40, Math.floor(400 / cols.length))), stepY = 22;
+  const stepX = Math.min(120, Math.max(40, Math.floor(400 / cols.length))), stepY = o.matrix.length <= 6 ? 30 : 22; // (few layers: taller cells, as in the head grids)
   const raw = o.matrix.flatMap((row, layer) => cols.map((p) => ({ layer, position: labels[p], value: row[p] })));
   const fit = cellTextFit(raw.map((d) => d.value), stepX, stepY);
   const values = cellLabels(raw, (d) => d.value, scale, fit.decimals);
