@@ -37,6 +37,15 @@ export function vlColourScale(s: ColourScale): Record<string, unknown> {
   return { type: 'linear', domain: s.domain, scheme: { name: s.scheme, extent: s.extent ?? [0, 1] }, zero: false, nice: false, clamp: true };
 }
 
+/**
+ * The legend of a colour scale as a bar under the chart: cli/plot.ts spanLegend stretches the bar to
+ * the plot's width (and puts a short title on its left). Beside a grid of few rows a vertical bar
+ * stood taller than the grid, and a short bar under a wide one left the space beside it blank.
+ */
+export function colourBarLegend(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { orient: 'bottom', direction: 'horizontal', gradientLength: 200, titleLimit: 600, ...extra };
+}
+
 /** Where `v` sits on the scheme, 0 … 1 (the domain's ends give the extent's ends). */
 function schemePosition(s: ColourScale, v: number): number {
   const [lo, hi] = s.domain;

@@ -69,21 +69,48 @@ export function wrapToWidth(text: string, maxWidth: number, fontSize: number, bo
   return lines;
 }
 
+/** Words, or a short quoted text (a token such as " Smith") kept whole so that no line ends inside it. */
+const UNITS = /"[^"]{1,24}"\S*|\S+/g;
+
 /**
- * Short lines put side by side, then everything wrapped to `maxWidth`: a line joins the one before
- * it when the two fit on one line together (after a full stop with a space, otherwise with " · ",
- * so that where one ends stays visible). A caption of many short lines then fills the width it
- * has instead of leaving most of every line blank.
+ * A caption's lines as one flowing paragraph wrapped to `maxWidth`: each line runs on after the one
+ * before it (after a full stop with a space, otherwise after " · ", so that where one ends stays
+ * visible), and every line of the result is filled up to the width but the last. A caption of many
+ * lines of uneven length then fills the width it has instead of leaving the end of every short
+ * line blank. An empty line starts a new paragraph. The " ·" stays with the word before it, so no
+ * line starts with a separator, and a short quoted token is never split.
  */
-export function packLines(lines: readonly string[], maxWidth: number, fontSize: number, bold = false): string[] {
-  const packed: string[] = [];
-  for (const line of lines) {
-    const last = packed.at(-1);
-    const joined = last === undefined || last === '' || line === '' ? null : `${last}${/[.!?]$/.test(last) ? ' ' : ' · '}${line}`;
-    if (joined !== null && textWidth(joined, fontSize, bold) <= maxWidth) packed[packed.length - 1] = joined;
-    else packed.push(line);
+export function flowLines(lines: readonly string[], maxWidth: number, fontSize: number, bold = false): string[] {
+  const out: string[] = [];
+  const fits = (s: string) => textWidth(s, fontSize, bold) <= maxWidth;
+  let units: string[] = [];
+  const flush = () => {
+    let line = '';
+    for (const unit of units) {
+      const candidate = line ? `${line} ${unit}` : unit;
+      if (fits(candidate)) line = candidate;
+      else {
+        if (line) out.push(line);
+        // a unit wider than the whole line (a long word) is cut where it must be
+        const cut = fits(unit) ? [unit] : wrapToWidth(unit, maxWidth, fontSize, bold);
+        out.push(...cut.slice(0, -1));
+        line = cut.at(-1)!;
+      }
+    }
+    if (line) out.push(line);
+    units = [];
+  };
+  for (const text of lines) {
+    if (text === '') {
+      flush();
+      out.push('');
+      continue;
+    }
+    if (units.length && !/[.!?:;]$/.test(units[units.length - 1])) units[units.length - 1] += ' ·';
+    units.push(...(text.match(UNITS) ?? []));
   }
-  return wrapLines(packed, maxWidth, fontSize, bold);
+  flush();
+  return out;
 }
 
 /** Each line of `lines` wrapped to `maxWidth`, flattened. */

@@ -19,7 +19,7 @@ import * as vega from 'vega';
 import { parse, View } from 'vega';
 import { atomicWrite } from '../io/output.ts';
 import { visibleToken } from './terminal.ts';
-import { packLines, textWidth, wrapLines } from './chart_layout.ts';
+import { flowLines, textWidth, wrapLines } from './chart_layout.ts';
 
 export type { TopLevelSpec };
 
@@ -86,6 +86,87 @@ export async function contentWidth(spec: TopLevelSpec): Promise<number> {
   }
 }
 
+interface SceneNode { marktype?: string; role?: string; x?: number; items?: SceneNode[]; bounds?: { x1: number; x2: number } }
+
+/** The scenegraph of a spec as vega lays it out (no rendering). */
+async function scene<T>(spec: TopLevelSpec, read: (root: SceneNode) => T): Promise<T> {
+  const view = new View(parse(compileVegaLite(spec)), { renderer: 'none' });
+  try {
+    await view.runAsync();
+    return read((view.scenegraph() as unknown as { root: SceneNode }).root);
+  } finally {
+    view.finalize();
+  }
+}
+
+/** The left and right edges of every legend drawn, in the picture's coordinates. */
+function legendEdges(node: SceneNode, offset = 0, out: Array<[number, number]> = []): Array<[number, number]> {
+  for (const item of node.items ?? []) {
+    if (node.role === 'legend' && item.bounds) out.push([offset + item.bounds.x1, offset + item.bounds.x2]);
+    if (item.items) legendEdges(item, offset + (node.marktype === 'group' ? item.x ?? 0 : 0), out);
+  }
+  return out;
+}
+
+type Json = Record<string, unknown>;
+
+/** The colour channels of a spec whose legend lies under the chart as a horizontal colour bar, with that legend. */
+function bottomGradientLegends(spec: unknown, out: Array<{ channel: Json; legend: Json }> = []): Array<{ channel: Json; legend: Json }> {
+  if (Array.isArray(spec)) for (const x of spec) bottomGradientLegends(x, out);
+  else if (spec && typeof spec === 'object') {
+    const o = spec as Json;
+    const legend = o.legend as Json | undefined;
+    if (o.type === 'quantitative' && legend && legend.orient === 'bottom' && legend.direction === 'horizontal') out.push({ channel: o, legend });
+    for (const v of Object.values(o)) bottomGradientLegends(v, out);
+  }
+  return out;
+}
+
+/** Legend titles: 11 px bold (vega's default). */
+const LEGEND_TITLE_SIZE = 11;
+
+/** A colour bar is never shortened below this. */
+const MIN_GRADIENT = 120;
+
+/**
+ * The spec with its colour bar (a quantitative legend under the chart, horizontal) as long as the
+ * rest of the chart is wide: the space beside a short bar is not left blank, the scale is easier
+ * to read off, and a bar under a narrow chart no longer widens the picture. The legend's title
+ * goes on the bar's left when it takes at most half the width (a row of its own was mostly
+ * blank). Panels sharing one colour scale share the one bar; specs that draw no such bar, or
+ * several legends, are returned unchanged.
+ */
+export async function spanLegend(spec: TopLevelSpec): Promise<TopLevelSpec> {
+  if (!bottomGradientLegends(spec).length) return spec;
+  const measure = async (s: TopLevelSpec) => {
+    const { title: _, ...body } = s as TopLevelSpec & { title?: unknown };
+    return scene(body as TopLevelSpec, (root) => ({ right: root.bounds!.x2, legends: legendEdges(root) }));
+  };
+  const copy = structuredClone(spec);
+  const found = bottomGradientLegends(copy);
+  if (found.some(({ legend }) => typeof legend.gradientLength !== 'number')) return spec;
+  let { legends } = await measure(copy);
+  if (legends.length !== 1) return spec;
+  // the right edge of everything but the legend
+  const bare = structuredClone(copy);
+  for (const { channel } of bottomGradientLegends(bare)) channel.legend = null;
+  const { right } = await measure(bare);
+  const { channel, legend } = found[0];
+  const title = legend.title ?? channel.title;
+  const lines = typeof title === 'string' ? [title] : Array.isArray(title) ? title.map(String) : [];
+  const titleWidth = Math.max(0, ...lines.map((l) => textWidth(l, LEGEND_TITLE_SIZE, true)));
+  if (legend.titleOrient === undefined && lines.length && titleWidth <= (right - legends[0][0]) / 2) {
+    for (const { legend: l } of found) Object.assign(l, { titleOrient: 'left', titleAnchor: 'end' });
+    ({ legends } = await measure(copy));
+  }
+  const grow = Math.floor(right - legends[0][1]);
+  for (const { legend: l } of found) {
+    l.gradientLength = Math.max(MIN_GRADIENT, (l.gradientLength as number) + grow);
+    l.tickCount ??= 8; // (vega spaces the labels by the bar's length: a long bar got dozens)
+  }
+  return copy;
+}
+
 /** The narrowest a title may wrap to, however narrow the chart. */
 const MIN_TITLE_WIDTH = 360;
 const TITLE_FONT_SIZE = 14, SUBTITLE_FONT_SIZE = 12;
@@ -93,7 +174,7 @@ const TITLE_FONT_SIZE = 14, SUBTITLE_FONT_SIZE = 12;
 /**
  * The spec with its title and subtitle wrapped to the width of what the chart draws, so that a long
  * title no longer sets the width of the picture (and leaves most of it blank), and starting at the
- * picture's left edge. The subtitle's short lines share a line where they fit (packLines).
+ * picture's left edge. The subtitle's lines flow as one paragraph filled to that width (flowLines).
  */
 export async function fitTitle(spec: TopLevelSpec): Promise<TopLevelSpec> {
   const { title, ...rest } = spec as TopLevelSpec & { title?: unknown };
@@ -102,7 +183,7 @@ export async function fitTitle(spec: TopLevelSpec): Promise<TopLevelSpec> {
   const width = Math.max(MIN_TITLE_WIDTH, await contentWidth(rest as TopLevelSpec));
   const asLines = (x: string | string[] | undefined) => (x === undefined ? [] : Array.isArray(x) ? x : [x]);
   const text = wrapLines(asLines(t.text), width, TITLE_FONT_SIZE, true);
-  const subtitle = packLines(asLines(t.subtitle), width, SUBTITLE_FONT_SIZE);
+  const subtitle = flowLines(asLines(t.subtitle), width, SUBTITLE_FONT_SIZE);
   return {
     ...spec,
     title: {
@@ -213,7 +294,7 @@ ${bundles.join('\n')}
  * is installed; `png` says whether it was) and NAME.html (interactive, offline).
  */
 export async function chartFiles(name: string, chart: TopLevelSpec, title: string, opts: { description?: string } = {}): Promise<{ files: Array<[string, string | Uint8Array]>; png: boolean }> {
-  const spec = await fitTitle(chart);
+  const spec = await fitTitle(await spanLegend(chart));
   const svg = await renderSvg(spec);
   const png = await renderPng(svg);
   const pretty = JSON.stringify(spec, null, 2); // readable, unless the data makes it huge

@@ -7,7 +7,7 @@
  *   pathSpec         step 7: second-half accuracy, clean and with a QK path removed
  */
 import type { TopLevelSpec } from '../../cli/plot.ts';
-import { cellLabels, cellTextFit, cellTextLayer, colourWord, fixed, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
+import { cellLabels, cellTextFit, cellTextLayer, colourBarLegend, colourWord, fixed, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
 import { balancedColumns, extent, labelledIndices, maxAbs, wrapToWidth } from '../../cli/chart_layout.ts';
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
@@ -93,7 +93,7 @@ function heatPanel(p: HeatmapPanel, scale: ColourScale, o: HeatmapChartInput, mi
       {
         mark: { type: 'rect' },
         encoding: {
-          color: { field: 'v', type: 'quantitative', title: o.valueTitle, scale: vlColourScale(scale), legend: { titleLimit: 300, format: '.3~g' } },
+          color: { field: 'v', type: 'quantitative', title: Array.isArray(o.valueTitle) ? o.valueTitle.join(' ') : o.valueTitle, scale: vlColourScale(scale), legend: colourBarLegend({ format: '.3~g' }) },
           tooltip: [
             { field: 'r', type: 'nominal', title: p.rowTitle },
             { field: 'c', type: 'nominal', title: p.colTitle },
@@ -134,7 +134,9 @@ export function heatmapSpec(o: HeatmapChartInput): TopLevelSpec {
     concat: panels,
     columns: balancedColumns(panels.length, widest + 160, 2100),
     resolve: { scale: { color: shared ? 'shared' : 'independent' } },
-    config: { view: { stroke: null }, axis: { domain: false, ticks: false } },
+    // a light frame shows where each grid ends when its cells are masked (future keys, later
+    // layers) or near 0, drawn as light as the background
+    config: { view: { stroke: '#d9d9d9' }, axis: { domain: false, ticks: false } },
   };
   return spec as unknown as TopLevelSpec;
 }
@@ -235,7 +237,7 @@ export function pathSpec(o: PathChartInput): TopLevelSpec {
       anchor: 'start',
     },
     width: 420,
-    height: { step: 28 },
+    height: { step: 40 },
     layer: [
       {
         data: { values },

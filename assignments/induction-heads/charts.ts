@@ -9,7 +9,7 @@
  */
 import type { TopLevelSpec } from '../../cli/plot.ts';
 import { positionLabel } from '../../cli/plot.ts';
-import { cellLabels, cellTextFit, cellTextLayer, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
+import { cellLabels, cellTextFit, cellTextLayer, colourBarLegend, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
 import { balancedColumns, labelledIndices, wrapToWidth } from '../../cli/chart_layout.ts';
 import type { ScoreKind } from './scores.ts';
 import { headName } from '../../lens/heads.ts';
@@ -143,7 +143,7 @@ export function scoresSpec(o: ScoresChartInput): TopLevelSpec {
         {
           mark: { type: 'rect' },
           encoding: {
-            color: { field: 'score', type: 'quantitative', title: 'score', scale: vlColourScale(SCORE_SCALE) },
+            color: { field: 'score', type: 'quantitative', title: 'score', scale: vlColourScale(SCORE_SCALE), legend: colourBarLegend() },
             tooltip: [
               { field: 'name', type: 'nominal', title: 'head' },
               { field: 'score', type: 'quantitative', format: '.3f' },
@@ -244,7 +244,8 @@ export function attentionSpec(o: AttentionChartInput): TopLevelSpec {
   // labels: position and token while they fit; the position alone (every k-th) for long texts
   const withTokens = block === 1 && T <= 40;
   const labels = Array.from({ length: n }, (_, b) => (block > 1 ? `${b * block}–${Math.min(T, (b + 1) * block) - 1}` : withTokens ? positionLabel(b, o.tokens[b]) : String(b)));
-  const step = n <= 24 ? 16 : n <= 48 ? 10 : n <= 80 ? 6 : 4;
+  // a lone panel of a short text gets larger cells, so that it, not the caption, sets the picture's width
+  const step = Math.max(n <= 24 ? 16 : n <= 48 ? 10 : n <= 80 ? 6 : 4, o.panels.length === 1 ? Math.min(24, Math.floor(300 / n)) : 0);
   const side = step * n;
   const fontSize = withTokens && step < 12 ? 9 : 10;
   const shownLabels = labelledIndices(n, side, fontSize + 4).map((i) => labels[i]);
@@ -267,7 +268,7 @@ export function attentionSpec(o: AttentionChartInput): TopLevelSpec {
         {
           mark: { type: 'rect' },
           encoding: {
-            color: { field: 'weight', type: 'quantitative', title: 'attention', scale: { domain: [0, 1], scheme: 'oranges' } },
+            color: { field: 'weight', type: 'quantitative', title: 'attention', scale: { domain: [0, 1], scheme: 'oranges' }, legend: colourBarLegend() },
             tooltip: [
               { field: 'q', type: 'nominal', title: block > 1 ? 'query positions' : 'query' },
               { field: 'k', type: 'nominal', title: block > 1 ? 'key positions' : 'key' },
@@ -299,7 +300,8 @@ export function attentionSpec(o: AttentionChartInput): TopLevelSpec {
     concat: panels,
     columns,
     resolve: { scale: { color: 'shared' } },
-    config: { view: { stroke: null }, axis: { domain: false, ticks: false } },
+    // a light frame shows where each grid ends when most of its weights are near 0 (left blank)
+    config: { view: { stroke: '#d9d9d9' }, axis: { domain: false, ticks: false } },
   };
   return spec as unknown as TopLevelSpec;
 }

@@ -18,8 +18,8 @@
  */
 import type { TopLevelSpec } from '../../cli/plot.ts';
 import { positionLabel } from '../../cli/plot.ts';
-import { cellLabels, cellTextFit, cellTextLayer, colourWord, fixed, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
-import { extent, pickIndices } from '../../cli/chart_layout.ts';
+import { cellLabels, cellTextFit, cellTextLayer, colourBarLegend, colourWord, fixed, vlColourScale, type ColourScale } from '../../cli/chart_colour.ts';
+import { extent, pickIndices, wrapToWidth } from '../../cli/chart_layout.ts';
 import type { HeadGrid, KnockoutResults } from './experiment.ts';
 import type { Edge } from '../../lens/eap.ts';
 import { headName } from '../../lens/heads.ts';
@@ -73,8 +73,9 @@ const OUTLINES = 'Outlined: the name movers (black) and the other circuit heads 
 function gridPanel(grid: HeadGrid, what: string | string[], marks: Marks | null, scale: ColourScale, title: string | null, minWidth: number) {
   const nm = new Set(marks?.name_movers ?? []), circ = new Set(marks?.circuit ?? []);
   const H = grid[0]?.length ?? 0;
-  // few heads get wider cells, so that the grid, not its caption, sets the picture's width
-  const stepX = Math.min(120, Math.max(H <= 12 ? 38 : 24, Math.floor(minWidth / Math.max(1, H)))), stepY = 24;
+  // few heads get wider cells, so that the grid, not its caption, sets the picture's width; and
+  // few layers taller ones, so that wide cells are not flat strips
+  const stepX = Math.min(120, Math.max(H <= 12 ? 38 : 24, Math.floor(minWidth / Math.max(1, H)))), stepY = grid.length <= 6 ? 32 : 24;
   const values = grid.flatMap((row, layer) => row.map((value, head) => {
     const name = headName({ layer, head });
     return { layer, head, name, value, mark: nm.has(name) ? 'name mover' : circ.has(name) ? 'circuit' : '' };
@@ -95,7 +96,7 @@ function gridPanel(grid: HeadGrid, what: string | string[], marks: Marks | null,
         transform: [{ filter: 'datum.value !== null' }],
         mark: { type: 'rect' },
         encoding: {
-          color: { field: 'value', type: 'quantitative', title: what, scale: vlColourScale(scale), legend: { titleLimit: 400, orient: 'right' } },
+          color: { field: 'value', type: 'quantitative', title: Array.isArray(what) ? what.join(' ') : what, scale: vlColourScale(scale), legend: colourBarLegend() },
           tooltip: [{ field: 'name', type: 'nominal', title: 'head' }, { field: 'value', type: 'quantitative', format: '.3f', title: 'IO − S' }, { field: 'mark', type: 'nominal', title: 'role' }],
         },
       },
@@ -134,7 +135,7 @@ export function residSpec(o: { model: string; matrix: number[][]; tokens: readon
   const scale = ioiScale(o.corrupt, [...o.matrix.flat(), o.clean]);
   const effect = (v: number) => Math.abs(v - o.corrupt);
   const cols = T > MAX_POSITIONS ? pickIndices(labels.map((_, p) => extent(o.matrix.map((row) => effect(row[p])))[1]), MAX_POSITIONS, [T - 1]) : labels.map((_, p) => p);
-  const stepX = Math.min(120, Math.max(40, Math.floor(400 / cols.length))), stepY = 22;
+  const stepX = Math.min(120, Math.max(40, Math.floor(400 / cols.length))), stepY = o.matrix.length <= 6 ? 30 : 22; // (few layers: taller cells, as in the head grids)
   const raw = o.matrix.flatMap((row, layer) => cols.map((p) => ({ layer, position: labels[p], value: row[p] })));
   const fit = cellTextFit(raw.map((d) => d.value), stepX, stepY);
   const values = cellLabels(raw, (d) => d.value, scale, fit.decimals);
@@ -161,7 +162,7 @@ export function residSpec(o: { model: string; matrix: number[][]; tokens: readon
       {
         mark: { type: 'rect' },
         encoding: {
-          color: { field: 'value', type: 'quantitative', title: 'IO − S', scale: vlColourScale(scale) },
+          color: { field: 'value', type: 'quantitative', title: 'IO − S', scale: vlColourScale(scale), legend: colourBarLegend() },
           tooltip: [{ field: 'layer', type: 'ordinal' }, { field: 'position', type: 'nominal' }, { field: 'value', type: 'quantitative', format: '.3f' }],
         },
       },
@@ -236,6 +237,9 @@ export function pathSpec(o: { model: string; to_logits: HeadGrid; to_name_movers
 }
 
 /** Horizontal bars with their values printed at the ends; labels on the left, never cut. */
+/** The width of a knockout bar panel's plot. */
+const BAR_WIDTH = 360;
+
 function barPanel(title: string | { text: string; subtitle: string[] }, values: { label: string; value: number; tip?: string }[], xTitle: string, domainMax?: number) {
   const [lo, hi] = extent(values.map((v) => v.value));
   let max = Math.max(Number.isNaN(hi) ? 0 : hi, domainMax ?? 0), min = Math.min(Number.isNaN(lo) ? 0 : lo, 0);
@@ -243,10 +247,12 @@ function barPanel(title: string | { text: string; subtitle: string[] }, values: 
   const room = 0.18 * (max - min || 1);
   if (max > 0) max += room;
   if (min < 0) min -= room;
+  // a panel's subtitle wrapped to the plot's width: a longer line widened the whole picture
+  const t = typeof title === 'string' ? title : { ...title, subtitle: title.subtitle.flatMap((line) => wrapToWidth(line, BAR_WIDTH, 11)) };
   return {
-    title,
+    title: t,
     data: { values: values.map((v) => ({ ...v, text: f3(v.value) })) },
-    width: 360,
+    width: BAR_WIDTH,
     height: { step: 22 },
     encoding: {
       y: { field: 'label', type: 'nominal', scale: { domain: values.map((v) => v.label) }, title: null, axis: { labelLimit: 320 } },
@@ -332,7 +338,8 @@ export function eapGraphSpec(o: { model: string; edges: readonly Edge[]; L: numb
   });
   const nodes = [...places.values()];
   const kind = (n: string) => (n === 'embed' || n === 'logits' ? n : n.startsWith('MLP') ? 'MLP' : 'head');
-  const xs = { field: 'x', type: 'quantitative', scale: { domain: [-0.5, slots + 0.5] }, axis: null };
+  // (right of the last column, room for a node and its label only)
+  const xs = { field: 'x', type: 'quantitative', scale: { domain: [-0.5, slots + 0.3] }, axis: null };
   const ys = { field: 'y', type: 'quantitative', scale: { domain: [-0.5, rows.length - 0.5] }, axis: null };
   return {
     $schema: SCHEMA,
