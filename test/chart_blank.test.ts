@@ -34,6 +34,8 @@ import { headGridSpec, pathSpec, eapGraphSpec } from '../assignments/ioi/charts.
 import { scoresSpec, attentionSpec } from '../assignments/induction-heads/charts.ts';
 import { heatmapSpec } from '../assignments/circuits/charts.ts';
 import type { GPT } from '../mingpt/model.ts';
+import * as formation from '../assignments/induction-formation/charts.ts';
+import { phaseChange, type LogEntry } from '../assignments/induction-formation/formation.ts';
 
 const MAX_BLANK = 0.25;
 
@@ -197,6 +199,25 @@ test('GPT-2-small-sized charts (12 × 12 heads): at most a quarter blank', async
   const out: Array<[string, string | Uint8Array]> = [];
   for (const [name, spec] of specs) out.push(...(await files(name, spec)));
   check('gpt2-sized', out);
+});
+
+test('induction formation (a made-up log of 41 entries with a jump at step 1500): every chart at most a quarter blank', async () => {
+  // the shape of a default run: 2000 steps logged every 50, two layers of two heads, a sigmoid jump
+  const jump = (step: number) => 1 / (1 + Math.exp(-(step - 1500) / 100));
+  const log: LogEntry[] = Array.from({ length: 41 }, (_, i) => {
+    const step = 50 * i, j = jump(step);
+    return {
+      step, loss: 3.3 - 0.4 * j, first_half_loss: 4.5, second_half_loss: 4 - 2.6 * j, cpu_s: i * 7,
+      induction: [[0.03, 0.03], [0.03 + 0.35 * j, 0.03 + 0.5 * j]],
+      previous_token: [[0.1, 0.1 + 0.15 * j], [0.06, 0.06]],
+    };
+  });
+  const phase = phaseChange(log);
+  const out = [
+    ...(await files('loss', formation.lossSpec({ log, phase, uniform: Math.log(64) }))),
+    ...(await files('scores', formation.scoresSpec({ log, phase }))),
+  ];
+  check('formation', out);
 });
 
 test.run();

@@ -18,7 +18,7 @@ function stepRule(step: number | null, label: string) {
   if (step === null) return [];
   return [
     { data: { values: [{ step, label }] }, mark: { type: 'rule', strokeDash: [4, 3], color: '#555' }, encoding: { x: { field: 'step', type: 'quantitative' } } },
-    { data: { values: [{ step, label }] }, mark: { type: 'text', align: 'left', dx: 4, dy: -6, baseline: 'top', color: '#555' }, encoding: { x: { field: 'step', type: 'quantitative' }, y: { value: 0 }, text: { field: 'label' } } },
+    { data: { values: [{ step, label }] }, mark: { type: 'text', align: 'right', dx: -4, dy: -6, baseline: 'top', color: '#555' }, encoding: { x: { field: 'step', type: 'quantitative' }, y: { value: 0 }, text: { field: 'label' } } },
   ];
 }
 
@@ -92,10 +92,11 @@ export function scoresSpec(o: ScoresChartInput): TopLevelSpec {
           data: { values },
           mark: { type: 'line' },
           encoding: {
-            x: { field: 'step', type: 'quantitative', title: 'optimizer step' },
+            x: { field: 'step', type: 'quantitative', title: 'optimizer step', scale: { nice: false } },
             y: { field: 'score', type: 'quantitative', title: 'score', scale: { domain: [0, 1] } },
-            color: { field: 'head', type: 'nominal', title: 'head (layer.head)' },
-            strokeDash: { field: 'layer', type: 'nominal', title: null },
+            // legends above the panels, in a row: at the side they would leave a column blank below them
+            color: { field: 'head', type: 'nominal', title: 'head (layer.head)', legend: { orient: 'top', direction: 'horizontal' } },
+            strokeDash: { field: 'layer', type: 'nominal', title: null, legend: { orient: 'top', direction: 'horizontal' } },
             strokeWidth: { condition: { test: `datum.head === '${marked}'`, value: 3 }, value: 1.2 },
             tooltip: [
               { field: 'head', type: 'nominal' },
