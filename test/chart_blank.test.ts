@@ -43,8 +43,6 @@ const MAX_BLANK = 0.25;
 const KNOWN_OVER = new Set([
   'gpt2-sized/eap.png',
   'ioi-hand/eap_circuit.png',
-  'ioi-hand/knockout.png',
-  'ioi-tiny/knockout.png',
 ]);
 const keep = process.env.CHARTS_DIR;
 if (keep) fs.mkdirSync(keep, { recursive: true });

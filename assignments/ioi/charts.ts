@@ -277,6 +277,8 @@ export function knockoutSpec(o: { model: string; ko: KnockoutResults & { circuit
     value: c.value, tip: `K = {${c.K.join(', ')}}; F(C\\K) ${f3(c.F_C_minus_K)}, F(M\\K) ${f3(c.F_M_minus_K)}`,
   }));
   const allZero = comp.every((c) => c.value === 0);
+  // each head's class, from the completeness sets made one per class ("class name_mover": K = its heads)
+  const classOf = new Map(k.completeness.filter((c) => c.kind.startsWith('class ')).flatMap((c) => c.K.map((h) => [h, c.kind.slice('class '.length)] as const)));
   return {
     $schema: SCHEMA,
     title: {
@@ -294,7 +296,7 @@ export function knockoutSpec(o: { model: string; ko: KnockoutResults & { circuit
       ...(comp.length ? [barPanel({ text: 'completeness |F(C\\K) − F(M\\K)|', subtitle: [allZero ? 'every value is 0: removing K hurts the circuit exactly as much as the model' : 'small: removing K hurts the circuit as much as the model'] },
         comp, '|F(C\\K) − F(M\\K)|', 0.05 * scaleOf)] : []),
       barPanel({ text: 'minimality |F(C\\{v}) − F(C)|', subtitle: ['large: the circuit needs head v'] },
-        k.minimality.map((m) => ({ label: `head ${m.head}`, value: m.value })), '|F(C\\{v}) − F(C)|', 0.05 * scaleOf),
+        k.minimality.map((m) => ({ label: classOf.has(m.head) ? `head ${m.head} (${classOf.get(m.head)})` : `head ${m.head}`, value: m.value })), '|F(C\\{v}) − F(C)|', 0.05 * scaleOf),
     ],
     config: { axis: { labelFontSize: 11, titleFontSize: 12 } },
   } as unknown as TopLevelSpec;
