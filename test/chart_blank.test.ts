@@ -40,10 +40,7 @@ import { phaseChange, type LogEntry } from '../assignments/induction-formation/f
 const MAX_BLANK = 0.25;
 
 /** prefix/name.png of the charts still more than a quarter blank (see the top of the file). */
-const KNOWN_OVER = new Set([
-  'gpt2-sized/eap.png',
-  'ioi-hand/eap_circuit.png',
-]);
+const KNOWN_OVER = new Set<string>([]);
 const keep = process.env.CHARTS_DIR;
 if (keep) fs.mkdirSync(keep, { recursive: true });
 

@@ -302,77 +302,218 @@ export function knockoutSpec(o: { model: string; ko: KnockoutResults & { circuit
   } as unknown as TopLevelSpec;
 }
 
+/** The EAP graph's geometry, in pixels of the plot (y upward, 0 at the bottom). */
+const EAP = {
+  /** left of the nodes: each band's label */
+  gutter: 64,
+  /** the narrowest picture, and the room each head of the fullest row gets */
+  minWidth: 560, slot: 96,
+  /** a head's box (its name above, its inputs q k v along its lower edge) and the other nodes' boxes */
+  head: { w: 54, h: 34 }, other: { w: 60, h: 22 },
+  /** where q and v enter a head, either side of k at its centre */
+  port: 15,
+  /** the height of a row of heads, of a row of one node, and the white gap between two bands */
+  headRow: 100, oneRow: 56, gap: 4,
+  /** the room a line keeps from a box it passes; a line passing beside a box runs this far from it, the next one a step farther */
+  clear: 8, lane: 12, laneStep: 6,
+} as const;
+
+type EapKind = 'embed' | 'head' | 'MLP' | 'logits';
+interface EapNode { id: string; name: string; kind: EapKind; x: number; y: number; w: number; h: number }
+type Point = [number, number];
+
 /**
- * The circuit of edge attribution patching's top edges as a graph: components as points, bottom
- * to top in the order the model runs them (embeddings, each layer's heads, its MLP, … the logits),
- * edges as lines, thicker for a larger |score|, blue where patching the edge raises IO − S and
- * orange where it lowers it; an edge into a head is labelled with the input it reaches (q, k, v).
+ * Where edge attribution patching's graph draws each node and edge. Rows run bottom to top in the
+ * order the model runs (the embeddings, each layer's heads, its MLP, the logits), only the rows that
+ * hold a node; a layer's heads and its MLP share one band, labelled with the layer. A row's heads
+ * spread across the whole width in head order; the embeddings and the logits sit at the centre; a
+ * node alone in its row (an MLP, a lone head) where the fewest lines cross boxes, of those places
+ * the nearest to the mean of the heads it is joined to. An edge leaves its node at the top
+ * centre and enters a head at its input: q left, k centre, v right, on the head's lower edge. A line
+ * that would run through a box of a row between its ends passes beside it instead, straight up
+ * (the side nearer the straight line; the next line on that side a step farther out).
+ */
+export function eapLayout(edges: readonly Edge[]) {
+  const base = (id: string) => id.replace(/\.[qkv]$/, '');
+  const ids = [...new Set(edges.flatMap((e) => [base(e.from), base(e.to)]))];
+  // the order the model runs: embed −1, layer l's heads 2l, its MLP 2l + 1, the logits last
+  const info = (id: string) => {
+    if (id === 'embed' || id === 'logits') return { stage: id === 'embed' ? -1 : Infinity, band: id === 'embed' ? 'input' : 'output', kind: id as EapKind, name: id, index: 0 };
+    const m = id.match(/^([am])(\d+)(?:\.(\d+))?$/)!;
+    const l = Number(m[2]);
+    return m[1] === 'a'
+      ? { stage: 2 * l, band: `layer ${l}`, kind: 'head' as const, name: `${l}.${m[3]}`, index: Number(m[3]) }
+      : { stage: 2 * l + 1, band: `layer ${l}`, kind: 'MLP' as const, name: `MLP ${l}`, index: 0 };
+  };
+  const rows = [...new Set(ids.map((id) => info(id).stage))].sort((a, b) => a - b)
+    .map((stage) => ids.filter((id) => info(id).stage === stage).sort((a, b) => info(a).index - info(b).index));
+  const nodes = new Map<string, EapNode & { row: number }>();
+  const bands: { label: string; y: number; y2: number }[] = [];
+  let y = 0;
+  rows.forEach((row, r) => {
+    const { band, kind } = info(row[0]);
+    const height = kind === 'head' ? EAP.headRow : EAP.oneRow;
+    if (bands.length && bands[bands.length - 1].label !== band) y += EAP.gap;
+    if (bands[bands.length - 1]?.label === band) bands[bands.length - 1].y2 = y + height;
+    else bands.push({ label: band, y, y2: y + height });
+    for (const id of row) nodes.set(id, { id, name: info(id).name, kind, row: r, x: 0, y: y + height / 2, ...(kind === 'head' ? EAP.head : EAP.other) });
+    y += height;
+  });
+  // room for the fullest row's heads, and at least half as wide as high (a tall, narrow picture
+  // crowds the lines of a large circuit)
+  const width = Math.max(EAP.minWidth, EAP.gutter + EAP.slot * Math.max(...rows.map((r) => r.length)), Math.round(y / 2));
+  const centre = (EAP.gutter + width) / 2;
+  for (const row of rows) {
+    row.forEach((id, i) => {
+      const n = nodes.get(id)!;
+      n.x = n.kind === 'head' ? EAP.gutter + ((i + 0.5) * (width - EAP.gutter)) / row.length : centre;
+    });
+  }
+  const dx: Record<string, number> = { q: -EAP.port, k: 0, v: EAP.port, '': 0 };
+  const ends = (e: Edge) => {
+    const a = nodes.get(base(e.from))!, b = nodes.get(base(e.to))!, input = e.to.match(/\.([qkv])$/)?.[1] ?? '';
+    return { a, b, input, start: [a.x, a.y + a.h / 2] as Point, end: [b.x + dx[input], b.y - b.h / 2] as Point };
+  };
+  // where the line from p to q runs between heights y0 and y1: [leftmost, rightmost] x
+  const span = (p: Point, q: Point, y0: number, y1: number) => {
+    const at = (yy: number) => p[0] + ((q[0] - p[0]) * (yy - p[1])) / (q[1] - p[1]);
+    return [Math.min(at(y0), at(y1)), Math.max(at(y0), at(y1))];
+  };
+  const blocks = (n: EapNode, x: number, [lo, hi]: number[]) => hi > x - n.w / 2 - EAP.clear && lo < x + n.w / 2 + EAP.clear;
+  const boxesIn = rows.map((row) => row.map((id) => nodes.get(id)!));
+  // the heights within which a line may not cross row r's boxes
+  const keepOut = (r: number) => [boxesIn[r][0].y - boxesIn[r][0].h / 2 - EAP.clear, boxesIn[r][0].y + boxesIn[r][0].h / 2 + EAP.clear];
+  // how many boxes the straight lines of these edges run through
+  const crossings = (list: readonly Edge[]) => list.map(ends).reduce((count, { a, b, start, end }) => {
+    for (let r = a.row + 1; r < b.row; r++) {
+      const s = span(start, end, keepOut(r)[0], keepOut(r)[1]);
+      count += boxesIn[r].filter((n) => blocks(n, n.x, s)).length;
+    }
+    return count;
+  }, 0);
+  // a node alone in its row (an MLP, a lone head), bottom to top: where its own lines run through
+  // the fewest boxes and the fewest lines passing its row run through it; of those places (every
+  // 4 px) the nearest to the mean of the heads it is joined to, or to the centre
+  for (const n of nodes.values()) {
+    if ((n.kind !== 'MLP' && n.kind !== 'head') || boxesIn[n.row].length > 1) continue;
+    const own = edges.filter((e) => base(e.from) === n.id || base(e.to) === n.id);
+    const joined = own.map((e) => nodes.get(base(e.from) === n.id ? base(e.to) : base(e.from))!).filter((m) => m.kind === 'head');
+    const want = joined.length ? joined.reduce((sum, m) => sum + m.x, 0) / joined.length : centre;
+    const passing = edges.map(ends).filter(({ a, b }) => a.row < n.row && b.row > n.row).map(({ start, end }) => span(start, end, keepOut(n.row)[0], keepOut(n.row)[1]));
+    const lo = EAP.gutter + n.w / 2, hi = width - n.w / 2;
+    let best = Math.min(hi, Math.max(lo, want)), least = Infinity;
+    for (const x of [best, ...Array.from({ length: Math.floor((hi - lo) / 4) + 1 }, (_, i) => lo + 4 * i)]) {
+      n.x = x;
+      const cost = crossings(own) + passing.filter((s) => blocks(n, x, s)).length;
+      if (cost < least || (cost === least && Math.abs(x - want) < Math.abs(best - want))) [best, least] = [x, cost];
+    }
+    n.x = best;
+  }
+  const uses = new Map<string, number>();
+  const lines = edges.map((e) => {
+    const { a, b, input, start, end } = ends(e);
+    const points: Point[] = [start];
+    for (let r = a.row + 1; r < b.row; r++) {
+      const [y0, y1] = keepOut(r);
+      const s = span(points[points.length - 1], end, y0, y1);
+      const box = boxesIn[r].find((n) => blocks(n, n.x, s));
+      if (!box) continue;
+      const side = (s[0] + s[1]) / 2 < box.x ? -1 : 1, key = `${box.id} ${side}`, k = uses.get(key) ?? 0;
+      uses.set(key, k + 1);
+      const x = box.x + side * (box.w / 2 + EAP.lane + k * EAP.laneStep);
+      points.push([x, y0], [x, y1]);
+    }
+    points.push(end);
+    return { from: e.from, to: e.to, input, score: e.score, points };
+  });
+  const used = new Set(lines.map((l) => `${base(l.to)}.${l.input}`));
+  const ports = [...nodes.values()].filter((n) => n.kind === 'head')
+    .flatMap((n) => ['q', 'k', 'v'].map((input) => ({ x: n.x + dx[input], y: n.y - n.h / 2 + 8, input, used: used.has(`${n.id}.${input}`) })));
+  return { width, height: y, bands, nodes: [...nodes.values()].map(({ row: _, ...n }) => n), edges: lines, ports };
+}
+
+/**
+ * The circuit of edge attribution patching's top edges as a graph (eapLayout): components as boxes
+ * in bands, one per layer, bottom to top in the order the model runs; edges as lines, thicker for a
+ * larger |score|, blue where patching the edge raises IO − S and orange where it lowers it, each
+ * entering a head at the input it reaches (q, k, v, marked on the head's lower edge).
  */
 export function eapGraphSpec(o: { model: string; edges: readonly Edge[]; L: number; steps: number; faithfulness: number; F_model: number }): TopLevelSpec {
-  // Each node's stage in the order the model runs (embed 0, layer l's heads 2l + 1, its MLP 2l + 2,
-  // the logits 2L + 1) and its place within the stage (a head's index; 0 for the others).
-  const stage = (node: string): { stage: number; index: number; name: string } => {
-    if (node === 'embed') return { stage: 0, index: 0, name: 'embed' };
-    if (node === 'logits') return { stage: 2 * o.L + 1, index: 0, name: 'logits' };
-    const m = node.match(/^([am])(\d+)(?:\.(\d+))?/)!;
-    const l = Number(m[2]);
-    return m[1] === 'm' ? { stage: 2 * l + 2, index: 0, name: `MLP ${l}` } : { stage: 2 * l + 1, index: Number(m[3]), name: `${l}.${m[3]}` };
-  };
-  // Only the stages that hold a node get a row, and a row's heads share the width evenly (in head
-  // order): the picture is as large as the circuit, not as the model (12 × 12 heads on GPT-2 small).
-  const stages = [...new Map(o.edges.flatMap((e) => [e.from, e.to]).map((n) => stage(n.replace(/\.[qkv]$/, ''))).map((p) => [p.name, p])).values()];
-  const rows = [...new Set(stages.map((p) => p.stage))].sort((a, b) => a - b);
-  const inRow = (s: number) => stages.filter((p) => p.stage === s).sort((a, b) => a.index - b.index).map((p) => p.name);
-  const slots = Math.max(2, ...rows.map((s) => inRow(s).filter((n) => /^\d/.test(n)).length));
-  // embed, the MLPs and the logits share one column right of the heads, so that no line between
-  // them runs through a head
-  const places = new Map(stages.map((p) => {
-    const row = inRow(p.stage), head = /^\d/.test(p.name);
-    return [p.name, { x: head ? ((row.indexOf(p.name) + 0.5) * slots) / row.length - 0.5 : slots, y: rows.indexOf(p.stage), name: p.name }];
-  }));
-  const place = (node: string) => places.get(stage(node).name)!;
-  // a head's three inputs meet it side by side (q left, k centre, v right), each line labelled near its end
-  const fan: Record<string, number> = { q: -0.15, k: 0, v: 0.15, '': 0 };
-  const edges = o.edges.map((e) => {
-    const a = place(e.from), b = place(e.to), input = e.to.match(/\.([qkv])$/)?.[1] ?? '';
-    const x2 = b.x + fan[input];
-    return { x: a.x, y: a.y, x2, y2: b.y, from: e.from, to: e.to, input, score: e.score, size: Math.abs(e.score), sign: e.score >= 0 ? 'raises IO − S' : 'lowers IO − S', lx: (a.x + 4 * x2) / 5, ly: (a.y + 4 * b.y) / 5 };
-  });
-  const nodes = [...places.values()];
-  const kind = (n: string) => (n === 'embed' || n === 'logits' ? n : n.startsWith('MLP') ? 'MLP' : 'head');
-  // (right of the last column, room for a node and its label only)
-  const xs = { field: 'x', type: 'quantitative', scale: { domain: [-0.5, slots + 0.3] }, axis: null };
-  const ys = { field: 'y', type: 'quantitative', scale: { domain: [-0.5, rows.length - 0.5] }, axis: null };
+  const g = eapLayout(o.edges);
+  const layers = g.bands.filter((b) => b.label.startsWith('layer')).length;
+  // what feeds the logits, largest |score| first (at most 8 named)
+  const toLogits = o.edges.filter((e) => e.to === 'logits').sort((a, b) => Math.abs(b.score) - Math.abs(a.score)).map((e) => g.nodes.find((n) => n.id === e.from)!.name);
+  const xs = { field: 'x', type: 'quantitative', scale: { domain: [0, g.width], nice: false, zero: false }, axis: null };
+  const ys = { field: 'y', type: 'quantitative', scale: { domain: [0, g.height], nice: false, zero: false }, axis: null };
+  const maxSize = Math.max(...o.edges.map((e) => Math.abs(e.score))) || 1;
+  const fill = { domain: ['embed', 'head', 'MLP', 'logits'], range: ['#e3e3e3', '#d3ebcd', '#ecd8e8', '#d6d6d6'] };
+  const stroke = { domain: fill.domain, range: ['#777', '#4c9a44', '#a0679a', '#444'] };
   return {
     $schema: SCHEMA,
     title: {
       text: `The circuit of the top ${o.edges.length} edges (edge attribution patching${o.steps > 1 ? `, integrated gradients, ${o.steps} steps` : ''}), ${o.model}`,
       subtitle: [
-        'Bottom to top in the order the model runs: embeddings, each layer\'s heads (layer.head), its MLP, the logits.',
-        `Thicker: larger |score|. Knocking out every head off the circuit: faithfulness |F_model − F_circuit| = ${o.faithfulness.toFixed(3)} (F_model ${o.F_model.toFixed(3)}).`,
+        `Bottom to top in the order the model runs: the embeddings, each layer's heads (layer.head) and its MLP, the logits; the ${layers} of ${o.L} layers the circuit uses.`,
+        'An edge leaves a component at its top and enters a head at its query, key or value (q, k, v on the head\'s lower edge; dark where an edge enters).',
+        'Blue: patching the edge raises IO − S; orange: it lowers it. Thicker: larger |score|.',
+        ...(toLogits.length ? [`Into the logits: ${toLogits.slice(0, 8).join(', ')}${toLogits.length > 8 ? ` and ${toLogits.length - 8} more` : ''}.`] : []),
+        `Knocking out every head off the circuit: faithfulness |F_model − F_circuit| = ${o.faithfulness.toFixed(3)} (F_model ${o.F_model.toFixed(3)}).`,
       ],
       anchor: 'start',
     },
-    width: Math.max(420, 110 * (slots + 1)),
-    height: Math.max(240, 64 * rows.length),
+    width: g.width,
+    height: g.height,
     layer: [
       {
-        data: { values: edges },
-        mark: { type: 'rule', opacity: 0.8 },
+        data: { values: g.bands.map((b) => ({ x: 0, x2: g.width, y: b.y, y2: b.y2 })) },
+        mark: { type: 'rect', color: '#f2f2f2' },
+        encoding: { x: xs, x2: { field: 'x2' }, y: ys, y2: { field: 'y2' } },
+      },
+      {
+        data: { values: g.bands.map((b) => ({ x: 6, y: (b.y + b.y2) / 2, label: b.label })) },
+        mark: { type: 'text', align: 'left', baseline: 'middle', fontSize: 11, color: '#555' },
+        encoding: { x: xs, y: ys, text: { field: 'label' } },
+      },
+      {
+        // each edge a line through its points (order), the larger |score| drawn over the smaller
+        data: {
+          values: [...g.edges].sort((a, b) => Math.abs(a.score) - Math.abs(b.score)).flatMap((e, id) => e.points.map(([x, y], i) => ({
+            id, i, x, y, from: e.from, to: e.to, score: e.score, size: Math.abs(e.score), sign: e.score >= 0 ? 'raises IO − S' : 'lowers IO − S',
+          }))),
+        },
+        mark: { type: 'line', opacity: 0.85, strokeCap: 'round', strokeJoin: 'round' },
         encoding: {
-          x: xs, y: ys, x2: { field: 'x2' }, y2: { field: 'y2' },
-          strokeWidth: { field: 'size', type: 'quantitative', scale: { range: [0.5, 7] }, legend: null },
-          color: { field: 'sign', type: 'nominal', scale: { domain: ['raises IO − S', 'lowers IO − S'], range: ['#2f78b3', '#e8932f'] }, legend: { orient: 'bottom', title: null } },
+          x: xs, y: ys, detail: { field: 'id', type: 'nominal' }, order: { field: 'i', type: 'quantitative' },
+          strokeWidth: { field: 'size', type: 'quantitative', scale: { domain: [0, maxSize], range: [0.75, 7] }, legend: null },
+          // the key in the top band, left of the logits
+          color: {
+            field: 'sign', type: 'nominal', scale: { domain: ['raises IO − S', 'lowers IO − S'], range: ['#2f78b3', '#e8932f'] },
+            legend: { orient: 'none', legendX: EAP.gutter + 8, legendY: 10, direction: 'vertical', title: null, symbolType: 'stroke', symbolStrokeWidth: 3, labelFontSize: 11 },
+          },
           tooltip: [{ field: 'from', title: 'from' }, { field: 'to', title: 'to' }, { field: 'score', type: 'quantitative', format: '+.4f', title: 'score' }],
         },
       },
-      { data: { values: edges }, mark: { type: 'text', fontSize: 10, color: '#555', dx: 7 }, encoding: { x: { ...xs, field: 'lx' }, y: { ...ys, field: 'ly' }, text: { field: 'input' } } },
       {
-        data: { values: nodes.map((n) => ({ ...n, kind: kind(n.name) })) },
-        mark: { type: 'circle', size: 420, opacity: 1, stroke: 'white' },
-        encoding: { x: xs, y: ys, fill: { field: 'kind', type: 'nominal', scale: { domain: ['embed', 'head', 'MLP', 'logits'], range: ['#888', '#54a24b', '#b279a2', '#333'] }, legend: null }, tooltip: [{ field: 'name', title: 'component' }] },
+        data: { values: g.nodes.map((n) => ({ ...n, x: n.x - n.w / 2, x2: n.x + n.w / 2, y: n.y - n.h / 2, y2: n.y + n.h / 2 })) },
+        mark: { type: 'rect', cornerRadius: 4, strokeWidth: 1.5 },
+        encoding: {
+          x: xs, x2: { field: 'x2' }, y: ys, y2: { field: 'y2' },
+          fill: { field: 'kind', type: 'nominal', scale: fill, legend: null },
+          stroke: { field: 'kind', type: 'nominal', scale: stroke, legend: null },
+          tooltip: [{ field: 'name', title: 'component' }],
+        },
       },
-      { data: { values: nodes }, mark: { type: 'text', fontSize: 10, dy: -16 }, encoding: { x: xs, y: ys, text: { field: 'name' } } },
+      {
+        data: { values: g.nodes.map((n) => ({ x: n.x, y: n.kind === 'head' ? n.y + 7 : n.y, name: n.name })) },
+        mark: { type: 'text', baseline: 'middle', fontSize: 11, color: '#222' },
+        encoding: { x: xs, y: ys, text: { field: 'name' } },
+      },
+      // a head's inputs: dark where an edge enters, pale where none does
+      ...[true, false].map((used) => ({
+        data: { values: g.ports.filter((p) => p.used === used) },
+        mark: { type: 'text', baseline: 'middle', fontSize: 10, ...(used ? { color: '#111', fontWeight: 'bold' } : { color: '#9a9a9a' }) },
+        encoding: { x: xs, y: ys, text: { field: 'input' } },
+      })),
     ],
     config: { view: { stroke: null } },
   } as TopLevelSpec;
