@@ -91,12 +91,20 @@ export function attribution_patch(runs: AtpRuns, hook: (layer: number) => string
       if (axis === null) throw new Error(`${name} has no ${ax} axis`);
       return { d, axis };
     });
-    for (let i = 0; i < a.data.length; i++) {
-      const delta = cl.data[i] - a.data[i];
-      if (delta === 0) continue; // nothing changes here (and masked pattern entries are 0 in both runs)
+    // the activation in runs of consecutive numbers that fall in one cell: everything after the
+    // last index axis (a position's C channels, a head's hs, a pattern row's T keys)
+    const run = Math.min(...picks.map(({ axis }) => (axis < 0 ? a.data.length : actStride[axis])));
+    const ad = a.data, cd = cl.data, gd = g.data;
+    for (let i0 = 0; i0 < ad.length; i0 += run) {
       let cell = 0;
-      for (const { d, axis } of picks) cell += strides[d] * (axis < 0 ? l : Math.floor(i / actStride[axis]) % a.shape[axis]);
-      data[cell] += delta * g.data[i];
+      for (const { d, axis } of picks) cell += strides[d] * (axis < 0 ? l : Math.floor(i0 / actStride[axis]) % a.shape[axis]);
+      let sum = data[cell];
+      for (let i = i0; i < i0 + run; i++) {
+        const delta = cd[i] - ad[i];
+        if (delta === 0) continue; // nothing changes here (and masked pattern entries are 0 in both runs)
+        sum += delta * gd[i];
+      }
+      data[cell] = sum;
     }
   }
   for (let k = 0; k < data.length; k++) data[k] += runs.metric.corrupted;
