@@ -239,6 +239,23 @@ maybe('simd matmulBackward, dout with zero rows and a zero block of columns (a m
   assert.ok(got.some((x, j) => x !== start[j]), 'the nonzero rows were added to');
 });
 
+maybe('simd matmulBackward: b\'s panels copied first (many rows of dout) or read in place (one row) give the same bits; = the loops', () => {
+  // rows 4 KiB apart (N = 1024), two blocks of the sum (K = 300 > 256), the last columns not a
+  // whole tile (1030 = 85 · 12 + 2 · 4 + 2)
+  for (const [BT, C, OC] of [[9, 1024, 300], [7, 1030, 13]]) {
+    const inp = rand32(BT * C), w = inMemory(rand32(OC * C)), dout = rand32(BT * OC), start = rand32(BT * C);
+    const all = start.slice(), oneByOne = start.slice(), want = start.slice();
+    simd.matmulBackward(all, null, null, dout, inp, w, BT, C, OC);
+    for (let i = 0; i < BT; i++)
+      simd.matmulBackward(oneByOne.subarray(i * C, (i + 1) * C), null, null, dout.subarray(i * OC, (i + 1) * OC), inp.subarray(i * C, (i + 1) * C), w, 1, C, OC);
+    assert.equal(all, oneByOne, `BT=${BT} C=${C} OC=${OC}`);
+    matmulBackward(want, null, null, dout, inp, w, BT, C, OC);
+    const abs = (x: Float32Array) => x.map(Math.abs), scale = abs(start);
+    matmulBackward(scale, null, null, abs(dout), abs(inp), abs(w), BT, C, OC);
+    assert.ok(sumErr(all, want, scale) <= 1e-5, `dinp: ${sumErr(all, want, scale)}`);
+  }
+});
+
 maybe('simd geluBackward = the loops (1e-6 absolute on GELU\'s slope, at most 1.13), odd lengths, large and tiny inputs, added to what is there', () => {
   for (const N of [1, 3, 5, 4099]) {
     const x = Float32Array.from(rand32(N), (v, i) => (i % 7 === 0 ? v * 30 : v * 3)), dout = rand32(N), start = rand32(N);

@@ -20,7 +20,7 @@
  */
 import { kernelMemoryOf, slotScratch, workScratch } from './memory.ts';
 import { inBlocks, ITEMS_PER_THREAD } from './kernels.ts';
-import type { Scratch } from './scratch.ts';
+import { allocBytes, type Scratch } from './scratch.ts';
 import { jobThreads, runJob } from './threads.ts';
 import { ACC_TILE_COLUMNS } from './backward_wasm.ts';
 
@@ -84,6 +84,7 @@ function matmulAccumulate(out: Float32Array, a: Float32Array, b: Float32Array, M
   if (kc < 1) throw new Error(`matmulBackward: a row of ${N} floats does not fit in the ${s.room}-byte scratch area`);
   const mark = s.mark();
   const bBlock = bIn ? 0 : s.alloc(kc * N);
+  const pack = s.alloc(jobThreads() * allocBytes(kc * ACC_TILE_COLUMNS) / 4); // each thread's copy of a panel of b
   const perRow = (aIn ? 0 : kc * 4) + (outIn ? 0 : N * 4);
   const mb = perRow === 0 ? M : Math.min(M, Math.floor((s.room - 64) / perRow));
   if (mb < 1) throw new Error(`matmulBackward: one row does not fit in the ${s.room}-byte scratch area`);
@@ -111,7 +112,7 @@ function matmulAccumulate(out: Float32Array, a: Float32Array, b: Float32Array, M
         s.put(oBlock, out, m0 * N, mn * N);
         po = oBlock;
       }
-      threadedMatmulAcc(s, po, pa, pb, mn, kn, N, lda);
+      threadedMatmulAcc(s, po, pa, pb, mn, kn, N, lda, pack);
       if (!outIn) s.copyOut(out, m0 * N, oBlock, mn * N);
     }
   }
@@ -124,10 +125,18 @@ function zeroColumns(a: Float32Array, M: number, K: number, k0: number, kn: numb
   return true;
 }
 
-/** km.exports.matmul_acc over all N columns (byte addresses), cut into column ranges for the threads. */
-function threadedMatmulAcc(s: Scratch, out: number, a: number, b: number, M: number, K: number, N: number, lda: number): void {
+/** Rows of a from which matmul_acc copies each panel of b's columns before use (see ./backward_wasm.ts). */
+const PACK_ROWS = 6;
+
+/**
+ * km.exports.matmul_acc over all N columns (byte addresses), cut into column ranges for the
+ * threads; each thread packs b's panels into its own part of `pack` (room for jobThreads() of
+ * K · ACC_TILE_COLUMNS floats) when a has enough rows for the copy to pay.
+ */
+function threadedMatmulAcc(s: Scratch, out: number, a: number, b: number, M: number, K: number, N: number, lda: number, pack: number): void {
   const w = ACC_TILE_COLUMNS, chunk = Math.max(w, Math.ceil(N / (jobThreads() * ITEMS_PER_THREAD) / w) * w); // whole register tiles
-  runJob(s.km, 'matmul_acc_job', s.args([out, a, b, M, K, N, lda, chunk]), Math.ceil(N / chunk), 2 * M * K * N);
+  const packBytes = M >= PACK_ROWS ? allocBytes(K * w) : 0;
+  runJob(s.km, 'matmul_acc_job', s.args([out, a, b, M, K, N, lda, packBytes && pack, packBytes, chunk]), Math.ceil(N / chunk), 2 * M * K * N);
 }
 
 /** dinp (N) += dout (N) · GELU'(inp (N)), in this thread's loose memory, a block at a time. */
