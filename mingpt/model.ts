@@ -719,12 +719,15 @@ export class GPT {
    *     accumulates .grad; `params: false` skips them (attribution needs the activations'
    *     gradients only, and the weights' cost as much again);
    *   - each hook point's gradient passes a hook point of the backward pass, where `hooks`, attached
-   *     for this pass only, may read or replace it (../lens/gradients.ts collects them).
+   *     for this pass only, may read or replace it (../lens/gradients.ts collects them);
+   *   - `stop_at_layer` (forward's, backwards; with `params: false`) ends the pass at the stream
+   *     entering that block: blocks L−1 … stop_at_layer run, and the last gradient given is
+   *     blocks.{stop_at_layer − 1}.hook_resid_post's (what is before it, nobody reads).
    * A value that a forward hook changed is differentiated as if the layer had computed it: the
    * layers after it see the changed value, and the gradient still flows on to what came before.
    * The recorded run is dropped afterwards, as PyTorch frees its graph.
    */
-  backward(dlogits?: Float32Array, opts: { params?: boolean; hooks?: HookSpec } = {}): void {
+  backward(dlogits?: Float32Array, opts: { params?: boolean; hooks?: HookSpec; stop_at_layer?: number } = {}): void {
     if (opts.hooks?.length) {
       const hooks = opts.hooks;
       this.hooks.withGrad(hooks, () => this.backward(dlogits, { ...opts, hooks: undefined }));
@@ -742,6 +745,9 @@ export class GPT {
       crossEntropyBackward(dlogits, tape.logits, tape.targets, B, T, V);
     } else if (dlogits.length !== B * P * V) throw new Error(`dlogits must be (${B}, ${P}, ${V}) like the logits, got ${dlogits.length} numbers`);
     const grads: Grads = opts.params ?? true ? (p) => this.grad_of(p) : null;
+    const stop = Math.max(tape.start, opts.stop_at_layer ?? 0);
+    if (!(Number.isInteger(stop) && stop <= L)) throw new Error(`backward's stop_at_layer ${opts.stop_at_layer} is outside 0..${L}`);
+    if (grads && stop > tape.start) throw new Error('backward: the parameters\' gradients need the whole pass (stop_at_layer needs params: false)');
     const { wte, wpe, h, ln_f } = this.transformer;
     // the vocabulary projection and the final layer norm, at the positions that have logits
     const dxf = new Float32Array(B * P * C); // (B, P, C)
@@ -750,7 +756,11 @@ export class GPT {
     const dlast = new Float32Array(B * P * C);
     ln_f.backward(dlast, dxf, last, acts, B, P, grads);
     let dx = positions ? scatterPositions(dlast, B, T, C, positions) : dlast; // (B, T, C)
-    for (let l = L - 1; l >= tape.start; l--) dx = h[l].backward(dx, acts, B, T, grads);
+    for (let l = L - 1; l >= stop; l--) dx = h[l].backward(dx, acts, B, T, grads);
+    if (stop > tape.start) {
+      this.hooks.grad(h[stop - 1].names.resid_post, dx, [B, T, C]); // the stream entering block `stop`
+      return;
+    }
     if (!tape.ids) return; // the run started from a given residual stream: nothing before it
     // x = tok_emb + pos_emb: each gets the whole gradient
     const dpos = this.hooks.grad('hook_pos_embed', dx.slice(), [B, T, C]);
