@@ -241,8 +241,9 @@ maybe('simd matmulBackward, dout with zero rows and a zero block of columns (a m
 
 maybe('simd matmulBackward: b\'s panels copied first (many rows of dout) or read in place (one row) give the same bits; = the loops', () => {
   // rows 4 KiB apart (N = 1024), two blocks of the sum (K = 300 > 256), the last columns not a
-  // whole tile (1030 = 85 · 12 + 2 · 4 + 2)
-  for (const [BT, C, OC] of [[9, 1024, 300], [7, 1030, 13]]) {
+  // whole tile (1030 = 85 · 12 + 2 · 4 + 2), rows of dout and dinp that fill more than one
+  // scratch area (300 · (8200 + 13) floats: two blocks of rows)
+  for (const [BT, C, OC] of [[9, 1024, 300], [7, 1030, 13], [300, 13, 8200]]) {
     const inp = rand32(BT * C), w = inMemory(rand32(OC * C)), dout = rand32(BT * OC), start = rand32(BT * C);
     const all = start.slice(), oneByOne = start.slice(), want = start.slice();
     simd.matmulBackward(all, null, null, dout, inp, w, BT, C, OC);

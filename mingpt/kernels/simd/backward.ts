@@ -70,7 +70,11 @@ function isZero(x: Float32Array, at: number, n: number): boolean {
 /** terms of the sum over k added up in one lane before they are added to out */
 const K_BLOCK = 256;
 
-/** out (M, N) += a (M, K) · b (K, N), all row-major. */
+/**
+ * out (M, N) += a (M, K) · b (K, N), all row-major. Blocks of rows: each block's rows of a and of
+ * out are copied in once (when not in the kernel memory already) and out's copied back once,
+ * whatever the number of blocks of the sum.
+ */
 function matmulAccumulate(out: Float32Array, a: Float32Array, b: Float32Array, M: number, K: number, N: number): void {
   if (M <= 0 || K <= 0 || N <= 0) return;
   const home = kernelMemoryOf(b) ?? kernelMemoryOf(out);
@@ -85,36 +89,29 @@ function matmulAccumulate(out: Float32Array, a: Float32Array, b: Float32Array, M
   const mark = s.mark();
   const bBlock = bIn ? 0 : s.alloc(kc * N);
   const pack = s.alloc(jobThreads() * allocBytes(kc * ACC_TILE_COLUMNS) / 4); // each thread's copy of a panel of b
-  const perRow = (aIn ? 0 : kc * 4) + (outIn ? 0 : N * 4);
+  const perRow = (aIn ? 0 : K * 4) + (outIn ? 0 : N * 4);
   const mb = perRow === 0 ? M : Math.min(M, Math.floor((s.room - 64) / perRow));
   if (mb < 1) throw new Error(`matmulBackward: one row does not fit in the ${s.room}-byte scratch area`);
-  const aBlock = aIn ? 0 : s.alloc(mb * kc), oBlock = outIn ? 0 : s.alloc(mb * N);
-  for (let k0 = 0; k0 < K; k0 += kc) {
-    const kn = Math.min(kc, K - k0);
-    // a block of a's columns that is all zeros adds nothing: the gradient of a metric that reads a
-    // few logits is zero at all but a few of the vocabulary's 50257 (no need to stream its weights)
-    if (zeroColumns(a, M, K, k0, kn)) continue;
-    let pb = b.byteOffset + k0 * N * 4;
-    if (!bIn) {
-      s.put(bBlock, b, k0 * N, kn * N);
-      pb = bBlock;
-    }
-    for (let m0 = 0; m0 < M; m0 += mb) {
-      const mn = Math.min(mb, M - m0);
-      let pa = a.byteOffset + (m0 * K + k0) * 4, lda = K;
-      if (!aIn) {
-        for (let i = 0; i < mn; i++) s.put(aBlock + i * kn * 4, a, (m0 + i) * K + k0, kn);
-        pa = aBlock;
-        lda = kn;
+  const aBlock = aIn ? 0 : s.alloc(mb * K), oBlock = outIn ? 0 : s.alloc(mb * N);
+  for (let m0 = 0; m0 < M; m0 += mb) {
+    const mn = Math.min(mb, M - m0);
+    const am = a.subarray(m0 * K, (m0 + mn) * K); // these rows of a
+    if (!aIn) s.put(aBlock, a, m0 * K, mn * K);
+    if (!outIn) s.put(oBlock, out, m0 * N, mn * N);
+    const pa = aIn ? am.byteOffset : aBlock, po = outIn ? out.byteOffset + m0 * N * 4 : oBlock;
+    for (let k0 = 0; k0 < K; k0 += kc) {
+      const kn = Math.min(kc, K - k0);
+      // a block of a's columns that is all zeros adds nothing: the gradient of a metric that reads a
+      // few logits is zero at all but a few of the vocabulary's 50257 (no need to stream its weights)
+      if (zeroColumns(am, mn, K, k0, kn)) continue;
+      let pb = b.byteOffset + k0 * N * 4;
+      if (!bIn) {
+        s.put(bBlock, b, k0 * N, kn * N);
+        pb = bBlock;
       }
-      let po = out.byteOffset + m0 * N * 4;
-      if (!outIn) {
-        s.put(oBlock, out, m0 * N, mn * N);
-        po = oBlock;
-      }
-      threadedMatmulAcc(s, po, pa, pb, mn, kn, N, lda, pack);
-      if (!outIn) s.copyOut(out, m0 * N, oBlock, mn * N);
+      threadedMatmulAcc(s, po, pa + k0 * 4, pb, mn, kn, N, K, pack);
     }
+    if (!outIn) s.copyOut(out, m0 * N, oBlock, mn * N);
   }
   s.release(mark);
 }
