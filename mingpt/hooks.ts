@@ -77,6 +77,11 @@ export class HookPoints {
     return this.active !== null && this.active.some(([sel]) => (typeof sel === 'string' ? sel === name : sel(name)));
   }
 
+  /** Whether a backward hook attached now would see the gradient at `name` (it may keep it: the model then gives it an array of its own). */
+  watchesGrad(name: string): boolean {
+    return this.backward !== null && this.backward.some(([sel]) => (typeof sel === 'string' ? sel === name : sel(name)));
+  }
+
   /** Whether any hook is attached now (a run of some rows only refuses hooks it cannot give (B, T, …) shapes). */
   get attached(): boolean {
     return this.active !== null;

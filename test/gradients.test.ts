@@ -100,6 +100,17 @@ test('the backward pass goes back only as far as the hook points asked for: the 
   assert.throws(() => model.backward(metric.backward!(logits), { stop_at_layer: 1 }), /params: false/);
 });
 
+test('a backward hook may keep the gradients it sees without copying them: no later block writes over them (the pass reuses only the arrays no hook sees)', () => {
+  const kept: Array<[string, Float32Array, Float32Array]> = [];
+  run_with_grad_cache(model, c.corrupt_ids, metric, { names: [], bwd_hooks: [[(n) => n.startsWith('blocks.'), (g, n) => { kept.push([n, g.data, g.data.slice()]); }]] });
+  assert.ok(kept.length > 2 * 15, `${kept.length} gradients seen`);
+  for (const [n, ref, copy] of kept) assert.equal(ref, copy, n);
+  // and one that is not watched is still right: the fixture's, through the reused arrays
+  const some = ['blocks.0.hook_resid_pre', 'blocks.1.mlp.hook_post'];
+  const g = run_with_grad_cache(model, c.corrupt_ids, metric, { names: some }).grad_cache;
+  for (const n of some) close(Array.from(g.get(n).data), G.grads[n].flat(2), n);
+});
+
 test('backward() adds to the gradients until zero_grad(): two passes give twice the fixture\'s', () => {
   const ids = c.clean_ids;
   model.zero_grad();
