@@ -257,6 +257,44 @@ maybe('simd matmulBackward: b\'s panels copied first (many rows of dout) or read
   }
 });
 
+maybe('simd layernormApplyBackward and layernormScaleBackward = the loops (1e-6 of the terms\' size), rows not whole vectors, a mean far from 0, added to what is there; with the parameters\' gradients the loops themselves', () => {
+  for (const [BT, C] of [[1, 1], [3, 5], [2, 7], [5, 13], [4, 768]]) {
+    const inp = Float32Array.from(rand32(BT * C), (v) => 40 + 3 * v), weight = rand32(C), dout = rand32(BT * C);
+    const scale = new Float32Array(BT);
+    layernormScale(scale, inp, BT, C, 1e-5);
+    const start = rand32(BT * C), startS = rand32(BT), dscaleIn = rand32(BT);
+    const want = [start.slice(), startS.slice()], got = [start.slice(), startS.slice()];
+    layernormApplyBackward(want[0], want[1], null, null, dout, inp, scale, weight, BT, C);
+    simd.layernormApplyBackward(got[0], got[1], null, null, dout, inp, scale, weight, BT, C);
+    const wantS = start.slice(), gotS = start.slice();
+    layernormScaleBackward(wantS, dscaleIn, inp, scale, BT, C);
+    simd.layernormScaleBackward(gotS, dscaleIn, inp, scale, BT, C);
+    // the size of each result's terms: |start| + Σ|dout·w| / scale (dinp), + Σ|dout·w·x̂| / scale (dscale), |dscale| · max|x − mean| / (C · scale)
+    for (let i = 0; i < BT; i++) {
+      let mean = 0, dxAbs = 0, dotAbs = 0, devMax = 0;
+      for (let k = 0; k < C; k++) mean += inp[i * C + k] / C;
+      for (let k = 0; k < C; k++) {
+        const xhat = (inp[i * C + k] - mean) / scale[i], dx = Math.abs(dout[i * C + k] * weight[k]);
+        dxAbs += dx;
+        dotAbs += dx * Math.abs(xhat);
+        devMax = Math.max(devMax, Math.abs(inp[i * C + k] - mean));
+      }
+      for (let k = 0; k < C; k++) {
+        const j = i * C + k, size = Math.abs(start[j]) + (Math.abs(dout[j] * weight[k]) + dxAbs / C) / scale[i];
+        assert.ok(Math.abs(got[0][j] - want[0][j]) <= 1e-6 * size, `apply dinp [${i}, ${k}] (BT=${BT} C=${C}): ${got[0][j]} vs ${want[0][j]}`);
+        const sizeS = Math.abs(start[j]) + Math.abs(dscaleIn[i]) * devMax / (C * scale[i]);
+        assert.ok(Math.abs(gotS[j] - wantS[j]) <= 1e-6 * sizeS, `scale dinp [${i}, ${k}] (BT=${BT} C=${C}): ${gotS[j]} vs ${wantS[j]}`);
+      }
+      assert.ok(Math.abs(got[1][i] - want[1][i]) <= 1e-6 * (Math.abs(startS[i]) + dotAbs / scale[i]), `dscale [${i}] (BT=${BT} C=${C}): ${got[1][i]} vs ${want[1][i]}`);
+    }
+    // the parameters' gradients wanted: the loops, so the very same numbers
+    const [a, b] = [[start.slice(), startS.slice(), new Float32Array(C), new Float32Array(C)], [start.slice(), startS.slice(), new Float32Array(C), new Float32Array(C)]];
+    layernormApplyBackward(a[0], a[1], a[2], a[3], dout, inp, scale, weight, BT, C);
+    simd.layernormApplyBackward(b[0], b[1], b[2], b[3], dout, inp, scale, weight, BT, C);
+    a.forEach((x, i) => assert.equal(b[i], x));
+  }
+});
+
 maybe('simd geluBackward = the loops (1e-6 absolute on GELU\'s slope, at most 1.13), odd lengths, large and tiny inputs, added to what is there', () => {
   for (const N of [1, 3, 5, 4099]) {
     const x = Float32Array.from(rand32(N), (v, i) => (i % 7 === 0 ? v * 30 : v * 3)), dout = rand32(N), start = rand32(N);

@@ -11,15 +11,17 @@
  * As for the forward product (./kernels.ts), the kernel runs in the memory that holds b (else the
  * one that holds out, else this thread's loose memory), and whatever is not in it is copied into
  * this thread's scratch area there (./scratch.ts): a block of b's rows, then blocks of a's and
- * out's rows; out's blocks are copied back after each product. Big products are shared among
- * the kernel threads as a job of column ranges (./threads.ts).
+ * out's rows, copied once per block of rows; out's blocks are copied back after each. Big
+ * products are shared among the kernel threads as a job of column ranges (./threads.ts).
  *
  * The attention's backward kernels are products too, of one head at a time (its rows gathered
- * from the (T, NH, hs) layout, the results added back), through the same kernel; the GELU's
- * backward is its own kernel (gelu_backward in ./wasm_rows.ts, beside the forward GELU).
+ * from the (T, NH, hs) layout, the results added back), through the same kernel; the GELU's and
+ * the layer norm's backward are kernels of their own (gelu_backward, layernorm_apply_backward,
+ * layernorm_scale_backward in ./wasm_rows.ts, beside their forward twins).
  */
 import { kernelMemoryOf, slotScratch, workScratch } from './memory.ts';
 import { inBlocks, ITEMS_PER_THREAD } from './kernels.ts';
+import * as js from '../js.ts';
 import { allocBytes, type Scratch } from './scratch.ts';
 import { jobThreads, runJob } from './threads.ts';
 import { ACC_TILE_COLUMNS } from './backward_wasm.ts';
@@ -143,6 +145,35 @@ export function geluBackward(dinp: Float32Array, inp: Float32Array, dout: Float3
     const x = s.copyIn(inp, at, n), d = s.copyIn(dout, at, n), g = s.copyIn(dinp, at, n);
     s.km.exports.gelu_backward(g, x, d, Math.ceil(n / 4) * 4); // whole vectors: the padding lanes are computed and dropped
     s.copyOut(dinp, at, g, n);
+  });
+}
+
+/**
+ * The backward of layernormApply without the parameters' gradients (an attribution's backward
+ * pass), a block of rows at a time in this thread's loose memory; with them (training), the loops.
+ */
+export function layernormApplyBackward(
+  dinp: Float32Array, dscale: Float32Array, dweight: Float32Array | null, dbias: Float32Array | null,
+  dout: Float32Array, inp: Float32Array, scale: Float32Array, weight: Float32Array, BT: number, C: number,
+): void {
+  if (dweight || dbias) return js.layernormApplyBackward(dinp, dscale, dweight, dbias, dout, inp, scale, weight, BT, C);
+  const s = workScratch();
+  const w = s.copyIn(weight, 0, C);
+  inBlocks(s, BT, 3 * C + 2, (at, n) => {
+    const g = s.copyIn(dinp, at * C, n * C), ds = s.copyIn(dscale, at, n);
+    s.km.exports.layernorm_apply_backward(g, ds, s.copyIn(dout, at * C, n * C), s.copyIn(inp, at * C, n * C), s.copyIn(scale, at, n), w, n, C);
+    s.copyOut(dinp, at * C, g, n * C);
+    s.copyOut(dscale, at, ds, n);
+  });
+}
+
+/** The backward of layernormScale, a block of rows at a time in this thread's loose memory. */
+export function layernormScaleBackward(dinp: Float32Array, dscale: Float32Array, inp: Float32Array, scale: Float32Array, BT: number, C: number): void {
+  const s = workScratch();
+  inBlocks(s, BT, 2 * C + 2, (at, n) => {
+    const g = s.copyIn(dinp, at * C, n * C);
+    s.km.exports.layernorm_scale_backward(g, s.copyIn(dscale, at, n), s.copyIn(inp, at * C, n * C), s.copyIn(scale, at, n), n, C);
+    s.copyOut(dinp, at * C, g, n * C);
   });
 }
 
