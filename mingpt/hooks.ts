@@ -135,11 +135,14 @@ function callHooks(list: HookSpec, name: string, x: Float32Array, shape: number[
   return x;
 }
 
+/** Whether an ndarray is its whole data array in row-major order (no view of part of it, no transposition). */
+function isPlain(a: Activation): boolean {
+  return a.offset === 0 && a.data.length === a.size && a.stride.every((s, i) => s === a.shape.slice(i + 1).reduce((p, d) => p * d, 1));
+}
+
 /** The data of an ndarray as a fresh contiguous row-major Float32Array (a copy only when needed). */
 export function contiguous(a: Activation): Float32Array {
-  const isPlain =
-    a.offset === 0 && a.data.length === a.size && a.stride.every((s, i) => s === a.shape.slice(i + 1).reduce((p, d) => p * d, 1));
-  if (isPlain) return a.data;
+  if (isPlain(a)) return a.data;
   const out = ndarray(new Float32Array(a.size), a.shape.slice());
   ops.assign(out, a);
   return out.data;
@@ -147,6 +150,7 @@ export function contiguous(a: Activation): Float32Array {
 
 /** A deep copy of an activation (the "detach().clone()" of the assignment). */
 export function clone(a: Activation): Activation {
+  if (isPlain(a)) return ndarray(a.data.slice(), a.shape.slice()); // one block copy
   const out = ndarray(new Float32Array(a.size), a.shape.slice());
   ops.assign(out, a);
   return out;
