@@ -328,19 +328,22 @@ for (const [B, Tq, Tk, NH, hs] of [[1, 1, 1, 1, 1], [2, 5, 5, 3, 7], [1, 3, 7, 2
   });
 }
 
-maybe('kernel threads: one thread or two give the same bits (matmulBackward, the attention backward), and the helpers took items', async () => {
+maybe('kernel threads: one thread or two give the same bits (matmulBackward, the attention backward, the GELU\'s), and the helpers took items', async () => {
   // columns 774: the last item of a product ends in 4-column tiles and scalar columns; products of 30 and 12 MFLOP, so they are split
   const [BT, C, OC] = [65, 774, 300], [B, T, NH, hs] = [1, 300, 2, 64], CA = NH * hs;
   const inp = rand32(BT * C), w = inMemory(rand32(OC * C)), dout = rand32(BT * OC);
   const q = rand32(B * T * CA), k = rand32(B * T * CA), v = rand32(B * T * CA), dz = rand32(B * T * CA), datt = rand32(B * NH * T * T);
   const att = rand32(B * NH * T * T);
+  const NG = 100_003, x = Float32Array.from(rand32(NG), (u) => 4 * u), dpost = rand32(NG), dpre0 = rand32(NG); // the GELU's: 4 MFLOP, split
   const run = () => {
     const dinp = new Float32Array(BT * C), dweight = allocParams(OC * C), dbias = new Float32Array(OC);
     simd.matmulBackward(dinp, dweight, dbias, dout, inp, w, BT, C, OC);
     const datt2 = new Float32Array(att.length), dv = new Float32Array(v.length), dq = new Float32Array(q.length), dk = new Float32Array(k.length);
     simd.attentionValuesBackward(datt2, dv, dz, att, v, B, T, T, CA, NH);
     simd.attentionScoresBackward(dq, dk, datt, q, k, B, T, T, CA, NH);
-    return [dinp, dweight, dbias, datt2, dv, dq, dk];
+    const dpre = dpre0.slice();
+    simd.geluBackward(dpre, x, dpost, NG);
+    return [dinp, dweight, dbias, datt2, dv, dq, dk, dpre];
   };
   const [one, two] = await oneThreadThenTwo(run);
   one.forEach((a, i) => assert.ok(a.every((x, j) => Object.is(x, two[i][j])), `output ${i}`));

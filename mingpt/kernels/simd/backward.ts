@@ -138,12 +138,14 @@ function threadedMatmulAcc(s: Scratch, out: number, a: number, b: number, M: num
   runJob(s.km, 'matmul_acc_job', s.args([out, a, b, M, K, N, lda, packBytes && pack, packBytes, chunk]), Math.ceil(N / chunk), 2 * M * K * N);
 }
 
-/** dinp (N) += dout (N) · GELU'(inp (N)), in this thread's loose memory, a block at a time. */
+/** dinp (N) += dout (N) · GELU'(inp (N)), in this thread's loose memory, a block at a time, shared among the threads when big. */
 export function geluBackward(dinp: Float32Array, inp: Float32Array, dout: Float32Array, N: number): void {
   const s = workScratch();
   inBlocks(s, N, 3, (at, n) => {
     const x = s.copyIn(inp, at, n), d = s.copyIn(dout, at, n), g = s.copyIn(dinp, at, n);
-    s.km.exports.gelu_backward(g, x, d, Math.ceil(n / 4) * 4); // whole vectors: the padding lanes are computed and dropped
+    const n4 = Math.ceil(n / 4) * 4; // whole vectors: the padding lanes are computed and dropped
+    const chunk = Math.max(4096, Math.ceil(n4 / (jobThreads() * ITEMS_PER_THREAD) / 4) * 4);
+    runJob(s.km, 'gelu_backward_job', s.args([g, x, d, n4, chunk]), Math.ceil(n4 / chunk), 40 * n4);
     s.copyOut(dinp, at, g, n);
   });
 }

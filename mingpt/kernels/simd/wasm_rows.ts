@@ -52,6 +52,19 @@ export function geluJob(index: number): Code {
   return f;
 }
 
+/** gelu_backward_job: args [dinp, inp, dout, N, chunk] (chunk a multiple of 4); item j does j·chunk … +chunk. */
+export function geluBackwardJob(index: number): Code {
+  const f = new Code('gelu_backward_job', ['i32', 'i32', 'i32']);
+  const [args, item] = [0, 1];
+  const at = f.local('i32'), n = f.local('i32');
+  f.get(item).get(args).i32_load(16).i32_mul().set(at);
+  f.get(args).i32_load(12).get(at).i32_sub().set(n);
+  f.when(() => f.get(n).get(args).i32_load(16).i32_gt_u(), () => f.get(args).i32_load(16).set(n));
+  for (const word of [0, 4, 8]) f.get(args).i32_load(word).get(at).i32(2).i32_shl().i32_add();
+  f.get(n).call(index);
+  return f;
+}
+
 /**
  * gelu_backward(dinp, inp, dout, N): dinp += dout · GELU'(inp). With e = e^{−2u} (clamped as in
  * gelu) and h = 1 / (1 + e) = ½(1 + tanh u): GELU'(x) = h + x · 2h²e · du/dx, where
