@@ -18,7 +18,9 @@
  * replacement, which then flows on to everything upstream.
  *
  * Cost: one forward pass that keeps a reference to every activation (no copies), and one backward
- * pass without the weights' gradients, about as much arithmetic as the forward pass.
+ * pass without the weights' gradients, about as much arithmetic as the forward pass. The backward
+ * pass stops at the earliest hook point kept or hooked: gradients at the block outputs from
+ * layer 0 up (attribution patching's) need no backward of block 0 or of the embeddings.
  */
 import type { NdArray } from 'ndarray';
 import type { GPT, ForwardOptions, Idx } from '../mingpt/model.ts';
@@ -54,6 +56,17 @@ function nameFilter(names: GradCacheOptions['names']): (name: string) => boolean
   return (n) => set.has(n);
 }
 
+/** The first block whose backward pass a gradient at a hook point that `wanted` picks needs (L: none). */
+function firstBlockNeeded(model: GPT, wanted: (name: string) => boolean): number {
+  for (const name of model.hook_names()) {
+    if (!wanted(name)) continue;
+    const m = /^blocks\.(\d+)\.(.+)$/.exec(name);
+    if (!m) return name.startsWith('ln_final') ? model.config.n_layer : 0; // the embeddings, or the final layer norm (backwards, before every block)
+    return m[2] === 'hook_resid_post' ? Number(m[1]) + 1 : Number(m[1]); // a block's output: known before the block runs
+  }
+  return model.config.n_layer;
+}
+
 /**
  * Runs `idx` forward, evaluates `metric` on the logits, and runs backward from the metric's
  * gradient (`metric.backward`), keeping every selected hook point's gradient. The model's
@@ -69,6 +82,8 @@ export function run_with_grad_cache(model: GPT, idx: Idx, metric: Metric, opts: 
   const fwd: HookSpec = [...(hooks ?? []), ...(keepActs ? [[keep, cacheHook(acts)] as HookSpec[number]] : [])];
   const res = model.forward(idx, { ...rest, logits_at, hooks: fwd, grad: true });
   const value = metric(res.logits);
-  model.backward(metric.backward(res.logits), { params: false, hooks: [...(bwd_hooks ?? []), [keep, cacheHook(grads)]] });
+  const bwd: HookSpec = [...(bwd_hooks ?? []), [keep, cacheHook(grads)]];
+  const stop_at_layer = firstBlockNeeded(model, (n) => bwd.some(([sel]) => (typeof sel === 'string' ? sel === n : sel(n))));
+  model.backward(metric.backward(res.logits), { params: false, hooks: bwd, stop_at_layer });
   return { value, logits: res.logits, cache: new ActivationCache(model, acts, logits_at), grad_cache: new ActivationCache(model, grads, logits_at) };
 }

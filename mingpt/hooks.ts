@@ -77,6 +77,11 @@ export class HookPoints {
     return this.active !== null && this.active.some(([sel]) => (typeof sel === 'string' ? sel === name : sel(name)));
   }
 
+  /** Whether a backward hook attached now would see the gradient at `name` (it may keep it: the model then gives it an array of its own). */
+  watchesGrad(name: string): boolean {
+    return this.backward !== null && this.backward.some(([sel]) => (typeof sel === 'string' ? sel === name : sel(name)));
+  }
+
   /** Whether any hook is attached now (a run of some rows only refuses hooks it cannot give (B, T, …) shapes). */
   get attached(): boolean {
     return this.active !== null;
@@ -130,11 +135,14 @@ function callHooks(list: HookSpec, name: string, x: Float32Array, shape: number[
   return x;
 }
 
+/** Whether an ndarray is its whole data array in row-major order (no view of part of it, no transposition). */
+function isPlain(a: Activation): boolean {
+  return a.offset === 0 && a.data.length === a.size && a.stride.every((s, i) => s === a.shape.slice(i + 1).reduce((p, d) => p * d, 1));
+}
+
 /** The data of an ndarray as a fresh contiguous row-major Float32Array (a copy only when needed). */
 export function contiguous(a: Activation): Float32Array {
-  const isPlain =
-    a.offset === 0 && a.data.length === a.size && a.stride.every((s, i) => s === a.shape.slice(i + 1).reduce((p, d) => p * d, 1));
-  if (isPlain) return a.data;
+  if (isPlain(a)) return a.data;
   const out = ndarray(new Float32Array(a.size), a.shape.slice());
   ops.assign(out, a);
   return out.data;
@@ -142,6 +150,7 @@ export function contiguous(a: Activation): Float32Array {
 
 /** A deep copy of an activation (the "detach().clone()" of the assignment). */
 export function clone(a: Activation): Activation {
+  if (isPlain(a)) return ndarray(a.data.slice(), a.shape.slice()); // one block copy
   const out = ndarray(new Float32Array(a.size), a.shape.slice());
   ops.assign(out, a);
   return out;

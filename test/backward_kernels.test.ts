@@ -239,6 +239,62 @@ maybe('simd matmulBackward, dout with zero rows and a zero block of columns (a m
   assert.ok(got.some((x, j) => x !== start[j]), 'the nonzero rows were added to');
 });
 
+maybe('simd matmulBackward: b\'s panels copied first (many rows of dout) or read in place (one row) give the same bits; = the loops', () => {
+  // rows 4 KiB apart (N = 1024), two blocks of the sum (K = 300 > 256), the last columns not a
+  // whole tile (1030 = 85 · 12 + 2 · 4 + 2), rows of dout and dinp that fill more than one
+  // scratch area (300 · (8200 + 13) floats: two blocks of rows)
+  for (const [BT, C, OC] of [[9, 1024, 300], [7, 1030, 13], [300, 13, 8200]]) {
+    const inp = rand32(BT * C), w = inMemory(rand32(OC * C)), dout = rand32(BT * OC), start = rand32(BT * C);
+    const all = start.slice(), oneByOne = start.slice(), want = start.slice();
+    simd.matmulBackward(all, null, null, dout, inp, w, BT, C, OC);
+    for (let i = 0; i < BT; i++)
+      simd.matmulBackward(oneByOne.subarray(i * C, (i + 1) * C), null, null, dout.subarray(i * OC, (i + 1) * OC), inp.subarray(i * C, (i + 1) * C), w, 1, C, OC);
+    assert.equal(all, oneByOne, `BT=${BT} C=${C} OC=${OC}`);
+    matmulBackward(want, null, null, dout, inp, w, BT, C, OC);
+    const abs = (x: Float32Array) => x.map(Math.abs), scale = abs(start);
+    matmulBackward(scale, null, null, abs(dout), abs(inp), abs(w), BT, C, OC);
+    assert.ok(sumErr(all, want, scale) <= 1e-5, `dinp: ${sumErr(all, want, scale)}`);
+  }
+});
+
+maybe('simd layernormApplyBackward and layernormScaleBackward = the loops (1e-6 of the terms\' size), rows not whole vectors, a mean far from 0, added to what is there; with the parameters\' gradients the loops themselves', () => {
+  for (const [BT, C] of [[1, 1], [3, 5], [2, 7], [5, 13], [4, 768]]) {
+    const inp = Float32Array.from(rand32(BT * C), (v) => 40 + 3 * v), weight = rand32(C), dout = rand32(BT * C);
+    const scale = new Float32Array(BT);
+    layernormScale(scale, inp, BT, C, 1e-5);
+    const start = rand32(BT * C), startS = rand32(BT), dscaleIn = rand32(BT);
+    const want = [start.slice(), startS.slice()], got = [start.slice(), startS.slice()];
+    layernormApplyBackward(want[0], want[1], null, null, dout, inp, scale, weight, BT, C);
+    simd.layernormApplyBackward(got[0], got[1], null, null, dout, inp, scale, weight, BT, C);
+    const wantS = start.slice(), gotS = start.slice();
+    layernormScaleBackward(wantS, dscaleIn, inp, scale, BT, C);
+    simd.layernormScaleBackward(gotS, dscaleIn, inp, scale, BT, C);
+    // the size of each result's terms: |start| + Σ|dout·w| / scale (dinp), + Σ|dout·w·x̂| / scale (dscale), |dscale| · max|x − mean| / (C · scale)
+    for (let i = 0; i < BT; i++) {
+      let mean = 0, dxAbs = 0, dotAbs = 0, devMax = 0;
+      for (let k = 0; k < C; k++) mean += inp[i * C + k] / C;
+      for (let k = 0; k < C; k++) {
+        const xhat = (inp[i * C + k] - mean) / scale[i], dx = Math.abs(dout[i * C + k] * weight[k]);
+        dxAbs += dx;
+        dotAbs += dx * Math.abs(xhat);
+        devMax = Math.max(devMax, Math.abs(inp[i * C + k] - mean));
+      }
+      for (let k = 0; k < C; k++) {
+        const j = i * C + k, size = Math.abs(start[j]) + (Math.abs(dout[j] * weight[k]) + dxAbs / C) / scale[i];
+        assert.ok(Math.abs(got[0][j] - want[0][j]) <= 1e-6 * size, `apply dinp [${i}, ${k}] (BT=${BT} C=${C}): ${got[0][j]} vs ${want[0][j]}`);
+        const sizeS = Math.abs(start[j]) + Math.abs(dscaleIn[i]) * devMax / (C * scale[i]);
+        assert.ok(Math.abs(gotS[j] - wantS[j]) <= 1e-6 * sizeS, `scale dinp [${i}, ${k}] (BT=${BT} C=${C}): ${gotS[j]} vs ${wantS[j]}`);
+      }
+      assert.ok(Math.abs(got[1][i] - want[1][i]) <= 1e-6 * (Math.abs(startS[i]) + dotAbs / scale[i]), `dscale [${i}] (BT=${BT} C=${C}): ${got[1][i]} vs ${want[1][i]}`);
+    }
+    // the parameters' gradients wanted: the loops, so the very same numbers
+    const [a, b] = [[start.slice(), startS.slice(), new Float32Array(C), new Float32Array(C)], [start.slice(), startS.slice(), new Float32Array(C), new Float32Array(C)]];
+    layernormApplyBackward(a[0], a[1], a[2], a[3], dout, inp, scale, weight, BT, C);
+    simd.layernormApplyBackward(b[0], b[1], b[2], b[3], dout, inp, scale, weight, BT, C);
+    a.forEach((x, i) => assert.equal(b[i], x));
+  }
+});
+
 maybe('simd geluBackward = the loops (1e-6 absolute on GELU\'s slope, at most 1.13), odd lengths, large and tiny inputs, added to what is there', () => {
   for (const N of [1, 3, 5, 4099]) {
     const x = Float32Array.from(rand32(N), (v, i) => (i % 7 === 0 ? v * 30 : v * 3)), dout = rand32(N), start = rand32(N);
@@ -272,19 +328,22 @@ for (const [B, Tq, Tk, NH, hs] of [[1, 1, 1, 1, 1], [2, 5, 5, 3, 7], [1, 3, 7, 2
   });
 }
 
-maybe('kernel threads: one thread or two give the same bits (matmulBackward, the attention backward), and the helpers took items', async () => {
+maybe('kernel threads: one thread or two give the same bits (matmulBackward, the attention backward, the GELU\'s), and the helpers took items', async () => {
   // columns 774: the last item of a product ends in 4-column tiles and scalar columns; products of 30 and 12 MFLOP, so they are split
   const [BT, C, OC] = [65, 774, 300], [B, T, NH, hs] = [1, 300, 2, 64], CA = NH * hs;
   const inp = rand32(BT * C), w = inMemory(rand32(OC * C)), dout = rand32(BT * OC);
   const q = rand32(B * T * CA), k = rand32(B * T * CA), v = rand32(B * T * CA), dz = rand32(B * T * CA), datt = rand32(B * NH * T * T);
   const att = rand32(B * NH * T * T);
+  const NG = 100_003, x = Float32Array.from(rand32(NG), (u) => 4 * u), dpost = rand32(NG), dpre0 = rand32(NG); // the GELU's: 4 MFLOP, split
   const run = () => {
     const dinp = new Float32Array(BT * C), dweight = allocParams(OC * C), dbias = new Float32Array(OC);
     simd.matmulBackward(dinp, dweight, dbias, dout, inp, w, BT, C, OC);
     const datt2 = new Float32Array(att.length), dv = new Float32Array(v.length), dq = new Float32Array(q.length), dk = new Float32Array(k.length);
     simd.attentionValuesBackward(datt2, dv, dz, att, v, B, T, T, CA, NH);
     simd.attentionScoresBackward(dq, dk, datt, q, k, B, T, T, CA, NH);
-    return [dinp, dweight, dbias, datt2, dv, dq, dk];
+    const dpre = dpre0.slice();
+    simd.geluBackward(dpre, x, dpost, NG);
+    return [dinp, dweight, dbias, datt2, dv, dq, dk, dpre];
   };
   const [one, two] = await oneThreadThenTwo(run);
   one.forEach((a, i) => assert.ok(a.every((x, j) => Object.is(x, two[i][j])), `output ${i}`));

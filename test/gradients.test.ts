@@ -85,6 +85,32 @@ test('backward hooks: one that changes nothing changes nothing; one that zeroes 
   assert.equal(plain.keys().sort(), names.slice().sort(), 'the names filter keeps what it names');
 });
 
+test('the backward pass goes back only as far as the hook points asked for: the block outputs\' gradients as the fixture\'s, block 0 not run; stop_at_layer with parameters\' gradients refused', () => {
+  const names = Array.from({ length: model.config.n_layer }, (_, l) => `blocks.${l}.hook_resid_post`);
+  const got = run_with_grad_cache(model, c.corrupt_ids, metric, { names }).grad_cache;
+  for (const n of names) close(Array.from(got.get(n).data), G.grads[n].flat(2), n);
+  // what model.backward sees from run_with_grad_cache's choice (stop at block 1): every point after block 0's output, none before
+  const T = c.corrupt_ids.length, seen: string[] = [];
+  const { logits } = model.forward(c.corrupt_ids, { grad: true, logits_at: [T - 1] });
+  model.backward(metric.backward!(logits), { params: false, stop_at_layer: 1, hooks: [[() => true, (_g, n) => { seen.push(n); }]] });
+  const all = model.hook_names(), from = all.indexOf('blocks.0.hook_resid_post');
+  assert.equal(seen.slice().sort(), all.slice(from).sort());
+  assert.is(seen.at(-1), 'blocks.0.hook_resid_post');
+  model.forward(c.corrupt_ids, { grad: true, logits_at: [T - 1] });
+  assert.throws(() => model.backward(metric.backward!(logits), { stop_at_layer: 1 }), /params: false/);
+});
+
+test('a backward hook may keep the gradients it sees without copying them: no later block writes over them (the pass reuses only the arrays no hook sees)', () => {
+  const kept: Array<[string, Float32Array, Float32Array]> = [];
+  run_with_grad_cache(model, c.corrupt_ids, metric, { names: [], bwd_hooks: [[(n) => n.startsWith('blocks.'), (g, n) => { kept.push([n, g.data, g.data.slice()]); }]] });
+  assert.ok(kept.length > 2 * 15, `${kept.length} gradients seen`);
+  for (const [n, ref, copy] of kept) assert.equal(ref, copy, n);
+  // and one that is not watched is still right: the fixture's, through the reused arrays
+  const some = ['blocks.0.hook_resid_pre', 'blocks.1.mlp.hook_post'];
+  const g = run_with_grad_cache(model, c.corrupt_ids, metric, { names: some }).grad_cache;
+  for (const n of some) close(Array.from(g.get(n).data), G.grads[n].flat(2), n);
+});
+
 test('backward() adds to the gradients until zero_grad(): two passes give twice the fixture\'s', () => {
   const ids = c.clean_ids;
   model.zero_grad();

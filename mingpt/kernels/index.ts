@@ -41,11 +41,13 @@ const JS = {
   attentionScoresForward: js.attentionScoresForward,
   attentionValuesForward: js.attentionValuesForward,
   attentionForward: js.attentionForward,
-  // the backward pass: SIMD twins where its time goes (the matmul, the attention's products, the GELU)
+  // the backward pass: SIMD twins where its time goes (the matmul, the attention's products, the GELU, the layer norm)
   matmulBackward: js.matmulBackward,
   geluBackward: js.geluBackward,
   attentionScoresBackward: js.attentionScoresBackward,
   attentionValuesBackward: js.attentionValuesBackward,
+  layernormApplyBackward: js.layernormApplyBackward,
+  layernormScaleBackward: js.layernormScaleBackward,
 };
 type Kernels = typeof JS;
 const SIMD: Kernels = {
@@ -62,6 +64,8 @@ const SIMD: Kernels = {
   geluBackward: simdBackward.geluBackward,
   attentionScoresBackward: simdBackward.attentionScoresBackward,
   attentionValuesBackward: simdBackward.attentionValuesBackward,
+  layernormApplyBackward: simdBackward.layernormApplyBackward,
+  layernormScaleBackward: simdBackward.layernormScaleBackward,
 };
 /** What setKernels switches: the `let` kernels below (the `const` ones after them have one version). */
 export const SWITCHED = Object.keys(JS) as ReadonlyArray<keyof Kernels>;
@@ -79,6 +83,8 @@ export let matmulBackward = JS.matmulBackward;
 export let geluBackward = JS.geluBackward;
 export let attentionScoresBackward = JS.attentionScoresBackward;
 export let attentionValuesBackward = JS.attentionValuesBackward;
+export let layernormApplyBackward = JS.layernormApplyBackward;
+export let layernormScaleBackward = JS.layernormScaleBackward;
 
 function use(k: Kernels): void {
   matmulForward = k.matmulForward;
@@ -94,6 +100,8 @@ function use(k: Kernels): void {
   geluBackward = k.geluBackward;
   attentionScoresBackward = k.attentionScoresBackward;
   attentionValuesBackward = k.attentionValuesBackward;
+  layernormApplyBackward = k.layernormApplyBackward;
+  layernormScaleBackward = k.layernormScaleBackward;
 }
 
 // The same whichever kernels: no SIMD twin, because nothing would be gained.
@@ -101,11 +109,9 @@ function use(k: Kernels): void {
 export const splitQKV = js.splitQKV;
 /** once per run, over the logits, in doubles */
 export const crossEntropyForward = js.crossEntropyForward;
-// the backward kernels with no SIMD twin (the backward's time goes to the products and the GELU above)
+// the backward kernels with no SIMD twin (the backward's time goes to the products, the GELU and the layer norm above)
 export const residualBackward = js.residualBackward;
 export const softmaxRowsBackward = js.softmaxRowsBackward;
-export const layernormApplyBackward = js.layernormApplyBackward;
-export const layernormScaleBackward = js.layernormScaleBackward;
 export const layernormBackward = js.layernormBackward;
 export const splitQKVBackward = js.splitQKVBackward;
 export const crossEntropyBackward = js.crossEntropyBackward;

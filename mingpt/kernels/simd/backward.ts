@@ -11,16 +11,18 @@
  * As for the forward product (./kernels.ts), the kernel runs in the memory that holds b (else the
  * one that holds out, else this thread's loose memory), and whatever is not in it is copied into
  * this thread's scratch area there (./scratch.ts): a block of b's rows, then blocks of a's and
- * out's rows; out's blocks are copied back after each product. Big products are shared among
- * the kernel threads as a job of column ranges (./threads.ts).
+ * out's rows, copied once per block of rows; out's blocks are copied back after each. Big
+ * products are shared among the kernel threads as a job of column ranges (./threads.ts).
  *
  * The attention's backward kernels are products too, of one head at a time (its rows gathered
- * from the (T, NH, hs) layout, the results added back), through the same kernel; the GELU's
- * backward is its own kernel (gelu_backward in ./wasm_rows.ts, beside the forward GELU).
+ * from the (T, NH, hs) layout, the results added back), through the same kernel; the GELU's and
+ * the layer norm's backward are kernels of their own (gelu_backward, layernorm_apply_backward,
+ * layernorm_scale_backward in ./wasm_rows.ts, beside their forward twins).
  */
 import { kernelMemoryOf, slotScratch, workScratch } from './memory.ts';
 import { inBlocks, ITEMS_PER_THREAD } from './kernels.ts';
-import type { Scratch } from './scratch.ts';
+import * as js from '../js.ts';
+import { allocBytes, type Scratch } from './scratch.ts';
 import { jobThreads, runJob } from './threads.ts';
 import { ACC_TILE_COLUMNS } from './backward_wasm.ts';
 
@@ -70,7 +72,11 @@ function isZero(x: Float32Array, at: number, n: number): boolean {
 /** terms of the sum over k added up in one lane before they are added to out */
 const K_BLOCK = 256;
 
-/** out (M, N) += a (M, K) · b (K, N), all row-major. */
+/**
+ * out (M, N) += a (M, K) · b (K, N), all row-major. Blocks of rows: each block's rows of a and of
+ * out are copied in once (when not in the kernel memory already) and out's copied back once,
+ * whatever the number of blocks of the sum.
+ */
 function matmulAccumulate(out: Float32Array, a: Float32Array, b: Float32Array, M: number, K: number, N: number): void {
   if (M <= 0 || K <= 0 || N <= 0) return;
   const home = kernelMemoryOf(b) ?? kernelMemoryOf(out);
@@ -84,36 +90,30 @@ function matmulAccumulate(out: Float32Array, a: Float32Array, b: Float32Array, M
   if (kc < 1) throw new Error(`matmulBackward: a row of ${N} floats does not fit in the ${s.room}-byte scratch area`);
   const mark = s.mark();
   const bBlock = bIn ? 0 : s.alloc(kc * N);
-  const perRow = (aIn ? 0 : kc * 4) + (outIn ? 0 : N * 4);
+  const pack = s.alloc(jobThreads() * allocBytes(kc * ACC_TILE_COLUMNS) / 4); // each thread's copy of a panel of b
+  const perRow = (aIn ? 0 : K * 4) + (outIn ? 0 : N * 4);
   const mb = perRow === 0 ? M : Math.min(M, Math.floor((s.room - 64) / perRow));
   if (mb < 1) throw new Error(`matmulBackward: one row does not fit in the ${s.room}-byte scratch area`);
-  const aBlock = aIn ? 0 : s.alloc(mb * kc), oBlock = outIn ? 0 : s.alloc(mb * N);
-  for (let k0 = 0; k0 < K; k0 += kc) {
-    const kn = Math.min(kc, K - k0);
-    // a block of a's columns that is all zeros adds nothing: the gradient of a metric that reads a
-    // few logits is zero at all but a few of the vocabulary's 50257 (no need to stream its weights)
-    if (zeroColumns(a, M, K, k0, kn)) continue;
-    let pb = b.byteOffset + k0 * N * 4;
-    if (!bIn) {
-      s.put(bBlock, b, k0 * N, kn * N);
-      pb = bBlock;
-    }
-    for (let m0 = 0; m0 < M; m0 += mb) {
-      const mn = Math.min(mb, M - m0);
-      let pa = a.byteOffset + (m0 * K + k0) * 4, lda = K;
-      if (!aIn) {
-        for (let i = 0; i < mn; i++) s.put(aBlock + i * kn * 4, a, (m0 + i) * K + k0, kn);
-        pa = aBlock;
-        lda = kn;
+  const aBlock = aIn ? 0 : s.alloc(mb * K), oBlock = outIn ? 0 : s.alloc(mb * N);
+  for (let m0 = 0; m0 < M; m0 += mb) {
+    const mn = Math.min(mb, M - m0);
+    const am = a.subarray(m0 * K, (m0 + mn) * K); // these rows of a
+    if (!aIn) s.put(aBlock, a, m0 * K, mn * K);
+    if (!outIn) s.put(oBlock, out, m0 * N, mn * N);
+    const pa = aIn ? am.byteOffset : aBlock, po = outIn ? out.byteOffset + m0 * N * 4 : oBlock;
+    for (let k0 = 0; k0 < K; k0 += kc) {
+      const kn = Math.min(kc, K - k0);
+      // a block of a's columns that is all zeros adds nothing: the gradient of a metric that reads a
+      // few logits is zero at all but a few of the vocabulary's 50257 (no need to stream its weights)
+      if (zeroColumns(am, mn, K, k0, kn)) continue;
+      let pb = b.byteOffset + k0 * N * 4;
+      if (!bIn) {
+        s.put(bBlock, b, k0 * N, kn * N);
+        pb = bBlock;
       }
-      let po = out.byteOffset + m0 * N * 4;
-      if (!outIn) {
-        s.put(oBlock, out, m0 * N, mn * N);
-        po = oBlock;
-      }
-      threadedMatmulAcc(s, po, pa, pb, mn, kn, N, lda);
-      if (!outIn) s.copyOut(out, m0 * N, oBlock, mn * N);
+      threadedMatmulAcc(s, po, pa + k0 * 4, pb, mn, kn, N, K, pack);
     }
+    if (!outIn) s.copyOut(out, m0 * N, oBlock, mn * N);
   }
   s.release(mark);
 }
@@ -124,19 +124,58 @@ function zeroColumns(a: Float32Array, M: number, K: number, k0: number, kn: numb
   return true;
 }
 
-/** km.exports.matmul_acc over all N columns (byte addresses), cut into column ranges for the threads. */
-function threadedMatmulAcc(s: Scratch, out: number, a: number, b: number, M: number, K: number, N: number, lda: number): void {
+/** Rows of a from which matmul_acc copies each panel of b's columns before use (see ./backward_wasm.ts). */
+const PACK_ROWS = 6;
+
+/**
+ * km.exports.matmul_acc over all N columns (byte addresses), cut into column ranges for the
+ * threads; each thread packs b's panels into its own part of `pack` (room for jobThreads() of
+ * K · ACC_TILE_COLUMNS floats) when a has enough rows for the copy to pay.
+ */
+function threadedMatmulAcc(s: Scratch, out: number, a: number, b: number, M: number, K: number, N: number, lda: number, pack: number): void {
   const w = ACC_TILE_COLUMNS, chunk = Math.max(w, Math.ceil(N / (jobThreads() * ITEMS_PER_THREAD) / w) * w); // whole register tiles
-  runJob(s.km, 'matmul_acc_job', s.args([out, a, b, M, K, N, lda, chunk]), Math.ceil(N / chunk), 2 * M * K * N);
+  const packBytes = M >= PACK_ROWS ? allocBytes(K * w) : 0;
+  runJob(s.km, 'matmul_acc_job', s.args([out, a, b, M, K, N, lda, packBytes && pack, packBytes, chunk]), Math.ceil(N / chunk), 2 * M * K * N);
 }
 
-/** dinp (N) += dout (N) · GELU'(inp (N)), in this thread's loose memory, a block at a time. */
+/** dinp (N) += dout (N) · GELU'(inp (N)), in this thread's loose memory, a block at a time, shared among the threads when big. */
 export function geluBackward(dinp: Float32Array, inp: Float32Array, dout: Float32Array, N: number): void {
   const s = workScratch();
   inBlocks(s, N, 3, (at, n) => {
     const x = s.copyIn(inp, at, n), d = s.copyIn(dout, at, n), g = s.copyIn(dinp, at, n);
-    s.km.exports.gelu_backward(g, x, d, Math.ceil(n / 4) * 4); // whole vectors: the padding lanes are computed and dropped
+    const n4 = Math.ceil(n / 4) * 4; // whole vectors: the padding lanes are computed and dropped
+    const chunk = Math.max(4096, Math.ceil(n4 / (jobThreads() * ITEMS_PER_THREAD) / 4) * 4);
+    runJob(s.km, 'gelu_backward_job', s.args([g, x, d, n4, chunk]), Math.ceil(n4 / chunk), 40 * n4);
     s.copyOut(dinp, at, g, n);
+  });
+}
+
+/**
+ * The backward of layernormApply without the parameters' gradients (an attribution's backward
+ * pass), a block of rows at a time in this thread's loose memory; with them (training), the loops.
+ */
+export function layernormApplyBackward(
+  dinp: Float32Array, dscale: Float32Array, dweight: Float32Array | null, dbias: Float32Array | null,
+  dout: Float32Array, inp: Float32Array, scale: Float32Array, weight: Float32Array, BT: number, C: number,
+): void {
+  if (dweight || dbias) return js.layernormApplyBackward(dinp, dscale, dweight, dbias, dout, inp, scale, weight, BT, C);
+  const s = workScratch();
+  const w = s.copyIn(weight, 0, C);
+  inBlocks(s, BT, 3 * C + 2, (at, n) => {
+    const g = s.copyIn(dinp, at * C, n * C), ds = s.copyIn(dscale, at, n);
+    s.km.exports.layernorm_apply_backward(g, ds, s.copyIn(dout, at * C, n * C), s.copyIn(inp, at * C, n * C), s.copyIn(scale, at, n), w, n, C);
+    s.copyOut(dinp, at * C, g, n * C);
+    s.copyOut(dscale, at, ds, n);
+  });
+}
+
+/** The backward of layernormScale, a block of rows at a time in this thread's loose memory. */
+export function layernormScaleBackward(dinp: Float32Array, dscale: Float32Array, inp: Float32Array, scale: Float32Array, BT: number, C: number): void {
+  const s = workScratch();
+  inBlocks(s, BT, 2 * C + 2, (at, n) => {
+    const g = s.copyIn(dinp, at * C, n * C);
+    s.km.exports.layernorm_scale_backward(g, s.copyIn(dscale, at, n), s.copyIn(inp, at * C, n * C), s.copyIn(scale, at, n), n, C);
+    s.copyOut(dinp, at * C, g, n * C);
   });
 }
 

@@ -20,7 +20,13 @@
  *     ran 10-15% slower at 46 and 256 rows; 4 × 8 and larger tiles slower still, spilling.)
  *   - Columns 12 at a time are the outer loop, rows the inner one: the 12-column panel of b
  *     (K rows of 48 bytes, 12 KiB for the wrapper's blocks of K = 256) stays in L1 while every
- *     row tile passes.
+ *     row tile passes. Given a `pack` area (K · 48 bytes), the panel is first copied there, its
+ *     rows one after the other: in place its rows are N · 4 bytes apart, and when that is a
+ *     multiple of 4 KiB (N = 3072: the MLP's c_proj, dinp += dout · W) all K of them fall in the
+ *     same few sets of the L1 cache and evict each other (46 rows, one thread: 32 GFLOP/s in place,
+ *     57 packed, the forward product 56-63; measured).
+ *     The copy is K · 3 loads and stores per panel against the tiles' M · K · 2, so a caller
+ *     packs when M is more than a few rows (pack 0: read b in place).
  *   - Each output's sum over k runs in order, k = 0 … K−1, in one lane, whichever tile computes it
  *     (3 × 12, 2 × 12 and 1 × 12 for the last M % 3 rows, the same over 4 columns for the last
  *     N % 12, a scalar loop for the last N % 4): the same inputs give the same outputs however the
@@ -29,7 +35,8 @@
  *     the forward kernel chooses (./wasm_math.ts's madd); the scalar columns use mul then add.
  *
  * matmul_acc_job(args, item, thread) is the same product as a job for ./threads.ts: args points at
- * [out, a, b, M, K, N, lda, chunk] (i32 words) and item j does columns j·chunk … +chunk.
+ * [out, a, b, M, K, N, lda, pack, packBytes, chunk] (i32 words) and item j does columns
+ * j·chunk … +chunk, packing at pack + thread · packBytes (each thread its own area).
  */
 import { Code } from './wasm.ts';
 import { madd, rangeJob } from './wasm_math.ts';
@@ -39,19 +46,20 @@ export const ACC_TILE_COLUMNS = 12;
 
 export function matmulAcc(relaxed: boolean): Code {
   const RT = 3, NV = ACC_TILE_COLUMNS / 4; // the register tile: rows × vectors of 4 columns
-  const f = new Code('matmul_acc', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
-  const [out, a, b, M, K, N, lda, n0, n1] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const f = new Code('matmul_acc', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [out, a, b, M, K, N, lda, pack, n0, n1] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
   const m = f.local('i32'), n = f.local('i32'), cnt = f.local('i32'), s = f.local('f32'), po = f.local('i32');
   const pa = Array.from({ length: RT }, () => f.local('i32')); // the tile's rows of a, advancing along k
   const pb = f.local('i32'); // b at row k, the tile's first column
   const acc = pa.map(() => Array.from({ length: NV }, () => f.local('v128'))); // acc[r][v]
   const va = f.local('v128'), vb = Array.from({ length: NV }, () => f.local('v128'));
   const rowA = f.local('i32'), rowB = f.local('i32'); // lda · 4, N · 4
+  const panel = f.local('i32'), step = f.local('i32'); // the current columns' row 0 of b (in place or packed), and its rows' distance
 
   /** the R × (4·V) outputs at rows m…, columns n… */
   const tile = (R: number, V: number) => {
     for (let r = 0; r < R; r++) f.get(a).get(m).i32(r).i32_add().get(rowA).i32_mul().i32_add().set(pa[r]);
-    f.get(b).get(n).i32(2).i32_shl().i32_add().set(pb);
+    f.get(panel).set(pb);
     for (let r = 0; r < R; r++) for (let v = 0; v < V; v++) f.v128_zero().set(acc[r][v]);
     f.get(K).set(cnt);
     f.while_(() => f.get(cnt), () => {
@@ -62,7 +70,7 @@ export function matmulAcc(relaxed: boolean): Code {
         for (let v = 0; v < V; v++) madd(f, relaxed, va, vb[v], acc[r][v]);
       }
       for (let r = 0; r < R; r++) f.get(pa[r]).i32(4).i32_add().set(pa[r]);
-      f.get(pb).get(rowB).i32_add().set(pb);
+      f.get(pb).get(step).i32_add().set(pb);
       f.get(cnt).i32(1).i32_sub().set(cnt);
     });
     // out[m + r, n + 4v …] += acc[r][v]
@@ -70,6 +78,26 @@ export function matmulAcc(relaxed: boolean): Code {
       f.get(out).get(m).i32(r).i32_add().get(N).i32_mul().get(n).i32_add().i32(2).i32_shl().i32_add().set(po);
       for (let v = 0; v < V; v++) f.get(po).get(po).v128_load(16 * v).get(acc[r][v]).f32x4_add().v128_store(16 * v);
     }
+  };
+
+  /** b's columns n … n + 4·V − 1 read in place */
+  const inPlace = () => {
+    f.get(b).get(n).i32(2).i32_shl().i32_add().set(panel);
+    f.get(rowB).set(step);
+  };
+  /** the same columns copied to `pack`, row after row (16 · V bytes apart) */
+  const packed = (V: number) => {
+    f.get(b).get(n).i32(2).i32_shl().i32_add().set(pb);
+    f.get(pack).set(po);
+    f.get(K).set(cnt);
+    f.while_(() => f.get(cnt), () => {
+      for (let v = 0; v < V; v++) f.get(po).get(pb).v128_load(16 * v).v128_store(16 * v);
+      f.get(pb).get(rowB).i32_add().set(pb);
+      f.get(po).i32(16 * V).i32_add().set(po);
+      f.get(cnt).i32(1).i32_sub().set(cnt);
+    });
+    f.get(pack).set(panel);
+    f.i32(16 * V).set(step);
   };
 
   /** every row at the current columns, tiles of RT rows then the last M % RT rows */
@@ -93,8 +121,18 @@ export function matmulAcc(relaxed: boolean): Code {
   f.get(lda).i32(2).i32_shl().set(rowA);
   f.get(N).i32(2).i32_shl().set(rowB);
   f.get(n0).set(n);
-  columns(4 * NV, () => rows(NV));
-  columns(4, () => rows(1));
+  columns(4 * NV, () => {
+    f.get(pack).if_();
+    packed(NV);
+    f.else_();
+    inPlace();
+    f.end();
+    rows(NV);
+  });
+  columns(4, () => {
+    inPlace();
+    rows(1);
+  });
   // the last N % 4 columns one at a time, scalar
   columns(1, () => {
     f.i32(0).set(m);
@@ -119,5 +157,5 @@ export function matmulAcc(relaxed: boolean): Code {
 
 /** matmul_acc over the columns of one item: see the file's comment. `index`: matmul_acc's place in the module. */
 export function matmulAccJob(index: number): Code {
-  return rangeJob('matmul_acc_job', index, 7, 5); // [out, a, b, M, K, N, lda], chunk; total = N
+  return rangeJob('matmul_acc_job', index, 8, 5, 7); // [out, a, b, M, K, N, lda, pack], packBytes, chunk; total = N; pack per thread
 }

@@ -4,7 +4,7 @@
  *
  *   ./wasm_matmul.ts     matmul                      (Linear layers, the vocabulary projection)
  *   ./wasm_attention.ts  attention, attention_scores, softmax, attention_values, split_heads, merge_heads
- *   ./wasm_rows.ts       gelu, gelu_backward, residual, layernorm_scale, layernorm_apply
+ *   ./wasm_rows.ts       gelu, gelu_backward, residual, layernorm_scale, layernorm_apply and their backward twins
  *   ./backward_wasm.ts   matmul_acc                  (the backward's products: out += a · b)
  *
  * and, for the big ones, a `<kernel>_job(args, item, thread)` twin that reads its arguments from
@@ -18,21 +18,21 @@ import { matmul, matmulJob } from './wasm_matmul.ts';
 import {
   attention, attentionJob, attentionScores, attentionScoresJob, attentionValues, attentionValuesJob, softmax, softmaxJob, splitHeads,
 } from './wasm_attention.ts';
-import { gelu, geluBackward, geluJob, layernormApply, layernormScale, residual } from './wasm_rows.ts';
+import { gelu, geluBackward, geluBackwardJob, geluJob, layernormApply, layernormApplyBackward, layernormScale, layernormScaleBackward, residual } from './wasm_rows.ts';
 import { matmulAcc, matmulAccJob } from './backward_wasm.ts';
 
 /** How much memory the module may be given, in 64 KiB pages: up to 4 GiB. */
 export const MAX_PAGES = 65536;
 
 /** The jobs, in the order of their numbers in ./threads.ts's control words. */
-export const JOBS = ['matmul_job', 'attention_job', 'attention_scores_job', 'attention_values_job', 'softmax_job', 'gelu_job', 'matmul_acc_job'] as const;
+export const JOBS = ['matmul_job', 'attention_job', 'attention_scores_job', 'attention_values_job', 'softmax_job', 'gelu_job', 'matmul_acc_job', 'gelu_backward_job'] as const;
 export type JobName = (typeof JOBS)[number];
 
 /** The module's bytes. */
 export function kernelModuleBytes(relaxed: boolean): Uint8Array {
   const funcs: Code[] = [
     matmul(relaxed), attention(relaxed), attentionScores(relaxed), attentionValues(relaxed), softmax(relaxed), splitHeads(false), splitHeads(true), gelu(),
-    residual(), layernormScale(), layernormApply(), matmulAcc(relaxed), geluBackward(),
+    residual(), layernormScale(), layernormApply(), matmulAcc(relaxed), geluBackward(), layernormApplyBackward(), layernormScaleBackward(),
   ];
   const at = (name: string) => funcs.findIndex((c) => c.name === name);
   const jobs: Record<JobName, Code> = {
@@ -43,6 +43,7 @@ export function kernelModuleBytes(relaxed: boolean): Uint8Array {
     softmax_job: softmaxJob(at('softmax')),
     gelu_job: geluJob(at('gelu')),
     matmul_acc_job: matmulAccJob(at('matmul_acc')),
+    gelu_backward_job: geluBackwardJob(at('gelu_backward')),
   };
   return wasmModule([...funcs, ...JOBS.map((j) => jobs[j])], { minPages: 0, maxPages: MAX_PAGES });
 }

@@ -140,6 +140,7 @@ export class Code {
   f32_ne(): this { return this.op(0x5c); }
   f32_sqrt(): this { return this.op(0x91); }
   f32_add(): this { return this.op(0x92); }
+  f32_sub(): this { return this.op(0x93); }
   f32_mul(): this { return this.op(0x94); }
   f32_div(): this { return this.op(0x95); }
   f32_max(): this { return this.op(0x97); }

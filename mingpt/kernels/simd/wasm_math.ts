@@ -78,18 +78,24 @@ export function exp4(f: Code, t: number, out: number, { n, r }: ExpLocals): void
  * A job for ./threads.ts, `name`(args, item, thread), that calls the kernel at `index` in the
  * module on one range of its output columns: with the `argc` i32 words at args, then
  * lo = item · chunk and hi = min(total, lo + chunk), where total is word `totalAt` of the
- * arguments and chunk the word after them.
+ * arguments and chunk the word after them. With `perThread`, that argument is the address of an
+ * area each thread has its own part of: the kernel gets it + thread · (the word after the
+ * arguments), and chunk is the word after that.
  */
-export function rangeJob(name: string, index: number, argc: number, totalAt: number): Code {
+export function rangeJob(name: string, index: number, argc: number, totalAt: number, perThread?: number): Code {
   const f = new Code(name, ['i32', 'i32', 'i32']);
-  const [args, item] = [0, 1];
+  const [args, item, thread] = [0, 1, 2];
+  const chunkAt = perThread === undefined ? argc : argc + 1;
   const lo = f.local('i32'), hi = f.local('i32'), total = f.local('i32');
   f.get(args).i32_load(4 * totalAt).set(total);
-  f.get(item).get(args).i32_load(4 * argc).i32_mul().set(lo);
+  f.get(item).get(args).i32_load(4 * chunkAt).i32_mul().set(lo);
   // hi = min(total, lo + chunk)
-  f.get(lo).get(args).i32_load(4 * argc).i32_add().set(hi);
+  f.get(lo).get(args).i32_load(4 * chunkAt).i32_add().set(hi);
   f.when(() => f.get(hi).get(total).i32_gt_u(), () => f.get(total).set(hi));
-  for (let k = 0; k < argc; k++) f.get(args).i32_load(4 * k);
+  for (let k = 0; k < argc; k++) {
+    f.get(args).i32_load(4 * k);
+    if (k === perThread) f.get(thread).get(args).i32_load(4 * argc).i32_mul().i32_add();
+  }
   f.get(lo).get(hi).call(index);
   return f;
 }

@@ -1,6 +1,6 @@
 /**
  * The elementwise and row-wise kernels as WebAssembly: GELU and its backward, the residual add
- * and the two steps of the layer norm. Same operations as their twins in ../js.ts, on byte
+ * and the two steps of the layer norm and their backward. Same operations as their twins in ../js.ts, on byte
  * addresses in the module's memory, four lanes at a time. gelu, gelu_backward and residual work
  * on whole vectors (the caller leaves room for up to 3 floats past N); the layer norm handles each
  * row's last C % 4 numbers one by one, so rows need not start on a vector.
@@ -48,6 +48,19 @@ export function geluJob(index: number): Code {
   f.when(() => f.get(n).get(args).i32_load(12).i32_gt_u(), () => f.get(args).i32_load(12).set(n));
   f.get(args).i32_load(0).get(at).i32(2).i32_shl().i32_add();
   f.get(args).i32_load(4).get(at).i32(2).i32_shl().i32_add();
+  f.get(n).call(index);
+  return f;
+}
+
+/** gelu_backward_job: args [dinp, inp, dout, N, chunk] (chunk a multiple of 4); item j does j·chunk … +chunk. */
+export function geluBackwardJob(index: number): Code {
+  const f = new Code('gelu_backward_job', ['i32', 'i32', 'i32']);
+  const [args, item] = [0, 1];
+  const at = f.local('i32'), n = f.local('i32');
+  f.get(item).get(args).i32_load(16).i32_mul().set(at);
+  f.get(args).i32_load(12).get(at).i32_sub().set(n);
+  f.when(() => f.get(n).get(args).i32_load(16).i32_gt_u(), () => f.get(args).i32_load(16).set(n));
+  for (const word of [0, 4, 8]) f.get(args).i32_load(word).get(at).i32(2).i32_shl().i32_add();
   f.get(n).call(index);
   return f;
 }
@@ -224,3 +237,116 @@ export function layernormApply(): Code {
   });
   return f;
 }
+
+/**
+ * layernorm_apply_backward(dinp, dscale, dout, inp, scale, w, BT, C), the backward of
+ * layernorm_apply without the weight's and bias's gradients (../js.ts's layernormApplyBackward
+ * has the math): per row, with x̂ = (inp − mean) / scale and dx̂ = dout · w,
+ *   dinp += (dx̂ − mean(dx̂)) / scale,   dscale −= Σ dx̂ · x̂ / scale.
+ * The mean and the two sums over the row in doubles (as the plain kernel keeps them), the rest in
+ * float32 lanes (x − mean in doubles rounded once, as layernorm_apply).
+ */
+export function layernormApplyBackward(): Code {
+  const f = new Code('layernorm_apply_backward', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [dinp, dscale, dout, inp, scale, w, BT, C] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const rc = new RowCode(f);
+  const i = f.local('i32'), row = f.local('i32'), o = f.local('i32'), sc = f.local('f32'), sv = f.local('v128');
+  const xh = f.local('v128'), dxh = f.local('v128'), dlo = f.local('v128'), dhi = f.local('v128'), dot = f.local('f64'), xs = f.local('f32'), ds = f.local('f32');
+  /** the address of the same place as rc.p in the array at `base` (row i, byte o along it) */
+  const at = (base: number) => f.get(base).get(i).get(C).i32_mul().i32(2).i32_shl().i32_add().get(o).i32_add();
+  f.i32(0).set(i);
+  f.while_(() => f.get(i).get(BT).i32_lt_u(), () => {
+    f.get(inp).get(i).get(C).i32_mul().i32(2).i32_shl().i32_add().set(row);
+    rc.rowMean(row, C);
+    f.get(scale).get(i).i32(2).i32_shl().i32_add().f32_load().tee(sc).f32x4_splat().set(sv);
+    // Σ dx̂ (in lo, hi) and Σ dx̂ · x̂ (in dlo, dhi), as doubles
+    rc.start(row, C);
+    f.i32(0).set(o);
+    for (const v of [rc.lo, rc.hi, dlo, dhi]) f.v128_zero().set(v);
+    rc.vectors(() => {
+      f.get(rc.p).v128_load().set(rc.x);
+      f.get(rc.x).f64x2_promote_low_f32x4().get(rc.meanv).f64x2_sub().f32x4_demote_f64x2_zero();
+      f.get(rc.x).get(rc.x).shuffle32([2, 3, 2, 3]).f64x2_promote_low_f32x4().get(rc.meanv).f64x2_sub().f32x4_demote_f64x2_zero();
+      f.shuffle32([0, 1, 4, 5]).get(sv).f32x4_div().set(xh);
+      at(dout).v128_load().get(w).get(o).i32_add().v128_load().f32x4_mul().set(dxh);
+      addAsDoubles(f, dxh, rc.lo, rc.hi);
+      f.get(dxh).get(xh).f32x4_mul().set(dxh);
+      addAsDoubles(f, dxh, dlo, dhi);
+      f.get(o).i32(16).i32_add().set(o);
+    });
+    doubleSum(f, rc.lo, rc.hi);
+    f.set(rc.s);
+    doubleSum(f, dlo, dhi);
+    f.set(dot);
+    rc.tail(C, (j) => {
+      f.get(rc.p).f32_load(4 * j).f64_promote_f32().get(rc.mean).f64_sub().f32_demote_f64().get(sc).f32_div().set(xs);
+      at(dout).f32_load(4 * j).get(w).get(o).i32_add().f32_load(4 * j).f32_mul().set(ds);
+      f.get(rc.s).get(ds).f64_promote_f32().f64_add().set(rc.s);
+      f.get(dot).get(ds).get(xs).f32_mul().f64_promote_f32().f64_add().set(dot);
+    });
+    // dinp += (dx̂ − mean(dx̂)) / scale
+    f.get(rc.s).get(C).f64_convert_i32_u().f64_div().f32_demote_f64().f32x4_splat().set(xh);
+    rc.start(row, C);
+    f.i32(0).set(o);
+    rc.vectors(() => {
+      at(dinp);
+      at(dinp).v128_load();
+      at(dout).v128_load().get(w).get(o).i32_add().v128_load().f32x4_mul().get(xh).f32x4_sub().get(sv).f32x4_div();
+      f.f32x4_add().v128_store();
+      f.get(o).i32(16).i32_add().set(o);
+    });
+    rc.tail(C, (j) => {
+      at(dinp);
+      at(dinp).f32_load(4 * j);
+      at(dout).f32_load(4 * j).get(w).get(o).i32_add().f32_load(4 * j).f32_mul().get(xh).f32x4_extract_lane(0).f32_sub().get(sc).f32_div();
+      f.f32_add().f32_store(4 * j);
+    });
+    // dscale −= Σ dx̂ · x̂ / scale
+    f.get(dscale).get(i).i32(2).i32_shl().i32_add();
+    f.get(dscale).get(i).i32(2).i32_shl().i32_add().f32_load().f64_promote_f32().get(dot).get(sc).f64_promote_f32().f64_div().f64_sub().f32_demote_f64().f32_store();
+    f.get(i).i32(1).i32_add().set(i);
+  });
+  return f;
+}
+
+/**
+ * layernorm_scale_backward(dinp, dscale, inp, scale, BT, C), the backward of layernorm_scale
+ * (../js.ts's layernormScaleBackward): dinp += dscale / (C · scale) · (inp − mean), row by row
+ * (the mean in doubles, x − mean rounded once, the rest in float32 lanes).
+ */
+export function layernormScaleBackward(): Code {
+  const f = new Code('layernorm_scale_backward', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [dinp, dscale, inp, scale, BT, C] = [0, 1, 2, 3, 4, 5];
+  const rc = new RowCode(f);
+  const i = f.local('i32'), row = f.local('i32'), o = f.local('i32'), fs = f.local('f32'), fv = f.local('v128');
+  const at = (base: number) => f.get(base).get(i).get(C).i32_mul().i32(2).i32_shl().i32_add().get(o).i32_add();
+  const word = (base: number) => f.get(base).get(i).i32(2).i32_shl().i32_add().f32_load();
+  f.i32(0).set(i);
+  f.while_(() => f.get(i).get(BT).i32_lt_u(), () => {
+    f.get(inp).get(i).get(C).i32_mul().i32(2).i32_shl().i32_add().set(row);
+    rc.rowMean(row, C);
+    // the factor dscale / (C · scale), in doubles, rounded once
+    word(dscale).f64_promote_f32().get(C).f64_convert_i32_u();
+    word(scale).f64_promote_f32().f64_mul().f64_div().f32_demote_f64().tee(fs).f32x4_splat().set(fv);
+    rc.start(row, C);
+    f.i32(0).set(o);
+    rc.vectors(() => {
+      f.get(rc.p).v128_load().set(rc.x);
+      at(dinp);
+      at(dinp).v128_load();
+      f.get(rc.x).f64x2_promote_low_f32x4().get(rc.meanv).f64x2_sub().f32x4_demote_f64x2_zero();
+      f.get(rc.x).get(rc.x).shuffle32([2, 3, 2, 3]).f64x2_promote_low_f32x4().get(rc.meanv).f64x2_sub().f32x4_demote_f64x2_zero();
+      f.shuffle32([0, 1, 4, 5]).get(fv).f32x4_mul().f32x4_add().v128_store();
+      f.get(o).i32(16).i32_add().set(o);
+    });
+    rc.tail(C, (j) => {
+      at(dinp);
+      at(dinp).f32_load(4 * j);
+      f.get(rc.p).f32_load(4 * j).f64_promote_f32().get(rc.mean).f64_sub().f32_demote_f64().get(fs).f32_mul();
+      f.f32_add().f32_store(4 * j);
+    });
+    f.get(i).i32(1).i32_add().set(i);
+  });
+  return f;
+}
+
