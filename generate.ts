@@ -207,8 +207,10 @@ export async function main(argv: readonly string[]): Promise<void> {
   if (o.engineGiven && o.patch !== 'resid_post') process.stderr.write(`note: --engine applies to --patch resid_post only; --patch ${o.patch} uses the generic patch\n`);
   if (o.engineGiven && o.method === 'atp') process.stderr.write('note: --engine applies to the exact patch; --method atp runs none\n');
   const exact = o.method !== 'atp';
-  new OutputWriter(o.out).check(); // a bad --out fails now, not after the sweep
+  // a bad --save-cache is refused before --out's lock is taken: a refused run never holds the
+  // lock another run into the same folder would then meet
   const cacheDir = o.saveCache === undefined ? undefined : cacheStagingDir(o);
+  new OutputWriter(o.out).check(); // a bad --out fails now, not after the sweep
 
   collectGarbage(); // the tokenizer's leftovers go before the weights come in
   const loadStart = performance.now();
