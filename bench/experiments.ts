@@ -117,7 +117,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const summary: string[] = [];
   for (const e of EXPERIMENTS.filter((x) => a.only === undefined || x.name === a.only)) {
     console.log(`${e.what}: npx tsx ${e.script} --weights ${path.relative(root, CKPT)}`);
-    let base = baseline.get(e.name) ?? null, baseWhat = 'given';
+    let base = baseline.get(e.name) ?? null, baseCpu: number | null = null, baseWhat = 'given';
     if (tree) {
       const old = runOnce(e, tree);
       if (typeof old === 'string') console.log(`  ${tree}: ${old}`);
@@ -125,7 +125,8 @@ async function main(argv: readonly string[]): Promise<void> {
         console.log(`  ${tree}: ${old.wall_s.toFixed(1)} s (cpu ${old.cpu_s.toFixed(1)} s, peak ${old.peak_mib.toFixed(0)} MiB; load ${old.load})`);
         console.log(`    phases (s): ${phaseList(old.phases)}`);
         base = old.wall_s;
-        baseWhat = `${path.basename(tree)}, cpu ${old.cpu_s.toFixed(1)} s`;
+        baseCpu = old.cpu_s;
+        baseWhat = path.basename(tree);
       }
     }
     const t = runOnce(e, root);
@@ -138,8 +139,12 @@ async function main(argv: readonly string[]): Promise<void> {
     console.log(`    phases (s): ${phaseList(t.phases)}`);
     const vsIssue = `issue's ${e.issue_s} s / ${t.wall_s.toFixed(1)} s = ${(e.issue_s / t.wall_s).toFixed(2)}× (target ≤ ${(e.issue_s / 2).toFixed(1)} s: ${t.wall_s <= e.issue_s / 2 ? 'met' : 'MISSED'})`;
     const vsBase = base === null ? '' : `; before the work ${base.toFixed(1)} s (${baseWhat}) / ${t.wall_s.toFixed(1)} s = ${(base / t.wall_s).toFixed(2)}× (target ≤ ${(base / 2).toFixed(1)} s: ${t.wall_s <= base / 2 ? 'met' : 'MISSED'})`;
-    console.log(`  ${vsIssue}${vsBase}\n`);
-    summary.push(`  ${e.name.padEnd(10)} ${`${t.wall_s.toFixed(1)} s`.padEnd(10)} cpu ${`${t.cpu_s.toFixed(1)} s`.padEnd(10)} ${(e.issue_s / t.wall_s).toFixed(2)}× the issue's${base === null ? '' : `, ${(base / t.wall_s).toFixed(2)}× the baseline's`} (target 2×)`);
+    const vsCpu = baseCpu === null ? '' : `; processor time ${baseCpu.toFixed(1)} s / ${t.cpu_s.toFixed(1)} s = ${(baseCpu / t.cpu_s).toFixed(2)}×`;
+    console.log(`  ${vsIssue}${vsBase}${vsCpu}\n`);
+    const ratios = [`${(e.issue_s / t.wall_s).toFixed(2)}× the issue's`];
+    if (base !== null) ratios.push(`${(base / t.wall_s).toFixed(2)}× the baseline's`);
+    if (baseCpu !== null) ratios.push(`${(baseCpu / t.cpu_s).toFixed(2)}× in processor time`);
+    summary.push(`  ${e.name.padEnd(10)} ${`${t.wall_s.toFixed(1)} s`.padEnd(10)} cpu ${`${t.cpu_s.toFixed(1)} s`.padEnd(10)} ${ratios.join(', ')} (target 2×)`);
   }
   console.log('summary');
   for (const s of summary) console.log(s);
