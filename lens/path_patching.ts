@@ -219,7 +219,7 @@ export function pathPatch(model: GPT, pairs: PairBatch, opts: PathPatchOptions =
       // at END only, pass D starts at the first receiver after the senders (before it, END's
       // stream is the orig run's, cached)
       const from = P === END ? Math.min(...receivers.filter((r) => r.layer > ls).map((r) => r.layer)) : first;
-      const which = receivers.map((r, i) => i).filter((i) => receivers[i].layer >= from);
+      const which = receivers.map((_, i) => i).filter((i) => receivers[i].layer >= from);
       const q = which.map((i) => c.q[i] ?? tile(origQuery(model, run, receivers[i], P), S));
       const d = passD(model, run, pairs, which.map((i) => receivers[i]), q, from, S, P);
       pack.forEach((s, k) => { to_receivers![s.layer][s.head] = d.slice(k * B, (k + 1) * B); });
