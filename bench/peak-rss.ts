@@ -1,5 +1,6 @@
 // Preloaded into a child process by bench/bench.ts (`node --import <this file> ...`): at exit,
-// print the process's peak resident memory (all threads) on stderr, for the benchmark to read.
+// print the process's peak resident memory (all threads) and its processor time (all threads,
+// user + system) on stderr, for the benchmark to read (bench.ts reads the first, experiments.ts both).
 //
 // On Linux this is VmHWM from /proc/self/status: the high-water mark of this program's memory.
 // process.resourceUsage().maxRSS is not used there, because Linux carries it over from the
@@ -15,5 +16,6 @@ function peakKiB(): number {
 }
 
 process.on('exit', () => {
-  process.stderr.write(`\n[peak-rss-kib] ${peakKiB()}\n`);
+  const cpu = process.cpuUsage();
+  process.stderr.write(`\n[peak-rss-kib] ${peakKiB()}\n[cpu-s] ${((cpu.user + cpu.system) / 1e6).toFixed(3)}\n`);
 });

@@ -11,19 +11,23 @@ import type { GPT } from '../mingpt/model.ts';
 import { takeRows } from '../mingpt/model.ts';
 import { matmulForward } from '../mingpt/kernels/index.ts';
 
-/** log Σ exp(row[i]) over row = x[offset … offset + n), in doubles. */
-export function logSumExp(x: ArrayLike<number>, offset = 0, n = x.length - offset): number {
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) if (x[offset + i] > max) max = x[offset + i];
+/** log Σ exp(row[i]) over row = x[offset … offset + n), in doubles; `max`: the row's maximum, when the caller has it already. */
+export function logSumExp(x: ArrayLike<number>, offset = 0, n = x.length - offset, max = rowMax(x, offset, n)): number {
   if (max === -Infinity) return -Infinity;
   let sum = 0;
   for (let i = 0; i < n; i++) sum += Math.exp(x[offset + i] - max);
   return Math.log(sum) + max;
 }
 
-/** log softmax(row)[index] for the row x[offset … offset + n). */
-export function logSoftmaxAt(x: ArrayLike<number>, index: number, offset = 0, n = x.length - offset): number {
-  return x[offset + index] - logSumExp(x, offset, n);
+function rowMax(x: ArrayLike<number>, offset: number, n: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) if (x[offset + i] > max) max = x[offset + i];
+  return max;
+}
+
+/** log softmax(row)[index] for the row x[offset … offset + n); `max` as for logSumExp. */
+export function logSoftmaxAt(x: ArrayLike<number>, index: number, offset = 0, n = x.length - offset, max?: number): number {
+  return x[offset + index] - logSumExp(x, offset, n, max);
 }
 
 /** softmax of one row into a new Float64Array (for printing probabilities). */

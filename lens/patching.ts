@@ -12,17 +12,19 @@
  *   const r = get_act_patch_resid_post(model, corrupt_ids, cache, metric); // r.axes = ['layer', 'pos']
  *
  * Savings that change no number: a patch in block l leaves blocks 0 … l−1 alone, so each
- * patched run starts at block l from the corrupted run's cached stream (`start_at_layer`); the
- * logits are computed at the metric's positions only, and when that is the last position alone,
- * the last block (after its attention) runs there alone too; a patch that writes what is already there
- * (the texts agree up to that position) costs no run at all; and the cells of one layer go
+ * patched run starts at block l from the corrupted run's cached stream (`start_at_layer`), and at
+ * the first position the patch changes, against the corrupted run's keys and values before it (a
+ * KVCache); the logits are computed at the metric's positions only, and when that is the last
+ * position alone, the last block (after its attention) runs there alone too, and the vocabulary
+ * projection only for the tokens the metric reads (`Metric.tokens`); a patch that writes what is
+ * already there (the texts agree up to that position) costs no run at all; and the cells of one layer go
  * through the model together, stacked along the batch axis (the matrix products get more rows,
  * and each weight is read once per batch instead of once per cell).
  */
 import ndarray from 'ndarray';
 import ops from 'ndarray-ops';
 import type { NdArray } from 'ndarray';
-import { KVCache, Rows, type GPT, type ForwardOptions, type ForwardResult, type Idx } from '../mingpt/model.ts';
+import { KVCache, Rows, takeRows, type GPT, type ForwardOptions, type ForwardResult, type Idx } from '../mingpt/model.ts';
 import { matmulForward } from '../mingpt/kernels/index.ts';
 import { run_with_cache, type ActivationCache } from './activation_cache.ts';
 import { patchHook, type Activation, type HookFn, type Selection } from '../mingpt/hooks.ts';
@@ -32,6 +34,11 @@ export interface Metric {
   (logits: NdArray<Float32Array>): number;
   /** the positions whose logits it reads (default: the last one) */
   positions?: number[];
+  /**
+   * the vocabulary entries it reads (default: all of them): patched runs that stop at the last
+   * position then compute only these columns of the vocabulary projection, the others are NaN
+   */
+  tokens?: number[];
   /** its gradient with respect to those logits, (B, P, vocab) like them (what attribution patching differentiates) */
   backward?: (logits: NdArray<Float32Array>) => Float32Array;
 }
@@ -54,6 +61,7 @@ export function logitDiffMetric(token: number | number[], other: number | number
     return sum / B;
     // END TASK 3.1
   };
+  metric.tokens = [...new Set([token, other].flat())];
   // the gradient: +1/B at the token, −1/B at the other, in each row's last position; 0 elsewhere
   metric.backward = (logits) => {
     const [B, P, V] = logits.shape, d = new Float32Array(B * P * V);
@@ -148,8 +156,11 @@ export function generic_activation_patch(
   const T = cleanActs[0].shape[axesPos(hooks[0])];
   const logits_at = metric.positions ?? [T - 1];
   // the corrupted run once: its metric, the stream entering each block, and the patched hook points
+  // (and its keys and values: patched runs recompute only the positions from the first one their patch changes)
   const want = new Set([...hooks, ...Array.from({ length: L }, (_, l) => `blocks.${l}.hook_resid_pre`)]);
-  const base = run_with_cache(model, corrupted_ids, { names: [...want], logits_at });
+  const kv = new KVCache(c, Array.isArray(corrupted_ids[0]) ? corrupted_ids.length : 1);
+  const base = run_with_cache(model, corrupted_ids, { names: [...want], logits_at, past_kv_cache: kv });
+  kv.freeze();
   const corrupted = metric(base.logits);
   const clean = metric(model.forward(corrupted_ids, { logits_at, hooks: hooks.map((h, l) => [h, (a) => { ops.assign(a, cleanActs[l]); }] as [string, HookFn]) }).logits);
 
@@ -168,20 +179,25 @@ export function generic_activation_patch(
   const B = base.residual.shape[0];
   const maxCells = Math.max(1, Math.min(opts.batch ?? 16, Math.floor(MAX_BATCH_ROWS / (B * T))));
   let done = 0;
-  const pending: Array<{ k: number; index: Record<AxisName, number> }> = [];
+  const pending: Array<{ k: number; index: Record<AxisName, number>; from: number }> = [];
   const flush = () => {
     if (pending.length === 0) return;
     const l = pending[0].index.layer, name = hooks[l], start = layerOfHook(name, l);
     const K = pending.length;
-    const resid = base.cache.get('resid_pre', start); // (B, T, C)
-    const stacked = new Float32Array(K * resid.size);
-    for (let j = 0; j < K; j++) stacked.set(resid.data, j * resid.size);
+    // positions before `from` are the corrupted run's in every cell (the patches change none of
+    // them): the run computes the rest, against the corrupted run's keys and values there
+    const from = Math.min(...pending.map((cell) => cell.from), ...logits_at);
+    const resid = base.cache.get('resid_pre', start), C = resid.shape[2], n = B * (T - from) * C; // (B, T, C)
+    const stacked = new Float32Array(K * n);
+    for (let j = 0; j < K; j++) for (let b = 0; b < B; b++) stacked.set(resid.data.subarray((b * T + from) * C, (b + 1) * T * C), j * n + b * (T - from) * C);
+    const clean = from ? cleanActs[l].lo(0, from) : cleanActs[l]; // (B, T − from, …)
     const run: ForwardOptions = {
-      start_at_layer: start, residual: ndarray(stacked, [K * B, ...resid.shape.slice(1)]), logits_at,
-      hooks: [[name, (act) => { pending.forEach((cell, j) => setter(batchRows(act, j * B, B), cell.index, cleanActs[l])); }]],
+      start_at_layer: start, residual: ndarray(stacked, [K * B, T - from, C]), logits_at: logits_at.map((t) => t - from),
+      past_kv_cache: from ? kv.prefix(from) : undefined,
+      hooks: [[name, (act) => { pending.forEach((cell, j) => setter(batchRows(act, j * B, B), { ...cell.index, pos: cell.index.pos - from }, clean)); }]],
     };
     const lastOnly = start < L - 1 && logits_at.length === 1 && logits_at[0] === T - 1;
-    const logits = (lastOnly && lastPositionLogits(model, run)) || model.forward(null, run).logits.data; // (K·B, P, V)
+    const logits = (lastOnly && lastPositionLogits(model, run, from ? kv.prefix(from) : null, metric.tokens)) || model.forward(null, run).logits.data; // (K·B, P, V)
     const P = logits_at.length, V = c.vocab_size;
     pending.forEach((cell, j) => {
       data[cell.k] = metric(ndarray(logits.slice(j * B * P * V, (j + 1) * B * P * V), [B, P, V]));
@@ -196,15 +212,15 @@ export function generic_activation_patch(
     const probe = base.cache.get(name);
     const before = probe.data.slice();
     setter(probe, index, cleanActs[l]);
-    const unchanged = probe.data.every((v, i) => v === before[i]);
+    const from = firstChange(probe, before, axesPos(name));
     probe.data.set(before);
-    if (unchanged) {
+    if (from < 0) {
       data[k] = corrupted;
       opts.onProgress?.(++done, total);
       continue;
     }
     if (pending.length && (pending[0].index.layer !== l || pending.length >= maxCells)) flush();
-    pending.push({ k, index });
+    pending.push({ k, index, from });
   }
   flush();
   return { axes, shape, data, corrupted, clean, hook: hook(Number.NaN).replace('NaN', '{l}') };
@@ -214,20 +230,50 @@ export function generic_activation_patch(
  * The logits at the last position of a run `opts` (start_at_layer, residual, hooks) whose hooks
  * all sit before the last block: blocks up to the last one as usual, then the last block's rows
  * after its attention, the final layer norm and the vocabulary projection at the last position
- * only (the other rows matter there for their keys and values only, as in ../sweep/fast.ts), (N, V).
+ * only (the other rows matter there for their keys and values only, as in ../sweep/fast.ts), (N, V);
+ * with `tokens`, only those columns of the vocabulary projection (NaN elsewhere). `past`: the
+ * keys and values of the positions before the run's rows (a run continuing the corrupted run).
  * The same numbers as the whole run's, for about three quarters of a block less per run; null
  * when they are not all finite (the whole run then says where they went wrong).
  */
-function lastPositionLogits(model: GPT, opts: ForwardOptions): Float32Array | null {
+function lastPositionLogits(model: GPT, opts: ForwardOptions, past: KVCache | null, tokens?: readonly number[]): Float32Array | null {
   const { n_layer: L, n_embd: C, vocab_size: V } = model.config;
-  const x = model.forward(null, { ...opts, stop_at_layer: L - 1 }).residual; // (N, T, C): the stream entering the last block
-  const [N, T] = x.shape, rows = Rows.suffix(new Array<number>(N).fill(0), T);
-  const none = new KVCache(model.config, N).freeze(); // no earlier positions: what lets a block keep fewer rows
-  const last = model.transformer.h[L - 1].forward(x.data, rows, none, rows.last(1)); // (N, C)
+  const x = model.forward(null, { ...opts, stop_at_layer: L - 1 }).residual; // (N, T − t0, C): the stream entering the last block
+  const [N, Tx] = x.shape, t0 = past?.length ?? 0, rows = Rows.suffix(new Array<number>(N).fill(t0), t0 + Tx);
+  const kv = past ?? new KVCache(model.config, N).freeze(); // (no earlier positions: still what lets a block keep fewer rows)
+  const last = model.transformer.h[L - 1].forward(x.data, rows, kv, rows.last(1)); // (N, C)
   const xf = model.transformer.ln_f.forward(last, N, 1);
   const logits = new Float32Array(N * V); // (N, 1, V)
-  matmulForward(logits, xf, model.lm_head.weight, null, N, C, V);
-  return logits.every(Number.isFinite) ? logits : null;
+  if (!tokens) {
+    matmulForward(logits, xf, model.lm_head.weight, null, N, C, V);
+    return logits.every(Number.isFinite) ? logits : null;
+  }
+  // only the columns the metric reads (the same numbers: each column is its own dot products)
+  const part = new Float32Array(N * tokens.length); // (N, tokens)
+  matmulForward(part, xf, takeRows(model.lm_head.weight, C, tokens), null, N, C, tokens.length);
+  if (!part.every(Number.isFinite)) return null;
+  logits.fill(NaN);
+  for (let i = 0; i < N; i++) tokens.forEach((t, j) => { logits[i * V + t] = part[i * tokens.length + j]; });
+  return logits;
+}
+
+/**
+ * The first position where `a` differs from `before` (its values before a patch) in any batch
+ * row, -1 where it does not differ at all; 0 when the positions are not the axis after the batch
+ * (a pattern's query axis comes after the heads): then the whole run is redone.
+ */
+function firstChange(a: Activation, before: Float32Array, axis: number): number {
+  const d = a.data, [B, T] = a.shape, inner = d.length / (B * T);
+  let first = -1;
+  for (let b = 0; b < B; b++) {
+    for (let i = b * T * inner; i < (b + 1) * T * inner; i++) {
+      if (d[i] === before[i]) continue;
+      const t = Math.floor(i / inner) % T;
+      if (first < 0 || t < first) first = t;
+      break;
+    }
+  }
+  return axis === 1 || first < 0 ? first : 0;
 }
 
 /** The block a hook point belongs to (resid_pre of block l is reached inside block l). */

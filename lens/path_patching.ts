@@ -25,7 +25,9 @@
  *   only END's stream changes in pass D (the causal mask hides END from earlier positions). So
  *   pass D runs one position, like a generation step with a key/value cache: the model's own
  *   forward pass with END's row only, attending to the orig run's keys and values at earlier
- *   positions (a frozen KVCache, ../mingpt/model.ts) and to its own.
+ *   positions (a frozen KVCache, ../mingpt/model.ts) and to its own. It starts at the first
+ *   receiver after the senders' layer: receivers in or before it keep their orig queries, so
+ *   END's stream up to there is the orig run's.
  * The metric needs two logits per row: the final layer norm at END, then those two columns of
  * the vocabulary projection only (logitDiffs, ./metrics.ts).
  */
@@ -213,9 +215,13 @@ export function pathPatch(model: GPT, pairs: PairBatch, opts: PathPatchOptions =
     const m = logitDiffs(model, xEnd, tiled(pairs.token, S), tiled(pairs.other, S));
     pack.forEach((s, k) => { to_logits[s.layer][s.head] = m.slice(k * B, (k + 1) * B); });
     if (reaches) {
-      // receivers in or before the senders' layer keep their orig queries: those from the orig run
-      const q = receivers.map((r, i) => c.q[i] ?? tile(origQuery(model, run, r, P), S));
-      const d = passD(model, run, pairs, receivers, q, first, S, P);
+      // receivers in or before the senders' layer keep their orig queries: those from the orig run;
+      // at END only, pass D starts at the first receiver after the senders (before it, END's
+      // stream is the orig run's, cached)
+      const from = P === END ? Math.min(...receivers.filter((r) => r.layer > ls).map((r) => r.layer)) : first;
+      const which = receivers.map((_, i) => i).filter((i) => receivers[i].layer >= from);
+      const q = which.map((i) => c.q[i] ?? tile(origQuery(model, run, receivers[i], P), S));
+      const d = passD(model, run, pairs, which.map((i) => receivers[i]), q, from, S, P);
       pack.forEach((s, k) => { to_receivers![s.layer][s.head] = d.slice(k * B, (k + 1) * B); });
     }
     done += S;

@@ -7,12 +7,13 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { GPT } from '../mingpt/model.ts';
+import ndarray from 'ndarray';
+import { GPT, pickPositions } from '../mingpt/model.ts';
 import { directLogitAttribution, logitLens } from '../lens/attribution.ts';
 import {
   get_act_patch_attn_head_out_all_pos, get_act_patch_attn_head_out_by_pos, get_act_patch_attn_head_pattern_all_pos,
   get_act_patch_attn_out, get_act_patch_mlp_out, get_act_patch_resid_post, get_act_patch_resid_pre,
-  logitDiffMetric, nested, type PatchResult,
+  layer_head_vector_patch_setter, logitDiffMetric, nested, type PatchResult,
 } from '../lens/patching.ts';
 import { referencePatchingSweep } from '../sweep/sweep.ts';
 import { loadGPT } from '../io/load.ts';
@@ -80,6 +81,27 @@ test('cells batched along the batch axis give the numbers of one run per cell (a
   const single = get_act_patch_attn_head_out_all_pos(model, corrupt, gc, f, { batch: 1 });
   closeAll(batched.data, single.data, 1e-6, 'batched vs one by one');
   closeAll(nested(batched), A.group.patching.head_z, FLOAT32_TOL, 'group.patching.head_z');
+});
+
+test('patched runs that start at the first changed position (the corrupted run\'s keys and values before it) and read two logits give the numbers of whole runs', () => {
+  // the group's texts agree at position 0 ("When"), so every head_z cell starts at position 1
+  const g = A.knockout;
+  const clean = g.group_ids.map((p: number[][]) => p[0]), corrupt = g.group_ids.map((p: number[][]) => p[1]);
+  assert.ok(clean.every((r: number[], b: number) => r[0] === corrupt[b][0] && r[1] !== corrupt[b][1]));
+  const { cache: gc } = run_with_cache(model, clean);
+  const f = logitDiffMetric(g.io_ids, g.s_ids);
+  assert.equal(f.tokens, [...new Set([...g.io_ids, ...g.s_ids])]);
+  const r = get_act_patch_attn_head_out_all_pos(model, corrupt, gc, f);
+  const Tg = clean[0].length, { n_layer: L, n_head: nh } = model.config;
+  for (let l = 0; l < L; l++) {
+    for (let h = 0; h < nh; h++) {
+      // the reference: one whole run (every position, every block, all logits) with the head's z patched
+      const name = `blocks.${l}.attn.hook_z`;
+      const whole = model.forward(corrupt, { hooks: [[name, (act) => layer_head_vector_patch_setter(act, { layer: l, head: h, pos: 0 }, gc.get(name))]] });
+      const last = ndarray(pickPositions(whole.logits.data, clean.length, Tg, model.config.vocab_size, [Tg - 1]), [clean.length, 1, model.config.vocab_size]);
+      closeAll(r.data[l * nh + h], f(last), 1e-6, `head ${l}.${h}`);
+    }
+  }
 });
 
 test('patching results carry their axes and shape', () => {

@@ -78,7 +78,7 @@ export function nextTokenStats(logits: Float32Array, V: number, tokens: number[]
       const target = tokens[b][positions[p] + 1];
       let max = -Infinity, arg = 0;
       for (let i = 0; i < V; i++) if (logits[o + i] > max) { max = logits[o + i]; arg = i; }
-      logprob[b * P + p] = logSoftmaxAt(logits, target, o, V);
+      logprob[b * P + p] = logSoftmaxAt(logits, target, o, V, max); // (the row's maximum, found above)
       correct[b * P + p] = arg === target ? 1 : 0;
     }
   }
