@@ -307,7 +307,8 @@ maybe('simd geluBackward = the loops (1e-6 absolute on GELU\'s slope, at most 1.
   }
 });
 
-for (const [B, Tq, Tk, NH, hs] of [[1, 1, 1, 1, 1], [2, 5, 5, 3, 7], [1, 3, 7, 2, 5], [1, 46, 46, 2, 64]]) {
+// (257 × 300: sums over more than one block of 256 keys; 1024 × 1024 with 4 heads: more than fit in the scratch at once, so heads go in groups)
+for (const [B, Tq, Tk, NH, hs] of [[1, 1, 1, 1, 1], [2, 5, 5, 3, 7], [1, 3, 7, 2, 5], [1, 46, 46, 2, 64], [1, 257, 300, 3, 16], [1, 1024, 1024, 4, 16]]) {
   maybe(`simd attention backward (values, scores) = the loops (1e-5 of Σ|terms|): B=${B} Tq=${Tq} Tk=${Tk} NH=${NH} hs=${hs}`, () => {
     const C = NH * hs, abs = (x: Float32Array) => x.map(Math.abs);
     const q = rand32(B * Tq * C), k = rand32(B * Tk * C), v = rand32(B * Tk * C), dz = rand32(B * Tq * C), datt = rand32(B * NH * Tq * Tk);

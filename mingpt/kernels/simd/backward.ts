@@ -12,10 +12,12 @@
  * one that holds out, else this thread's loose memory), and whatever is not in it is copied into
  * this thread's scratch area there (./scratch.ts): a block of b's rows, then blocks of a's and
  * out's rows, copied once per block of rows; out's blocks are copied back after each. Big
- * products are shared among the kernel threads as a job of column ranges (./threads.ts).
+ * products are shared among the kernel threads as one job of column ranges (./threads.ts), the
+ * blocks of the sum done one after the other inside each item.
  *
- * The attention's backward kernels are products too, of one head at a time (its rows gathered
- * from the (T, NH, hs) layout, the results added back), through the same kernel; the GELU's and
+ * The attention's backward kernels are products too, through the same kernel: each is one job
+ * for all heads (an item per head), reading a head's columns of the (T, C) activations in place
+ * and the (T, T) matrices transposed where the product needs them so; the GELU's and
  * the layer norm's backward are kernels of their own (gelu_backward, layernorm_apply_backward,
  * layernorm_scale_backward in ./wasm_rows.ts, beside their forward twins).
  */
@@ -24,7 +26,7 @@ import { inBlocks, ITEMS_PER_THREAD } from './kernels.ts';
 import * as js from '../js.ts';
 import { allocBytes, type Scratch } from './scratch.ts';
 import { jobThreads, runJob } from './threads.ts';
-import { ACC_TILE_COLUMNS } from './backward_wasm.ts';
+import { ACC_JOB_ARGS, ACC_TILE_COLUMNS } from './backward_wasm.ts';
 
 /** dinp += dout · weight, dweight += doutᵀ · inp, dbias += Σ rows of dout; null: not wanted. */
 export function matmulBackward(
@@ -91,6 +93,7 @@ function matmulAccumulate(out: Float32Array, a: Float32Array, b: Float32Array, M
   const mark = s.mark();
   const bBlock = bIn ? 0 : s.alloc(kc * N);
   const pack = s.alloc(jobThreads() * allocBytes(kc * ACC_TILE_COLUMNS) / 4); // each thread's copy of a panel of b
+  const blocks = Math.ceil(K / kc), live = new Int32Array(blocks), liveAt = s.alloc(blocks); // which blocks of the sum to do
   const perRow = (aIn ? 0 : K * 4) + (outIn ? 0 : N * 4);
   const mb = perRow === 0 ? M : Math.min(M, Math.floor((s.room - 64) / perRow));
   if (mb < 1) throw new Error(`matmulBackward: one row does not fit in the ${s.room}-byte scratch area`);
@@ -101,17 +104,26 @@ function matmulAccumulate(out: Float32Array, a: Float32Array, b: Float32Array, M
     if (!aIn) s.put(aBlock, a, m0 * K, mn * K);
     if (!outIn) s.put(oBlock, out, m0 * N, mn * N);
     const pa = aIn ? am.byteOffset : aBlock, po = outIn ? out.byteOffset + m0 * N * 4 : oBlock;
-    for (let k0 = 0; k0 < K; k0 += kc) {
-      const kn = Math.min(kc, K - k0);
-      // a block of a's columns that is all zeros adds nothing: the gradient of a metric that reads a
-      // few logits is zero at all but a few of the vocabulary's 50257 (no need to stream its weights)
-      if (zeroColumns(am, mn, K, k0, kn)) continue;
-      let pb = b.byteOffset + k0 * N * 4;
-      if (!bIn) {
+    // a block of a's columns that is all zeros adds nothing: the gradient of a metric that reads a
+    // few logits is zero at all but a few of the vocabulary's 50257 (no need to stream its weights)
+    let liveK = 0;
+    for (let j = 0; j < blocks; j++) {
+      const kn = Math.min(kc, K - j * kc);
+      live[j] = zeroColumns(am, mn, K, j * kc, kn) ? 0 : 1;
+      liveK += live[j] * kn;
+    }
+    if (bIn && liveK > 0) {
+      // b in place: every block of the sum in one job
+      s.km.i32.set(live, liveAt >>> 2);
+      threadedMatmulAcc(s, po, pa, b.byteOffset, mn, K, N, K, kc, pack, liveK === K ? 0 : liveAt, liveK);
+    } else if (!bIn) {
+      // b copied in a block at a time, a job for each
+      for (let j = 0, k0 = 0; j < blocks; j++, k0 += kc) {
+        const kn = Math.min(kc, K - k0);
+        if (!live[j]) continue;
         s.put(bBlock, b, k0 * N, kn * N);
-        pb = bBlock;
+        threadedMatmulAcc(s, po, pa + k0 * 4, bBlock, mn, kn, N, K, kn, pack, 0, kn);
       }
-      threadedMatmulAcc(s, po, pa + k0 * 4, pb, mn, kn, N, K, pack);
     }
     if (!outIn) s.copyOut(out, m0 * N, oBlock, mn * N);
   }
@@ -128,14 +140,22 @@ function zeroColumns(a: Float32Array, M: number, K: number, k0: number, kn: numb
 const PACK_ROWS = 6;
 
 /**
- * km.exports.matmul_acc over all N columns (byte addresses), cut into column ranges for the
+ * km.exports.matmul_acc over all N columns (byte addresses) and the sum's blocks of kBlock terms
+ * (those flagged in the i32 words at `live`; 0: all of them), cut into column ranges for the
  * threads; each thread packs b's panels into its own part of `pack` (room for jobThreads() of
- * K · ACC_TILE_COLUMNS floats) when a has enough rows for the copy to pay.
+ * kBlock · ACC_TILE_COLUMNS floats) when a has enough rows for the copy to pay. liveK: the terms
+ * of the sum done (for the split's flop count).
  */
-function threadedMatmulAcc(s: Scratch, out: number, a: number, b: number, M: number, K: number, N: number, lda: number, pack: number): void {
+function threadedMatmulAcc(
+  s: Scratch, out: number, a: number, b: number, M: number, K: number, N: number, lda: number,
+  kBlock: number, pack: number, live: number, liveK: number,
+): void {
   const w = ACC_TILE_COLUMNS, chunk = Math.max(w, Math.ceil(N / (jobThreads() * ITEMS_PER_THREAD) / w) * w); // whole register tiles
-  const packBytes = M >= PACK_ROWS ? allocBytes(K * w) : 0;
-  runJob(s.km, 'matmul_acc_job', s.args([out, a, b, M, K, N, lda, packBytes && pack, packBytes, chunk]), Math.ceil(N / chunk), 2 * M * K * N);
+  const packBytes = M >= PACK_ROWS ? allocBytes(kBlock * w) : 0;
+  const args = accArgs({
+    out, a, b, M, K, N, sam: lda, sak: 1, ldb: N, ldo: N, pack: packBytes && pack, packBytes, chunk, kBlock, live, outStep: 0, aStep: 0, bStep: 0,
+  });
+  runJob(s.km, 'matmul_acc_job', s.args(args), Math.ceil(N / chunk), 2 * M * liveK * N);
 }
 
 /** dinp (N) += dout (N) · GELU'(inp (N)), in this thread's loose memory, a block at a time, shared among the threads when big. */
@@ -180,72 +200,100 @@ export function layernormScaleBackward(dinp: Float32Array, dscale: Float32Array,
 }
 
 /**
- * The backward of attentionValuesForward (../js.ts has the loops), head by head as two products:
- * datt_h (Tq, Tk) += dz_h (Tq, hs) · v_hᵀ, and dv_h (Tk, hs) += att_hᵀ · dz_h.
+ * The attention's backward products, head by head: for each head h, out_h += a_h · b_h, all heads
+ * in one job (./backward_wasm.ts's matmul_acc_job, items by head). Each operand is the byte
+ * address of head 0's block in the scratch and the bytes from one head's to the next; a's element
+ * (m, k) is sam · m + sak · k floats on (so a may be read transposed), b's and out's rows ld apart.
+ */
+interface HeadOperand { at: number; step: number; ld: number }
+function headProducts(
+  s: Scratch, heads: number, out: HeadOperand, a: { at: number; step: number; sam: number; sak: number }, b: HeadOperand,
+  M: number, K: number, N: number,
+): void {
+  const w = ACC_TILE_COLUMNS, chunk = Math.max(w, Math.ceil((heads * N) / (jobThreads() * ITEMS_PER_THREAD) / w) * w);
+  const kBlock = Math.min(K, K_BLOCK);
+  const packBytes = M >= PACK_ROWS ? allocBytes(kBlock * w) : 0;
+  const pack = packBytes ? s.alloc((jobThreads() * packBytes) / 4) : 0;
+  const args = accArgs({
+    out: out.at, a: a.at, b: b.at, M, K, N, sam: a.sam, sak: a.sak, ldb: b.ld, ldo: out.ld, pack, packBytes, chunk, kBlock, live: 0,
+    outStep: out.step, aStep: a.step, bStep: b.step,
+  });
+  runJob(s.km, 'matmul_acc_job', s.args(args), heads * Math.ceil(N / chunk), 2 * heads * M * K * N);
+  if (pack) s.release(pack);
+}
+
+/** matmul_acc_job's argument words, by name. */
+function accArgs(a: Record<(typeof ACC_JOB_ARGS)[number], number>): number[] {
+  return ACC_JOB_ARGS.map((name) => a[name]);
+}
+
+/** Heads per group: as many as fit in the scratch with `fixed` floats taken and `perHead` more for each (at least 1). */
+function headGroup(s: Scratch, NH: number, fixed: number, perHead: number, what: string): number {
+  const g = Math.min(NH, Math.floor((s.room - 4096 - 4 * fixed) / (4 * perHead + 64)));
+  if (g < 1) throw new Error(`${what}: one head (${fixed + perHead} floats) does not fit in the ${s.room}-byte scratch area`);
+  return g;
+}
+
+/**
+ * The backward of attentionValuesForward (../js.ts has the loops), per head h:
+ * datt_h (Tq, Tk) += dz_h (Tq, hs) · v_hᵀ (the forward product, dz's and v's heads made
+ * contiguous first) and dv_h (Tk, hs) += att_hᵀ · dz_h (one job for a group of heads, att read
+ * transposed). The heads go in groups when their (Tq, Tk) matrices do not all fit in the scratch.
  */
 export function attentionValuesBackward(
   datt: Float32Array, dv: Float32Array, dz: Float32Array, att: Float32Array, v: Float32Array,
   B: number, Tq: number, Tk: number, C: number, NH: number,
 ): void {
-  const hs = C / NH;
-  const dzh = new Float32Array(Tq * hs), vT = new Float32Array(hs * Tk), attT = new Float32Array(Tk * Tq), dvh = new Float32Array(Tk * hs);
+  const s = workScratch(), hs = C / NH, TT = Tq * Tk, ex = s.km.exports;
+  const g = headGroup(s, NH, 3 * Tq * C + 3 * Tk * C, 3 * TT, 'attentionValuesBackward');
   for (let b = 0; b < B; b++) {
-    for (let h = 0; h < NH; h++) {
-      gatherHead(dzh, dz, b, h, Tq, C, hs);
-      for (let t = 0; t < Tk; t++) for (let c = 0; c < hs; c++) vT[c * Tk + t] = v[(b * Tk + t) * C + h * hs + c];
-      const at = ((b * NH + h) * Tq) * Tk, att_h = att.subarray(at, at + Tq * Tk);
-      matmulAccumulate(datt.subarray(at, at + Tq * Tk), dzh, vT, Tq, hs, Tk);
-      for (let i = 0; i < Tq; i++) for (let t = 0; t < Tk; t++) attT[t * Tq + i] = att_h[i * Tk + t];
-      dvh.fill(0);
-      matmulAccumulate(dvh, attT, dzh, Tk, Tq, hs);
-      scatterAddHead(dv, dvh, b, h, Tk, C, hs);
+    const mark = s.mark();
+    const dzp = s.copyIn(dz, b * Tq * C, Tq * C), vp = s.copyIn(v, b * Tk * C, Tk * C), dvp = s.copyIn(dv, b * Tk * C, Tk * C);
+    const dzh = s.alloc(Tq * C), vh = s.alloc(Tk * C); // (NH, Tq, hs), (NH, Tk, hs)
+    ex.split_heads(dzh, dzp, Tq, C, hs);
+    ex.split_heads(vh, vp, Tk, C, hs);
+    for (let h0 = 0; h0 < NH; h0 += g) {
+      const n = Math.min(g, NH - h0), at = (b * NH + h0) * TT, group = s.mark();
+      const attp = s.copyIn(att, at, n * TT), dattp = s.copyIn(datt, at, n * TT), prod = s.alloc(n * TT); // (n, Tq, Tk) each
+      for (let h = 0; h < n; h++) ex.matmul(prod + 4 * h * TT, dzh + 4 * (h0 + h) * Tq * hs, vh + 4 * (h0 + h) * Tk * hs, 0, Tq, hs, Tk, 0, Tk);
+      ex.residual(dattp, dattp, prod, n * TT); // (whole vectors: past the end, the scratch's padding)
+      headProducts(s, n, { at: dvp + 4 * h0 * hs, step: 4 * hs, ld: C }, { at: attp, step: 4 * TT, sam: 1, sak: Tk }, { at: dzp + 4 * h0 * hs, step: 4 * hs, ld: C }, Tk, Tq, hs);
+      s.copyOut(datt, at, dattp, n * TT);
+      s.release(group);
     }
+    s.copyOut(dv, b * Tk * C, dvp, Tk * C);
+    s.release(mark);
   }
 }
 
 /**
- * The backward of attentionScoresForward, head by head as two products of the scores' gradient
- * (masked entries taken as 0) scaled by 1/√hs: dq_h += ds · k_h, dk_h += dsᵀ · q_h.
+ * The backward of attentionScoresForward: with ds the scores' gradient (masked entries taken as 0)
+ * times 1/√hs, per head dq_h += ds · k_h and dk_h += dsᵀ · q_h, each one job for a group of heads.
  */
 export function attentionScoresBackward(
   dq: Float32Array, dk: Float32Array, datt: Float32Array, q: Float32Array, k: Float32Array,
   B: number, Tq: number, Tk: number, C: number, NH: number,
 ): void {
-  const hs = C / NH, scale = 1 / Math.sqrt(hs);
-  const ds = new Float32Array(Tq * Tk), dsT = new Float32Array(Tk * Tq);
-  const kh = new Float32Array(Tk * hs), qh = new Float32Array(Tq * hs), dqh = new Float32Array(Tq * hs), dkh = new Float32Array(Tk * hs);
+  const s = workScratch(), hs = C / NH, f = s.km.f32, TT = Tq * Tk, scale = 1 / Math.sqrt(hs);
+  const g = headGroup(s, NH, 2 * Tq * C + 2 * Tk * C, TT, 'attentionScoresBackward');
   for (let b = 0; b < B; b++) {
-    for (let h = 0; h < NH; h++) {
-      const at = ((b * NH + h) * Tq) * Tk;
-      for (let i = 0; i < Tq; i++) {
-        const t = Tk - Tq + i; // the query's position: keys after it are masked
-        for (let t2 = 0; t2 < Tk; t2++) {
-          const g = t2 <= t ? datt[at + i * Tk + t2] * scale : 0;
-          ds[i * Tk + t2] = g;
-          dsT[t2 * Tq + i] = g;
-        }
+    const mark = s.mark();
+    const qp = s.copyIn(q, b * Tq * C, Tq * C), kp = s.copyIn(k, b * Tk * C, Tk * C);
+    const dqp = s.copyIn(dq, b * Tq * C, Tq * C), dkp = s.copyIn(dk, b * Tk * C, Tk * C);
+    for (let h0 = 0; h0 < NH; h0 += g) {
+      const n = Math.min(g, NH - h0), group = s.mark();
+      const ds = s.alloc(n * TT), o = ds >>> 2; // (n, Tq, Tk)
+      for (let r = 0; r < n * Tq; r++) {
+        const t = Tk - Tq + (r % Tq), from = (b * NH + h0) * TT + r * Tk; // row r's query sits at position t: keys after it are masked
+        for (let t2 = 0; t2 < Tk; t2++) f[o + r * Tk + t2] = t2 <= t ? datt[from + t2] * scale : 0;
       }
-      gatherHead(kh, k, b, h, Tk, C, hs);
-      gatherHead(qh, q, b, h, Tq, C, hs);
-      dqh.fill(0);
-      matmulAccumulate(dqh, ds, kh, Tq, Tk, hs);
-      scatterAddHead(dq, dqh, b, h, Tq, C, hs);
-      dkh.fill(0);
-      matmulAccumulate(dkh, dsT, qh, Tk, Tq, hs);
-      scatterAddHead(dk, dkh, b, h, Tk, C, hs);
+      const cols = 4 * h0 * hs; // the group's first column, in bytes
+      headProducts(s, n, { at: dqp + cols, step: 4 * hs, ld: C }, { at: ds, step: 4 * TT, sam: Tk, sak: 1 }, { at: kp + cols, step: 4 * hs, ld: C }, Tq, Tk, hs);
+      headProducts(s, n, { at: dkp + cols, step: 4 * hs, ld: C }, { at: ds, step: 4 * TT, sam: 1, sak: Tk }, { at: qp + cols, step: 4 * hs, ld: C }, Tk, Tq, hs);
+      s.release(group);
     }
-  }
-}
-
-/** out (T, hs) = head h of x (B, T, NH, hs), batch row b */
-function gatherHead(out: Float32Array, x: Float32Array, b: number, h: number, T: number, C: number, hs: number): void {
-  for (let t = 0; t < T; t++) out.set(x.subarray((b * T + t) * C + h * hs, (b * T + t) * C + (h + 1) * hs), t * hs);
-}
-
-/** head h of x (B, T, NH, hs), batch row b, += d (T, hs) */
-function scatterAddHead(x: Float32Array, d: Float32Array, b: number, h: number, T: number, C: number, hs: number): void {
-  for (let t = 0; t < T; t++) {
-    const o = (b * T + t) * C + h * hs;
-    for (let c = 0; c < hs; c++) x[o + c] += d[t * hs + c];
+    s.copyOut(dq, b * Tq * C, dqp, Tq * C);
+    s.copyOut(dk, b * Tk * C, dkp, Tk * C);
+    s.release(mark);
   }
 }

@@ -4,8 +4,9 @@
  * WebAssembly memory.
  *
  * matmul_acc: out (M, N) += a (M, K) · b (K, N), for the columns n0 … n1-1 only (so that threads
- * can share a product by column ranges). a's rows are `lda` floats apart (it may be a block of
- * columns of a wider matrix); out and b are row-major with rows N floats long.
+ * can share a product by column ranges). a's element (m, k) is `sam` · m + `sak` · k floats from
+ * a, so a may be a transposed matrix (sam 1) or a block of columns of a wider one; the rows of b
+ * and out are `ldb` and `ldo` floats apart (one head's columns of a (T, C) activation, say).
  *
  * Both products of the matmul's backward have this shape, with the long axis of the weights last:
  *   dinp (BT, C)    += dout (BT, OC) · weight (OC, C)
@@ -21,7 +22,7 @@
  *   - Columns 12 at a time are the outer loop, rows the inner one: the 12-column panel of b
  *     (K rows of 48 bytes, 12 KiB for the wrapper's blocks of K = 256) stays in L1 while every
  *     row tile passes. Given a `pack` area (K · 48 bytes), the panel is first copied there, its
- *     rows one after the other: in place its rows are N · 4 bytes apart, and when that is a
+ *     rows one after the other: in place its rows are ldb · 4 bytes apart, and when that is a
  *     multiple of 4 KiB (N = 3072: the MLP's c_proj, dinp += dout · W) all K of them fall in the
  *     same few sets of the L1 cache and evict each other (46 rows, one thread: 32 GFLOP/s in place,
  *     57 packed, the forward product 56-63; measured).
@@ -34,26 +35,25 @@
  *   - `relaxed`: f32x4.relaxed_madd where available (one fused instruction), else mul then add, as
  *     the forward kernel chooses (./wasm_math.ts's madd); the scalar columns use mul then add.
  *
- * matmul_acc_job(args, item, thread) is the same product as a job for ./threads.ts: args points at
- * [out, a, b, M, K, N, lda, pack, packBytes, chunk] (i32 words) and item j does columns
- * j·chunk … +chunk, packing at pack + thread · packBytes (each thread its own area).
+ * matmul_acc_job(args, item, thread) is the same as a job for ./threads.ts, for one product or
+ * several of one shape (the heads of an attention): see its comment below.
  */
 import { Code } from './wasm.ts';
-import { madd, rangeJob } from './wasm_math.ts';
+import { madd } from './wasm_math.ts';
 
 /** Columns of matmul_acc's register tile: threads share a product in whole multiples of it. */
 export const ACC_TILE_COLUMNS = 12;
 
 export function matmulAcc(relaxed: boolean): Code {
   const RT = 3, NV = ACC_TILE_COLUMNS / 4; // the register tile: rows × vectors of 4 columns
-  const f = new Code('matmul_acc', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
-  const [out, a, b, M, K, N, lda, pack, n0, n1] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const f = new Code('matmul_acc', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [out, a, b, M, K, sam, sak, ldb, ldo, pack, n0, n1] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
   const m = f.local('i32'), n = f.local('i32'), cnt = f.local('i32'), s = f.local('f32'), po = f.local('i32');
   const pa = Array.from({ length: RT }, () => f.local('i32')); // the tile's rows of a, advancing along k
   const pb = f.local('i32'); // b at row k, the tile's first column
   const acc = pa.map(() => Array.from({ length: NV }, () => f.local('v128'))); // acc[r][v]
   const va = f.local('v128'), vb = Array.from({ length: NV }, () => f.local('v128'));
-  const rowA = f.local('i32'), rowB = f.local('i32'); // lda · 4, N · 4
+  const rowA = f.local('i32'), colA = f.local('i32'), rowB = f.local('i32'); // sam · 4, sak · 4, ldb · 4
   const panel = f.local('i32'), step = f.local('i32'); // the current columns' row 0 of b (in place or packed), and its rows' distance
 
   /** the R × (4·V) outputs at rows m…, columns n… */
@@ -69,13 +69,13 @@ export function matmulAcc(relaxed: boolean): Code {
         f.get(pa[r]).v128_load32_splat().set(va);
         for (let v = 0; v < V; v++) madd(f, relaxed, va, vb[v], acc[r][v]);
       }
-      for (let r = 0; r < R; r++) f.get(pa[r]).i32(4).i32_add().set(pa[r]);
+      for (let r = 0; r < R; r++) f.get(pa[r]).get(colA).i32_add().set(pa[r]);
       f.get(pb).get(step).i32_add().set(pb);
       f.get(cnt).i32(1).i32_sub().set(cnt);
     });
     // out[m + r, n + 4v …] += acc[r][v]
     for (let r = 0; r < R; r++) {
-      f.get(out).get(m).i32(r).i32_add().get(N).i32_mul().get(n).i32_add().i32(2).i32_shl().i32_add().set(po);
+      f.get(out).get(m).i32(r).i32_add().get(ldo).i32_mul().get(n).i32_add().i32(2).i32_shl().i32_add().set(po);
       for (let v = 0; v < V; v++) f.get(po).get(po).v128_load(16 * v).get(acc[r][v]).f32x4_add().v128_store(16 * v);
     }
   };
@@ -118,8 +118,9 @@ export function matmulAcc(relaxed: boolean): Code {
     });
   };
 
-  f.get(lda).i32(2).i32_shl().set(rowA);
-  f.get(N).i32(2).i32_shl().set(rowB);
+  f.get(sam).i32(2).i32_shl().set(rowA);
+  f.get(sak).i32(2).i32_shl().set(colA);
+  f.get(ldb).i32(2).i32_shl().set(rowB);
   f.get(n0).set(n);
   columns(4 * NV, () => {
     f.get(pack).if_();
@@ -143,11 +144,11 @@ export function matmulAcc(relaxed: boolean): Code {
       f.get(K).set(cnt);
       f.while_(() => f.get(cnt), () => {
         f.get(s).get(pa[0]).f32_load().get(pb).f32_load().f32_mul().f32_add().set(s);
-        f.get(pa[0]).i32(4).i32_add().set(pa[0]);
+        f.get(pa[0]).get(colA).i32_add().set(pa[0]);
         f.get(pb).get(rowB).i32_add().set(pb);
         f.get(cnt).i32(1).i32_sub().set(cnt);
       });
-      f.get(out).get(m).get(N).i32_mul().get(n).i32_add().i32(2).i32_shl().i32_add().set(po);
+      f.get(out).get(m).get(ldo).i32_mul().get(n).i32_add().i32(2).i32_shl().i32_add().set(po);
       f.get(po).get(po).f32_load().get(s).f32_add().f32_store();
       f.get(m).i32(1).i32_add().set(m);
     });
@@ -155,7 +156,49 @@ export function matmulAcc(relaxed: boolean): Code {
   return f;
 }
 
-/** matmul_acc over the columns of one item: see the file's comment. `index`: matmul_acc's place in the module. */
+/** The words of matmul_acc_job's arguments, in order. */
+export const ACC_JOB_ARGS = ['out', 'a', 'b', 'M', 'K', 'N', 'sam', 'sak', 'ldb', 'ldo', 'pack', 'packBytes', 'chunk', 'kBlock', 'live', 'outStep', 'aStep', 'bStep'] as const;
+
+/**
+ * matmul_acc_job(args, item, thread): one item of `products` products of one shape, out_p += a_p ·
+ * b_p with out_p = out + p · outStep (bytes; a_p and b_p the same with aStep, bStep). args points
+ * at the i32 words ACC_JOB_ARGS: item j does product p = j / items and columns c·chunk … +chunk
+ * of it, c = j % items, where items = ⌈N / chunk⌉. The sum over k goes kBlock terms at a time,
+ * each block added to out as a whole (so an output gets the same operations in the same order as
+ * from one call per block), and block i only when live is 0 or the i32 word live[i] is not 0 (a
+ * block of a's columns that is all zeros adds nothing). All the blocks in one job: a job per
+ * block was too small to share (at 46 rows, 37 µs an item, about what waking a helper costs).
+ * Each thread packs into its own area, pack + thread · packBytes. `index`: matmul_acc's place in the module.
+ */
 export function matmulAccJob(index: number): Code {
-  return rangeJob('matmul_acc_job', index, 8, 5, 7); // [out, a, b, M, K, N, lda, pack], packBytes, chunk; total = N; pack per thread
+  const f = new Code('matmul_acc_job', ['i32', 'i32', 'i32']);
+  const [args, item, thread] = [0, 1, 2];
+  const w = Object.fromEntries(ACC_JOB_ARGS.map((name, i) => [name, 4 * i])) as Record<(typeof ACC_JOB_ARGS)[number], number>;
+  const arg = (name: (typeof ACC_JOB_ARGS)[number]) => f.get(args).i32_load(w[name]);
+  const lo = f.local('i32'), hi = f.local('i32'), k0 = f.local('i32'), kn = f.local('i32'), live = f.local('i32'), all = f.local('i32');
+  const items = f.local('i32'), p = f.local('i32');
+  // items = ⌈N / chunk⌉, p = item / items, lo = (item % items) · chunk, hi = min(N, lo + chunk)
+  arg('N'), arg('chunk'), f.i32_add().i32(1).i32_sub(), arg('chunk'), f.i32_div_u().set(items);
+  f.get(item).get(items).i32_div_u().set(p);
+  f.get(item).get(items).i32_rem_u(), arg('chunk'), f.i32_mul().set(lo);
+  f.get(lo), arg('chunk'), f.i32_add().set(hi);
+  f.when(() => (f.get(hi), arg('N'), f.i32_gt_u()), () => (arg('N'), f.set(hi)));
+  arg('live'), f.tee(live).i32_eqz().set(all);
+  f.i32(0).set(k0);
+  f.while_(() => (f.get(k0), arg('K'), f.i32_lt_u()), () => {
+    // kn = min(kBlock, K − k0)
+    arg('kBlock'), arg('K'), f.get(k0).i32_sub(), arg('kBlock'), arg('K'), f.get(k0).i32_sub().i32_lt_u().select().set(kn);
+    // (with live = 0, the word read is memory's first, and `all` decides)
+    f.when(() => f.get(all).get(live).i32_load().i32_add(), () => {
+      arg('out'), f.get(p), arg('outStep'), f.i32_mul().i32_add();
+      arg('a'), f.get(p), arg('aStep'), f.i32_mul().i32_add().get(k0), arg('sak'), f.i32_mul().i32(2).i32_shl().i32_add(); // a_p + 4·k0·sak
+      arg('b'), f.get(p), arg('bStep'), f.i32_mul().i32_add().get(k0), arg('ldb'), f.i32_mul().i32(2).i32_shl().i32_add(); // b_p + 4·k0·ldb
+      arg('M'), f.get(kn), arg('sam'), arg('sak'), arg('ldb'), arg('ldo');
+      arg('pack'), f.get(thread), arg('packBytes'), f.i32_mul().i32_add();
+      f.get(lo).get(hi).call(index);
+    });
+    f.when(() => f.get(all).i32_eqz(), () => f.get(live).i32(4).i32_add().set(live));
+    f.get(k0), arg('kBlock'), f.i32_add().set(k0);
+  });
+  return f;
 }

@@ -42,7 +42,7 @@ export interface KernelExports extends Record<JobName, (args: number, item: numb
   residual(out: number, a: number, b: number, N: number): void;
   layernorm_scale(scale: number, inp: number, BT: number, C: number, eps: number): void;
   layernorm_apply(out: number, inp: number, scale: number, w: number, b: number, BT: number, C: number): void;
-  matmul_acc(out: number, a: number, b: number, M: number, K: number, N: number, lda: number, pack: number, n0: number, n1: number): void;
+  matmul_acc(out: number, a: number, b: number, M: number, K: number, sam: number, sak: number, ldb: number, ldo: number, pack: number, n0: number, n1: number): void;
   gelu_backward(dinp: number, inp: number, dout: number, N: number): void;
   layernorm_apply_backward(dinp: number, dscale: number, dout: number, inp: number, scale: number, w: number, BT: number, C: number): void;
   layernorm_scale_backward(dinp: number, dscale: number, inp: number, scale: number, BT: number, C: number): void;

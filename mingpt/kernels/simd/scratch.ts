@@ -3,12 +3,12 @@
  * a call copies the activations it is given into a scratch area there, runs, and copies the
  * results out. Scratch hands out the area from the start, 16-byte aligned, with 16 bytes to
  * spare after each array (the vector kernels may read or write up to 3 floats past an end); its
- * first 64 bytes hold a job's arguments (./threads.ts). Nothing is allocated in JavaScript: the
+ * first 128 bytes hold a job's arguments (./threads.ts). Nothing is allocated in JavaScript: the
  * areas are made once, with their memory.
  */
 import type { KernelMemory } from './memory.ts';
 
-const ARGS_BYTES = 64;
+const ARGS_BYTES = 128;
 
 /** byte offsets rounded up to 16 (a vector); not `& ~15`: offsets may pass 2³¹ */
 const align = (x: number) => Math.ceil(x / 16) * 16;
