@@ -1116,8 +1116,14 @@ function scatterPositions(d: Float32Array, B: number, T: number, C: number, posi
 }
 
 function allFinite(a: Float32Array): boolean {
-  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return false;
-  return true;
+  // x · 0 is 0 for a finite x and NaN for ±∞ or NaN, so the sums stay 0 exactly when all are
+  // finite; four sums side by side run four times as fast as one (the logits: 2.2 MB at 11 tokens)
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0, i = 0;
+  for (; i + 3 < a.length; i += 4) {
+    s0 += a[i] * 0; s1 += a[i + 1] * 0; s2 += a[i + 2] * 0; s3 += a[i + 3] * 0;
+  }
+  for (; i < a.length; i++) s0 += a[i] * 0;
+  return s0 + s1 + s2 + s3 === 0;
 }
 
 export function argmax(a: ArrayLike<number>): number {
