@@ -212,7 +212,7 @@ async function idleCpuMs(ms: number): Promise<number> {
 function bound(f: ForwardFigure, vocabShare: number): string {
   const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
   const where = `matmul ${pct(f.shares.matmul)} of this thread's time, attention ${pct(f.shares.attention)}, the rest ${pct(f.shares.other)}`;
-  if (f.T <= 32) return `${where}: small products (the helper thread wakes for each) and the vocabulary projection (${pct(vocabShare)} of the flops) streaming 154 MB of weights for a few rows`;
+  if (f.T <= 32) return `${where}: memory, each weight read from it for only ${f.T} rows, so the products wait on it (the kernel table's cached rates are the ceiling); the vocabulary projection is ${pct(vocabShare)} of the flops and 154 MB of the weights`;
   if (f.shares.attention < 0.15) return `${where}: the matmul, at the 128-bit SIMD multiply-add rate (WebAssembly's 128-bit vectors: half the lanes of AVX2, a quarter of AVX-512)`;
   return `${where}: the matmul at the 128-bit SIMD rate, and the attention, which grows with T²`;
 }
