@@ -8,7 +8,9 @@
  *   - the backward pass of a metric (activations' gradients only) and of the loss (with every
  *     parameter's gradient, what training needs);
  *   - attribution patching of the whole layer × position sweep of the block outputs on a
- *     46-token pair (three passes; the exact sweep runs 12 × 46 = 552 patched runs);
+ *     46-token pair (three passes; the exact sweep runs 12 × 46 = 552 patched runs), timed
+ *     back to back like the rest, and again in turn with the unit (one run of each, alternately),
+ *     so that both meet the machine in the same state;
  *   - edge attribution patching of every edge (32 280 of them) on one IOI prompt, and one more
  *     integrated-gradients step.
  *
@@ -44,17 +46,24 @@ interface Timing { wall: number; cpu: number }
 
 /** median wall and processor milliseconds of `runs` calls after one warm-up */
 function time(runs: number, fn: () => void): Timing {
-  fn();
-  const wall: number[] = [], cpu: number[] = [];
+  return alternate(runs, [fn])[0];
+}
+
+/** median wall and processor milliseconds of each of fns, run in turn (one of each, `runs` times) after one warm-up each */
+function alternate(runs: number, fns: Array<() => void>): Timing[] {
+  for (const fn of fns) fn();
+  const wall = fns.map(() => [] as number[]), cpu = fns.map(() => [] as number[]);
   for (let i = 0; i < runs; i++) {
-    const c0 = process.cpuUsage(), t0 = performance.now();
-    fn();
-    wall.push(performance.now() - t0);
-    const c = process.cpuUsage(c0);
-    cpu.push((c.user + c.system) / 1000);
+    fns.forEach((fn, j) => {
+      const c0 = process.cpuUsage(), t0 = performance.now();
+      fn();
+      wall[j].push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      cpu[j].push((c.user + c.system) / 1000);
+    });
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-  return { wall: median(wall), cpu: median(cpu) };
+  return fns.map((_, j) => ({ wall: median(wall[j]), cpu: median(cpu[j]) }));
 }
 
 const COMMAND = {
@@ -103,8 +112,13 @@ async function main(argv: readonly string[]): Promise<void> {
     model.zero_grad();
     model.backward();
   }), fwd);
-  const atp = time(runs, () => get_atp_resid_post(atp_runs(model, clean, corrupt, metric, ['resid_post'])));
+  const runAtp = () => get_atp_resid_post(atp_runs(model, clean, corrupt, metric, ['resid_post']));
+  const atp = time(runs, runAtp);
   show(`AtP of the block outputs, ${model.config.n_layer} × ${T} cells (3 passes)`, atp, fwd);
+  // the same two figures taken in turn, one run of each: back to back, a forward finds the caches
+  // and the heap as the forward before left them, which favours the unit
+  const [fwdAlt, atpAlt] = alternate(runs, [() => model.forward(corrupt, { logits_at: [T - 1] }), runAtp]);
+  show('AtP, timed in turn with the unit (one run of each, alternately)', atpAlt, fwdAlt);
 
   const ic = bpe.encode(IOI_CLEAN), ir = bpe.encode(IOI_CORRUPT);
   const ioiMetric = logitDiffMetric(bpe.encode(' Mary')[0], bpe.encode(' John')[0]);
