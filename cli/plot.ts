@@ -167,6 +167,19 @@ export async function spanLegend(spec: TopLevelSpec): Promise<TopLevelSpec> {
   return copy;
 }
 
+/**
+ * The charts' typeface. Every text is measured with DejaVu Sans's widths (textWidth above), titles
+ * are wrapped with them, and resvg draws the PNG in it; a browser left to its own "sans-serif"
+ * often picks an Arial-like face about a tenth narrower, and every wrapped line then stops short
+ * of the plot's right edge. Verdana, where DejaVu Sans is missing, has nearly its widths.
+ */
+const CHART_FONT = '"DejaVu Sans", Verdana, sans-serif';
+
+/** The spec drawn in CHART_FONT: vega-lite's config.font sets every title, axis, legend and text mark. */
+function inChartFont(spec: TopLevelSpec): TopLevelSpec {
+  return { ...spec, config: { ...spec.config, font: CHART_FONT } } as TopLevelSpec;
+}
+
 /** The narrowest a title may wrap to, however narrow the chart. */
 const MIN_TITLE_WIDTH = 360;
 const TITLE_FONT_SIZE = 14, SUBTITLE_FONT_SIZE = 12;
@@ -294,7 +307,7 @@ ${bundles.join('\n')}
  * is installed; `png` says whether it was) and NAME.html (interactive, offline).
  */
 export async function chartFiles(name: string, chart: TopLevelSpec, title: string, opts: { description?: string } = {}): Promise<{ files: Array<[string, string | Uint8Array]>; png: boolean }> {
-  const spec = await fitTitle(await spanLegend(chart));
+  const spec = inChartFont(await fitTitle(await spanLegend(chart)));
   const svg = await renderSvg(spec);
   const png = await renderPng(svg);
   const pretty = JSON.stringify(spec, null, 2); // readable, unless the data makes it huge

@@ -13,7 +13,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chartHtml, fitTitle } from '../../cli/plot.ts';
+import { chartFiles, chartHtml, fitTitle } from '../../cli/plot.ts';
+import { textWidth } from '../../cli/chart_layout.ts';
 import { patchingHeatmapSpec } from '../../assignments/activation-patching/charts.ts';
 import { attentionSpec } from '../../assignments/induction-heads/charts.ts';
 import { REFERENCE, tempDir } from '../helpers.ts';
@@ -137,6 +138,33 @@ browserTest('pages of full-context charts draw in the browser too (vega parses t
     assert.is(r.status, 0, r.stderr.slice(-2000));
     assert.match(r.stdout, /<pre id="chart-error"><\/pre>/, `${name}: the page reported an error`);
     assert.match(r.stdout.slice(r.stdout.indexOf('<div id="chart"')), /<svg/, `${name}: no chart drawn`);
+  }
+});
+
+browserTest('the page draws its text in the face the widths were measured in: each title and subtitle line as wide as textWidth says (within 4%)', async () => {
+  // the page the CLI writes (chartFiles), and a script that reports each title line's drawn width
+  const { files } = await chartFiles('widths', spec, 'Text widths (browser test)');
+  const html = files.find(([name]) => name.endsWith('.html'))![1] as string;
+  const report = `<script>
+new MutationObserver((_, observer) => {
+  const lines = [...document.querySelectorAll('#chart .role-title-text tspan, #chart .role-title-subtitle tspan')];
+  if (lines.length === 0) return;
+  observer.disconnect();
+  const widths = lines.map((t) => [t.closest('g').classList.contains('role-title-text'), t.textContent, t.getComputedTextLength()]);
+  document.body.setAttribute('data-widths', JSON.stringify(widths));
+}).observe(document.getElementById('chart'), { childList: true, subtree: true });
+</script>`;
+  const file = path.join(tmp, 'widths.html');
+  fs.writeFileSync(file, html.replace('<div id="chart"></div>', `<div id="chart"></div>\n${report}`));
+  const r = runChromium(['--dump-dom'], file);
+  assert.is(r.status, 0, r.stderr.slice(-2000));
+  const m = r.stdout.match(/data-widths="([^"]*)"/);
+  assert.ok(m, 'the page reported no title lines');
+  const widths = JSON.parse(m[1].replace(/&quot;/g, '"').replace(/&amp;/g, '&')) as Array<[boolean, string, number]>;
+  assert.ok(widths.length >= 4, `${widths.length} title lines`);
+  for (const [isTitle, line, drawn] of widths) {
+    const measured = textWidth(line, isTitle ? 14 : 12, isTitle);
+    assert.ok(Math.abs(drawn / measured - 1) <= 0.04, `"${line}": drawn ${drawn.toFixed(1)} px, measured ${measured.toFixed(1)} px`);
   }
 });
 
