@@ -87,7 +87,7 @@ two texts apart. The clean run's logit lens and direct logit attribution come wi
     engine: { type: 'string', default: 'fast', choices: ['fast', 'reference'], help: "engine of the resid_post sweep: 'reference' does one full forward pass per cell, 'fast' only recomputes what a patch changes (same numbers)" },
     method: {
       type: 'string', default: 'exact', choices: [...METHODS],
-      help: "'exact': one patched run per cell; 'atp': attribution patching, every cell estimated to first order from three passes (the clean run, the corrupted run forward and backward); 'both': the two side by side, their correlation and the cells where they disagree most",
+      help: "'exact': one patched run per cell; 'atp': attribution patching, every cell estimated to first order from two passes (the clean and corrupted runs forward as one batch, the corrupted one backward); 'both': the two side by side, their correlation and the cells where they disagree most",
     },
   },
   epilog: `

@@ -8,7 +8,8 @@
  *   - the backward pass of a metric (activations' gradients only) and of the loss (with every
  *     parameter's gradient, what training needs);
  *   - attribution patching of the whole layer × position sweep of the block outputs on a
- *     46-token pair (three passes; the exact sweep runs 12 × 46 = 552 patched runs), timed
+ *     46-token pair (two passes: both texts forward as one batch, the corrupted one backward; the exact
+ *     sweep runs 12 × 46 = 552 patched runs), timed
  *     back to back like the rest, and again in turn with the unit (one run of each, alternately),
  *     so that both meet the machine in the same state;
  *   - edge attribution patching of every edge (32 280 of them) on one IOI prompt, and one more
@@ -114,7 +115,7 @@ async function main(argv: readonly string[]): Promise<void> {
   }), fwd);
   const runAtp = () => get_atp_resid_post(atp_runs(model, clean, corrupt, metric, ['resid_post']));
   const atp = time(runs, runAtp);
-  show(`AtP of the block outputs, ${model.config.n_layer} × ${T} cells (3 passes)`, atp, fwd);
+  show(`AtP of the block outputs, ${model.config.n_layer} × ${T} cells (2 passes)`, atp, fwd);
   // the same two figures taken in turn, one run of each: back to back, a forward finds the caches
   // and the heap as the forward before left them, which favours the unit
   const [fwdAlt, atpAlt] = alternate(runs, [() => model.forward(corrupt, { logits_at: [T - 1] }), runAtp]);

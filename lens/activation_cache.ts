@@ -26,7 +26,7 @@
 import ndarray from 'ndarray';
 import type { NdArray } from 'ndarray';
 import { pickPositions, type GPT, type ForwardOptions, type ForwardResult, type Idx } from '../mingpt/model.ts';
-import { act_name, cacheHook, type Activation } from '../mingpt/hooks.ts';
+import { act_name, batchRows, cacheHook, type Activation } from '../mingpt/hooks.ts';
 import { layernormApply } from '../mingpt/kernels/index.ts';
 import { logitDirection } from './metrics.ts';
 import { writeSafetensors } from '../io/safetensors.ts';
@@ -93,6 +93,14 @@ export class ActivationCache {
   /** The names held, in the order the forward pass reached them. */
   keys(): string[] {
     return [...this.store.keys()];
+  }
+
+  /**
+   * Batch rows [from, to) of every cached activation, as a cache of its own (views of the same
+   * numbers; TransformerLens's apply_slice_to_batch_dim): one batched run, read text by text.
+   */
+  apply_slice_to_batch_dim(from: number, to: number): ActivationCache {
+    return new ActivationCache(this.model, new Map([...this.store].map(([name, a]) => [name, batchRows(a, from, to)])), this.logits_at);
   }
 
   /** Bytes held by the cached tensors. */

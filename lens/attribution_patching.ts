@@ -1,6 +1,6 @@
 /**
  * Attribution patching (Nanda 2023; "AtP", Kramár et al. 2024): the first-order estimate of every
- * activation patch of ./patching.ts, all of them from three passes instead of one run per cell.
+ * activation patch of ./patching.ts, all of them from two passes instead of one run per cell.
  *
  * Denoising, as the exact patches: the corrupted run with one clean piece put back. To first
  * order, putting back the piece changes the metric by the change of the activation times the
@@ -8,9 +8,9 @@
  *
  *   atp[cell] = metric(corrupted) + Σ over the cell's slice of (a_clean − a_corrupted) ⊙ d metric / d a
  *
- * with the gradient taken on the corrupted run. The passes: the clean run forward, the corrupted
- * run forward and backward (./gradients.ts); then every cell of every kind is a sum over cached
- * numbers. The results have the axes, shapes and labels of the exact ones (PatchResult), so the
+ * with the gradient taken on the corrupted run. The passes: the clean and the corrupted runs
+ * forward as one batch, then backward through the corrupted rows (./gradients.ts); then every
+ * cell of every kind is a sum over cached numbers. The results have the axes, shapes and labels of the exact ones (PatchResult), so the
  * two compare cell by cell:
  *
  *   const runs = atp_runs(model, clean_ids, corrupted_ids, metric, ['resid_post']);
@@ -25,8 +25,8 @@
  * shows both side by side.
  */
 import type { GPT } from '../mingpt/model.ts';
-import { axesOf } from '../mingpt/hooks.ts';
-import { run_with_cache, type ActivationCache } from './activation_cache.ts';
+import { axesOf, batchRows } from '../mingpt/hooks.ts';
+import type { ActivationCache } from './activation_cache.ts';
 import { run_with_grad_cache } from './gradients.ts';
 import type { AxisName, Metric, PatchResult } from './patching.ts';
 
@@ -47,21 +47,24 @@ export type AtpPoint = 'resid_pre' | 'resid_mid' | 'resid_post' | 'attn_out' | '
 const pointName = (p: AtpPoint, l: number) => (p === 'z' || p === 'pattern' ? `blocks.${l}.attn.hook_${p}` : `blocks.${l}.hook_${p}`);
 
 /**
- * The three passes (clean forward; corrupted forward and backward), keeping the given kinds of
- * hook point of every layer. Texts of equal length; the metric needs its gradient (metric.backward).
+ * The passes: the clean and the corrupted texts forward as one batch (one pass over the weights
+ * for both), then backward through the corrupted rows only, keeping the given kinds of hook point
+ * of every layer. Texts of equal length, as many clean as corrupted; the metric needs its
+ * gradient (metric.backward).
  */
 export function atp_runs(model: GPT, clean_ids: number[] | number[][], corrupted_ids: number[] | number[][], metric: Metric, points: AtpPoint[]): AtpRuns {
   const rows = (x: number[] | number[][]) => (Array.isArray(x[0]) ? (x as number[][]) : [x as number[]]);
-  const T = rows(clean_ids)[0].length;
-  if (rows(corrupted_ids)[0].length !== T) throw new Error(`attribution patching needs texts of one length: clean ${T} tokens, corrupted ${rows(corrupted_ids)[0].length}`);
+  const clean = rows(clean_ids), corrupted = rows(corrupted_ids), B = clean.length, T = clean[0].length;
+  if (corrupted[0].length !== T) throw new Error(`attribution patching needs texts of one length: clean ${T} tokens, corrupted ${corrupted[0].length}`);
+  if (corrupted.length !== B) throw new Error(`attribution patching needs as many clean texts as corrupted ones: ${B} clean, ${corrupted.length} corrupted`);
   const names = new Set(points.flatMap((p) => Array.from({ length: model.config.n_layer }, (_, l) => pointName(p, l))));
   const keep = (n: string) => names.has(n);
   const logits_at = metric.positions ?? [T - 1];
-  const clean = run_with_cache(model, clean_ids, { names: keep, logits_at });
-  const corrupted = run_with_grad_cache(model, corrupted_ids, metric, { names: keep, cache: true, logits_at });
+  // batch rows 0 … B−1 clean, B … 2B−1 corrupted
+  const run = run_with_grad_cache(model, [...clean, ...corrupted], metric, { names: keep, cache: true, logits_at, grad_rows: [B, 2 * B] });
   return {
-    model, clean: clean.cache, corrupted: corrupted.cache, grads: corrupted.grad_cache,
-    metric: { clean: metric(clean.logits), corrupted: corrupted.value },
+    model, clean: run.cache.apply_slice_to_batch_dim(0, B), corrupted: run.cache.apply_slice_to_batch_dim(B, 2 * B), grads: run.grad_cache,
+    metric: { clean: metric(batchRows(run.logits, 0, B)), corrupted: run.value },
   };
 }
 

@@ -21,14 +21,15 @@
  * integrated gradient; m = 1 is plain EAP). The differences out_u(clean) − out_u(corrupted) stay those
  * of the two real runs.
  *
- * Cost: the clean run forward, and per step one forward and one backward pass without the weights'
- * gradients; then, per downstream node, a small product back through its weights and layer norm,
- * and one (upstream × downstream) product of the differences with the gradients.
+ * Cost: the clean and the corrupted runs forward as one batch (one pass over the weights) and the
+ * corrupted rows backward, without the weights' gradients; each further IG step one forward and
+ * one backward pass; then, per downstream node, a small product back through its weights and
+ * layer norm, and one (upstream × downstream) product of the differences with the gradients.
  */
 import type { GPT } from '../mingpt/model.ts';
-import type { HookSpec } from '../mingpt/hooks.ts';
+import { batchRows, type HookSpec } from '../mingpt/hooks.ts';
 import { matmulBackward, matmulForward, layernormBackward } from '../mingpt/kernels/index.ts';
-import { run_with_cache, type ActivationCache } from './activation_cache.ts';
+import type { ActivationCache } from './activation_cache.ts';
 import { run_with_grad_cache } from './gradients.ts';
 import type { Metric } from './patching.ts';
 
@@ -171,39 +172,39 @@ export function edge_attribution_patching(
   const steps = opts.steps ?? 1;
   if (!(Number.isInteger(steps) && steps >= 1)) throw new Error(`EAP-IG steps must be a whole number ≥ 1, got ${steps}`);
   const rows = (x: number[] | number[][]) => (Array.isArray(x[0]) ? (x as number[][]) : [x as number[]]);
-  const T = rows(clean_ids)[0].length;
-  if (rows(corrupted_ids)[0].length !== T) throw new Error(`edge attribution patching needs texts of one length: clean ${T} tokens, corrupted ${rows(corrupted_ids)[0].length}`);
+  const clean = rows(clean_ids), corrupted = rows(corrupted_ids), B = clean.length, T = clean[0].length;
+  if (corrupted[0].length !== T) throw new Error(`edge attribution patching needs texts of one length: clean ${T} tokens, corrupted ${corrupted[0].length}`);
+  if (corrupted.length !== B) throw new Error(`edge attribution patching needs as many clean texts as corrupted ones: ${B} clean, ${corrupted.length} corrupted`);
   const graph = eapGraph(L, nh);
   const needed = pointsNeeded(L), keep = (n: string) => needed.has(n);
   const logits_at = metric.positions ?? [T - 1];
 
-  const clean = run_with_cache(model, clean_ids, { names: keep, logits_at });
-  const cleanOut = upstreamOutputs(model, clean.cache);
-  const cleanResid = clean.cache.get('resid_pre', 0).data;
-  let corruptedValue = NaN, delta: Float32Array | null = null, G: Float32Array | null = null;
-  for (let k = 0; k < steps; k++) {
+  // step 0 is the corrupted run itself: it runs with the clean text beside it, one batch (rows
+  // 0 … B−1 clean, B … 2B−1 corrupted), and backward through the corrupted rows
+  const first = run_with_grad_cache(model, [...clean, ...corrupted], metric, { names: keep, cache: true, logits_at, grad_rows: [B, 2 * B] });
+  const cleanCache = first.cache.apply_slice_to_batch_dim(0, B), corruptedCache = first.cache.apply_slice_to_batch_dim(B, 2 * B);
+  const cleanOut = upstreamOutputs(model, cleanCache), delta = upstreamOutputs(model, corruptedCache);
+  for (let i = 0; i < delta.length; i++) delta[i] = cleanOut[i] - delta[i];
+  const G = downstreamGrads(model, corruptedCache, first.grad_cache, logits_at);
+  const cleanResid = cleanCache.get('resid_pre', 0).data;
+  for (let k = 1; k < steps; k++) {
     // step k runs the corrupted text with its embeddings moved a fraction k/steps towards the clean ones
     const alpha = k / steps;
-    const interpolate: HookSpec = k === 0 ? [] : [['blocks.0.hook_resid_pre', (act) => {
+    const interpolate: HookSpec = [['blocks.0.hook_resid_pre', (act) => {
       for (let i = 0; i < act.data.length; i++) act.data[i] += alpha * (cleanResid[i] - act.data[i]);
     }]];
-    const run = run_with_grad_cache(model, corrupted_ids, metric, { names: keep, cache: true, logits_at, hooks: interpolate });
+    const run = run_with_grad_cache(model, corrupted, metric, { names: keep, cache: true, logits_at, hooks: interpolate });
     const g = downstreamGrads(model, run.cache, run.grad_cache, logits_at);
-    if (k === 0) {
-      corruptedValue = run.value;
-      delta = upstreamOutputs(model, run.cache);
-      for (let i = 0; i < delta.length; i++) delta[i] = cleanOut[i] - delta[i];
-      G = g;
-    } else for (let i = 0; i < g.length; i++) G![i] += g[i];
+    for (let i = 0; i < g.length; i++) G[i] += g[i];
   }
-  if (steps > 1) for (let i = 0; i < G!.length; i++) G![i] /= steps;
+  if (steps > 1) for (let i = 0; i < G.length; i++) G[i] /= steps;
 
   // every edge at once: (U, N) differences times (D, N) gradients, transposed
-  const U = graph.upstream.length, D = graph.downstream.length, N = delta!.length / U;
+  const U = graph.upstream.length, D = graph.downstream.length, N = delta.length / U;
   const all = new Float32Array(U * D);
-  matmulForward(all, delta!, G!, null, U, N, D);
+  matmulForward(all, delta, G, null, U, N, D);
   const scores = graph.upstream.map((u, i) => graph.downstream.map((v, j) => (isEdge(u, v, L) ? all[i * D + j] : null)));
-  return { ...graph, scores, metric: { clean: metric(clean.logits), corrupted: corruptedValue }, steps };
+  return { ...graph, scores, metric: { clean: metric(batchRows(first.logits, 0, B)), corrupted: first.value }, steps };
 }
 
 /** The edges, largest |score| first. */

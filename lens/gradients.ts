@@ -24,7 +24,7 @@
  */
 import type { NdArray } from 'ndarray';
 import type { GPT, ForwardOptions, Idx } from '../mingpt/model.ts';
-import { cacheHook, type Activation, type HookSpec } from '../mingpt/hooks.ts';
+import { batchRows, cacheHook, type Activation, type HookSpec } from '../mingpt/hooks.ts';
 import { ActivationCache } from './activation_cache.ts';
 import type { Metric } from './patching.ts';
 
@@ -35,12 +35,18 @@ export interface GradCacheOptions extends Omit<ForwardOptions, 'targets' | 'grad
   bwd_hooks?: HookSpec;
   /** also keep the forward run's activations at the same hook points (default false) */
   cache?: boolean;
+  /**
+   * the batch rows [from, to) the metric reads (default: all). The other rows run forward in the
+   * same batch, one pass over the weights, with their activations kept (with `cache`) but no
+   * gradient; the gradients are the metric's rows', (to − from, …)
+   */
+  grad_rows?: [number, number];
 }
 
 export interface GradCacheResult {
   /** the metric's value on this run */
   value: number;
-  /** the logits the metric read: (B, P, vocab) at logits_at (by default the metric's positions, or the last) */
+  /** the run's logits: (B, P, vocab) at logits_at (by default the metric's positions, or the last); the metric read rows grad_rows */
   logits: NdArray<Float32Array>;
   /** the activations, with `cache: true` (else empty) */
   cache: ActivationCache;
@@ -73,7 +79,7 @@ function firstBlockNeeded(model: GPT, wanted: (name: string) => boolean): number
  * parameter gradients are not touched.
  */
 export function run_with_grad_cache(model: GPT, idx: Idx, metric: Metric, opts: GradCacheOptions = {}): GradCacheResult {
-  const { names, bwd_hooks, cache: keepActs, hooks, ...rest } = opts;
+  const { names, bwd_hooks, cache: keepActs, hooks, grad_rows, ...rest } = opts;
   if (!metric.backward) throw new Error('this metric has no gradient (metric.backward): attribution needs one; logitDiffMetric has it');
   const T = Array.isArray(idx[0]) ? (idx[0] as number[]).length : idx.length;
   const logits_at = rest.logits_at ?? metric.positions ?? [T - 1];
@@ -81,9 +87,10 @@ export function run_with_grad_cache(model: GPT, idx: Idx, metric: Metric, opts: 
   const acts = new Map<string, Activation>(), grads = new Map<string, Activation>();
   const fwd: HookSpec = [...(hooks ?? []), ...(keepActs ? [[keep, cacheHook(acts)] as HookSpec[number]] : [])];
   const res = model.forward(idx, { ...rest, logits_at, hooks: fwd, grad: true });
-  const value = metric(res.logits);
+  const read = grad_rows ? batchRows(res.logits, ...grad_rows) : res.logits;
+  const value = metric(read);
   const bwd: HookSpec = [...(bwd_hooks ?? []), [keep, cacheHook(grads)]];
   const stop_at_layer = firstBlockNeeded(model, (n) => bwd.some(([sel]) => (typeof sel === 'string' ? sel === n : sel(n))));
-  model.backward(metric.backward(res.logits), { params: false, hooks: bwd, stop_at_layer });
+  model.backward(metric.backward(read), { params: false, hooks: bwd, stop_at_layer, batch: grad_rows });
   return { value, logits: res.logits, cache: new ActivationCache(model, acts, logits_at), grad_cache: new ActivationCache(model, grads, logits_at) };
 }

@@ -156,6 +156,14 @@ export function clone(a: Activation): Activation {
   return out;
 }
 
+/** Batch rows [from, to) of an activation, (to − from, …): a view of a plain array, else a copy. */
+export function batchRows(a: Activation, from: number, to: number): Activation {
+  const B = a.shape[0];
+  if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 0 && from < to && to <= B)) throw new Error(`batch rows [${from}, ${to}) are outside 0..${B}`);
+  const data = contiguous(a), n = data.length / B;
+  return ndarray(data.subarray(from * n, to * n), [to - from, ...a.shape.slice(1)]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Selecting part of an activation: a position (or a range of positions) and, for per-head
 // activations, a head. Which axis is "position" depends on the hook point's layout.

@@ -90,6 +90,25 @@ type Grads = ((param: Float32Array) => Float32Array) | null;
 /** What backward() reads from the forward pass: the value every hook point passed on, by name. */
 type Tape = Map<string, Float32Array>;
 
+/** A recorded run: its hook points' values, and what backward() needs besides. */
+interface Recorded {
+  acts: Tape; ids: number[][] | null; targets: number[][] | null;
+  B: number; T: number; P: number; positions: number[] | null; start: number;
+  resid: Float32Array; logits: Float32Array; // (B, T, C) the stream entering ln_f; (B, P, vocab_size)
+}
+
+/** Batch rows [from, to) of a recorded run, as views (every recorded value is batch-major: (B, …)). */
+function batchRowsOf(run: Recorded, [from, to]: [number, number]): Recorded {
+  const { B } = run;
+  if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 0 && from < to && to <= B)) throw new Error(`backward's batch [${from}, ${to}) is outside the run's ${B} rows`);
+  const rows = (x: Float32Array) => x.subarray((x.length / B) * from, (x.length / B) * to);
+  const acts: Tape = new Map([...run.acts].map(([name, x]) => [name, rows(x)]));
+  return {
+    ...run, acts, B: to - from, ids: run.ids && run.ids.slice(from, to), targets: run.targets && run.targets.slice(from, to),
+    resid: rows(run.resid), logits: rows(run.logits),
+  };
+}
+
 /** tape.get that fails loudly: a missing value means the forward pass did not record it. */
 function saved(tape: Tape, name: string): Float32Array {
   const x = tape.get(name);
@@ -489,11 +508,7 @@ export class GPT {
   /** every parameter's gradient, laid out like params (see grad_of); made on the first backward pass that wants them */
   grads: Float32Array | null = null;
   /** what the last forward pass recorded for backward(), if it recorded */
-  private tape: {
-    acts: Tape; ids: number[][] | null; targets: number[][] | null;
-    B: number; T: number; P: number; positions: number[] | null; start: number;
-    resid: Float32Array; logits: Float32Array; // (B, T, C) the stream entering ln_f; (B, P, vocab_size)
-  } | null = null;
+  private tape: Recorded | null = null;
 
   /** With `save`: activations[layer][position] is the block's output (C) at that position. */
   activations: Float32Array[][] = [];
@@ -745,18 +760,23 @@ export class GPT {
    *   - `stop_at_layer` (forward's, backwards; with `params: false`) ends the pass at the stream
    *     entering that block: blocks L−1 … stop_at_layer run, and the last gradient given is
    *     blocks.{stop_at_layer − 1}.hook_resid_post's (what is before it, nobody reads).
+   *   - `batch` [from, to) runs the pass through those batch rows only: `dlogits` is theirs,
+   *     (to − from, P, vocab_size), and the other rows' gradient is zero. Rows of a batch never
+   *     meet, so a pass of a few rows is the pass of the whole batch with zeros elsewhere, at the
+   *     cost of those rows alone (attribution patching runs its clean and corrupted texts forward
+   *     as one batch, one pass over the weights, and back through the corrupted rows).
    * A value that a forward hook changed is differentiated as if the layer had computed it: the
    * layers after it see the changed value, and the gradient still flows on to what came before.
    * The recorded run is dropped afterwards, as PyTorch frees its graph.
    */
-  backward(dlogits?: Float32Array, opts: { params?: boolean; hooks?: HookSpec; stop_at_layer?: number } = {}): void {
+  backward(dlogits?: Float32Array, opts: { params?: boolean; hooks?: HookSpec; stop_at_layer?: number; batch?: [number, number] } = {}): void {
     if (opts.hooks?.length) {
       const hooks = opts.hooks;
       this.hooks.withGrad(hooks, () => this.backward(dlogits, { ...opts, hooks: undefined }));
       return;
     }
-    const tape = this.tape;
-    if (!tape) throw new Error('backward() needs the forward pass just before it to record what it needs: give that pass targets (the loss) or { grad: true }');
+    if (!this.tape) throw new Error('backward() needs the forward pass just before it to record what it needs: give that pass targets (the loss) or { grad: true }');
+    const tape = opts.batch ? batchRowsOf(this.tape, opts.batch) : this.tape;
     this.tape = null;
     const { n_embd: C, vocab_size: V, n_layer: L } = this.config;
     const { acts, B, T, P, positions } = tape;
@@ -765,7 +785,7 @@ export class GPT {
       if (!tape.targets) throw new Error('backward() with no gradient of the logits differentiates the loss: the forward pass needs targets');
       dlogits = new Float32Array(B * P * V);
       crossEntropyBackward(dlogits, tape.logits, tape.targets, B, T, V);
-    } else if (dlogits.length !== B * P * V) throw new Error(`dlogits must be (${B}, ${P}, ${V}) like the logits, got ${dlogits.length} numbers`);
+    } else if (dlogits.length !== B * P * V) throw new Error(`dlogits must be (${B}, ${P}, ${V}) like the logits${opts.batch ? ' of those batch rows' : ''}, got ${dlogits.length} numbers`);
     const grads: Grads = opts.params ?? true ? (p) => this.grad_of(p) : null;
     const stop = Math.max(tape.start, opts.stop_at_layer ?? 0);
     if (!(Number.isInteger(stop) && stop <= L)) throw new Error(`backward's stop_at_layer ${opts.stop_at_layer} is outside 0..${L}`);

@@ -23,6 +23,8 @@ import { gradientsReport, type Case } from '../conformance/gradients.ts';
 import { run_with_grad_cache } from '../lens/gradients.ts';
 import { edge_attribution_patching } from '../lens/eap.ts';
 import { logitDiffMetric } from '../lens/patching.ts';
+import { atp_runs } from '../lens/attribution_patching.ts';
+import { batchRows } from '../mingpt/hooks.ts';
 import { runScript } from './run_script.ts';
 import { FIXTURE, FIXTURE_ARG, FLOAT32_TOL, GRADIENTS as G, closeAll } from './helpers.ts';
 
@@ -98,6 +100,33 @@ test('the backward pass goes back only as far as the hook points asked for: the 
   assert.is(seen.at(-1), 'blocks.0.hook_resid_post');
   model.forward(c.corrupt_ids, { grad: true, logits_at: [T - 1] });
   assert.throws(() => model.backward(metric.backward!(logits), { stop_at_layer: 1 }), /params: false/);
+});
+
+test('a batch run backward through some of its rows: the gradients of those rows alone (the fixture\'s), the other rows riding along; bad ranges refused', () => {
+  // the clean text in row 0, the corrupted one in row 1, which the metric reads (the logits at
+  // every position, as the fixture's run computes them)
+  const T = c.corrupt_ids.length;
+  const run = run_with_grad_cache(model, [c.clean_ids, c.corrupt_ids], metric, { cache: true, grad_rows: [1, 2], logits_at: [...Array(T).keys()] });
+  close(run.value, G.metric.corrupt, 'the metric of row 1');
+  assert.equal(run.grad_cache.keys().sort(), Object.keys(G.grads).sort());
+  for (const name of Object.keys(G.grads)) {
+    const g = run.grad_cache.get(name);
+    assert.is(g.shape[0], 1, `${name}: one row of gradients`);
+    close(Array.from(g.data), G.grads[name].flat(Infinity), name);
+  }
+  close(metric(batchRows(run.logits, 0, 1)), G.metric.clean, 'the metric of row 0, which rode along');
+  assert.is(run.cache.get('blocks.0.hook_resid_post').shape[0], 2, 'the activations of both rows');
+  // the parameters' gradients of the loss of row 1 alone are the fixture's (row 0 another text)
+  const ids = c.clean_ids, other = c.corrupt_ids;
+  model.zero_grad();
+  model.forward([other.slice(0, -1), ids.slice(0, -1)], { targets: [other.slice(1), ids.slice(1)] });
+  model.backward(undefined, { batch: [1, 2] });
+  const [, ln] = model.named_parameters.find(([n]) => n === 'transformer.ln_f.weight')!;
+  close(Array.from(model.grad_of(ln)), G.loss_grads['ln_f.weight'], 'ln_f.weight, row 1\'s loss');
+  model.zero_grad();
+  const { logits } = model.forward([c.clean_ids, c.corrupt_ids], { grad: true, logits_at: [T - 1] });
+  assert.throws(() => model.backward(metric.backward!(batchRows(logits, 1, 2)), { batch: [1, 3] }), /batch \[1, 3\) is outside the run's 2 rows/);
+  assert.throws(() => atp_runs(model, [c.clean_ids, c.clean_ids], [c.corrupt_ids], metric, ['resid_post']), /as many clean texts as corrupted ones: 2 clean, 1 corrupted/);
 });
 
 test('a backward hook may keep the gradients it sees without copying them: no later block writes over them (the pass reuses only the arrays no hook sees)', () => {

@@ -1,6 +1,6 @@
 /**
  * Attribution patching beside the exact patch (generate.ts --method atp|both): the estimate of a
- * kind of patch from three passes (lens/attribution_patching.ts), and, with both, how far the two
+ * kind of patch from two passes (lens/attribution_patching.ts), and, with both, how far the two
  * agree: their correlation over the cells and the cells where they differ most (charts.ts draws
  * the two heatmaps side by side).
  */
@@ -26,7 +26,7 @@ const ESTIMATES = {
   'head-pos': get_atp_attn_head_out_by_pos,
 } as const;
 
-/** The kind's estimate, shaped like the exact patch: the clean run forward, the corrupted run forward and backward. */
+/** The kind's estimate, shaped like the exact patch: the two runs forward as one batch, the corrupted one backward. */
 export function estimatePatch(model: GPT, t: Tokenized, kind: PatchKind): Patch {
   const start = performance.now();
   const point: AtpPoint = kind === 'head' || kind === 'head-pos' ? 'z' : kind;
@@ -71,7 +71,7 @@ export function comparePatches(exact: Patch, atp: Patch, tokens: readonly string
 /** Step 5 for --method both, after the exact heatmap: the estimate's agreement with it. */
 export function printComparison(p: Printer, cmp: Comparison, atp: Patch): void {
   const showCorrelation = (r: number | null) => (r === null ? 'undefined (a heatmap without spread)' : r.toFixed(3));
-  section(p, 'attribution patching (3 passes) against the exact patch');
+  section(p, 'attribution patching (2 passes) against the exact patch');
   p.print(`correlation over the cells: ${showCorrelation(cmp.correlation)}; the estimate took ${atp.sweep_s.toFixed(2)} s`);
   p.print('the cells where they disagree most:');
   for (const c of cmp.worst) p.print(`  ${c.row.padEnd(10)} ${c.column.padEnd(24)} exact ${signed(c.exact, 3).padStart(9)}   estimate ${signed(c.atp, 3).padStart(9)}`);

@@ -405,7 +405,7 @@ export function comparisonChart(r: RunDescription, exact: Patch, atp: Patch, cmp
       text: `Exact activation patching and attribution patching of ${exact.hook}: correlation ${showCorrelation(cmp.correlation)}`,
       subtitle: [...subtitle(r), `largest differences (exact vs estimate): ${worst}`], anchor: 'start', fontSize: 15, subtitleFontSize: 11, offset: 12,
     },
-    hconcat: [panel(exact, `exact: one run per cell (${exact.sweep_s.toFixed(1)} s)`), panel(atp, `attribution patching: 3 passes (${atp.sweep_s.toFixed(2)} s)`)],
+    hconcat: [panel(exact, `exact: one run per cell (${exact.sweep_s.toFixed(1)} s)`), panel(atp, `attribution patching: 2 passes (${atp.sweep_s.toFixed(2)} s)`)],
     resolve: { scale: { color: 'shared' } },
     config: { view: { stroke: null }, axis: { labelFontSize: 11, titleFontSize: 12 } },
   };

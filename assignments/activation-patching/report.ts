@@ -154,7 +154,7 @@ const COST_PER_PASS = { generic: 1.5, fast: 1.0 };
 export function printPatchPlan(p: Printer, kind: PatchKind, engine: Engine | 'atp', L: number, nh: number, T: number, timing?: { passes: number; forward_s: number }): void {
   const plan = kind === 'head' ? `${L} layers × ${nh} heads = ${L * nh}`
     : kind === 'head-pos' ? `${L} layers × ${nh} heads × ${T} positions = ${L * nh * T}` : `${L} layers × ${T} positions = ${L * T}`;
-  if (engine === 'atp') return section(p, `4. attribution patching of ${patchHook(kind)}: ${plan} cells estimated from 3 passes (clean forward; corrupted forward and backward)`);
+  if (engine === 'atp') return section(p, `4. attribution patching of ${patchHook(kind)}: ${plan} cells estimated from 2 passes (both runs forward as one batch; the corrupted one backward)`);
   section(p, `4. patching ${patchHook(kind)}: ${plan} runs (${kind === 'resid_post' ? `engine: ${engine}` : 'generic patch'})`);
   if (!timing) return;
   const estimate = timing.passes * timing.forward_s * (kind === 'resid_post' && engine === 'fast' ? COST_PER_PASS.fast : COST_PER_PASS.generic);
