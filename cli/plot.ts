@@ -4,9 +4,10 @@
  * - renderSvg(spec): vega's headless renderer in Node, no canvas and no browser needed;
  * - renderPng(svg): the SVG rasterised by resvg (@resvg/resvg-js), or null when that
  *   optional package is not installed;
- * - chartHtml(spec, title) / writeChartHtml(path, spec, title): one HTML file with the vega,
- *   vega-lite and vega-embed browser bundles inlined, so the interactive chart (tooltips,
- *   export menu) opens offline by double-click.
+ * - chartHtml(spec, title): one HTML file with the vega, vega-lite and vega-embed browser bundles
+ *   inlined, so the interactive chart (tooltips, export menu) opens offline by double-click.
+ *
+ * chartFiles(name, spec, title) gives all of them at once, for an OutputWriter to write as a set.
  *
  * The render functions take any vega-lite spec; the experiments build their own specs (the
  * activation-patching charts are in assignments/activation-patching/charts.ts).
@@ -17,7 +18,6 @@ import { fileURLToPath } from 'node:url';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import * as vega from 'vega';
 import { parse, View } from 'vega';
-import { atomicWrite } from '../io/output.ts';
 import { visibleToken } from './terminal.ts';
 import { flowLines, textWidth, wrapLines } from './chart_layout.ts';
 
@@ -315,9 +315,4 @@ export async function chartFiles(name: string, chart: TopLevelSpec, title: strin
   if (png) files.push([`${name}.png`, png]);
   files.push([`${name}.html`, chartHtml(spec, title, opts)]);
   return { files, png: png !== null };
-}
-
-/** Write chartHtml(spec, title) to `file` atomically. */
-export function writeChartHtml(file: string, spec: TopLevelSpec, title: string, opts: { description?: string } = {}): void {
-  atomicWrite(file, chartHtml(spec, title, opts));
 }
