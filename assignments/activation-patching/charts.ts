@@ -414,6 +414,6 @@ export function comparisonChart(r: RunDescription, exact: Patch, atp: Patch, cmp
     spec: spec as unknown as TopLevelSpec, // (the panels are patchHeatmapSpec's charts, typed loosely once taken apart)
     title: `Exact patching and attribution patching (${exact.hook})`,
     description: 'Left: each cell is the corrupted run with one activation copied from the clean run. Right: the first-order estimate of the same cell ' +
-      'from one forward and backward pass of the corrupted run and one forward pass of the clean run. Same colour scale.',
+      'from the clean and corrupted runs\' activations and the corrupted run\'s gradient (one forward pass of both texts as a batch, one backward pass). Same colour scale.',
   };
 }
